@@ -1,0 +1,52 @@
+//! `stratus-meta`: the Raft-replicated metadata cluster of Stratus.
+//!
+//! A small, generic replicated state machine — a revisioned key-value store with
+//! transactions and prefix watches, like etcd — on which rings, catalog and scheduling state
+//! are built as typed modules.
+//!
+//! # Layout
+//! - [`kv`]: the data model and the pure transaction logic (with an in-memory store for tests).
+//! - [`store`]: RocksDB log store, state machine and snapshot files (openraft storage-v2).
+//! - [`network`]: openraft's transport over tonic channels.
+//! - [`grpc`]: the Raft service between nodes and the client-facing `Meta` service.
+//! - [`server`]: [`server::MetaServer`], one node built from a [`server::Config`].
+//! - [`client`]: [`client::MetaClient`], which follows the leader and retries safely.
+
+pub mod client;
+pub mod grpc;
+pub mod kv;
+pub mod network;
+pub mod server;
+pub mod store;
+
+/// Node ids are small integers chosen by the operator.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// openraft type configuration of the meta cluster.
+    pub TypeConfig:
+        D = kv::Request,
+        R = kv::Response,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = tokio::fs::File,
+);
+
+/// The Raft handle of a meta node.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Errors starting or running a meta node.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("RocksDB: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("config: {0}")]
+    Config(String),
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}

@@ -1,0 +1,75 @@
+//! `stratus-meta`: one node of the metadata cluster.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use stratus_meta::server::{self, Config, MetaServer};
+
+/// One node of the Stratus metadata cluster.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Node id, unique in the cluster.
+    #[arg(long)]
+    id: u64,
+    /// Data directory (database, snapshots, address file).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port (or reuses this data dir's).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    #[arg(long, default_value_t = 150)]
+    heartbeat_ms: u64,
+    #[arg(long, default_value_t = 750)]
+    election_min_ms: u64,
+    #[arg(long, default_value_t = 1500)]
+    election_max_ms: u64,
+    /// Build a snapshot every N log entries.
+    #[arg(long, default_value_t = 20_000)]
+    snapshot_logs: u64,
+    /// Log entries kept behind a snapshot.
+    #[arg(long, default_value_t = 1_000)]
+    keep_logs: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .init();
+    let a = Args::parse();
+    let listen = server::resolve_listen(&a.data_dir, a.listen);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    server::write_addr(&a.data_dir, addr).context("writing the address file")?;
+    let cfg = Config {
+        heartbeat_ms: a.heartbeat_ms,
+        election_min_ms: a.election_min_ms,
+        election_max_ms: a.election_max_ms,
+        snapshot_logs: a.snapshot_logs,
+        keep_logs: a.keep_logs,
+        ..Config::new(a.id, &a.data_dir)
+    };
+    let node = MetaServer::new(cfg, addr.to_string())
+        .await
+        .context("starting the meta node")?;
+    println!("stratus-meta node {} listening on {addr}", a.id);
+    node.run(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

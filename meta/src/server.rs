@@ -1,0 +1,160 @@
+//! One meta node: storage, Raft and the gRPC services, built from a [`Config`] and served on a
+//! listener the caller bound (tests bind port 0).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::SnapshotPolicy;
+use stratus_proto::meta::meta_server::MetaServer as MetaGrpcServer;
+use stratus_proto::raft::raft_server::RaftServer;
+use tokio::net::TcpListener;
+
+use crate::grpc::meta_service::MetaService;
+use crate::grpc::raft_service::RaftService;
+use crate::network::{Network, MAX_MESSAGE_BYTES};
+use crate::store::{self, SmReader};
+use crate::{MetaError, NodeId, Raft};
+
+/// Largest client message (a txn of 4 MiB plus framing).
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// How a meta node runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node's id; unique in the cluster, never reused after removal.
+    pub id: NodeId,
+    /// Where the database, snapshots and the address file live.
+    pub data_dir: PathBuf,
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_logs: u64,
+    /// Log entries kept behind a snapshot (so slightly lagging followers need no snapshot).
+    pub keep_logs: u64,
+}
+
+impl Config {
+    /// Defaults for node `id` with data in `data_dir`.
+    pub fn new(id: NodeId, data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            id,
+            data_dir: data_dir.into(),
+            heartbeat_ms: 150,
+            election_min_ms: 750,
+            election_max_ms: 1500,
+            snapshot_logs: 20_000,
+            keep_logs: 1_000,
+        }
+    }
+
+    fn raft_config(&self) -> Result<openraft::Config, MetaError> {
+        openraft::Config {
+            cluster_name: "stratus-meta".into(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_min_ms,
+            election_timeout_max: self.election_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
+            max_in_snapshot_log_to_keep: self.keep_logs,
+            snapshot_max_chunk_size: 1024 * 1024,
+            max_payload_entries: 1024,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| MetaError::Config(e.to_string()))
+    }
+}
+
+/// A running meta node.
+pub struct MetaServer {
+    cfg: Config,
+    addr: String,
+    raft: Raft,
+    reader: SmReader,
+}
+
+impl MetaServer {
+    /// Open storage and start Raft for a node reachable at `addr`.
+    pub async fn new(cfg: Config, addr: String) -> Result<Self, MetaError> {
+        let raft_cfg = Arc::new(cfg.raft_config()?);
+        let (log, sm) = store::open(&cfg.data_dir).await?;
+        let reader = sm.reader();
+        let raft = Raft::new(cfg.id, raft_cfg, Network::default(), log, sm)
+            .await
+            .map_err(|e| MetaError::Raft(e.to_string()))?;
+        Ok(MetaServer {
+            cfg,
+            addr,
+            raft,
+            reader,
+        })
+    }
+
+    /// The Raft handle (for in-process use and tests).
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Serve both gRPC services on `listener` until `shutdown` resolves, then stop Raft.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), MetaError> {
+        let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
+            .map_err(|e| MetaError::Config(e.to_string()))?;
+        let raft_svc = RaftServer::new(RaftService::new(self.raft.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let meta_svc = MetaGrpcServer::new(MetaService::new(
+            self.cfg.id,
+            self.addr.clone(),
+            self.raft.clone(),
+            self.reader.clone(),
+        ))
+        .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
+        .max_encoding_message_size(64 * 1024 * 1024);
+        tracing::info!(id = self.cfg.id, addr = %self.addr, "meta node serving");
+        let served = tonic::transport::Server::builder()
+            .add_service(raft_svc)
+            .add_service(meta_svc)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+        let _ = self.raft.shutdown().await;
+        served.map_err(Into::into)
+    }
+}
+
+/// Name of the file in a data dir that records the node's address.
+pub const ADDR_FILE: &str = "addr";
+
+/// The address to bind: `listen` as given, except that port 0 reuses the address this data
+/// dir had before (a restarted node must keep the address its peers know).
+pub fn resolve_listen(data_dir: &Path, listen: SocketAddr) -> SocketAddr {
+    if listen.port() == 0 {
+        if let Some(prev) = read_addr(data_dir) {
+            return prev;
+        }
+    }
+    listen
+}
+
+/// The address recorded in `data_dir`, if any.
+pub fn read_addr(data_dir: &Path) -> Option<SocketAddr> {
+    std::fs::read_to_string(data_dir.join(ADDR_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Record `addr` in `data_dir` atomically.
+pub fn write_addr(data_dir: &Path, addr: SocketAddr) -> std::io::Result<()> {
+    std::fs::create_dir_all(data_dir)?;
+    let tmp = data_dir.join(format!("{ADDR_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{addr}\n"))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, data_dir.join(ADDR_FILE))
+}

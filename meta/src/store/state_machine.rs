@@ -1,0 +1,575 @@
+//! The replicated state machine in RocksDB (`RaftStateMachine`) and its read side.
+//!
+//! Each log entry is applied as one atomic RocksDB write batch that also records the applied
+//! log id, so the state machine is always exactly "the log up to `applied`". Applies are not
+//! synced (see the durability invariant in [`super`]).
+//!
+//! History: every writing revision stores its events (with previous values) in `events`.
+//! Watches replay them; reads at an older revision undo them. Every [`COMPACT_EVERY`]
+//! revisions, history older than [`HISTORY_REVISIONS`] is dropped; the compaction point is
+//! a function of the revision alone, so every replica compacts identically.
+//!
+//! Dedup: a request id seen within the last [`DEDUP_WINDOW`] log entries returns its first
+//! answer instead of being applied again.
+
+use std::io::SeekFrom;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
+};
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::watch;
+
+use super::snapshot::{self, SnapshotWriter};
+use super::{cf, key_ceiling, CF_DEDUP, CF_DEDUP_IDX, CF_EVENTS, CF_KV, CF_SM, SM_CFS};
+use crate::kv::{
+    self, apply_txn, Event, KeyRange, KeyValue, KvRead, OpResult, RangeEnd, RangeQuery, Response,
+};
+use crate::{NodeId, TypeConfig};
+
+/// Revisions of history kept for watches and reads at an old revision.
+pub const HISTORY_REVISIONS: i64 = 100_000;
+/// How often (in revisions) history is compacted.
+pub const COMPACT_EVERY: i64 = 1024;
+/// Log entries within which a repeated request id is recognised.
+pub const DEDUP_WINDOW: u64 = 100_000;
+
+type Membership = StoredMembership<NodeId, openraft::BasicNode>;
+
+/// A read the state machine cannot answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("revision {requested} has been compacted; the oldest available is {oldest}")]
+    Compacted { requested: i64, oldest: i64 },
+    #[error("revision {requested} is in the future; the current revision is {current}")]
+    Future { requested: i64, current: i64 },
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl From<rocksdb::Error> for ReadError {
+    fn from(e: rocksdb::Error) -> Self {
+        ReadError::Storage(e.to_string())
+    }
+}
+
+struct Shared {
+    db: Arc<DB>,
+    snap_dir: PathBuf,
+    /// Latest applied revision, for watchers.
+    revision: watch::Sender<i64>,
+    /// Held for writing while a snapshot replaces the whole state; reads hold it for reading.
+    install: RwLock<()>,
+    current: Mutex<Option<(snapshot::Meta, PathBuf)>>,
+    seq: AtomicU64,
+}
+
+/// The state machine handed to openraft.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    shared: Arc<Shared>,
+}
+
+/// Read access for the gRPC service: gets, ranges, history and the revision feed.
+#[derive(Clone)]
+pub struct SmReader {
+    shared: Arc<Shared>,
+}
+
+fn be(rev: i64) -> [u8; 8] {
+    (rev as u64).to_be_bytes()
+}
+
+fn sm_get<T: serde::de::DeserializeOwned>(
+    db: &DB,
+    snap: Option<&rocksdb::Snapshot>,
+    key: &str,
+) -> Result<Option<T>, rocksdb::Error> {
+    let raw = match snap {
+        Some(s) => s.get_cf(cf(db, CF_SM), key)?,
+        None => db.get_cf(cf(db, CF_SM), key)?,
+    };
+    Ok(raw.and_then(|b| bincode::deserialize(&b).ok()))
+}
+
+fn ser<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    bincode::serialize(v).expect("serializing plain data cannot fail")
+}
+
+/// Reads of the current state used while applying (sees every earlier applied entry).
+struct DbState<'a>(&'a DB);
+
+impl KvRead for DbState<'_> {
+    fn get(&self, key: &[u8]) -> Option<KeyValue> {
+        let raw = self.0.get_cf(cf(self.0, CF_KV), key).ok().flatten()?;
+        bincode::deserialize(&raw).ok()
+    }
+    fn range(&self, range: &KeyRange) -> Vec<KeyValue> {
+        scan(self.0, None, range, usize::MAX).unwrap_or_default()
+    }
+}
+
+/// Live keys of `range`, in order, at most `max`.
+fn scan(
+    db: &DB,
+    snap: Option<&rocksdb::Snapshot>,
+    range: &KeyRange,
+    max: usize,
+) -> Result<Vec<KeyValue>, rocksdb::Error> {
+    if range.end == RangeEnd::Single {
+        let raw = match snap {
+            Some(s) => s.get_cf(cf(db, CF_KV), &range.start)?,
+            None => db.get_cf(cf(db, CF_KV), &range.start)?,
+        };
+        return Ok(raw
+            .and_then(|b| bincode::deserialize(&b).ok())
+            .into_iter()
+            .collect());
+    }
+    let mut opts = ReadOptions::default();
+    if let Some(s) = snap {
+        opts.set_snapshot(s);
+    }
+    if let RangeEnd::Before(end) = &range.end {
+        opts.set_iterate_upper_bound(end.clone());
+    }
+    let mut out = Vec::new();
+    for item in db.iterator_cf_opt(
+        cf(db, CF_KV),
+        opts,
+        IteratorMode::From(&range.start, Direction::Forward),
+    ) {
+        let (_, v) = item?;
+        if out.len() >= max {
+            break;
+        }
+        if let Ok(kv) = bincode::deserialize(&v) {
+            out.push(kv);
+        }
+    }
+    Ok(out)
+}
+
+impl StateMachineStore {
+    /// Open the state machine over `db`, with snapshot files in `snap_dir`.
+    pub async fn open(db: Arc<DB>, snap_dir: PathBuf) -> Result<Self, crate::MetaError> {
+        std::fs::create_dir_all(&snap_dir)?;
+        let current = snapshot::latest(&snap_dir);
+        if let Some((_, keep)) = &current {
+            snapshot::remove_others(&snap_dir, keep);
+        }
+        let revision: i64 = sm_get(&db, None, "revision")?.unwrap_or(0);
+        let (tx, _) = watch::channel(revision);
+        let shared = Arc::new(Shared {
+            db,
+            snap_dir,
+            revision: tx,
+            install: RwLock::new(()),
+            current: Mutex::new(current),
+            seq: AtomicU64::new(0),
+        });
+        Ok(StateMachineStore { shared })
+    }
+
+    /// A reader over the same state.
+    pub fn reader(&self) -> SmReader {
+        SmReader {
+            shared: self.shared.clone(),
+        }
+    }
+
+    fn apply_one(
+        &self,
+        ent: Entry<TypeConfig>,
+        revision: &mut i64,
+    ) -> Result<Response, StorageError<NodeId>> {
+        let db = &*self.shared.db;
+        let log_id = ent.log_id;
+        let mut batch = WriteBatch::default();
+        let mut response = Response {
+            revision: *revision,
+            succeeded: true,
+            results: vec![],
+        };
+        match ent.payload {
+            EntryPayload::Blank => {}
+            EntryPayload::Membership(m) => {
+                batch.put_cf(
+                    cf(db, CF_SM),
+                    "membership",
+                    ser(&Membership::new(Some(log_id), m)),
+                );
+            }
+            EntryPayload::Normal(req) => {
+                let seen = match &req.id {
+                    Some(id) => db
+                        .get_cf(cf(db, CF_DEDUP), id.0)
+                        .map_err(|e| StorageIOError::apply(log_id, &e))?
+                        .and_then(|b| bincode::deserialize::<(u64, Response)>(&b).ok()),
+                    None => None,
+                };
+                if let Some((_, first)) = seen {
+                    response = first;
+                } else {
+                    let applied = apply_txn(&DbState(db), &req.txn, *revision);
+                    for (k, v) in &applied.changes {
+                        match v {
+                            Some(kv) => batch.put_cf(cf(db, CF_KV), k, ser(kv)),
+                            None => batch.delete_cf(cf(db, CF_KV), k),
+                        }
+                    }
+                    if !applied.events.is_empty() {
+                        *revision = applied.response.revision;
+                        batch.put_cf(cf(db, CF_EVENTS), be(*revision), ser(&applied.events));
+                        if *revision % COMPACT_EVERY == 0 && *revision > HISTORY_REVISIONS {
+                            let compact = *revision - HISTORY_REVISIONS;
+                            batch.delete_range_cf(cf(db, CF_EVENTS), be(0), be(compact + 1));
+                            batch.put_cf(cf(db, CF_SM), "compact", ser(&compact));
+                        }
+                    }
+                    if let Some(id) = &req.id {
+                        batch.put_cf(
+                            cf(db, CF_DEDUP),
+                            id.0,
+                            ser(&(log_id.index, &applied.response)),
+                        );
+                        let mut idx = log_id.index.to_be_bytes().to_vec();
+                        idx.extend_from_slice(&id.0);
+                        batch.put_cf(cf(db, CF_DEDUP_IDX), idx, b"");
+                    }
+                    response = applied.response;
+                }
+                if log_id.index % 1024 == 0 && log_id.index > DEDUP_WINDOW {
+                    self.prune_dedup(&mut batch, log_id.index - DEDUP_WINDOW)
+                        .map_err(|e| StorageIOError::apply(log_id, &e))?;
+                }
+            }
+        }
+        batch.put_cf(cf(db, CF_SM), "applied", ser(&Some(log_id)));
+        batch.put_cf(cf(db, CF_SM), "revision", ser(revision));
+        db.write(batch)
+            .map_err(|e| StorageIOError::apply(log_id, &e))?;
+        Ok(response)
+    }
+
+    fn prune_dedup(&self, batch: &mut WriteBatch, below: u64) -> Result<(), rocksdb::Error> {
+        let db = &*self.shared.db;
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(below.to_be_bytes().to_vec());
+        for item in db.iterator_cf_opt(cf(db, CF_DEDUP_IDX), opts, IteratorMode::Start) {
+            let (k, _) = item?;
+            batch.delete_cf(cf(db, CF_DEDUP), &k[8..]);
+            batch.delete_cf(cf(db, CF_DEDUP_IDX), &k);
+        }
+        Ok(())
+    }
+
+    fn build_blocking(&self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let db = &*self.shared.db;
+        // Make every applied entry durable before the log may be purged behind this snapshot.
+        db.flush_wal(true)
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let snap = db.snapshot();
+        let read = |e: rocksdb::Error| StorageError::from(StorageIOError::read_state_machine(&e));
+        let applied: Option<LogId<NodeId>> =
+            sm_get::<Option<LogId<NodeId>>>(db, Some(&snap), "applied")
+                .map_err(read)?
+                .flatten();
+        let membership: Membership = sm_get(db, Some(&snap), "membership")
+            .map_err(read)?
+            .unwrap_or_default();
+        let seq = self.shared.seq.fetch_add(1, Ordering::Relaxed);
+        let snapshot_id = match applied {
+            Some(l) => format!(
+                "{}-{}-{}-{}",
+                l.leader_id.term, l.leader_id.node_id, l.index, seq
+            ),
+            None => format!("0-0-0-{seq}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: applied,
+            last_membership: membership,
+            snapshot_id,
+        };
+        let werr = |e: std::io::Error| {
+            StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e))
+        };
+        let mut w = SnapshotWriter::create(&self.shared.snap_dir, &meta).map_err(werr)?;
+        for (i, name) in SM_CFS.iter().enumerate() {
+            let mut opts = ReadOptions::default();
+            opts.set_snapshot(&snap);
+            for item in db.iterator_cf_opt(cf(db, name), opts, IteratorMode::Start) {
+                let (k, v) = item.map_err(read)?;
+                w.record(i as u8, &k, &v).map_err(werr)?;
+            }
+        }
+        let path = w.finish().map_err(werr)?;
+        snapshot::remove_others(&self.shared.snap_dir, &path);
+        *self.shared.current.lock().expect("lock") = Some((meta.clone(), path.clone()));
+        let file = std::fs::File::open(&path).map_err(werr)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        })
+    }
+
+    fn install_blocking(
+        &self,
+        meta: &snapshot::Meta,
+        bytes: Vec<u8>,
+    ) -> Result<i64, StorageError<NodeId>> {
+        let sig = Some(meta.signature());
+        let werr = |e: &dyn std::fmt::Display| {
+            StorageError::from(StorageIOError::write_snapshot(
+                sig.clone(),
+                &std::io::Error::other(e.to_string()),
+            ))
+        };
+        let parsed = snapshot::parse(&bytes).map_err(|e| werr(&e))?;
+        if parsed.meta.last_log_id != meta.last_log_id {
+            return Err(werr(&"snapshot file does not match its metadata"));
+        }
+        // Keep the verified file as our current snapshot before touching the state.
+        let dir = &self.shared.snap_dir;
+        let dest = dir.join(format!("{}.snap", meta.snapshot_id));
+        let tmp = dir.join(format!("{}.snap.tmp", meta.snapshot_id));
+        std::fs::write(&tmp, &bytes)
+            .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+            .and_then(|_| snapshot::publish(&tmp, &dest))
+            .map_err(|e| werr(&e))?;
+
+        let db = &*self.shared.db;
+        let _guard = self.shared.install.write().expect("lock");
+        let mut batch = WriteBatch::default();
+        for name in SM_CFS {
+            batch.delete_range_cf(cf(db, name), Vec::new(), key_ceiling());
+        }
+        for (i, k, v) in &parsed.records {
+            let Some(name) = SM_CFS.get(*i as usize) else {
+                return Err(werr(&"unknown column family in snapshot"));
+            };
+            batch.put_cf(cf(db, name), k, v);
+        }
+        batch.put_cf(cf(db, CF_SM), "applied", ser(&meta.last_log_id));
+        batch.put_cf(cf(db, CF_SM), "membership", ser(&meta.last_membership));
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        db.write_opt(batch, &sync).map_err(|e| werr(&e))?;
+        let revision: i64 = sm_get(db, None, "revision")
+            .map_err(|e| werr(&e))?
+            .unwrap_or(0);
+        snapshot::remove_others(dir, &dest);
+        *self.shared.current.lock().expect("lock") = Some((meta.clone(), dest));
+        Ok(revision)
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.build_blocking())
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, Membership), StorageError<NodeId>> {
+        let db = &*self.shared.db;
+        let read = |e: rocksdb::Error| StorageError::from(StorageIOError::read_state_machine(&e));
+        let applied = sm_get::<Option<LogId<NodeId>>>(db, None, "applied")
+            .map_err(read)?
+            .flatten();
+        let membership = sm_get(db, None, "membership")
+            .map_err(read)?
+            .unwrap_or_default();
+        Ok((applied, membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut revision = *self.shared.revision.borrow();
+        let mut out = Vec::new();
+        for ent in entries {
+            out.push(self.apply_one(ent, &mut revision)?);
+        }
+        self.shared.revision.send_replace(revision);
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
+        let seq = self.shared.seq.fetch_add(1, Ordering::Relaxed);
+        let path = self
+            .shared
+            .snap_dir
+            .join(format!("incoming-{seq}-{}.tmp", rand::random::<u32>()));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
+        mut snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let rerr = |e: std::io::Error| {
+            StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), &e))
+        };
+        snapshot.seek(SeekFrom::Start(0)).await.map_err(rerr)?;
+        let mut bytes = Vec::new();
+        snapshot.read_to_end(&mut bytes).await.map_err(rerr)?;
+        drop(snapshot);
+        let me = self.clone();
+        let meta2 = meta.clone();
+        let revision = tokio::task::spawn_blocking(move || me.install_blocking(&meta2, bytes))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))??;
+        self.shared.revision.send_replace(revision);
+        tracing::info!(snapshot = %meta.snapshot_id, revision, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let current = self.shared.current.lock().expect("lock").clone();
+        let Some((meta, path)) = current else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        }))
+    }
+}
+
+impl SmReader {
+    /// The latest applied revision and a feed of its changes.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.shared.revision.subscribe()
+    }
+
+    /// The latest applied revision.
+    pub fn revision(&self) -> i64 {
+        *self.shared.revision.borrow()
+    }
+
+    /// The oldest revision whose state can still be read (history before it is dropped).
+    pub fn compact_revision(&self) -> i64 {
+        sm_get(&self.shared.db, None, "compact")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    /// Answer a range query as of `at` (0 = current). Returns the answer and the revision it
+    /// reflects.
+    pub fn range(&self, q: &RangeQuery, at: i64) -> Result<(OpResult, i64), ReadError> {
+        let _guard = self.shared.install.read().expect("lock");
+        let db = &*self.shared.db;
+        let snap = db.snapshot();
+        let current: i64 = sm_get(db, Some(&snap), "revision")?.unwrap_or(0);
+        let compact: i64 = sm_get(db, Some(&snap), "compact")?.unwrap_or(0);
+        if at > current {
+            return Err(ReadError::Future {
+                requested: at,
+                current,
+            });
+        }
+        if at > 0 && at < compact {
+            return Err(ReadError::Compacted {
+                requested: at,
+                oldest: compact,
+            });
+        }
+        let mut kvs = scan(db, Some(&snap), &q.range, usize::MAX)?;
+        if at > 0 && at < current {
+            let mut opts = ReadOptions::default();
+            opts.set_snapshot(&snap);
+            opts.set_iterate_lower_bound(be(at + 1).to_vec());
+            let mut newer = Vec::new();
+            for item in db.iterator_cf_opt(cf(db, CF_EVENTS), opts, IteratorMode::End) {
+                let (_, v) = item?;
+                let evs: Vec<Event> =
+                    bincode::deserialize(&v).map_err(|e| ReadError::Storage(e.to_string()))?;
+                newer.extend(evs.into_iter().rev());
+            }
+            kvs = kv::undo_events(kvs, &q.range, newer);
+        }
+        Ok((kv::range_result(kvs, q), if at > 0 { at } else { current }))
+    }
+
+    /// Events of revisions `>= from` whose key starts with `prefix`, scanning at most
+    /// `max_revisions` revisions. Returns the matching events and the last revision scanned
+    /// (`from - 1` when nothing was there yet).
+    pub fn events(
+        &self,
+        from: i64,
+        prefix: &[u8],
+        max_revisions: usize,
+    ) -> Result<(Vec<(i64, Vec<Event>)>, i64), ReadError> {
+        let _guard = self.shared.install.read().expect("lock");
+        let db = &*self.shared.db;
+        let compact: i64 = sm_get(db, None, "compact")?.unwrap_or(0);
+        if from <= compact {
+            return Err(ReadError::Compacted {
+                requested: from,
+                oldest: compact + 1,
+            });
+        }
+        let mut out = Vec::new();
+        let mut scanned = from - 1;
+        let iter = db.iterator_cf(
+            cf(db, CF_EVENTS),
+            IteratorMode::From(&be(from), Direction::Forward),
+        );
+        for item in iter.take(max_revisions) {
+            let (k, v) = item?;
+            let rev = u64::from_be_bytes(
+                k.as_ref()
+                    .try_into()
+                    .map_err(|_| ReadError::Storage("bad event key".into()))?,
+            ) as i64;
+            scanned = rev;
+            let evs: Vec<Event> =
+                bincode::deserialize(&v).map_err(|e| ReadError::Storage(e.to_string()))?;
+            let evs: Vec<Event> = evs
+                .into_iter()
+                .filter(|e| e.kv.key.starts_with(prefix))
+                .collect();
+            if !evs.is_empty() {
+                out.push((rev, evs));
+            }
+        }
+        Ok((out, scanned))
+    }
+}
