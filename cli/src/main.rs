@@ -1,1 +1,70 @@
-fn main() {}
+//! `stratus`: the command line for Stratus users and operators.
+//!
+//! Raw flags are parsed here and turned into typed calls into the modules:
+//! - [`dev`]: a local cluster of real processes (`stratus dev up|status|down`);
+//! - [`meta_cmd`]: operator access to the metadata cluster (`stratus meta …`);
+//! - [`bench`]: the metadata write benchmark (`stratus meta bench`).
+
+mod bench;
+mod dev;
+mod meta_cmd;
+mod table;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Stratus: a storage-first cloud.
+#[derive(Parser, Debug)]
+#[command(name = "stratus", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run a local cluster of real processes on 127.0.0.1.
+    Dev {
+        #[command(subcommand)]
+        cmd: dev::DevCmd,
+    },
+    /// Operate the metadata cluster.
+    Meta {
+        /// Meta endpoints (host:port, comma separated). Default: the local dev cluster's.
+        #[arg(long, env = "STRATUS_META", value_delimiter = ',', global = true)]
+        meta: Vec<String>,
+        /// Dev cluster directory to read endpoints from when --meta is not given.
+        #[arg(long, env = "STRATUS_DEV_DIR", global = true)]
+        dir: Option<PathBuf>,
+        /// Print JSON instead of tables.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        cmd: meta_cmd::MetaCmd,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Dev { cmd } => dev::run(cmd).await,
+        Cmd::Meta {
+            meta,
+            dir,
+            json,
+            cmd,
+        } => meta_cmd::run(meta, dir, json, cmd).await,
+    };
+    if let Err(e) = res {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

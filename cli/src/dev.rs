@@ -1,0 +1,347 @@
+//! `stratus dev`: a whole local cluster as separate processes on 127.0.0.1.
+//!
+//! Layout of the cluster directory (default `~/.local/share/stratus/dev`):
+//! ```text
+//! <dir>/meta-<id>/        data dir of meta node <id> (db, snapshots, addr)
+//! <dir>/meta-<id>/pid     pid of the running process
+//! <dir>/meta-<id>/log     its stdout and stderr
+//! <dir>/endpoints         meta endpoints, comma separated (read by `stratus meta`)
+//! ```
+//! A second `up` reuses the data and the addresses; `down` stops the processes and keeps
+//! the data.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use stratus_meta::client::MetaClient;
+use tokio::time::Instant;
+
+use crate::table;
+
+/// `stratus dev …`
+#[derive(Subcommand, Debug)]
+pub enum DevCmd {
+    /// Start (or restart) the local cluster and wait until it is healthy.
+    Up {
+        #[arg(long, env = "STRATUS_DEV_DIR")]
+        dir: Option<PathBuf>,
+        /// Number of meta nodes.
+        #[arg(long, default_value_t = 3)]
+        meta_nodes: u64,
+    },
+    /// Show every process of the local cluster and its Raft state.
+    Status {
+        #[arg(long, env = "STRATUS_DEV_DIR")]
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the local cluster (data is kept).
+    Down {
+        #[arg(long, env = "STRATUS_DEV_DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// The default cluster directory.
+pub fn default_dir() -> PathBuf {
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/stratus/dev"),
+        None => PathBuf::from(".stratus-dev"),
+    }
+}
+
+/// Meta endpoints recorded by `dev up` in `dir`.
+pub fn read_endpoints(dir: &Path) -> Result<Vec<String>> {
+    let s = fs::read_to_string(dir.join("endpoints")).with_context(|| {
+        format!(
+            "no dev cluster in {} (run `stratus dev up`, or pass --meta)",
+            dir.display()
+        )
+    })?;
+    Ok(s.trim()
+        .split(',')
+        .map(str::to_string)
+        .filter(|e| !e.is_empty())
+        .collect())
+}
+
+fn sibling_binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the stratus binary")?;
+    let path = exe
+        .parent()
+        .map(|p| p.join(name))
+        .context("stratus binary has no directory")?;
+    if !path.exists() {
+        bail!(
+            "{} not found next to {} (build the workspace: cargo build --release)",
+            name,
+            exe.display()
+        );
+    }
+    Ok(path)
+}
+
+fn read_pid(node_dir: &Path) -> Option<i32> {
+    fs::read_to_string(node_dir.join("pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+fn running_pid(node_dir: &Path) -> Option<i32> {
+    read_pid(node_dir).filter(|p| alive(*p))
+}
+
+fn node_dirs(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut out: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let id = name.strip_prefix("meta-")?.parse().ok()?;
+            Some((id, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn log_tail(node_dir: &Path) -> String {
+    let log = fs::read_to_string(node_dir.join("log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Start meta node `id` in `node_dir` unless it already runs; returns its address.
+async fn start_meta(bin: &Path, id: u64, node_dir: &Path) -> Result<String> {
+    fs::create_dir_all(node_dir)?;
+    if running_pid(node_dir).is_none() {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node_dir.join("log"))?;
+        let child = Command::new(bin)
+            .args(["--id", &id.to_string(), "--data-dir"])
+            .arg(node_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        fs::write(node_dir.join("pid"), format!("{}\n", child.id()))?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(addr) = stratus_meta::server::read_addr(node_dir) {
+            let addr = addr.to_string();
+            if MetaClient::new(&[&addr])?.status_of(&addr).await.is_ok() {
+                return Ok(addr);
+            }
+        }
+        if running_pid(node_dir).is_none() {
+            bail!(
+                "meta node {id} exited; last lines of {}:\n{}",
+                node_dir.join("log").display(),
+                log_tail(node_dir)
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "meta node {id} did not answer within 30s; see {}",
+                node_dir.join("log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Wait until every node agrees on one leader and the membership holds every voter.
+async fn wait_healthy(
+    client: &MetaClient,
+    addrs: &BTreeMap<u64, String>,
+    timeout: Duration,
+) -> Result<u64> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("no answer yet");
+    while Instant::now() < deadline {
+        let mut leaders = Vec::new();
+        for addr in addrs.values() {
+            match client.status_of(addr).await {
+                Ok(s) if s.members.iter().filter(|m| m.voter).count() == addrs.len() => {
+                    leaders.push(s.leader_id)
+                }
+                Ok(s) => last = format!("node {} sees {} voters", s.id, s.members.len()),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        if leaders.len() == addrs.len()
+            && leaders[0].is_some()
+            && leaders.iter().all(|l| *l == leaders[0])
+        {
+            // A linearizable read proves the leader can reach a quorum.
+            if client.revision().await.is_ok() {
+                return Ok(leaders[0].unwrap_or_default());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("cluster not healthy after {timeout:?}: {last}")
+}
+
+/// Run a `stratus dev` command.
+pub async fn run(cmd: DevCmd) -> Result<()> {
+    match cmd {
+        DevCmd::Up { dir, meta_nodes } => up(&dir.unwrap_or_else(default_dir), meta_nodes).await,
+        DevCmd::Status { dir, json } => status(&dir.unwrap_or_else(default_dir), json).await,
+        DevCmd::Down { dir } => down(&dir.unwrap_or_else(default_dir)),
+    }
+}
+
+async fn up(dir: &Path, meta_nodes: u64) -> Result<()> {
+    if meta_nodes == 0 {
+        bail!("--meta-nodes must be at least 1");
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    let bin = sibling_binary("stratus-meta")?;
+    let mut addrs = BTreeMap::new();
+    for id in 1..=meta_nodes {
+        let addr = start_meta(&bin, id, &dir.join(format!("meta-{id}"))).await?;
+        addrs.insert(id, addr);
+    }
+    let endpoints: Vec<String> = addrs.values().cloned().collect();
+    let client = MetaClient::new(&endpoints)?;
+    let mut initialized = false;
+    for addr in addrs.values() {
+        initialized |= client.status_of(addr).await?.initialized;
+    }
+    if !initialized {
+        client
+            .initialize(&addrs[&1], addrs.clone())
+            .await
+            .context("initializing the meta cluster")?;
+    }
+    let leader = wait_healthy(&client, &addrs, Duration::from_secs(60)).await?;
+    fs::write(dir.join("endpoints"), endpoints.join(","))?;
+    println!(
+        "Stratus dev cluster is up ({} meta nodes, leader: node {leader}).",
+        addrs.len()
+    );
+    println!("  data:  {}", dir.display());
+    for (id, addr) in &addrs {
+        println!(
+            "  meta-{id}: {addr}   (log: {})",
+            dir.join(format!("meta-{id}/log")).display()
+        );
+    }
+    println!();
+    println!("  export STRATUS_META={}", endpoints.join(","));
+    println!("  stratus meta status");
+    println!("  stratus dev status --dir {}", dir.display());
+    println!("  stop it with: stratus dev down --dir {}", dir.display());
+    Ok(())
+}
+
+async fn status(dir: &Path, json: bool) -> Result<()> {
+    let nodes = node_dirs(dir);
+    if nodes.is_empty() {
+        bail!("no dev cluster in {}", dir.display());
+    }
+    let mut rows = Vec::new();
+    let mut out = Vec::new();
+    for (id, node_dir) in nodes {
+        let pid = running_pid(&node_dir);
+        let addr = stratus_meta::server::read_addr(&node_dir)
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let st = match (&pid, addr.is_empty()) {
+            (Some(_), false) => MetaClient::new(&[&addr])?.status_of(&addr).await.ok(),
+            _ => None,
+        };
+        let role = st.as_ref().map_or(
+            if pid.is_some() {
+                "unreachable"
+            } else {
+                "stopped"
+            }
+            .to_string(),
+            |s| s.role.clone(),
+        );
+        out.push(serde_json::json!({
+            "service": "meta", "id": id, "addr": addr, "pid": pid, "role": role,
+            "term": st.as_ref().map(|s| s.term), "applied": st.as_ref().and_then(|s| s.applied),
+            "revision": st.as_ref().map(|s| s.revision),
+        }));
+        rows.push(vec![
+            format!("meta-{id}"),
+            addr,
+            pid.map_or("-".into(), |p| p.to_string()),
+            role,
+            st.as_ref().map_or("-".into(), |s| s.term.to_string()),
+            st.as_ref()
+                .and_then(|s| s.applied)
+                .map_or("-".into(), |a| a.to_string()),
+            st.as_ref().map_or("-".into(), |s| s.revision.to_string()),
+        ]);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{}",
+            table::render(
+                &["SERVICE", "ADDR", "PID", "ROLE", "TERM", "APPLIED", "REVISION"],
+                &rows
+            )
+        );
+    }
+    Ok(())
+}
+
+fn down(dir: &Path) -> Result<()> {
+    let nodes = node_dirs(dir);
+    let mut stopped = 0;
+    for (_, node_dir) in &nodes {
+        if let Some(pid) = running_pid(node_dir) {
+            // SAFETY: sending SIGTERM to a pid we started.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while alive(pid) && std::time::Instant::now() < deadline {
+                reap(pid);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if alive(pid) {
+                // SAFETY: as above; the process ignored SIGTERM.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            stopped += 1;
+        }
+        let _ = fs::remove_file(node_dir.join("pid"));
+    }
+    println!(
+        "Stopped {stopped} process(es); data kept in {}.",
+        dir.display()
+    );
+    Ok(())
+}
+
+fn reap(pid: i32) {
+    // SAFETY: non-blocking wait on a child we may have started; harmless if it is not ours.
+    unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+}
