@@ -65,7 +65,10 @@ async fn killed_follower_catches_up_and_wiped_follower_gets_a_snapshot() {
     .await;
     assert_eq!(st.role, "learner");
     let log = std::fs::read_to_string(c.nodes[&victim].dir.with_extension("log")).unwrap();
-    assert!(log.contains("installed snapshot"), "the learner was brought up by a streamed snapshot");
+    assert!(
+        log.contains("installed snapshot"),
+        "the learner was brought up by a streamed snapshot"
+    );
     c.client()
         .change_membership(vec![victim], vec![])
         .await

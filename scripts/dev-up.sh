@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Build Stratus (release) and start a local cluster: 3 meta nodes on 127.0.0.1.
+# Extra arguments go to `stratus dev up` (e.g. --dir /tmp/stratus).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+cargo build --release --locked --bins
+exec ./target/release/stratus dev up "$@"
