@@ -88,7 +88,7 @@ async fn level(client: &MetaClient, c: usize, dur: Duration, value: &[u8], keys:
 
 /// Run the benchmark and print one row per concurrency level.
 pub async fn run(client: MetaClient, args: BenchArgs, json_out: bool) -> Result<()> {
-    if args.concurrency.iter().any(|c| *c == 0) || args.keys == 0 || args.seconds == 0 {
+    if args.concurrency.contains(&0) || args.keys == 0 || args.seconds == 0 {
         bail!("--concurrency, --keys and --seconds must be positive");
     }
     let value = vec![b'v'; args.value_size];

@@ -160,17 +160,17 @@ pub fn response_op(r: OpResult, header: &pb::Header) -> pb::ResponseOp {
     use pb::response_op::Response as R;
     let response = match r {
         OpResult::Range { kvs, more, count } => R::Range(pb::RangeResponse {
-            header: Some(header.clone()),
+            header: Some(*header),
             kvs: kvs.into_iter().map(Into::into).collect(),
             more,
             count,
         }),
         OpResult::Put { prev } => R::Put(pb::PutResponse {
-            header: Some(header.clone()),
+            header: Some(*header),
             prev_kv: prev.map(Into::into),
         }),
         OpResult::Delete { deleted, prev_kvs } => R::Delete(pb::DeleteResponse {
-            header: Some(header.clone()),
+            header: Some(*header),
             deleted,
             prev_kvs: prev_kvs.into_iter().map(Into::into).collect(),
         }),

@@ -171,7 +171,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .db
             .write_opt(batch, &synced())
             .map_err(std::io::Error::other);
-        let failed = res.as_ref().err().map(|e| StorageIOError::write_logs(e));
+        let failed = res.as_ref().err().map(StorageIOError::write_logs);
         callback.log_io_completed(res);
         match failed {
             Some(e) => Err(e.into()),

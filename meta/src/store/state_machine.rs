@@ -42,6 +42,9 @@ pub const DEDUP_WINDOW: u64 = 100_000;
 
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 
+/// Events grouped by revision, oldest first.
+pub type History = Vec<(i64, Vec<Event>)>;
+
 /// A read the state machine cannot answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -227,7 +230,9 @@ impl StateMachineStore {
                     if !applied.events.is_empty() {
                         *revision = applied.response.revision;
                         batch.put_cf(cf(db, CF_EVENTS), be(*revision), ser(&applied.events));
-                        if *revision % COMPACT_EVERY == 0 && *revision > HISTORY_REVISIONS {
+                        if (*revision).rem_euclid(COMPACT_EVERY) == 0
+                            && *revision > HISTORY_REVISIONS
+                        {
                             let compact = *revision - HISTORY_REVISIONS;
                             batch.delete_range_cf(cf(db, CF_EVENTS), be(0), be(compact + 1));
                             batch.put_cf(cf(db, CF_SM), "compact", ser(&compact));
@@ -245,7 +250,7 @@ impl StateMachineStore {
                     }
                     response = applied.response;
                 }
-                if log_id.index % 1024 == 0 && log_id.index > DEDUP_WINDOW {
+                if log_id.index.is_multiple_of(1024) && log_id.index > DEDUP_WINDOW {
                     self.prune_dedup(&mut batch, log_id.index - DEDUP_WINDOW)
                         .map_err(|e| StorageIOError::apply(log_id, &e))?;
                 }
@@ -536,7 +541,7 @@ impl SmReader {
         from: i64,
         prefix: &[u8],
         max_revisions: usize,
-    ) -> Result<(Vec<(i64, Vec<Event>)>, i64), ReadError> {
+    ) -> Result<(History, i64), ReadError> {
         let _guard = self.shared.install.read().expect("lock");
         let db = &*self.shared.db;
         let compact: i64 = sm_get(db, None, "compact")?.unwrap_or(0);
