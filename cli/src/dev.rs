@@ -323,7 +323,6 @@ fn down(dir: &Path) -> Result<()> {
             unsafe { libc::kill(pid, libc::SIGTERM) };
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             while alive(pid) && std::time::Instant::now() < deadline {
-                reap(pid);
                 std::thread::sleep(Duration::from_millis(50));
             }
             if alive(pid) {
@@ -339,9 +338,4 @@ fn down(dir: &Path) -> Result<()> {
         dir.display()
     );
     Ok(())
-}
-
-fn reap(pid: i32) {
-    // SAFETY: non-blocking wait on a child we may have started; harmless if it is not ours.
-    unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
 }

@@ -131,6 +131,13 @@ pub struct RangeQuery {
     pub count_only: bool,
 }
 
+impl RangeQuery {
+    /// Check the key limits of a read.
+    pub fn validate(&self) -> Result<(), InvalidRequest> {
+        check_range(&self.range).map(|_| ())
+    }
+}
+
 /// One operation of a txn.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {

@@ -20,17 +20,17 @@ struct Args {
     /// Address to listen on; port 0 picks a free port (or reuses this data dir's).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = server::DEFAULT_HEARTBEAT_MS)]
     heartbeat_ms: u64,
-    #[arg(long, default_value_t = 750)]
+    #[arg(long, default_value_t = server::DEFAULT_ELECTION_MS.0)]
     election_min_ms: u64,
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = server::DEFAULT_ELECTION_MS.1)]
     election_max_ms: u64,
     /// Build a snapshot every N log entries.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = server::DEFAULT_SNAPSHOT_LOGS)]
     snapshot_logs: u64,
     /// Log entries kept behind a snapshot.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = server::DEFAULT_KEEP_LOGS)]
     keep_logs: u64,
 }
 

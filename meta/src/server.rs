@@ -20,6 +20,15 @@ use crate::{MetaError, NodeId, Raft};
 /// Largest client message (a txn of 4 MiB plus framing).
 pub const MAX_CLIENT_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 
+/// Default Raft heartbeat interval (ms).
+pub const DEFAULT_HEARTBEAT_MS: u64 = 150;
+/// Default election timeout range (ms).
+pub const DEFAULT_ELECTION_MS: (u64, u64) = (750, 1500);
+/// Default log entries between snapshots.
+pub const DEFAULT_SNAPSHOT_LOGS: u64 = 20_000;
+/// Default log entries kept behind a snapshot.
+pub const DEFAULT_KEEP_LOGS: u64 = 1_000;
+
 /// How a meta node runs.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -42,11 +51,11 @@ impl Config {
         Config {
             id,
             data_dir: data_dir.into(),
-            heartbeat_ms: 150,
-            election_min_ms: 750,
-            election_max_ms: 1500,
-            snapshot_logs: 20_000,
-            keep_logs: 1_000,
+            heartbeat_ms: DEFAULT_HEARTBEAT_MS,
+            election_min_ms: DEFAULT_ELECTION_MS.0,
+            election_max_ms: DEFAULT_ELECTION_MS.1,
+            snapshot_logs: DEFAULT_SNAPSHOT_LOGS,
+            keep_logs: DEFAULT_KEEP_LOGS,
         }
     }
 

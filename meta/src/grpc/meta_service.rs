@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, invalid};
 use crate::client;
-use crate::kv::{self, Op, OpResult, RangeQuery, Txn};
+use crate::kv::{self, OpResult, RangeQuery, Txn};
 use crate::store::SmReader;
 use crate::{NodeId, Raft};
 
@@ -78,6 +78,7 @@ impl MetaService {
         if revision < 0 {
             return Err(Status::invalid_argument("revision must not be negative"));
         }
+        q.validate().map_err(invalid)?;
         if !serializable {
             self.raft
                 .ensure_linearizable()
@@ -130,12 +131,6 @@ impl Meta for MetaService {
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         let r = req.into_inner();
-        if r.key.is_empty() {
-            return Err(invalid(kv::InvalidRequest::EmptyKey));
-        }
-        if r.key.len() > stratus_core::limits::MAX_KEY_BYTES {
-            return Err(invalid(kv::InvalidRequest::KeyTooLarge(r.key.len())));
-        }
         let q = RangeQuery {
             range: kv::KeyRange::single(r.key),
             limit: 0,
@@ -160,12 +155,6 @@ impl Meta for MetaService {
         let r = req.into_inner();
         let (revision, serializable) = (r.revision, r.serializable);
         let q = convert::range_query(r)?;
-        Txn {
-            success: vec![Op::Range(q.clone())],
-            ..Default::default()
-        }
-        .validate()
-        .map_err(invalid)?;
         let (res, rev) = self.read(q, revision, serializable).await?;
         match convert::response_op(res, &self.header(rev)).response {
             Some(pb::response_op::Response::Range(r)) => Ok(Response::new(r)),
