@@ -8,3 +8,4 @@
 
 pub mod id;
 pub mod limits;
+pub mod ring;
