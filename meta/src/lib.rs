@@ -11,6 +11,7 @@
 //! - [`grpc`]: the Raft service between nodes and the client-facing `Meta` service.
 //! - [`server`]: [`server::MetaServer`], one node built from a [`server::Config`].
 //! - [`client`]: [`client::MetaClient`], which follows the leader and retries safely.
+//! - [`rings`]: ring builder state and published rings in meta, and the ring watcher.
 
 // tonic::Status (176 bytes) is the error type of every gRPC handler and client call.
 #![allow(clippy::result_large_err)]
@@ -19,6 +20,7 @@ pub mod client;
 pub mod grpc;
 pub mod kv;
 pub mod network;
+pub mod rings;
 pub mod server;
 pub mod store;
 

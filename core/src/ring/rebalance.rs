@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::builder::RingBuilder;
-use super::{mix, DevId, RingError, NO_DEVICE};
+use super::{mix, DevId, RingError, MAX_REPLICAS, NO_DEVICE};
 
 /// Tiers below the root, in order: region, zone, node.
 const LEVELS: usize = 3;
@@ -157,11 +157,17 @@ impl RingBuilder {
                 t.units = topo.weight[l].iter().filter(|w| **w > 0.0).count() as u64;
             }
             for p in 0..parts {
-                let cur: Vec<u32> = self.assignment[p * r..(p + 1) * r]
-                    .iter()
-                    .map(|&id| topo.local_of(id))
-                    .filter(|&l| l != NONE)
-                    .collect();
+                let mut cur = Cur {
+                    buf: [NONE; MAX_REPLICAS as usize],
+                    len: 0,
+                };
+                for &id in &self.assignment[p * r..(p + 1) * r] {
+                    let l = topo.local_of(id);
+                    if l != NONE {
+                        cur.buf[cur.len] = l;
+                        cur.len += 1;
+                    }
+                }
                 let mut any = false;
                 for (l, t) in tiers.iter_mut().enumerate() {
                     if topo.violation(&cur, l).is_some() {
@@ -187,7 +193,7 @@ impl RingBuilder {
 struct Topo {
     ids: Vec<DevId>,
     /// Device id → local index (`NONE` for removed or unknown ids).
-    local: BTreeMap<DevId, u32>,
+    local: Vec<u32>,
     dev_weight: Vec<f64>,
     /// Local device → its unit at each level.
     dev_unit: Vec<[u32; LEVELS]>,
@@ -229,7 +235,7 @@ impl Topo {
         let mut placeable: [Vec<u32>; LEVELS] = counts.map(|n| vec![0; n]);
         let mut roots = Vec::new();
         let mut dev_unit = Vec::with_capacity(devs.len());
-        let mut local = BTreeMap::new();
+        let mut local = vec![NONE; b.next_dev_id as usize];
         for (i, d) in devs.iter().enumerate() {
             let u = [
                 region_ix[&d.region],
@@ -237,7 +243,7 @@ impl Topo {
                 node_ix[&(d.region, d.zone, d.node.as_str())],
             ];
             dev_unit.push(u);
-            local.insert(d.id, i as u32);
+            local[d.id as usize] = i as u32;
             for l in 0..LEVELS {
                 weight[l][u[l] as usize] += d.weight;
                 placeable[l][u[l] as usize] += u32::from(d.weight > 0.0);
@@ -344,7 +350,7 @@ impl Topo {
     }
 
     fn local_of(&self, id: DevId) -> u32 {
-        self.local.get(&id).copied().unwrap_or(NONE)
+        self.local.get(id as usize).copied().unwrap_or(NONE)
     }
 
     fn count(&self, cur: &[u32], level: usize, unit: u32) -> u32 {
@@ -363,14 +369,16 @@ impl Topo {
     /// Distinct units of level `m` under `unit` (level `l`) used by the partition's
     /// weighted devices.
     fn used_below(&self, cur: &[u32], l: usize, unit: u32, m: usize) -> u32 {
-        let mut seen: Vec<u32> = Vec::with_capacity(cur.len());
+        let mut seen = [NONE; MAX_REPLICAS as usize];
+        let mut n = 0;
         for &d in cur {
             let u = self.dev_unit[d as usize];
-            if u[l] == unit && self.dev_weight[d as usize] > 0.0 && !seen.contains(&u[m]) {
-                seen.push(u[m]);
+            if u[l] == unit && self.dev_weight[d as usize] > 0.0 && !seen[..n].contains(&u[m]) {
+                seen[n] = u[m];
+                n += 1;
             }
         }
-        seen.len() as u32
+        n as u32
     }
 }
 
@@ -408,6 +416,20 @@ fn waterfill(total: f64, weights: &[f64], caps: &[u32]) -> Vec<f64> {
             }
             return share;
         }
+    }
+}
+
+/// The copies a partition has now, as local device indices (on the stack: this is the
+/// innermost loop of a rebalance).
+struct Cur {
+    buf: [u32; MAX_REPLICAS as usize],
+    len: usize,
+}
+
+impl std::ops::Deref for Cur {
+    type Target = [u32];
+    fn deref(&self) -> &[u32] {
+        &self.buf[..self.len]
     }
 }
 
@@ -496,12 +518,18 @@ impl Work {
         ps
     }
 
-    fn cur(&self, p: usize) -> Vec<u32> {
-        self.a[p * self.r..(p + 1) * self.r]
-            .iter()
-            .copied()
-            .filter(|&d| d != NONE)
-            .collect()
+    fn cur(&self, p: usize) -> Cur {
+        let mut c = Cur {
+            buf: [NONE; MAX_REPLICAS as usize],
+            len: 0,
+        };
+        for &d in &self.a[p * self.r..(p + 1) * self.r] {
+            if d != NONE {
+                c.buf[c.len] = d;
+                c.len += 1;
+            }
+        }
+        c
     }
 
     fn set(&mut self, slot: usize, d: u32) {
@@ -539,9 +567,11 @@ impl Work {
                 .filter(|&u| t.placeable[l][u as usize] > t.used_below_self(cur, l, u))
                 .min_by_key(|&u| {
                     let c = t.count(cur, l, u);
-                    let crowded: Vec<bool> = (l + 1..LEVELS)
-                        .map(|m| t.below[l][m - l - 1][u as usize] <= t.used_below(cur, l, u, m))
-                        .collect();
+                    let mut crowded = [false; LEVELS - 1];
+                    for m in l + 1..LEVELS {
+                        crowded[m - l - 1] =
+                            t.below[l][m - l - 1][u as usize] <= t.used_below(cur, l, u, m);
+                    }
                     let want = self.unit_quota[l][u as usize] - self.unit_assigned[l][u as usize];
                     (
                         c >= t.cap[l][u as usize],

@@ -1,0 +1,104 @@
+//! Ring hot paths: rebalancing 2^18 partitions × 3 replicas over 100 devices in 5 zones
+//! (first build and after adding 5 devices), loading the binary ring, and lookups.
+
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use stratus_core::ring::{object_path, NewDevice, Ring, RingBuilder};
+
+const T0: u64 = 1_800_000_000;
+
+fn hundred_devices() -> RingBuilder {
+    let mut b = RingBuilder::new(18, 3, 1, [9; 16], 1).unwrap();
+    for zone in 1..=5 {
+        for node in 0..4 {
+            for dev in 0..5 {
+                b.add_device(NewDevice {
+                    region: 1,
+                    zone,
+                    node: format!("10.0.{zone}.{node}:6200"),
+                    name: format!("d{dev}"),
+                    weight: 100.0,
+                })
+                .unwrap();
+            }
+        }
+    }
+    b
+}
+
+fn rebalance(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ring_rebalance");
+    g.sample_size(10);
+    let fresh = hundred_devices();
+    g.bench_function("first_build_2^18x3_100dev", |b| {
+        b.iter_batched(
+            || fresh.clone(),
+            |mut rb| black_box(rb.rebalance(T0).unwrap()),
+            BatchSize::LargeInput,
+        )
+    });
+    let mut built = fresh.clone();
+    built.rebalance(T0).unwrap();
+    for zone in 1..=5 {
+        built
+            .add_device(NewDevice {
+                region: 1,
+                zone,
+                node: format!("10.0.{zone}.9:6200"),
+                name: "new".into(),
+                weight: 100.0,
+            })
+            .unwrap();
+    }
+    g.bench_function("add_5_devices_2^18x3", |b| {
+        b.iter_batched(
+            || built.clone(),
+            |mut rb| black_box(rb.rebalance(T0 + 7200).unwrap()),
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+fn load_and_lookup(c: &mut Criterion) {
+    let mut b = hundred_devices();
+    b.rebalance(T0).unwrap();
+    let ring = b.ring().unwrap();
+    let bytes = ring.to_bytes();
+    let mut g = c.benchmark_group("ring");
+    g.sample_size(20);
+    g.bench_function("load_2^18x3", |bn| {
+        bn.iter(|| black_box(Ring::from_bytes(&bytes).unwrap()))
+    });
+    let paths: Vec<String> = (0..1024)
+        .map(|i| {
+            object_path(
+                "AUTH_bench",
+                Some("photos"),
+                Some(&format!("2026/11/img_{i:06}.jpg")),
+            )
+        })
+        .collect();
+    g.throughput(Throughput::Elements(paths.len() as u64));
+    g.bench_function("lookup_partition_and_primaries", |bn| {
+        bn.iter(|| {
+            let mut acc = 0u32;
+            for p in &paths {
+                let part = ring.partition(p);
+                acc ^= ring.primary_ids(part)[0];
+            }
+            black_box(acc)
+        })
+    });
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("first_two_handoffs", |bn| {
+        let mut part = 0u32;
+        bn.iter(|| {
+            part = (part + 7919) % (1 << 18);
+            black_box(ring.handoffs(part).take(2).count())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, rebalance, load_and_lookup);
+criterion_main!(benches);
