@@ -6,7 +6,11 @@
 //! <dir>/meta-<id>/pid     pid of the running process
 //! <dir>/meta-<id>/log     its stdout and stderr
 //! <dir>/endpoints         meta endpoints, comma separated (read by `stratus meta`)
+//! <dir>/storage-<n>/addr  the address storage node <n> serves (picked once, kept)
+//! <dir>/storage-<n>/d<k>  its devices (directories)
 //! ```
+//! The first `up` also creates the `account`, `container` and `object` rings in meta with
+//! every device of every storage node (one zone per node) and publishes them.
 //! A second `up` reuses the data and the addresses; `down` stops the processes and keeps
 //! the data.
 
@@ -19,7 +23,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use stratus_core::ring::NewDevice;
 use stratus_meta::client::MetaClient;
+use stratus_meta::rings::{RingStore, RingStoreError};
 use tokio::time::Instant;
 
 use crate::table;
@@ -34,6 +40,12 @@ pub enum DevCmd {
         /// Number of meta nodes.
         #[arg(long, default_value_t = 3)]
         meta_nodes: u64,
+        /// Storage nodes to put in the rings (each its own zone).
+        #[arg(long, default_value_t = 3)]
+        storage_nodes: u32,
+        /// Devices per storage node.
+        #[arg(long, default_value_t = 2)]
+        devices: u32,
     },
     /// Show every process of the local cluster and its Raft state.
     Status {
@@ -207,15 +219,26 @@ async fn wait_healthy(
 /// Run a `stratus dev` command.
 pub async fn run(cmd: DevCmd) -> Result<()> {
     match cmd {
-        DevCmd::Up { dir, meta_nodes } => up(&dir.unwrap_or_else(default_dir), meta_nodes).await,
+        DevCmd::Up {
+            dir,
+            meta_nodes,
+            storage_nodes,
+            devices,
+        } => {
+            let dir = dir.unwrap_or_else(default_dir);
+            up(&dir, meta_nodes, storage_nodes, devices).await
+        }
         DevCmd::Status { dir, json } => status(&dir.unwrap_or_else(default_dir), json).await,
         DevCmd::Down { dir } => down(&dir.unwrap_or_else(default_dir)),
     }
 }
 
-async fn up(dir: &Path, meta_nodes: u64) -> Result<()> {
+async fn up(dir: &Path, meta_nodes: u64, storage_nodes: u32, devices: u32) -> Result<()> {
     if meta_nodes == 0 {
         bail!("--meta-nodes must be at least 1");
+    }
+    if storage_nodes == 0 || devices == 0 {
+        bail!("--storage-nodes and --devices must be at least 1");
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
@@ -239,6 +262,7 @@ async fn up(dir: &Path, meta_nodes: u64) -> Result<()> {
     }
     let leader = wait_healthy(&client, &addrs, Duration::from_secs(60)).await?;
     fs::write(dir.join("endpoints"), endpoints.join(","))?;
+    let rings = ensure_rings(&client, &dir, storage_nodes, devices).await?;
     println!(
         "Stratus dev cluster is up ({} meta nodes, leader: node {leader}).",
         addrs.len()
@@ -250,12 +274,76 @@ async fn up(dir: &Path, meta_nodes: u64) -> Result<()> {
             dir.join(format!("meta-{id}/log")).display()
         );
     }
+    println!("  rings: {rings}");
     println!();
     println!("  export STRATUS_META={}", endpoints.join(","));
     println!("  stratus meta status");
     println!("  stratus dev status --dir {}", dir.display());
     println!("  stop it with: stratus dev down --dir {}", dir.display());
     Ok(())
+}
+
+/// Partition power of each dev ring: ~100+ partitions per device for a few devices.
+const DEV_RINGS: [(&str, u32); 3] = [("account", 8), ("container", 8), ("object", 10)];
+
+/// The address storage node `n` will serve, picked once (a free loopback port) and kept.
+fn storage_addr(dir: &Path, n: u32) -> Result<String> {
+    let node_dir = dir.join(format!("storage-{n}"));
+    fs::create_dir_all(&node_dir)?;
+    let file = node_dir.join("addr");
+    if let Ok(a) = fs::read_to_string(&file) {
+        return Ok(a.trim().to_string());
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    fs::write(&file, &addr)?;
+    Ok(addr)
+}
+
+/// Creates and publishes the dev rings that do not exist yet; returns a summary line.
+async fn ensure_rings(client: &MetaClient, dir: &Path, nodes: u32, devices: u32) -> Result<String> {
+    let store = RingStore::new(client.clone());
+    let mut devs = Vec::new();
+    for n in 1..=nodes {
+        let addr = storage_addr(dir, n)?;
+        for k in 1..=devices {
+            fs::create_dir_all(dir.join(format!("storage-{n}/d{k}")))?;
+            devs.push(NewDevice {
+                region: 1,
+                zone: n,
+                node: addr.clone(),
+                name: format!("d{k}"),
+                weight: 100.0,
+            });
+        }
+    }
+    let replicas = 3.min(devs.len() as u32);
+    let mut out = Vec::new();
+    for (name, power) in DEV_RINGS {
+        match store.builder(name).await {
+            Ok(_) => {}
+            Err(RingStoreError::NotFound(_)) => {
+                // min_part_hours 0: a dev cluster has no data whose move must be waited for.
+                store.create(name, power, replicas, 0).await?;
+                for d in &devs {
+                    store.edit(name, |b| b.add_device(d.clone())).await?;
+                }
+                store.rebalance(name).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let (ring, _) = store.current(name).await?;
+        out.push(format!(
+            "{name} v{} ({} devices, 2^{} partitions x {})",
+            ring.version(),
+            ring.devices().len(),
+            ring.part_power(),
+            ring.replicas()
+        ));
+    }
+    Ok(out.join(", "))
 }
 
 async fn status(dir: &Path, json: bool) -> Result<()> {

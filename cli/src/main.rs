@@ -3,16 +3,18 @@
 //! Raw flags are parsed here and turned into typed calls into the modules:
 //! - [`dev`]: a local cluster of real processes (`stratus dev up|status|down`);
 //! - [`meta_cmd`]: operator access to the metadata cluster (`stratus meta …`);
+//! - [`ring_cmd`]: ring building and lookups (`stratus ring …`);
 //! - [`bench`]: the metadata write benchmark (`stratus meta bench`).
 
 mod bench;
 mod dev;
 mod meta_cmd;
+mod ring_cmd;
 mod table;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Stratus: a storage-first cloud.
 #[derive(Parser, Debug)]
@@ -31,18 +33,45 @@ enum Cmd {
     },
     /// Operate the metadata cluster.
     Meta {
-        /// Meta endpoints (host:port, comma separated). Default: the local dev cluster's.
-        #[arg(long, env = "STRATUS_META", value_delimiter = ',', global = true)]
-        meta: Vec<String>,
-        /// Dev cluster directory to read endpoints from when --meta is not given.
-        #[arg(long, env = "STRATUS_DEV_DIR", global = true)]
-        dir: Option<PathBuf>,
-        /// Print JSON instead of tables.
-        #[arg(long, global = true)]
-        json: bool,
+        #[command(flatten)]
+        conn: Conn,
         #[command(subcommand)]
         cmd: meta_cmd::MetaCmd,
     },
+    /// Build rings and look up where data lives (like swift-ring-builder, kept in meta).
+    Ring {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: ring_cmd::RingCmd,
+    },
+}
+
+/// How a command reaches the meta cluster, and how it prints.
+#[derive(Args, Debug, Clone)]
+pub struct Conn {
+    /// Meta endpoints (host:port, comma separated). Default: the local dev cluster's.
+    #[arg(long, env = "STRATUS_META", value_delimiter = ',', global = true)]
+    meta: Vec<String>,
+    /// Dev cluster directory to read endpoints from when --meta is not given.
+    #[arg(long, env = "STRATUS_DEV_DIR", global = true)]
+    dir: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl Conn {
+    /// A client for the endpoints given, or for the dev cluster's.
+    pub fn client(&self) -> anyhow::Result<stratus_meta::client::MetaClient> {
+        let endpoints = if self.meta.is_empty() {
+            let dir = self.dir.clone().unwrap_or_else(dev::default_dir);
+            dev::read_endpoints(&dir)?
+        } else {
+            self.meta.clone()
+        };
+        Ok(stratus_meta::client::MetaClient::new(&endpoints)?)
+    }
 }
 
 #[tokio::main]
@@ -56,12 +85,8 @@ async fn main() {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Dev { cmd } => dev::run(cmd).await,
-        Cmd::Meta {
-            meta,
-            dir,
-            json,
-            cmd,
-        } => meta_cmd::run(meta, dir, json, cmd).await,
+        Cmd::Meta { conn, cmd } => meta_cmd::run(&conn, cmd).await,
+        Cmd::Ring { conn, cmd } => ring_cmd::run(&conn, cmd).await,
     };
     if let Err(e) = res {
         eprintln!("error: {e:#}");

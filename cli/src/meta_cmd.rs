@@ -1,16 +1,14 @@
 //! `stratus meta …`: operator access to the metadata cluster.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use serde_json::json;
-use stratus_meta::client::MetaClient;
 use stratus_proto::meta as pb;
 use tokio_stream::StreamExt;
 
-use crate::{bench, dev, table};
+use crate::{bench, table, Conn};
 
 /// `stratus meta …`
 #[derive(Subcommand, Debug)]
@@ -135,18 +133,9 @@ fn opt(v: Option<u64>) -> String {
 }
 
 /// Run a `stratus meta` command.
-pub async fn run(
-    meta: Vec<String>,
-    dir: Option<PathBuf>,
-    json_out: bool,
-    cmd: MetaCmd,
-) -> Result<()> {
-    let endpoints = if meta.is_empty() {
-        dev::read_endpoints(&dir.unwrap_or_else(dev::default_dir))?
-    } else {
-        meta
-    };
-    let client = MetaClient::new(&endpoints)?;
+pub async fn run(conn: &Conn, cmd: MetaCmd) -> Result<()> {
+    let client = conn.client()?;
+    let json_out = conn.json;
     match cmd {
         MetaCmd::Status => {
             let mut rows = Vec::new();

@@ -23,10 +23,47 @@ use stratus_core::limits::{MAX_KEY_BYTES, MAX_TXN_OPS, MAX_VALUE_BYTES};
 /// Total bytes of keys and values one txn may carry (gRPC messages stay well under 8 MiB).
 pub const MAX_TXN_BYTES: usize = 4 * 1024 * 1024;
 
+/// Keys and values as byte strings rather than sequences of `u8`: the same bincode wire
+/// format (length, then the bytes), but copied in one go instead of byte by byte, which
+/// keeps large values (ring blobs) fast to replicate and store.
+mod bytes {
+    use serde::{de, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
 /// A stored key with its revisions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
+    #[serde(with = "bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "bytes")]
     pub value: Vec<u8>,
     pub create_revision: i64,
     pub mod_revision: i64,
@@ -143,7 +180,9 @@ impl RangeQuery {
 pub enum Op {
     Range(RangeQuery),
     Put {
+        #[serde(with = "bytes")]
         key: Vec<u8>,
+        #[serde(with = "bytes")]
         value: Vec<u8>,
         prev_kv: bool,
     },

@@ -68,7 +68,9 @@ impl Config {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
             max_in_snapshot_log_to_keep: self.keep_logs,
             snapshot_max_chunk_size: 1024 * 1024,
-            max_payload_entries: 1024,
+            // openraft times each AppendEntries out after one heartbeat interval, whatever its
+            // size: small batches keep catch-up of large values (ring blobs) under that.
+            max_payload_entries: 32,
             ..Default::default()
         }
         .validate()

@@ -137,6 +137,11 @@ impl RingBuilder {
         self.rebalanced_at
     }
 
+    /// Whether devices were edited since the last rebalance (the published ring lags).
+    pub fn has_pending_changes(&self) -> bool {
+        self.dirty
+    }
+
     /// Devices in id order, including ones being removed.
     pub fn devices(&self) -> impl Iterator<Item = &Device> {
         self.devices.values().map(|d| &d.dev)

@@ -9,3 +9,4 @@ mod t30_recovery;
 mod t40_txn;
 mod t50_watch;
 mod t60_bad_input;
+mod t70_rings;
