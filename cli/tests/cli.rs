@@ -1,11 +1,17 @@
 //! The `stratus` binary as an operator uses it: `dev up` starts a real 3-node meta cluster in
 //! a temp dir, `meta` commands read and write it, `dev down` stops it, and a second `up`
-//! reuses the data and the addresses.
+//! reuses the data and the addresses. The rings `dev up` creates are edited with `stratus
+//! ring`, and a `stratus ring watch` process picks each new version up by itself.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 const STRATUS: &str = env!("CARGO_BIN_EXE_stratus");
+/// Upper bound for any wait; far above what a healthy run needs.
+const WAIT: Duration = Duration::from_secs(60);
 
 fn stratus(args: &[&str]) -> Output {
     let out = Command::new(STRATUS)
@@ -85,8 +91,9 @@ fn dev_cluster_up_use_down_and_up_again() {
 
     let range = json(&ok(&["meta", "--dir", d, "range", "greet", "--json"]));
     assert_eq!(range["count"], 1);
+    let rev = got["mod_revision"].to_string();
     let watch = ok(&[
-        "meta", "--dir", d, "watch", "", "--from", "1", "--count", "1",
+        "meta", "--dir", d, "watch", "", "--from", &rev, "--count", "1",
     ]);
     assert!(watch.contains("PUT\tgreeting\thello"), "{watch}");
 
@@ -102,6 +109,8 @@ fn dev_cluster_up_use_down_and_up_again() {
 
     let dev = json(&ok(&["dev", "status", "--dir", d, "--json"]));
     assert!(dev.as_array().unwrap().iter().all(|n| n["pid"].is_number()));
+
+    rings(d);
 
     assert!(ok(&["dev", "down", "--dir", d]).contains("Stopped 3"));
     let dev = json(&ok(&["dev", "status", "--dir", d, "--json"]));
@@ -122,5 +131,160 @@ fn dev_cluster_up_use_down_and_up_again() {
     assert_eq!(
         json(&ok(&["meta", "--dir", d, "get", "greeting", "--json"]))["value"],
         "hello"
+    );
+    // ...and keeps the rings as they were (not recreated).
+    let show = json(&ok(&["ring", "--dir", d, "show", "object", "--json"]));
+    assert_eq!(show["version"], 2);
+}
+
+/// `dev up` made the three rings; an operator adds a device and rebalances, and a process
+/// watching the ring picks the new version up by itself within a second.
+fn rings(d: &str) {
+    for name in ["account", "container", "object"] {
+        let show = json(&ok(&["ring", "--dir", d, "show", name, "--json"]));
+        assert_eq!(show["version"], 1, "{name}: {show}");
+        assert_eq!(show["devices"], 6);
+        assert_eq!(show["zones"], 3);
+        assert_eq!(show["balance"], 0.0);
+        assert_eq!(show["dispersion"], 0.0);
+    }
+
+    let mut watcher = Command::new(STRATUS)
+        .args([
+            "ring", "--dir", d, "watch", "object", "--json", "--count", "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = watcher.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send((Instant::now(), line));
+        }
+    });
+    let (_, first) = rx
+        .recv_timeout(WAIT)
+        .expect("watcher prints the current ring");
+    assert_eq!(json(&first)["version"], 1);
+
+    let added = ok(&[
+        "ring",
+        "--dir",
+        d,
+        "add",
+        "object",
+        "--zone",
+        "4",
+        "--node",
+        "127.0.0.1:6999",
+        "--device",
+        "d1",
+        "--weight",
+        "100",
+    ]);
+    assert!(added.contains("Device d6"), "{added}");
+    let out = ok(&["ring", "--dir", d, "rebalance", "object"]);
+    let done = Instant::now();
+    // Swift's wording, with our figures: 1/7 of 3 x 1024 slots move to the new device.
+    let line = out.lines().next().unwrap();
+    assert!(
+        line.starts_with("Reassigned 438 (14.26%) partition-replicas. Balance is now 0.")
+            && line.ends_with("Dispersion is now 0.00."),
+        "{out}"
+    );
+    let (seen, second) = rx.recv_timeout(WAIT).expect("watcher sees the new version");
+    assert_eq!(json(&second)["version"], 2);
+    assert_eq!(json(&second)["devices"], 7);
+    let lag = seen.saturating_duration_since(done);
+    assert!(
+        lag < Duration::from_secs(1),
+        "watcher got the new ring {lag:?} after rebalance returned"
+    );
+    assert!(watcher.wait().unwrap().success());
+
+    let look = json(&ok(&[
+        "ring",
+        "--dir",
+        d,
+        "lookup",
+        "object",
+        "/AUTH_test/c/o",
+        "--json",
+    ]));
+    let prim: Vec<u64> = look["primaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_u64().unwrap())
+        .collect();
+    let mut distinct = prim.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "{look}");
+    assert_eq!(look["handoffs"].as_array().unwrap().len(), 3);
+    let history = json(&ok(&["ring", "--dir", d, "history", "object", "--json"]));
+    assert_eq!(history.as_array().unwrap().len(), 2);
+    let disp = ok(&["ring", "--dir", d, "dispersion", "object"]);
+    assert!(disp.starts_with("Dispersion is 0.00%"), "{disp}");
+
+    // What cannot be honoured is refused with a clear message.
+    let refused = |args: &[&str], msg: &str| {
+        let out = stratus(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(msg),
+            "{args:?}: {err}"
+        );
+    };
+    refused(
+        &[
+            "ring",
+            "--dir",
+            d,
+            "add",
+            "object",
+            "--zone",
+            "1",
+            "--node",
+            "h:1",
+            "--device",
+            "x",
+            "--weight=-1",
+        ],
+        "weight must be a finite number",
+    );
+    refused(
+        &["ring", "--dir", d, "set-weight", "object", "d42", "1"],
+        "no device d42",
+    );
+    refused(&["ring", "--dir", d, "show", "objects"], "unknown ring");
+    refused(
+        &["ring", "--dir", d, "lookup", "object", "no-slash"],
+        "path must look like",
+    );
+    ok(&[
+        "ring",
+        "--dir",
+        d,
+        "create",
+        "volume",
+        "--part-power",
+        "6",
+        "--replicas",
+        "3",
+    ]);
+    ok(&[
+        "ring", "--dir", d, "add", "volume", "--zone", "1", "--node", "h:1", "--device", "d1",
+        "--weight", "1",
+    ]);
+    refused(
+        &["ring", "--dir", d, "rebalance", "volume"],
+        "cannot place 3 replicas: only 1 device",
+    );
+    refused(
+        &["ring", "--dir", d, "lookup", "volume", "/a"],
+        "has not been published",
     );
 }
