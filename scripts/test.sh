@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 # Integration tests each run a cluster of real processes; two at a time suits 2 cores.
-cargo test --workspace --locked -- --test-threads=2
+# The criterion benchmarks (stratus-benches) are not tests; leaving them out keeps criterion
+# out of the CI build. Run them with `cargo bench -p stratus-benches`.
+cargo test --workspace --exclude stratus-benches --locked -- --test-threads=2

@@ -286,7 +286,7 @@ pub async fn run(conn: &Conn, cmd: RingCmd) -> Result<()> {
                 .map(|e| {
                     vec![
                         e.version.to_string(),
-                        e.at.to_string(),
+                        table::utc(e.at),
                         e.devices.to_string(),
                         e.reassigned.to_string(),
                         e.moved.to_string(),
