@@ -307,6 +307,14 @@ impl RingBuilder {
 
     /// Refuses what cannot be honoured before any work is done.
     pub(crate) fn check_buildable(&self) -> Result<(), RingError> {
+        let slots = (1u64 << self.part_power) * u64::from(self.replicas);
+        if slots > super::MAX_SLOTS {
+            return Err(RingError::TooLarge {
+                part_power: self.part_power,
+                replicas: self.replicas,
+                slots,
+            });
+        }
         let total: f64 = self.live_devices().map(|d| d.weight).sum();
         if total <= 0.0 {
             return Err(RingError::ZeroWeight);
@@ -511,6 +519,16 @@ mod tests {
         b.set_weight(0, 0.0).unwrap();
         assert_eq!(b.rebalance(0).unwrap_err(), RingError::ZeroWeight);
         assert_eq!(b.ring().unwrap_err(), RingError::NotBuilt);
+        // Power 32 is accepted (as in Swift) but refused at rebalance, not run out of memory on.
+        let mut huge = RingBuilder::new(32, 3, 1, [0; 16], 1).unwrap();
+        for i in 0..3 {
+            huge.add_device(dev(i, "h:1", &format!("d{i}"), 1.0))
+                .unwrap();
+        }
+        assert!(matches!(
+            huge.rebalance(0),
+            Err(RingError::TooLarge { part_power: 32, .. })
+        ));
     }
 
     #[test]

@@ -40,6 +40,11 @@ pub const MAX_REPLICAS: u8 = 16;
 /// Largest partition power a ring accepts (as in Swift).
 pub const MAX_PART_POWER: u8 = 32;
 
+/// Most partition-replicas a rebalance will lay out (2^27: ~1 GiB of builder state). Swift
+/// accepts power 32 as well, but a ring that large cannot be built in memory here; the
+/// builder refuses it with [`RingError::TooLarge`] rather than running out of memory.
+pub const MAX_SLOTS: u64 = 1 << 27;
+
 /// The per-cluster secret that keys path hashing, so partition placement cannot be
 /// predicted (and hot-spotted) by clients that only know object names.
 pub type HashKey = [u8; 16];
@@ -72,6 +77,15 @@ pub enum RingError {
     TooFewDevices { replicas: u32, devices: u32 },
     #[error("total weight is zero: give at least one device a weight > 0")]
     ZeroWeight,
+    #[error(
+        "2^{part_power} partitions x {replicas} replicas = {slots} partition-replicas is more \
+         than one ring can hold here (at most {MAX_SLOTS}); use a smaller partition power"
+    )]
+    TooLarge {
+        part_power: u8,
+        replicas: u8,
+        slots: u64,
+    },
     #[error("the ring has never been rebalanced, so it has no partitions to publish")]
     NotBuilt,
     #[error("path must look like /account[/container[/object]], got {0:?}")]
