@@ -2,33 +2,13 @@
 //! (first build and after adding 5 devices), loading the binary ring, and lookups.
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use stratus_core::ring::{object_path, NewDevice, Ring, RingBuilder};
-
-const T0: u64 = 1_800_000_000;
-
-fn hundred_devices() -> RingBuilder {
-    let mut b = RingBuilder::new(18, 3, 1, [9; 16], 1).unwrap();
-    for zone in 1..=5 {
-        for node in 0..4 {
-            for dev in 0..5 {
-                b.add_device(NewDevice {
-                    region: 1,
-                    zone,
-                    node: format!("10.0.{zone}.{node}:6200"),
-                    name: format!("d{dev}"),
-                    weight: 100.0,
-                })
-                .unwrap();
-            }
-        }
-    }
-    b
-}
+use stratus_benches::{add_five_devices, hundred_device_builder, T0};
+use stratus_core::ring::{object_path, Ring};
 
 fn rebalance(c: &mut Criterion) {
     let mut g = c.benchmark_group("ring_rebalance");
     g.sample_size(10);
-    let fresh = hundred_devices();
+    let fresh = hundred_device_builder();
     g.bench_function("first_build_2^18x3_100dev", |b| {
         b.iter_batched(
             || fresh.clone(),
@@ -38,17 +18,7 @@ fn rebalance(c: &mut Criterion) {
     });
     let mut built = fresh.clone();
     built.rebalance(T0).unwrap();
-    for zone in 1..=5 {
-        built
-            .add_device(NewDevice {
-                region: 1,
-                zone,
-                node: format!("10.0.{zone}.9:6200"),
-                name: "new".into(),
-                weight: 100.0,
-            })
-            .unwrap();
-    }
+    add_five_devices(&mut built);
     g.bench_function("add_5_devices_2^18x3", |b| {
         b.iter_batched(
             || built.clone(),
@@ -60,7 +30,7 @@ fn rebalance(c: &mut Criterion) {
 }
 
 fn load_and_lookup(c: &mut Criterion) {
-    let mut b = hundred_devices();
+    let mut b = hundred_device_builder();
     b.rebalance(T0).unwrap();
     let ring = b.ring().unwrap();
     let bytes = ring.to_bytes();

@@ -4,29 +4,12 @@
 
 use std::time::Instant;
 
-use stratus_core::ring::{NewDevice, RingBuilder};
+use stratus_benches::{add_five_devices, hundred_device_builder, T0};
 
 fn main() {
-    let mut b = RingBuilder::new(18, 3, 1, [9; 16], 1).unwrap();
-    let add = |b: &mut RingBuilder, zone: u32, node: u32, dev: u32| {
-        b.add_device(NewDevice {
-            region: 1,
-            zone,
-            node: format!("10.0.{zone}.{node}:6200"),
-            name: format!("d{dev}"),
-            weight: 100.0,
-        })
-        .unwrap();
-    };
-    for zone in 1..=5 {
-        for node in 0..4 {
-            for dev in 0..5 {
-                add(&mut b, zone, node, dev);
-            }
-        }
-    }
+    let mut b = hundred_device_builder();
     let t = Instant::now();
-    let r = b.rebalance(1_800_000_000).unwrap();
+    let r = b.rebalance(T0).unwrap();
     println!(
         "first build: {:?}; reassigned {} of {}, balance {:.3}%, dispersion {:.2}%",
         t.elapsed(),
@@ -35,11 +18,9 @@ fn main() {
         r.balance,
         r.dispersion
     );
-    for zone in 1..=5 {
-        add(&mut b, zone, 9, 0);
-    }
+    add_five_devices(&mut b);
     let t = Instant::now();
-    let r = b.rebalance(1_800_000_000 + 7200).unwrap();
+    let r = b.rebalance(T0 + 7200).unwrap();
     let fair = r.slots as f64 * 5.0 / 105.0;
     println!(
         "add 5 devices: {:?}; moved {} (their fair share {:.0}: {:.2}x the minimum), balance {:.3}%, dispersion {:.2}%",
