@@ -322,17 +322,21 @@ async fn ensure_rings(client: &MetaClient, dir: &Path, nodes: u32, devices: u32)
     let replicas = 3.min(devs.len() as u32);
     let mut out = Vec::new();
     for (name, power) in DEV_RINGS {
-        match store.builder(name).await {
-            Ok(_) => {}
-            Err(RingStoreError::NotFound(_)) => {
-                // min_part_hours 0: a dev cluster has no data whose move must be waited for.
-                store.create(name, power, replicas, 0).await?;
-                for d in &devs {
+        let b = match store.builder(name).await {
+            Ok((b, _)) => b,
+            // min_part_hours 0: a dev cluster has no data whose move must be waited for.
+            Err(RingStoreError::NotFound(_)) => store.create(name, power, replicas, 0).await?,
+            Err(e) => return Err(e.into()),
+        };
+        // Only a ring never published is filled in (an `up` interrupted half-way is
+        // finished); a published ring is the operator's and is left as it is.
+        if b.version() == 0 {
+            for d in &devs {
+                if !b.devices().any(|x| x.node == d.node && x.name == d.name) {
                     store.edit(name, |b| b.add_device(d.clone())).await?;
                 }
-                store.rebalance(name).await?;
             }
-            Err(e) => return Err(e.into()),
+            store.rebalance(name).await?;
         }
         let (ring, _) = store.current(name).await?;
         out.push(format!(

@@ -187,17 +187,6 @@ impl RingStore {
             .map_err(|_| RingStoreError::Damaged("cluster hash key is not 16 bytes".into()))
     }
 
-    /// Rings that exist, in name order.
-    pub async fn list(&self) -> Result<Vec<String>, RingStoreError> {
-        let mut out = Vec::new();
-        for name in RING_NAMES {
-            if self.client.get(builder_key(name)).await?.is_some() {
-                out.push(name.to_string());
-            }
-        }
-        Ok(out)
-    }
-
     /// Creates ring `name` with no devices. Refuses if it exists.
     pub async fn create(
         &self,
