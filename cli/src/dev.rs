@@ -278,6 +278,7 @@ async fn up(dir: &Path, meta_nodes: u64, storage_nodes: u32, devices: u32) -> Re
     println!();
     println!("  export STRATUS_META={}", endpoints.join(","));
     println!("  stratus meta status");
+    println!("  stratus ring show object");
     println!("  stratus dev status --dir {}", dir.display());
     println!("  stop it with: stratus dev down --dir {}", dir.display());
     Ok(())
