@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use clap::Subcommand;
 use serde_json::json;
 use stratus_core::ring::{object_path, parse_path, DevId, Device, NewDevice, Ring, RingBuilder};
-use stratus_meta::rings::{RingStore, RingWatcher};
+use stratus_meta::rings::{now_secs, RingStore, RingWatcher};
 
 use crate::{table, Conn};
 
@@ -85,12 +85,6 @@ pub enum RingCmd {
         #[arg(long)]
         count: Option<usize>,
     },
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Finds a device by `3`, `d3` or `HOST:PORT/NAME`.
@@ -386,10 +380,10 @@ async fn show(store: &RingStore, ring: &str, json_out: bool) -> Result<()> {
         s["zones"],
         s["nodes"],
         s["devices"],
-        b.balance(),
-        b.dispersion().percent()
+        s["balance"].as_f64().unwrap_or(0.0),
+        s["dispersion"].as_f64().unwrap_or(0.0)
     );
-    let since = now().saturating_sub(b.rebalanced_at()) / 3600;
+    let since = now_secs().saturating_sub(b.rebalanced_at()) / 3600;
     println!(
         "The minimum number of hours before a partition can be reassigned is {} (last rebalance {} h ago).",
         b.min_part_hours(),

@@ -97,6 +97,12 @@ pub struct HistoryEntry {
     pub blob: String,
 }
 
+/// Where a loaded builder came from: its head's revision and blob.
+struct Stored {
+    rev: i64,
+    blob: String,
+}
+
 /// Typed access to rings in meta.
 #[derive(Clone)]
 pub struct RingStore {
@@ -128,7 +134,8 @@ fn chunk_key(name: &str, blob: &str, i: u32) -> String {
     format!("/rings/{name}/blobs/{blob}/{i:04}")
 }
 
-fn now_secs() -> u64 {
+/// Unix seconds now (rebalances are stamped with it).
+pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -217,6 +224,13 @@ impl RingStore {
 
     /// The builder state of ring `name` and the `mod_revision` of its head.
     pub async fn builder(&self, name: &str) -> Result<(RingBuilder, i64), RingStoreError> {
+        let (b, stored) = self.load(name).await?;
+        Ok((b, stored.rev))
+    }
+
+    /// The builder and where it is stored: what a later [`RingStore::commit`] compares
+    /// against and, once replaced, deletes.
+    async fn load(&self, name: &str) -> Result<(RingBuilder, Stored), RingStoreError> {
         check_name(name)?;
         let kv = self
             .client
@@ -225,7 +239,11 @@ impl RingStore {
             .ok_or_else(|| RingStoreError::NotFound(name.to_string()))?;
         let head: BlobHead = parse("builder head", &kv.value)?;
         let bytes = self.read_blob(name, &head).await?;
-        Ok((RingBuilder::from_bytes(&bytes)?, kv.mod_revision))
+        let stored = Stored {
+            rev: kv.mod_revision,
+            blob: head.blob,
+        };
+        Ok((RingBuilder::from_bytes(&bytes)?, stored))
     }
 
     /// Applies `edit` to the builder and stores the result, retrying on a concurrent change.
@@ -235,9 +253,9 @@ impl RingStore {
         mut edit: impl FnMut(&mut RingBuilder) -> Result<T, RingError>,
     ) -> Result<(RingBuilder, T), RingStoreError> {
         for _ in 0..CAS_ATTEMPTS {
-            let (mut b, rev) = self.builder(name).await?;
+            let (mut b, stored) = self.load(name).await?;
             let out = edit(&mut b)?;
-            if self.commit(name, &b, rev, None).await? {
+            if self.commit(name, &b, &stored, None).await? {
                 return Ok((b, out));
             }
         }
@@ -248,28 +266,31 @@ impl RingStore {
     /// atomically with the builder state.
     pub async fn rebalance(&self, name: &str) -> Result<RebalanceReport, RingStoreError> {
         for _ in 0..CAS_ATTEMPTS {
-            let (mut b, rev) = self.builder(name).await?;
+            let (mut b, stored) = self.load(name).await?;
             let report = b.rebalance(now_secs())?;
             if !report.changed {
                 return Ok(report);
             }
             let ring = b.ring()?;
-            if self.commit(name, &b, rev, Some((&ring, &report))).await? {
+            if self
+                .commit(name, &b, &stored, Some((&ring, &report)))
+                .await?
+            {
                 return Ok(report);
             }
         }
         Err(RingStoreError::Conflict(name.to_string()))
     }
 
-    /// Writes the builder (and a ring to publish) if the builder head is still at `rev`.
+    /// Writes the builder (and a ring to publish) if the builder head is still the one
+    /// `old` was loaded from.
     async fn commit(
         &self,
         name: &str,
         b: &RingBuilder,
-        rev: i64,
+        old: &Stored,
         publish: Option<(&Ring, &RebalanceReport)>,
     ) -> Result<bool, RingStoreError> {
-        let old = self.client.get(builder_key(name)).await?;
         let head = self.write_blob(name, &b.to_bytes()).await?;
         let mut success = vec![put_op(builder_key(name), json(&head))];
         let mut blobs = vec![head.blob.clone()];
@@ -302,7 +323,7 @@ impl RingStore {
             compare: vec![pb::Compare {
                 result: pb::compare::Result::Equal as i32,
                 key: builder_key(name).into_bytes(),
-                target: Some(pb::compare::Target::ModRevision(rev)),
+                target: Some(pb::compare::Target::ModRevision(old.rev)),
             }],
             success,
             ..Default::default()
@@ -314,9 +335,7 @@ impl RingStore {
             return Ok(false);
         }
         // Garbage of the replaced state; failures only leave unreferenced chunks behind.
-        if let Some(Ok(h)) = old.map(|kv| serde_json::from_slice::<BlobHead>(&kv.value)) {
-            self.delete_blob(name, &h.blob).await;
-        }
+        self.delete_blob(name, &old.blob).await;
         if let Some(v) = retire.filter(|v| *v > 0) {
             if let Ok(Some(kv)) = self.client.get(history_key(name, v)).await {
                 if let Ok(e) = serde_json::from_slice::<HistoryEntry>(&kv.value) {
@@ -329,6 +348,15 @@ impl RingStore {
 
     /// The published ring `name` and the revision it was read at.
     pub async fn current(&self, name: &str) -> Result<(Arc<Ring>, i64), RingStoreError> {
+        match self.published(name).await? {
+            (Some(ring), rev) => Ok((ring, rev)),
+            (None, _) => Err(RingStoreError::NotPublished(name.to_string())),
+        }
+    }
+
+    /// The published ring `name`, if any, and the revision of that one read — so a
+    /// watcher can follow changes from exactly there, published or not.
+    async fn published(&self, name: &str) -> Result<(Option<Arc<Ring>>, i64), RingStoreError> {
         check_name(name)?;
         let resp = self
             .client
@@ -338,11 +366,11 @@ impl RingStore {
             })
             .await?;
         let rev = resp.header.map_or(0, |h| h.revision);
-        let kv = resp
-            .kv
-            .ok_or_else(|| RingStoreError::NotPublished(name.to_string()))?;
+        let Some(kv) = resp.kv else {
+            return Ok((None, rev));
+        };
         let head: RingHead = parse("ring head", &kv.value)?;
-        Ok((Arc::new(self.load_ring(name, &head).await?), rev))
+        Ok((Some(Arc::new(self.load_ring(name, &head).await?)), rev))
     }
 
     /// A published version of ring `name`, if its blob is still kept.
@@ -498,20 +526,13 @@ async fn watch_ring(store: RingStore, name: String, tx: watch::Sender<Option<Arc
     };
     loop {
         // Read the current head, then follow changes from just after that revision.
-        let start = match store.current(&name).await {
+        let start = match store.published(&name).await {
             Ok((ring, rev)) => {
-                offer(ring, &mut have);
+                if let Some(ring) = ring {
+                    offer(ring, &mut have);
+                }
                 rev + 1
             }
-            Err(RingStoreError::NotPublished(_)) => match store.client.revision().await {
-                Ok(rev) => rev + 1,
-                Err(e) => {
-                    tracing::debug!(ring = %name, error = %e, "ring watcher: meta unavailable");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    continue;
-                }
-            },
             Err(e) => {
                 tracing::warn!(ring = %name, error = %e, "ring watcher: cannot read the ring");
                 tokio::time::sleep(backoff).await;

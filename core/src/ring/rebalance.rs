@@ -157,17 +157,11 @@ impl RingBuilder {
                 t.units = topo.weight[l].iter().filter(|w| **w > 0.0).count() as u64;
             }
             for p in 0..parts {
-                let mut cur = Cur {
-                    buf: [NONE; MAX_REPLICAS as usize],
-                    len: 0,
-                };
-                for &id in &self.assignment[p * r..(p + 1) * r] {
-                    let l = topo.local_of(id);
-                    if l != NONE {
-                        cur.buf[cur.len] = l;
-                        cur.len += 1;
-                    }
-                }
+                let cur = Cur::new(
+                    self.assignment[p * r..(p + 1) * r]
+                        .iter()
+                        .map(|&id| topo.local_of(id)),
+                );
                 let mut any = false;
                 for (l, t) in tiers.iter_mut().enumerate() {
                     if topo.violation(&cur, l).is_some() {
@@ -341,6 +335,13 @@ impl Topo {
         }
     }
 
+    /// Weighted devices under `unit` already holding a copy.
+    fn used_below_self(&self, cur: &[u32], l: usize, unit: u32) -> u32 {
+        cur.iter()
+            .filter(|&&d| self.dev_unit[d as usize][l] == unit && self.dev_weight[d as usize] > 0.0)
+            .count() as u32
+    }
+
     fn id_of(&self, l: u32) -> DevId {
         if l == NONE {
             NO_DEVICE
@@ -424,6 +425,21 @@ fn waterfill(total: f64, weights: &[f64], caps: &[u32]) -> Vec<f64> {
 struct Cur {
     buf: [u32; MAX_REPLICAS as usize],
     len: usize,
+}
+
+impl Cur {
+    /// The assigned devices among `slots` (empty slots, `NONE`, are skipped).
+    fn new(slots: impl Iterator<Item = u32>) -> Cur {
+        let mut c = Cur {
+            buf: [NONE; MAX_REPLICAS as usize],
+            len: 0,
+        };
+        for d in slots.filter(|&d| d != NONE) {
+            c.buf[c.len] = d;
+            c.len += 1;
+        }
+        c
+    }
 }
 
 impl std::ops::Deref for Cur {
@@ -519,17 +535,7 @@ impl Work {
     }
 
     fn cur(&self, p: usize) -> Cur {
-        let mut c = Cur {
-            buf: [NONE; MAX_REPLICAS as usize],
-            len: 0,
-        };
-        for &d in &self.a[p * self.r..(p + 1) * self.r] {
-            if d != NONE {
-                c.buf[c.len] = d;
-                c.len += 1;
-            }
-        }
-        c
+        Cur::new(self.a[p * self.r..(p + 1) * self.r].iter().copied())
     }
 
     fn set(&mut self, slot: usize, d: u32) {
@@ -699,15 +705,6 @@ impl Work {
             let (uo, uu) = (t.dev_unit[o as usize][l], t.dev_unit[u as usize][l]);
             uo == uu || t.count(cur, l, uu) < t.count(cur, l, uo)
         })
-    }
-}
-
-impl Topo {
-    /// Weighted devices under `unit` already holding a copy.
-    fn used_below_self(&self, cur: &[u32], l: usize, unit: u32) -> u32 {
-        cur.iter()
-            .filter(|&&d| self.dev_unit[d as usize][l] == unit && self.dev_weight[d as usize] > 0.0)
-            .count() as u32
     }
 }
 
