@@ -6,6 +6,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_build::configure()
         .build_server(true)
         .build_client(true)
-        .compile_protos(&["proto/raft.proto", "proto/meta.proto"], &["proto"])?;
+        // Object data is passed along without copying (one buffer shared by every replica).
+        .bytes([".stratus.storage.v1"])
+        .compile_protos(
+            &[
+                "proto/raft.proto",
+                "proto/meta.proto",
+                "proto/storage.proto",
+            ],
+            &["proto"],
+        )?;
     Ok(())
 }

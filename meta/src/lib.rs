@@ -12,6 +12,7 @@
 //! - [`server`]: [`server::MetaServer`], one node built from a [`server::Config`].
 //! - [`client`]: [`client::MetaClient`], which follows the leader and retries safely.
 //! - [`rings`]: ring builder state and published rings in meta, and the ring watcher.
+//! - [`users`]: TempAuth users and the token-signing secret.
 
 // tonic::Status (176 bytes) is the error type of every gRPC handler and client call.
 #![allow(clippy::result_large_err)]
@@ -23,6 +24,7 @@ pub mod network;
 pub mod rings;
 pub mod server;
 pub mod store;
+pub mod users;
 
 /// Node ids are small integers chosen by the operator.
 pub type NodeId = u64;

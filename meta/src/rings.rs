@@ -141,7 +141,7 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn put_op(key: String, value: Vec<u8>) -> pb::RequestOp {
+pub(crate) fn put_op(key: String, value: Vec<u8>) -> pb::RequestOp {
     pb::RequestOp {
         request: Some(pb::request_op::Request::Put(pb::PutRequest {
             key: key.into_bytes(),

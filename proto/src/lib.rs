@@ -3,6 +3,7 @@
 //! - [`raft`]: the transport between meta nodes (AppendEntries, Vote, InstallSnapshot).
 //! - [`meta`]: the client API of the metadata cluster, a revisioned key-value store in the
 //!   style of etcd, plus membership admin and status.
+//! - [`storage`]: the storage node API (objects, container and account databases).
 
 /// Raft transport between meta nodes.
 pub mod raft {
@@ -14,4 +15,10 @@ pub mod raft {
 pub mod meta {
     #![allow(missing_docs, clippy::all)]
     tonic::include_proto!("stratus.meta.v1");
+}
+
+/// The storage node API.
+pub mod storage {
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("stratus.storage.v1");
 }

@@ -1,0 +1,366 @@
+//! Header rules shared by handlers: metadata (Swift's constraints), ranges, conditional
+//! requests, dates.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::http::{HeaderMap, StatusCode};
+
+use crate::error::{bad_request, precondition_failed, SwiftError, SwiftResult};
+
+/// Longest metadata name after the prefix (Swift's `max_meta_name_length`).
+pub const MAX_META_NAME: usize = 128;
+/// Longest metadata value.
+pub const MAX_META_VALUE: usize = 256;
+/// Most metadata items on one entity.
+pub const MAX_META_COUNT: usize = 90;
+/// Most bytes of metadata (names + values) on one entity.
+pub const MAX_META_OVERALL: usize = 4096;
+
+/// A header's value as text, if present and visible ASCII/UTF-8.
+pub fn hv<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `x-object-meta-color` → `X-Object-Meta-Color`.
+pub fn title_case(name: &str) -> String {
+    name.split('-')
+        .map(|p| {
+            let mut c = p.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + &c.as_str().to_ascii_lowercase(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// User metadata of a request for `kind` (`object`, `container`, `account`): every
+/// `X-<Kind>-Meta-*` header (lower-cased names; `X-Remove-<Kind>-Meta-*` as empty values),
+/// plus `extra` headers stored verbatim. Checked against Swift's constraints (400).
+pub fn metadata(h: &HeaderMap, kind: &str, extra: &[&str]) -> SwiftResult<Vec<(String, String)>> {
+    let prefix = format!("x-{kind}-meta-");
+    let remove = format!("x-remove-{kind}-meta-");
+    let mut out = Vec::new();
+    let (mut count, mut size) = (0, 0);
+    for (k, v) in h {
+        let name = k.as_str();
+        let (key, value) = if let Some(short) = name.strip_prefix(&prefix) {
+            let v = v
+                .to_str()
+                .map_err(|_| bad_request("Metadata must be valid UTF-8"))?;
+            if short.is_empty() {
+                return Err(bad_request("Metadata name cannot be empty"));
+            }
+            if short.len() > MAX_META_NAME {
+                return Err(bad_request(format!("Metadata name too long: {name}")));
+            }
+            if v.len() > MAX_META_VALUE {
+                return Err(bad_request(format!(
+                    "Metadata value longer than {MAX_META_VALUE}: {name}"
+                )));
+            }
+            count += 1;
+            size += short.len() + v.len();
+            (name.to_string(), v.to_string())
+        } else if let Some(short) = name.strip_prefix(&remove) {
+            (format!("{prefix}{short}"), String::new())
+        } else if extra.contains(&name) {
+            let v = v
+                .to_str()
+                .map_err(|_| bad_request(format!("{name} must be valid UTF-8")))?;
+            (name.to_string(), v.to_string())
+        } else {
+            continue;
+        };
+        out.push((key, value));
+    }
+    if count > MAX_META_COUNT {
+        return Err(bad_request(format!(
+            "Too many metadata items; max {MAX_META_COUNT}"
+        )));
+    }
+    if size > MAX_META_OVERALL {
+        return Err(bad_request(format!(
+            "Total metadata too large; max {MAX_META_OVERALL}"
+        )));
+    }
+    Ok(out)
+}
+
+/// Swift's `Last-Modified`: the timestamp rounded up to the second, as an HTTP date.
+pub fn http_date(ts_micros: u64) -> String {
+    let secs = ts_micros.div_ceil(1_000_000);
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Swift's listing `last_modified`: `2024-01-02T03:04:05.678900`.
+pub fn iso_date(ts_micros: u64) -> String {
+    let secs = ts_micros / 1_000_000;
+    let micros = ts_micros % 1_000_000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant), valid for every date after 1970.
+    let z = days as i64 + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A satisfiable byte range `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// A parsed single `Range: bytes=…` request, before the object's size is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeSpec {
+    /// `bytes=S-`
+    From(u64),
+    /// `bytes=S-E` (inclusive)
+    FromTo(u64, u64),
+    /// `bytes=-N`: the last N bytes
+    Suffix(u64),
+}
+
+/// Parses `Range`. `None`: serve the whole object (no header, a malformed one, or several
+/// ranges, which RFC 9110 lets a server ignore).
+pub fn range_spec(h: &HeaderMap) -> Option<RangeSpec> {
+    let spec = hv(h, "range")?.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.trim().split_once('-')?;
+    let num = |s: &str| s.trim().parse::<u64>().ok();
+    match (a.trim().is_empty(), b.trim().is_empty()) {
+        (false, true) => num(a).map(RangeSpec::From),
+        (false, false) => match (num(a), num(b)) {
+            (Some(s), Some(e)) if e >= s => Some(RangeSpec::FromTo(s, e)),
+            _ => None,
+        },
+        (true, false) => num(b).map(RangeSpec::Suffix),
+        (true, true) => None,
+    }
+}
+
+impl RangeSpec {
+    /// (offset, length) a node can serve without knowing the size; `None` for suffixes.
+    pub fn hint(self) -> Option<(u64, Option<u64>)> {
+        match self {
+            RangeSpec::From(s) => Some((s, None)),
+            RangeSpec::FromTo(s, e) => Some((s, Some(e - s + 1))),
+            RangeSpec::Suffix(_) => None,
+        }
+    }
+
+    /// The bytes this range selects of an object of `size`; unsatisfiable → 416 with
+    /// `Content-Range: bytes */size`.
+    pub fn resolve(self, size: u64) -> SwiftResult<ByteRange> {
+        let (start, end) = match self {
+            RangeSpec::From(s) => (s, size),
+            RangeSpec::FromTo(s, e) => (s, e.saturating_add(1).min(size)),
+            RangeSpec::Suffix(n) => (size.saturating_sub(n), size),
+        };
+        if start >= size || start >= end {
+            return Err(SwiftError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "<html><h1>Requested Range Not Satisfiable</h1><p>The Range requested is not available.</p></html>",
+            )
+            .with_header("content-range", format!("bytes */{size}")));
+        }
+        Ok(ByteRange { start, end })
+    }
+}
+
+/// [`range_spec`] resolved against `size`.
+pub fn range(h: &HeaderMap, size: u64) -> SwiftResult<Option<ByteRange>> {
+    range_spec(h).map(|s| s.resolve(size)).transpose()
+}
+
+fn etag_list_matches(list: &str, etag: &str) -> bool {
+    list.split(',').any(|t| {
+        let t = t.trim().trim_start_matches("W/").trim_matches('"');
+        t == "*" || t == etag
+    })
+}
+
+fn parse_date(h: &HeaderMap, name: &str) -> Option<u64> {
+    hv(h, name)
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+}
+
+/// The outcome of conditional headers on a GET or HEAD.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Condition {
+    Proceed,
+    NotModified,
+}
+
+/// Evaluates `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`
+/// (RFC 9110 order) against an object's ETag and timestamp.
+pub fn conditions(h: &HeaderMap, etag: &str, ts_micros: u64) -> SwiftResult<Condition> {
+    let modified = ts_micros.div_ceil(1_000_000);
+    if let Some(m) = hv(h, "if-match") {
+        if !etag_list_matches(m, etag) {
+            return Err(precondition_failed("<html><h1>Precondition Failed</h1><p>A precondition for this request was not met.</p></html>"));
+        }
+    } else if let Some(since) = parse_date(h, "if-unmodified-since") {
+        if modified > since {
+            return Err(precondition_failed("<html><h1>Precondition Failed</h1><p>A precondition for this request was not met.</p></html>"));
+        }
+    }
+    if let Some(m) = hv(h, "if-none-match") {
+        if etag_list_matches(m, etag) {
+            return Ok(Condition::NotModified);
+        }
+    } else if let Some(since) = parse_date(h, "if-modified-since") {
+        if modified <= since {
+            return Ok(Condition::NotModified);
+        }
+    }
+    Ok(Condition::Proceed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn h(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn ranges() {
+        let r = |v: &str| range(&h(&[("range", v)]), 10);
+        assert_eq!(
+            r("bytes=0-3").unwrap(),
+            Some(ByteRange { start: 0, end: 4 })
+        );
+        assert_eq!(
+            r("bytes=5-").unwrap(),
+            Some(ByteRange { start: 5, end: 10 })
+        );
+        assert_eq!(
+            r("bytes=-3").unwrap(),
+            Some(ByteRange { start: 7, end: 10 })
+        );
+        assert_eq!(
+            r("bytes=-30").unwrap(),
+            Some(ByteRange { start: 0, end: 10 })
+        );
+        assert_eq!(
+            r("bytes=8-100").unwrap(),
+            Some(ByteRange { start: 8, end: 10 })
+        );
+        assert_eq!(r("bytes=0-1,3-4").unwrap(), None);
+        assert_eq!(r("items=0-1").unwrap(), None);
+        assert_eq!(r("bytes=3-1").unwrap(), None);
+        assert_eq!(r("bytes=10-").unwrap_err().status.as_u16(), 416);
+        assert_eq!(r("bytes=-0").unwrap_err().status.as_u16(), 416);
+    }
+
+    #[test]
+    fn conditionals() {
+        let e = "abc";
+        let ts = 1_700_000_000_500_000; // Last-Modified rounds up to ...001
+        let c = |pairs: &[(&'static str, &str)]| {
+            conditions(&h(pairs), e, ts).map_err(|e| e.status.as_u16())
+        };
+        assert_eq!(c(&[]), Ok(Condition::Proceed));
+        assert_eq!(c(&[("if-match", "\"abc\"")]), Ok(Condition::Proceed));
+        assert_eq!(c(&[("if-match", "\"x\"")]), Err(412));
+        assert_eq!(
+            c(&[("if-none-match", "\"abc\"")]),
+            Ok(Condition::NotModified)
+        );
+        assert_eq!(c(&[("if-none-match", "*")]), Ok(Condition::NotModified));
+        let later = http_date(ts);
+        assert_eq!(
+            c(&[("if-modified-since", &later)]),
+            Ok(Condition::NotModified)
+        );
+        assert_eq!(
+            c(&[("if-unmodified-since", "Tue, 14 Nov 2023 22:13:00 GMT")]),
+            Err(412)
+        );
+        assert_eq!(
+            c(&[("if-unmodified-since", &later)]),
+            Ok(Condition::Proceed)
+        );
+    }
+
+    #[test]
+    fn metadata_constraints() {
+        let ok = metadata(
+            &h(&[
+                ("x-object-meta-color", "blue"),
+                ("x-remove-object-meta-old", "x"),
+            ]),
+            "object",
+            &[],
+        )
+        .unwrap();
+        assert!(ok.contains(&("x-object-meta-color".into(), "blue".into())));
+        assert!(ok.contains(&("x-object-meta-old".into(), String::new())));
+        let long_name = format!("x-object-meta-{}", "n".repeat(129));
+        let mut m = HeaderMap::new();
+        m.insert(
+            axum::http::HeaderName::from_bytes(long_name.as_bytes()).unwrap(),
+            HeaderValue::from_static("v"),
+        );
+        assert_eq!(
+            metadata(&m, "object", &[]).unwrap_err().status.as_u16(),
+            400
+        );
+        assert_eq!(
+            metadata(&h(&[("x-object-meta-v", &"v".repeat(257))]), "object", &[])
+                .unwrap_err()
+                .status
+                .as_u16(),
+            400
+        );
+        let mut many = HeaderMap::new();
+        for i in 0..91 {
+            many.insert(
+                axum::http::HeaderName::from_bytes(format!("x-object-meta-k{i}").as_bytes())
+                    .unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        assert_eq!(
+            metadata(&many, "object", &[]).unwrap_err().status.as_u16(),
+            400
+        );
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(
+            iso_date(1_700_000_000_123_456),
+            "2023-11-14T22:13:20.123456"
+        );
+        assert_eq!(iso_date(0), "1970-01-01T00:00:00.000000");
+        assert_eq!(title_case("x-object-meta-color"), "X-Object-Meta-Color");
+    }
+}

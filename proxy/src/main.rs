@@ -1,0 +1,57 @@
+//! `stratus-proxy`: the Swift API front door.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::Parser;
+use stratus_proxy::auth::DEFAULT_TOKEN_TTL;
+use stratus_proxy::{Config, Proxy};
+
+/// The Stratus proxy: OpenStack Swift API v1 with TempAuth.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Address to serve HTTP on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Meta endpoints, comma separated.
+    #[arg(long, env = "STRATUS_META", value_delimiter = ',', required = true)]
+    meta: Vec<String>,
+    /// Auth token lifetime, seconds.
+    #[arg(long, default_value_t = DEFAULT_TOKEN_TTL)]
+    token_ttl: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let a = Args::parse();
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("binding {}", a.listen))?;
+    let proxy = Proxy::new(Config {
+        meta: a.meta,
+        token_ttl: a.token_ttl,
+    })
+    .await
+    .context("starting the proxy")?;
+    println!(
+        "stratus-proxy listening on http://{}",
+        listener.local_addr()?
+    );
+    proxy.run(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,754 @@
+//! Object requests: PUT (streamed to every primary, 201 on a durable quorum), GET/HEAD
+//! (newest timestamp wins, ranges, conditionals), DELETE, POST, COPY and `X-Copy-From`.
+
+use std::pin::Pin;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use md5::{Digest, Md5};
+use stratus_core::ring::Device;
+use stratus_core::timestamp::Timestamp;
+use stratus_meta::rings::now_secs;
+use stratus_proto::storage as pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+
+use crate::cluster::{node_failure, timed, Placement, RingKind};
+use crate::error::{
+    bad_request, not_found, precondition_failed, unavailable, SwiftError, SwiftResult,
+};
+use crate::headers::{self, conditions, http_date, hv, range_spec, title_case, Condition};
+use crate::router::{decode, MAX_OBJECT_NAME};
+use crate::Proxy;
+
+/// Largest object (Swift's `max_file_size`: 5 GiB + 2).
+pub const MAX_FILE_SIZE: u64 = 5 * 1024 * 1024 * 1024 + 2;
+
+/// Largest data message sent to a storage node.
+const CHUNK: usize = 1 << 20;
+
+/// Stored headers besides `X-Object-Meta-*`.
+const STORED_HEADERS: &[&str] = &[
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "cache-control",
+    "expires",
+];
+
+/// An object's address.
+#[derive(Clone, Debug)]
+pub struct ObjPath {
+    pub account: String,
+    pub container: String,
+    pub object: String,
+}
+
+impl ObjPath {
+    fn target(&self, p: &Placement) -> pb::ObjectTarget {
+        pb::ObjectTarget {
+            device: String::new(),
+            part: p.part,
+            account: self.account.clone(),
+            container: self.container.clone(),
+            object: self.object.clone(),
+            replica_index: 0,
+        }
+    }
+}
+
+type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, SwiftError>> + Send>>;
+
+fn client_disconnect() -> SwiftError {
+    SwiftError::new(
+        StatusCode::from_u16(499).expect("valid status"),
+        "Client Disconnect",
+    )
+}
+
+/// One replica taking a PUT.
+struct Writer {
+    tx: mpsc::Sender<pb::PutMsg>,
+    acks: Streaming<pb::PutAck>,
+    dev: Device,
+}
+
+async fn open_writer(
+    p: &Proxy,
+    dev: &Device,
+    header: &pb::PutHeader,
+    index: u32,
+) -> Result<Writer, Status> {
+    let mut h = header.clone();
+    if let Some(t) = h.target.as_mut() {
+        t.device = dev.name.clone();
+        t.replica_index = index;
+    }
+    let (tx, rx) = mpsc::channel(16);
+    tx.send(pb::PutMsg {
+        msg: Some(pb::put_msg::Msg::Header(h)),
+    })
+    .await
+    .map_err(|_| Status::internal("put channel closed"))?;
+    let mut client = p.cluster.peers.object(&dev.node)?;
+    let mut acks = client.put(ReceiverStream::new(rx)).await?.into_inner();
+    match acks.message().await? {
+        Some(a) if a.stage == pb::put_ack::Stage::Ready as i32 => Ok(Writer {
+            tx,
+            acks,
+            dev: dev.clone(),
+        }),
+        _ => Err(Status::unavailable("node did not get ready")),
+    }
+}
+
+/// Opens a writer per primary, replacing failed primaries by handoffs.
+async fn open_writers(p: &Proxy, place: &Placement, header: &pb::PutHeader) -> Vec<Writer> {
+    let calls = place.primaries.iter().enumerate().map(|(i, primary)| async move {
+        let mut dev = primary.clone();
+        loop {
+            match timed(open_writer(p, &dev, header, i as u32)).await {
+                Ok(w) => return Some(w),
+                Err(s) if node_failure(&s) => {
+                    tracing::info!(node = %dev.node, device = %dev.name, error = %s.message(), "primary unavailable for PUT; trying a handoff");
+                    dev = place.next_handoff()?.clone();
+                }
+                Err(s) => {
+                    tracing::warn!(node = %dev.node, error = %s.message(), "PUT refused");
+                    return None;
+                }
+            }
+        }
+    });
+    futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// What a stored PUT produced.
+pub struct Stored {
+    pub etag: String,
+    pub ts: Timestamp,
+}
+
+/// Streams `body` to a quorum of replicas and commits it.
+pub async fn store(
+    p: &Proxy,
+    path: &ObjPath,
+    mut header: pb::PutHeader,
+    mut body: ByteStream,
+    expect_etag: Option<String>,
+) -> SwiftResult<Stored> {
+    let place = p.cluster.place(
+        RingKind::Object,
+        &path.account,
+        Some(&path.container),
+        Some(&path.object),
+    )?;
+    let ts = Timestamp::now();
+    header.ts = ts.0;
+    header.target = Some(path.target(&place));
+    let mut writers = open_writers(p, &place, &header).await;
+    let quorum = place.quorum();
+    if writers.len() < quorum {
+        return Err(unavailable(format!(
+            "only {} of {} replicas could take {}/{}/{}",
+            writers.len(),
+            place.primaries.len(),
+            path.account,
+            path.container,
+            path.object
+        )));
+    }
+    let mut md5 = Md5::new();
+    let mut size = 0u64;
+    while let Some(piece) = body.next().await {
+        let piece = piece?;
+        size += piece.len() as u64;
+        if size > MAX_FILE_SIZE {
+            return Err(SwiftError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "<html><h1>Request Entity Too Large</h1><p>The body of your request was too large for this server.</p></html>",
+            ));
+        }
+        md5.update(&piece);
+        let mut at = 0;
+        while at < piece.len() {
+            let part = piece.slice(at..(at + CHUNK).min(piece.len()));
+            at += part.len();
+            let msg = pb::PutMsg {
+                msg: Some(pb::put_msg::Msg::Data(part)),
+            };
+            let sends = writers.iter().map(|w| w.tx.send(msg.clone()));
+            let ok: Vec<bool> = futures::future::join_all(sends)
+                .await
+                .into_iter()
+                .map(|r| r.is_ok())
+                .collect();
+            let mut i = 0;
+            writers.retain(|_| {
+                i += 1;
+                ok[i - 1]
+            });
+            if writers.len() < quorum {
+                return Err(unavailable("replicas failed while the body streamed"));
+            }
+        }
+    }
+    let etag = hex::encode(md5.finalize());
+    if let Some(want) = expect_etag {
+        if want.trim_matches('"') != etag {
+            // Writers are dropped without a footer: every replica discards the body.
+            return Err(SwiftError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "<html><h1>Unprocessable Entity</h1><p>Unable to process the contained instructions</p></html>",
+            ));
+        }
+    }
+    let footer = pb::PutMsg {
+        msg: Some(pb::put_msg::Msg::Footer(pb::PutFooter {
+            etag: etag.clone(),
+        })),
+    };
+    let commits = writers.into_iter().map(|mut w| {
+        let footer = footer.clone();
+        async move {
+            w.tx.send(footer).await.map_err(|_| Status::unavailable("stream closed"))?;
+            drop(w.tx);
+            let r = tokio::time::timeout(std::time::Duration::from_secs(60), w.acks.message()).await;
+            match r {
+                Ok(Ok(Some(a))) if a.stage == pb::put_ack::Stage::Committed as i32 => Ok(()),
+                Ok(Err(s)) => {
+                    tracing::warn!(node = %w.dev.node, error = %s.message(), "replica failed to commit");
+                    Err(s)
+                }
+                _ => Err(Status::unavailable("no commit from replica")),
+            }
+        }
+    });
+    let committed = futures::future::join_all(commits)
+        .await
+        .into_iter()
+        .filter(|r| r.is_ok())
+        .count();
+    if committed < quorum {
+        return Err(unavailable(format!(
+            "{committed} of {} replicas committed",
+            place.primaries.len()
+        )));
+    }
+    Ok(Stored { etag, ts })
+}
+
+/// An object found for a GET or HEAD.
+pub struct Found {
+    pub meta: pb::ObjectMeta,
+    /// The body (or the requested range of it) unless HEAD.
+    pub body: Option<ByteStream>,
+    /// The range served, if one was asked for and satisfiable.
+    pub range: Option<headers::ByteRange>,
+}
+
+async fn open_get(
+    p: &Proxy,
+    dev: &Device,
+    target: &pb::ObjectTarget,
+    head_only: bool,
+    hint: Option<(u64, Option<u64>)>,
+) -> Result<(pb::ObjectMeta, Streaming<pb::GetMsg>), Status> {
+    let mut t = target.clone();
+    t.device = dev.name.clone();
+    let req = pb::GetRequest {
+        target: Some(t),
+        head_only,
+        offset: hint.map(|h| h.0),
+        length: hint.and_then(|h| h.1),
+    };
+    let mut client = p.cluster.peers.object(&dev.node)?;
+    let mut s = client.get(req).await?.into_inner();
+    match s.message().await? {
+        Some(pb::GetMsg {
+            msg: Some(pb::get_msg::Msg::Meta(m)),
+        }) => Ok((m, s)),
+        _ => Err(Status::internal(
+            "object stream did not start with metadata",
+        )),
+    }
+}
+
+/// Turns a node's data messages into a byte stream, starting with `first`.
+fn data_stream(first: Option<Bytes>, rest: Streaming<pb::GetMsg>) -> ByteStream {
+    let head = futures::stream::iter(first.map(Ok));
+    let tail = rest.filter_map(|m| async move {
+        match m {
+            Ok(pb::GetMsg {
+                msg: Some(pb::get_msg::Msg::Data(d)),
+            }) => Some(Ok(d)),
+            Ok(_) => None,
+            Err(s) => {
+                tracing::error!(error = %s.message(), "object stream failed mid-body");
+                Some(Err(unavailable(s.message().to_string())))
+            }
+        }
+    });
+    Box::pin(head.chain(tail))
+}
+
+/// Reads an object: primaries first (the newest timestamp wins), then handoffs.
+pub async fn fetch(
+    p: &Proxy,
+    path: &ObjPath,
+    h: &HeaderMap,
+    head_only: bool,
+) -> SwiftResult<Found> {
+    let place = p.cluster.place(
+        RingKind::Object,
+        &path.account,
+        Some(&path.container),
+        Some(&path.object),
+    )?;
+    let target = path.target(&place);
+    let spec = if head_only { None } else { range_spec(h) };
+    let hint = spec.and_then(|s| s.hint());
+    // The first primary is asked for the body straight away (unless the range needs the
+    // size first); the others only for metadata, to find the newest version.
+    let speculate = !head_only && (spec.is_none() || hint.is_some());
+    let calls = place
+        .primaries
+        .iter()
+        .enumerate()
+        .map(|(i, d)| timed(open_get(p, d, &target, !(speculate && i == 0), hint)));
+    let mut answers: Vec<(Device, pb::ObjectMeta, Option<Streaming<pb::GetMsg>>, bool)> =
+        Vec::new();
+    let mut missing = 0;
+    let mut failed = 0;
+    for (i, r) in futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        match r {
+            Ok((m, s)) if m.found => {
+                answers.push((place.primaries[i].clone(), m, Some(s), speculate && i == 0))
+            }
+            Ok(_) => missing += 1,
+            Err(e) => {
+                tracing::info!(node = %place.primaries[i].node, error = %e.message(), "primary failed for GET");
+                failed += 1;
+            }
+        }
+    }
+    if answers.is_empty() {
+        for d in &place.handoffs {
+            match timed(open_get(p, d, &target, head_only, None)).await {
+                Ok((m, s)) if m.found => {
+                    answers.push((
+                        d.clone(),
+                        m,
+                        Some(s),
+                        !head_only && hint.is_none() && spec.is_none(),
+                    ));
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => {}
+            }
+        }
+    }
+    let Some(best) = answers.iter().map(|a| (a.1.ts, a.1.meta_ts)).max() else {
+        if missing == 0 && failed > 0 {
+            return Err(unavailable("no replica of the object answered"));
+        }
+        return Err(not_found());
+    };
+    let newest = answers
+        .iter()
+        .find(|a| (a.1.ts, a.1.meta_ts) == best)
+        .expect("best exists")
+        .1
+        .clone();
+    if newest.deleted || (newest.delete_at != 0 && newest.delete_at <= now_secs()) {
+        return Err(not_found());
+    }
+    let range = spec.map(|s| s.resolve(newest.size)).transpose()?;
+    if head_only {
+        return Ok(Found {
+            meta: newest,
+            body: None,
+            range: None,
+        });
+    }
+    // Read the body from a replica holding the newest data, verifying the first chunk
+    // arrives before committing to it; a corrupt or failing copy hands over to the next.
+    let (start, end) = range.map_or((0, newest.size), |r| (r.start, r.end));
+    let mut sources: Vec<_> = answers
+        .into_iter()
+        .filter(|a| a.1.ts == newest.ts)
+        .collect();
+    sources.sort_by_key(|a| !a.3); // an already-streaming body first
+    for (dev, _, stream, streaming) in sources {
+        let mut s = if streaming && (hint.is_some() || spec.is_none()) {
+            match stream {
+                Some(s) => s,
+                None => continue,
+            }
+        } else {
+            match timed(open_get(
+                p,
+                &dev,
+                &target,
+                false,
+                Some((start, Some(end - start))),
+            ))
+            .await
+            {
+                Ok((m, s)) if m.ts == newest.ts => s,
+                _ => continue,
+            }
+        };
+        if start == end {
+            return Ok(Found {
+                meta: newest,
+                body: Some(Box::pin(futures::stream::empty())),
+                range,
+            });
+        }
+        match s.message().await {
+            Ok(Some(pb::GetMsg {
+                msg: Some(pb::get_msg::Msg::Data(d)),
+            })) => {
+                return Ok(Found {
+                    meta: newest,
+                    body: Some(data_stream(Some(d), s)),
+                    range,
+                });
+            }
+            Ok(_) => tracing::error!(node = %dev.node, "object body missing"),
+            Err(e) => {
+                tracing::error!(node = %dev.node, error = %e.message(), "replica failed verification; trying another")
+            }
+        }
+    }
+    Err(unavailable("no replica could serve the object body"))
+}
+
+fn object_headers(r: &mut Response, m: &pb::ObjectMeta) {
+    let h = r.headers_mut();
+    let mut put = |k: &str, v: &str| {
+        if let (Ok(k), Ok(v)) = (
+            axum::http::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            h.insert(k, v);
+        }
+    };
+    put("etag", &m.etag);
+    put("content-type", &m.content_type);
+    put("last-modified", &http_date(m.meta_ts.max(m.ts)));
+    put("x-timestamp", &Timestamp(m.meta_ts.max(m.ts)).to_string());
+    put("accept-ranges", "bytes");
+    if m.delete_at != 0 {
+        put("x-delete-at", &m.delete_at.to_string());
+    }
+    for item in &m.meta {
+        if !item.value.is_empty() {
+            put(&title_case(&item.key), &item.value);
+        }
+    }
+}
+
+/// GET or HEAD.
+pub async fn get(p: &Proxy, path: &ObjPath, h: &HeaderMap, head: bool) -> SwiftResult<Response> {
+    let found = fetch(p, path, h, head).await?;
+    let m = &found.meta;
+    if conditions(h, &m.etag, m.meta_ts.max(m.ts))? == Condition::NotModified {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        object_headers(&mut r, m);
+        r.headers_mut().remove("content-type");
+        return Ok(r);
+    }
+    let (status, len) = match found.range {
+        Some(rg) => (StatusCode::PARTIAL_CONTENT, rg.end - rg.start),
+        None => (StatusCode::OK, m.size),
+    };
+    let body = match found.body {
+        Some(b) => Body::from_stream(b.map(|r| r.map_err(|e| std::io::Error::other(e.body)))),
+        None => Body::empty(),
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    object_headers(&mut r, m);
+    r.headers_mut()
+        .insert("content-length", HeaderValue::from(len));
+    if let Some(rg) = found.range {
+        if let Ok(v) =
+            HeaderValue::from_str(&format!("bytes {}-{}/{}", rg.start, rg.end - 1, m.size))
+        {
+            r.headers_mut().insert("content-range", v);
+        }
+    }
+    Ok(r)
+}
+
+/// `X-Delete-At` / `X-Delete-After` of a request, as seconds since the epoch (0: none).
+fn delete_at(h: &HeaderMap) -> SwiftResult<u64> {
+    let now = now_secs();
+    if let Some(v) = hv(h, "x-delete-after") {
+        let n: u64 = v
+            .trim()
+            .parse()
+            .map_err(|_| bad_request("Non-integer X-Delete-After"))?;
+        return Ok(now + n);
+    }
+    if let Some(v) = hv(h, "x-delete-at") {
+        let at: u64 = v
+            .trim()
+            .split('.')
+            .next()
+            .unwrap_or("")
+            .parse()
+            .map_err(|_| bad_request("Non-integer X-Delete-At"))?;
+        if at <= now {
+            return Err(bad_request("X-Delete-At in past"));
+        }
+        return Ok(at);
+    }
+    Ok(0)
+}
+
+fn meta_items(items: Vec<(String, String)>) -> Vec<pb::MetaItem> {
+    items
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(key, value)| pb::MetaItem { key, value, ts: 0 })
+        .collect()
+}
+
+fn created(stored: &Stored) -> Response {
+    let mut r = SwiftError::new(StatusCode::CREATED, "").into_response();
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&stored.etag) {
+        h.insert("etag", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&http_date(stored.ts.0)) {
+        h.insert("last-modified", v);
+    }
+    r
+}
+
+/// PUT (plain, or a copy with `X-Copy-From`).
+pub async fn put(p: &Proxy, path: &ObjPath, h: &HeaderMap, body: Body) -> SwiftResult<Response> {
+    p.require_container(&path.account, &path.container).await?;
+    if let Some(src) = hv(h, "x-copy-from") {
+        let (c, o) = parse_copy_path(src)?;
+        let src = ObjPath {
+            account: path.account.clone(),
+            container: c,
+            object: o,
+        };
+        return copy(p, &src, path, h).await;
+    }
+    let content_length: Option<u64> = match hv(h, "content-length") {
+        Some(v) => Some(
+            v.trim()
+                .parse()
+                .map_err(|_| bad_request("Invalid Content-Length"))?,
+        ),
+        None => None,
+    };
+    let chunked = hv(h, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    if content_length.is_none() && !chunked {
+        return Err(SwiftError::new(
+            StatusCode::LENGTH_REQUIRED,
+            "<html><h1>Length Required</h1><p>Length Required</p></html>",
+        ));
+    }
+    if content_length.is_some_and(|l| l > MAX_FILE_SIZE) {
+        return Err(SwiftError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Your request is too large.",
+        ));
+    }
+    if hv(h, "if-none-match").is_some_and(|v| v.trim() == "*") {
+        match fetch(p, path, h, true).await {
+            Ok(_) => return Err(precondition_failed("Object exists")),
+            Err(e) if e.status == StatusCode::NOT_FOUND => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let header = pb::PutHeader {
+        target: None,
+        ts: 0,
+        content_type: hv(h, "content-type")
+            .unwrap_or("application/octet-stream")
+            .to_string(),
+        meta: meta_items(headers::metadata(h, "object", STORED_HEADERS)?),
+        delete_at: delete_at(h)?,
+        content_length: if chunked { None } else { content_length },
+    };
+    let stream: ByteStream = Box::pin(
+        body.into_data_stream()
+            .map(|r| r.map_err(|_| client_disconnect())),
+    );
+    let expect = hv(h, "etag").map(str::to_string);
+    let stored = store(p, path, header, stream, expect).await?;
+    Ok(created(&stored))
+}
+
+/// `container/object` of `X-Copy-From` or `Destination` (percent-encoded, leading `/` ok).
+fn parse_copy_path(v: &str) -> SwiftResult<(String, String)> {
+    let v = decode(v.trim().trim_start_matches('/'))?;
+    match v.split_once('/') {
+        Some((c, o)) if !c.is_empty() && !o.is_empty() && o.len() <= MAX_OBJECT_NAME => {
+            Ok((c.to_string(), o.to_string()))
+        }
+        _ => Err(precondition_failed(
+            "X-Copy-From header must be of the form <container name>/<object name>",
+        )),
+    }
+}
+
+/// Server-side copy of `src` to `dst`: the source streams straight into the new PUT.
+pub async fn copy(p: &Proxy, src: &ObjPath, dst: &ObjPath, h: &HeaderMap) -> SwiftResult<Response> {
+    let found = fetch(p, src, &HeaderMap::new(), false).await?;
+    let m = found.meta;
+    let fresh = hv(h, "x-fresh-metadata").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let mut meta: Vec<(String, String)> = if fresh {
+        Vec::new()
+    } else {
+        m.meta
+            .iter()
+            .map(|i| (i.key.clone(), i.value.clone()))
+            .collect()
+    };
+    for (k, v) in headers::metadata(h, "object", STORED_HEADERS)? {
+        meta.retain(|(x, _)| *x != k);
+        meta.push((k, v));
+    }
+    let header = pb::PutHeader {
+        target: None,
+        ts: 0,
+        content_type: hv(h, "content-type")
+            .map(str::to_string)
+            .unwrap_or(m.content_type.clone()),
+        meta: meta_items(meta),
+        delete_at: delete_at(h)?,
+        content_length: Some(m.size),
+    };
+    let body = found
+        .body
+        .unwrap_or_else(|| Box::pin(futures::stream::empty()));
+    let stored = store(p, dst, header, body, None).await?;
+    let mut r = created(&stored);
+    let hs = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("{}/{}", src.container, src.object)) {
+        hs.insert("x-copied-from", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&http_date(m.meta_ts.max(m.ts))) {
+        hs.insert("x-copied-from-last-modified", v);
+    }
+    Ok(r)
+}
+
+/// COPY with a `Destination: container/object` header.
+pub async fn copy_verb(p: &Proxy, src: &ObjPath, h: &HeaderMap) -> SwiftResult<Response> {
+    let dest =
+        hv(h, "destination").ok_or_else(|| precondition_failed("Destination header required"))?;
+    let (c, o) = parse_copy_path(dest)?;
+    let dst = ObjPath {
+        account: src.account.clone(),
+        container: c,
+        object: o,
+    };
+    p.require_container(&dst.account, &dst.container).await?;
+    copy(p, src, &dst, h).await
+}
+
+/// DELETE: a tombstone on every replica.
+pub async fn delete(p: &Proxy, path: &ObjPath) -> SwiftResult<Response> {
+    let place = p.cluster.place(
+        RingKind::Object,
+        &path.account,
+        Some(&path.container),
+        Some(&path.object),
+    )?;
+    let ts = Timestamp::now().0;
+    let target = path.target(&place);
+    let results = p
+        .cluster
+        .write_all(&place, |dev, i| {
+            let mut t = target.clone();
+            t.device = dev.name.clone();
+            t.replica_index = i;
+            async move {
+                let mut c = p.cluster.peers.object(&dev.node)?;
+                Ok(c.delete(pb::DeleteRequest {
+                    target: Some(t),
+                    ts,
+                })
+                .await?
+                .into_inner())
+            }
+        })
+        .await;
+    let ok: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    if ok.len() < place.quorum() {
+        return Err(unavailable("object DELETE reached no quorum"));
+    }
+    if ok.iter().filter(|r| r.existed).count() * 2 < ok.len() {
+        return Err(not_found());
+    }
+    Ok(SwiftError::new(StatusCode::NO_CONTENT, "").into_response())
+}
+
+/// POST: replaces the object's metadata (and optionally content type and expiry).
+pub async fn post(p: &Proxy, path: &ObjPath, h: &HeaderMap) -> SwiftResult<Response> {
+    let place = p.cluster.place(
+        RingKind::Object,
+        &path.account,
+        Some(&path.container),
+        Some(&path.object),
+    )?;
+    let ts = Timestamp::now().0;
+    let meta = meta_items(headers::metadata(h, "object", STORED_HEADERS)?);
+    let delete_at = delete_at(h)?;
+    let content_type = hv(h, "content-type").map(str::to_string);
+    let target = path.target(&place);
+    let results = p
+        .cluster
+        .write_all(&place, |dev, i| {
+            let mut t = target.clone();
+            t.device = dev.name.clone();
+            t.replica_index = i;
+            let req = pb::PostRequest {
+                target: Some(t),
+                ts,
+                content_type: content_type.clone(),
+                meta: meta.clone(),
+                delete_at,
+            };
+            async move {
+                let mut c = p.cluster.peers.object(&dev.node)?;
+                Ok(c.post(req).await?.into_inner())
+            }
+        })
+        .await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let missing = results
+        .iter()
+        .filter(|r| matches!(r, Err(s) if s.code() == tonic::Code::NotFound))
+        .count();
+    if ok >= place.quorum() {
+        return Ok(SwiftError::new(StatusCode::ACCEPTED, "").into_response());
+    }
+    if missing > 0 && missing + ok == results.len() {
+        return Err(not_found());
+    }
+    Err(unavailable("object POST reached no quorum"))
+}

@@ -1,0 +1,209 @@
+//! One device (a directory, normally its own disk) of a storage node.
+//!
+//! # On-disk layout
+//! ```text
+//! <device>/db/                                   RocksDB: object records (small objects
+//!                                                inline), container and account databases,
+//!                                                async pendings, dirty containers
+//! <device>/objects/<part>/<suffix>/<hash>/<ts>.data   bodies of large objects
+//! <device>/tmp/                                  bodies being written (never read)
+//! ```
+//! Every RocksDB write that acknowledges a client is synced (`WriteOptions::set_sync`):
+//! concurrent writers are group-committed by RocksDB, so one WAL fsync covers many small
+//! objects. A device whose directory disappears, or whose free space falls under the
+//! reserve, refuses writes with [`DeviceError::Insufficient`] (Swift's 507).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+use tokio::sync::Mutex;
+
+/// Column family of object records, keyed by [`crate::diskfile::object_key`].
+pub const CF_OBJECTS: &str = "objects";
+/// Column family of container databases (info and object rows).
+pub const CF_CONTAINERS: &str = "containers";
+/// Column family of account databases (info and container rows).
+pub const CF_ACCOUNTS: &str = "accounts";
+/// Container updates not yet acknowledged by their container replica.
+pub const CF_PENDING: &str = "pending";
+/// Containers whose stats changed since they were last reported to their account.
+pub const CF_DIRTY: &str = "dirty";
+
+const STRIPES: usize = 256;
+
+/// Why a device cannot serve a request.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("insufficient storage on device {0}: {1}")]
+    Insufficient(String, String),
+    #[error("no device {0} on this node")]
+    Unknown(String),
+    #[error("database error on device {0}: {1}")]
+    Db(String, rocksdb::Error),
+    #[error("I/O error on device {0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("stored record on device {0} is damaged: {1}")]
+    Damaged(String, String),
+}
+
+impl From<DeviceError> for tonic::Status {
+    fn from(e: DeviceError) -> Self {
+        match e {
+            DeviceError::Insufficient(..) => tonic::Status::resource_exhausted(e.to_string()),
+            DeviceError::Unknown(..) => tonic::Status::not_found(e.to_string()),
+            DeviceError::Damaged(..) => tonic::Status::data_loss(e.to_string()),
+            _ => tonic::Status::internal(e.to_string()),
+        }
+    }
+}
+
+/// A device: its directory, its database and the locks that serialize read-modify-write
+/// cycles on one object, container or account.
+pub struct Device {
+    /// The name the rings use (`d1`).
+    pub name: String,
+    /// The device directory.
+    pub root: PathBuf,
+    /// Free bytes kept back; writes that would eat into them are refused.
+    pub reserve: u64,
+    db: DB,
+    stripes: Vec<Mutex<()>>,
+}
+
+impl Device {
+    /// Opens (creating if needed) the device at `root`.
+    pub fn open(name: &str, root: &Path, reserve: u64) -> Result<Arc<Self>, DeviceError> {
+        let io = |e| DeviceError::Io(name.to_string(), e);
+        for sub in ["objects", "tmp"] {
+            std::fs::create_dir_all(root.join(sub)).map_err(io)?;
+        }
+        // Bodies left in tmp/ by a crash were never acknowledged.
+        if let Ok(rd) = std::fs::read_dir(root.join("tmp")) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(2);
+        opts.set_keep_log_file_num(4);
+        opts.set_write_buffer_size(16 << 20);
+        let cfs = [CF_OBJECTS, CF_CONTAINERS, CF_ACCOUNTS, CF_PENDING, CF_DIRTY]
+            .into_iter()
+            .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, root.join("db"), cfs)
+            .map_err(|e| DeviceError::Db(name.to_string(), e))?;
+        Ok(Arc::new(Device {
+            name: name.to_string(),
+            root: root.to_path_buf(),
+            reserve,
+            db,
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        }))
+    }
+
+    /// The lock guarding everything keyed by `key` (striped: unrelated keys rarely share).
+    pub fn lock_for(&self, key: &[u8]) -> &Mutex<()> {
+        let h = crc32fast::hash(key) as usize;
+        &self.stripes[h % STRIPES]
+    }
+
+    fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column family is created at open")
+    }
+
+    fn db_err(&self, e: rocksdb::Error) -> DeviceError {
+        DeviceError::Db(self.name.clone(), e)
+    }
+
+    /// Reads one value.
+    pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, DeviceError> {
+        self.db.get_cf(self.cf(cf), key).map_err(|e| self.db_err(e))
+    }
+
+    /// Applies a batch built with [`Device::batch_put`] / [`Device::batch_delete`];
+    /// `sync` makes it durable before returning.
+    pub fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), DeviceError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        self.db.write_opt(batch, &wo).map_err(|e| self.db_err(e))
+    }
+
+    /// Adds a put to `batch`.
+    pub fn batch_put(&self, batch: &mut WriteBatch, cf: &str, key: &[u8], value: &[u8]) {
+        batch.put_cf(self.cf(cf), key, value);
+    }
+
+    /// Adds a delete to `batch`.
+    pub fn batch_delete(&self, batch: &mut WriteBatch, cf: &str, key: &[u8]) {
+        batch.delete_cf(self.cf(cf), key);
+    }
+
+    /// Key/value pairs of `cf` from `start` on (or backwards from it) while `keep` holds.
+    pub fn scan(
+        &self,
+        cf: &str,
+        start: &[u8],
+        reverse: bool,
+    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), DeviceError>> + '_ {
+        let dir = if reverse {
+            rocksdb::Direction::Reverse
+        } else {
+            rocksdb::Direction::Forward
+        };
+        self.db
+            .iterator_cf(self.cf(cf), rocksdb::IteratorMode::From(start, dir))
+            .map(|r| r.map_err(|e| self.db_err(e)))
+    }
+
+    /// Refuses with [`DeviceError::Insufficient`] if the device is gone or cannot take
+    /// `bytes` more without eating into the reserve.
+    pub fn check_space(&self, bytes: u64) -> Result<(), DeviceError> {
+        let (_, free) = self.usage().map_err(|e| {
+            DeviceError::Insufficient(self.name.clone(), format!("device unavailable: {e}"))
+        })?;
+        if free < bytes.saturating_add(self.reserve) {
+            return Err(DeviceError::Insufficient(
+                self.name.clone(),
+                format!(
+                    "{free} bytes free, {bytes} needed plus {} reserved",
+                    self.reserve
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// (capacity, free bytes) of the file system holding the device; fails if the device
+    /// directory is gone.
+    pub fn usage(&self) -> std::io::Result<(u64, u64)> {
+        // The database directory going missing means the disk was pulled or wiped.
+        std::fs::metadata(self.root.join("db"))?;
+        let c = std::ffi::CString::new(self.root.as_os_str().as_encoded_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `c` is a valid C string and `st` a properly sized out-parameter.
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let bs = st.f_frsize as u64;
+        Ok((st.f_blocks as u64 * bs, st.f_bavail as u64 * bs))
+    }
+}
+
+/// Commits `batch` durably on a blocking thread (a synced write waits for an fsync).
+pub async fn write_sync(dev: &Arc<Device>, batch: WriteBatch) -> Result<(), DeviceError> {
+    let d = dev.clone();
+    tokio::task::spawn_blocking(move || d.write(batch, true))
+        .await
+        .map_err(|e| DeviceError::Io(dev.name.clone(), std::io::Error::other(e)))?
+}
+
+/// Fsyncs a directory, making the renames and creations inside it durable.
+pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}

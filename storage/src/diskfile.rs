@@ -1,0 +1,210 @@
+//! Object records and bodies.
+//!
+//! # Layout (see DESIGN-storage.md for why)
+//! Every object has one record in the `objects` column family, keyed by partition and a hash
+//! of its path, holding the newest version only (the newest timestamp wins):
+//! name, size, content type, MD5 ETag, BLAKE3 digest, a CRC32 per 1 MiB block, user
+//! metadata and timestamps. A body of at most [`INLINE_MAX`] bytes lives inside the record,
+//! so a small PUT costs one group-committed WAL append. A larger body is a file,
+//! `<device>/objects/<part>/<suffix>/<hash>/<ts>.data`, written to `tmp/`, fsynced, renamed
+//! into place and its directory fsynced *before* the record naming it is committed; the
+//! previous version's file is removed only after that commit.
+//!
+//! A tombstone is a record with `deleted` set. Records start with a format version byte.
+//!
+//! # Invariants
+//! - A record is committed only after its body is durable; a body never changes after its
+//!   record is committed (a new version gets a new file name).
+//! - Every byte served is checked against its block's CRC32 before it leaves the node.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::device::Device;
+
+/// Bodies up to this size are stored inside the record.
+pub const INLINE_MAX: u64 = 64 * 1024;
+
+/// Bytes covered by one CRC32 in [`ObjectRecord::block_crcs`].
+pub const BLOCK: u64 = 1 << 20;
+
+const FORMAT_VERSION: u8 = 1;
+
+/// The stored form of one object version (or tombstone).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ObjectRecord {
+    /// `/account/container/object`.
+    pub name: String,
+    /// Timestamp of the data (PUT) or of the deletion.
+    pub ts: u64,
+    /// Timestamp of the newest metadata (PUT or POST).
+    pub meta_ts: u64,
+    pub deleted: bool,
+    pub size: u64,
+    pub content_type: String,
+    /// MD5 of the body, hex (Swift's ETag).
+    pub etag: String,
+    /// BLAKE3 of the body.
+    pub blake3: [u8; 32],
+    /// CRC32 of each [`BLOCK`] of the body.
+    pub block_crcs: Vec<u32>,
+    /// User metadata (`X-Object-Meta-*` and other stored headers), header name → value.
+    pub meta: Vec<(String, String)>,
+    /// Expiry (seconds since the epoch), 0 = never.
+    pub delete_at: u64,
+    /// The body when it is inline; `None` for tombstones and file bodies.
+    pub inline: Option<Vec<u8>>,
+}
+
+impl ObjectRecord {
+    /// Serialized form: version byte + bincode.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![FORMAT_VERSION];
+        bincode::serialize_into(&mut out, self).expect("plain struct serializes");
+        out
+    }
+
+    /// Parses [`ObjectRecord::encode`]'s output.
+    pub fn decode(b: &[u8]) -> Result<Self, String> {
+        match b.split_first() {
+            Some((&FORMAT_VERSION, rest)) => {
+                bincode::deserialize(rest).map_err(|e| format!("object record: {e}"))
+            }
+            Some((v, _)) => Err(format!("object record format {v} is not supported")),
+            None => Err("empty object record".into()),
+        }
+    }
+
+    /// Whether the body is a file on disk.
+    pub fn has_file(&self) -> bool {
+        !self.deleted && self.inline.is_none()
+    }
+}
+
+/// 16 bytes naming an object on disk: BLAKE3 of its path, truncated.
+pub fn name_hash(path: &str) -> [u8; 16] {
+    let mut h = [0u8; 16];
+    h.copy_from_slice(&blake3::hash(path.as_bytes()).as_bytes()[..16]);
+    h
+}
+
+/// The record key: partition (big-endian, so a partition is one key range) + name hash.
+pub fn object_key(part: u32, hash: &[u8; 16]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(20);
+    k.extend_from_slice(&part.to_be_bytes());
+    k.extend_from_slice(hash);
+    k
+}
+
+/// `<device>/objects/<part>/<suffix>/<hash>`: the directory of an object's body files.
+pub fn object_dir(dev: &Device, part: u32, hash: &[u8; 16]) -> PathBuf {
+    let hex = hex::encode(hash);
+    dev.root
+        .join("objects")
+        .join(part.to_string())
+        .join(&hex[hex.len() - 3..])
+        .join(hex)
+}
+
+/// The body file of version `ts`.
+pub fn data_file(dev: &Device, part: u32, hash: &[u8; 16], ts: u64) -> PathBuf {
+    object_dir(dev, part, hash).join(format!("{ts:020}.data"))
+}
+
+/// Incremental digests of a body as it streams in.
+pub struct BodyHasher {
+    blake: blake3::Hasher,
+    crcs: Vec<u32>,
+    crc: crc32fast::Hasher,
+    in_block: u64,
+    /// Bytes seen so far.
+    pub size: u64,
+}
+
+impl Default for BodyHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BodyHasher {
+    /// A hasher over nothing yet.
+    pub fn new() -> Self {
+        Self {
+            blake: blake3::Hasher::new(),
+            crcs: Vec::new(),
+            crc: crc32fast::Hasher::new(),
+            in_block: 0,
+            size: 0,
+        }
+    }
+
+    /// Feeds the next bytes of the body.
+    pub fn update(&mut self, mut data: &[u8]) {
+        self.blake.update(data);
+        self.size += data.len() as u64;
+        while !data.is_empty() {
+            let take = ((BLOCK - self.in_block) as usize).min(data.len());
+            self.crc.update(&data[..take]);
+            self.in_block += take as u64;
+            data = &data[take..];
+            if self.in_block == BLOCK {
+                let done = std::mem::replace(&mut self.crc, crc32fast::Hasher::new());
+                self.crcs.push(done.finalize());
+                self.in_block = 0;
+            }
+        }
+    }
+
+    /// (BLAKE3, block CRCs).
+    pub fn finish(mut self) -> ([u8; 32], Vec<u32>) {
+        if self.in_block > 0 || self.crcs.is_empty() {
+            self.crcs.push(self.crc.finalize());
+        }
+        (*self.blake.finalize().as_bytes(), self.crcs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trip_and_version() {
+        let r = ObjectRecord {
+            name: "/a/c/o".into(),
+            ts: 5,
+            size: 3,
+            inline: Some(b"abc".to_vec()),
+            meta: vec![("X-Object-Meta-Color".into(), "blue".into())],
+            ..Default::default()
+        };
+        let back = ObjectRecord::decode(&r.encode()).unwrap();
+        assert_eq!(back.name, "/a/c/o");
+        assert_eq!(back.inline.as_deref(), Some(&b"abc"[..]));
+        let mut bad = r.encode();
+        bad[0] = 9;
+        assert!(ObjectRecord::decode(&bad).unwrap_err().contains("format 9"));
+        assert!(ObjectRecord::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn block_crcs_cover_every_block() {
+        let data: Vec<u8> = (0..(2 * BLOCK + 10)).map(|i| (i % 251) as u8).collect();
+        let mut h = BodyHasher::new();
+        for piece in data.chunks(70_000) {
+            h.update(piece);
+        }
+        let (b3, crcs) = h.finish();
+        assert_eq!(b3, *blake3::hash(&data).as_bytes());
+        assert_eq!(crcs.len(), 3);
+        assert_eq!(
+            crcs[1],
+            crc32fast::hash(&data[BLOCK as usize..2 * BLOCK as usize])
+        );
+        assert_eq!(crcs[2], crc32fast::hash(&data[2 * BLOCK as usize..]));
+        let (_, empty) = BodyHasher::new().finish();
+        assert_eq!(empty, vec![crc32fast::hash(b"")]);
+    }
+}

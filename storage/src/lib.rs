@@ -1,0 +1,219 @@
+//! `stratus-storage`: a storage node. It serves objects and the container and account
+//! databases from its local devices over gRPC, keeps listings up to date, and tells meta it
+//! is alive.
+//!
+//! # Layout
+//! - [`device`]: one device directory: its RocksDB, locks, space checks.
+//! - [`diskfile`]: object records (small bodies inline) and body files.
+//! - [`object`]: the `Object` gRPC service (PUT/GET/HEAD/DELETE/POST).
+//! - [`db`]: container and account databases (rows, totals, listings).
+//! - [`db_service`]: the `Db` gRPC service over [`db`].
+//! - [`updater`]: container updates (synchronous, then async pendings) and account reports.
+//! - [`peers`]: channels to other storage nodes (used by the proxy too).
+//!
+//! One [`Node`] owns every subsystem; [`StorageServer`] serves it.
+
+pub mod db;
+pub mod db_service;
+pub mod device;
+pub mod diskfile;
+pub mod object;
+pub mod peers;
+pub mod updater;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use stratus_meta::client::MetaClient;
+use stratus_meta::rings::{RingStore, RingWatcher};
+use stratus_proto::storage::db_server::DbServer;
+use stratus_proto::storage::object_server::ObjectServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::device::Device;
+use crate::peers::{Peers, MAX_MESSAGE_BYTES};
+
+/// Free bytes each device keeps back by default (writes that would use them get 507).
+pub const DEFAULT_RESERVE: u64 = 64 << 20;
+
+/// How to run a storage node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Device directories; a device's name is its directory's name.
+    pub devices: Vec<PathBuf>,
+    /// Meta endpoints.
+    pub meta: Vec<String>,
+    /// Free bytes kept back on each device.
+    pub reserve: u64,
+}
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error(transparent)]
+    Device(#[from] device::DeviceError),
+    #[error("device path {0} has no usable name")]
+    BadDevicePath(PathBuf),
+    #[error("two devices are named {0}")]
+    DuplicateDevice(String),
+    #[error("meta: {0}")]
+    Meta(String),
+    #[error("server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything a storage node owns.
+pub struct Node {
+    /// Devices by name.
+    pub devices: HashMap<String, Arc<Device>>,
+    /// The account ring (where container stats are reported).
+    pub account_ring: RingWatcher,
+    /// The container ring (where object rows go).
+    pub container_ring: RingWatcher,
+    /// Channels to other nodes.
+    pub peers: Peers,
+    /// The meta cluster.
+    pub meta: MetaClient,
+    /// Wakes the account reporter.
+    pub dirty: tokio::sync::Notify,
+}
+
+impl Node {
+    /// The device named `name`, or NOT_FOUND.
+    pub fn device(&self, name: &str) -> Result<Arc<Device>, tonic::Status> {
+        self.devices
+            .get(name)
+            .cloned()
+            .ok_or_else(|| device::DeviceError::Unknown(name.to_string()).into())
+    }
+}
+
+/// A running storage node.
+pub struct StorageServer {
+    node: Arc<Node>,
+}
+
+#[derive(Serialize)]
+struct Registration<'a> {
+    addr: &'a str,
+    devices: Vec<DeviceReport>,
+    updated: u64,
+}
+
+#[derive(Serialize)]
+struct DeviceReport {
+    name: String,
+    capacity: u64,
+    free: u64,
+    ok: bool,
+}
+
+impl StorageServer {
+    /// Opens every device and starts watching the rings.
+    pub async fn new(cfg: Config) -> Result<Self, StorageError> {
+        let mut devices = HashMap::new();
+        for path in &cfg.devices {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| StorageError::BadDevicePath(path.clone()))?
+                .to_string();
+            let dev = Device::open(&name, path, cfg.reserve)?;
+            if devices.insert(name.clone(), dev).is_some() {
+                return Err(StorageError::DuplicateDevice(name));
+            }
+        }
+        let meta = MetaClient::new(&cfg.meta).map_err(|e| StorageError::Meta(e.to_string()))?;
+        let store = RingStore::new(meta.clone());
+        let ring = |name| {
+            RingWatcher::spawn(store.clone(), name).map_err(|e| StorageError::Meta(e.to_string()))
+        };
+        let node = Node {
+            devices,
+            account_ring: ring("account")?,
+            container_ring: ring("container")?,
+            peers: Peers::default(),
+            meta,
+            dirty: tokio::sync::Notify::new(),
+        };
+        Ok(Self {
+            node: Arc::new(node),
+        })
+    }
+
+    /// The node's state (for tests and tools).
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// Serves on `listener` until `shutdown` resolves; background work runs meanwhile.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), StorageError> {
+        let addr = listener.local_addr()?.to_string();
+        let tasks = [
+            tokio::spawn(updater::run_pendings(self.node.clone())),
+            tokio::spawn(updater::run_account_reports(self.node.clone())),
+            tokio::spawn(register(self.node.clone(), addr)),
+        ];
+        let object = ObjectServer::new(object::ObjectService::new(self.node.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let db = DbServer::new(db_service::DbService::new(self.node.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let r = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(object)
+            .add_service(db)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await;
+        for t in tasks {
+            t.abort();
+        }
+        Ok(r?)
+    }
+}
+
+/// Meta key under which a storage node registers itself.
+pub fn registration_key(addr: &str) -> String {
+    format!("/nodes/storage/{addr}")
+}
+
+/// Tells meta this node's address, devices and free space, every 10 seconds.
+async fn register(node: Arc<Node>, addr: String) {
+    loop {
+        let devices = node
+            .devices
+            .values()
+            .map(|d| {
+                let u = d.usage();
+                DeviceReport {
+                    name: d.name.clone(),
+                    capacity: u.as_ref().map_or(0, |u| u.0),
+                    free: u.as_ref().map_or(0, |u| u.1),
+                    ok: u.is_ok(),
+                }
+            })
+            .collect();
+        let reg = Registration {
+            addr: &addr,
+            devices,
+            updated: stratus_meta::rings::now_secs(),
+        };
+        let body = serde_json::to_vec(&reg).expect("plain struct serializes");
+        if let Err(e) = node.meta.put(registration_key(&addr), body).await {
+            tracing::warn!(error = %e, "registering with meta failed; will retry");
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}

@@ -1,0 +1,59 @@
+//! `stratus-storage`: one storage node.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use stratus_storage::{Config, StorageServer, DEFAULT_RESERVE};
+
+/// A Stratus storage node: objects, container and account databases on local devices.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Address to serve on (the one the rings name for this node).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// A device directory (repeat for each); its name in the rings is the directory's name.
+    #[arg(long = "device", required = true)]
+    devices: Vec<PathBuf>,
+    /// Meta endpoints, comma separated.
+    #[arg(long, env = "STRATUS_META", value_delimiter = ',', required = true)]
+    meta: Vec<String>,
+    /// Free bytes each device keeps back.
+    #[arg(long, default_value_t = DEFAULT_RESERVE)]
+    reserve: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let a = Args::parse();
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("binding {}", a.listen))?;
+    let cfg = Config {
+        devices: a.devices,
+        meta: a.meta,
+        reserve: a.reserve,
+    };
+    let server = StorageServer::new(cfg)
+        .await
+        .context("starting the storage node")?;
+    println!("stratus-storage listening on {}", listener.local_addr()?);
+    server.run(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

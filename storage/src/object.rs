@@ -1,0 +1,557 @@
+//! The `Object` gRPC service: PUT (streamed, durable before it is acknowledged), GET/HEAD
+//! (ranges, every block verified before it is sent), DELETE (tombstones) and POST.
+//!
+//! A write's record and its async pending are committed in one synced batch; the container
+//! update is then sent (see [`crate::updater`]).
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use rocksdb::WriteBatch;
+use stratus_core::timestamp::Timestamp;
+use stratus_proto::storage as pb;
+use stratus_proto::storage::object_server::Object;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::device::{fsync_dir, write_sync, Device, CF_OBJECTS, CF_PENDING};
+use crate::diskfile::{
+    data_file, name_hash, object_dir, object_key, BodyHasher, ObjectRecord, BLOCK, INLINE_MAX,
+};
+use crate::updater::{send_container_update, Pending};
+use crate::Node;
+
+/// The gRPC object service of one node.
+pub struct ObjectService {
+    node: Arc<Node>,
+}
+
+impl ObjectService {
+    /// Serves `node`'s devices.
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+}
+
+type Resp<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn bad(msg: impl Into<String>) -> Status {
+    Status::invalid_argument(msg)
+}
+
+fn io_status(dev: &Device, e: std::io::Error) -> Status {
+    crate::device::DeviceError::Io(dev.name.clone(), e).into()
+}
+
+/// The resolved location of one object on one device.
+struct Loc {
+    dev: Arc<Device>,
+    part: u32,
+    hash: [u8; 16],
+    key: Vec<u8>,
+    path: String,
+    t: pb::ObjectTarget,
+}
+
+impl Loc {
+    fn new(node: &Node, t: Option<pb::ObjectTarget>) -> Result<Self, Status> {
+        let t = t.ok_or_else(|| bad("missing target"))?;
+        if t.account.is_empty() || t.container.is_empty() || t.object.is_empty() {
+            return Err(bad("target needs account, container and object"));
+        }
+        let dev = node.device(&t.device)?;
+        let path = format!("/{}/{}/{}", t.account, t.container, t.object);
+        let hash = name_hash(&path);
+        Ok(Loc {
+            key: object_key(t.part, &hash),
+            part: t.part,
+            dev,
+            hash,
+            path,
+            t,
+        })
+    }
+
+    fn load(&self) -> Result<Option<ObjectRecord>, Status> {
+        match self.dev.get(CF_OBJECTS, &self.key)? {
+            None => Ok(None),
+            Some(b) => ObjectRecord::decode(&b)
+                .map(Some)
+                .map_err(Status::data_loss),
+        }
+    }
+
+    fn pending(&self, rec: &ObjectRecord) -> Pending {
+        Pending {
+            account: self.t.account.clone(),
+            container: self.t.container.clone(),
+            replica_index: self.t.replica_index,
+            name: self.t.object.clone(),
+            ts: rec.ts,
+            size: rec.size,
+            content_type: rec.content_type.clone(),
+            etag: rec.etag.clone(),
+            deleted: rec.deleted,
+            queued: Timestamp::now().0,
+        }
+    }
+
+    /// Commits `rec` (replacing `old`) with its container update queued, then delivers the
+    /// update. Returns whether the container replica has the row already.
+    async fn commit(
+        &self,
+        node: &Node,
+        rec: &ObjectRecord,
+        old: Option<&ObjectRecord>,
+        update_container: bool,
+    ) -> Result<bool, Status> {
+        let mut batch = WriteBatch::default();
+        self.dev
+            .batch_put(&mut batch, CF_OBJECTS, &self.key, &rec.encode());
+        let pending = update_container.then(|| self.pending(rec));
+        let pkey = pending.as_ref().map(Pending::key);
+        if let (Some(p), Some(k)) = (&pending, &pkey) {
+            self.dev.batch_put(&mut batch, CF_PENDING, k, &p.encode());
+        }
+        write_sync(&self.dev, batch).await?;
+        if let Some(old) = old.filter(|o| o.has_file() && o.ts != rec.ts) {
+            let f = data_file(&self.dev, self.part, &self.hash, old.ts);
+            let _ = tokio::fs::remove_file(f).await;
+        }
+        let (Some(p), Some(k)) = (pending, pkey) else {
+            return Ok(true);
+        };
+        match send_container_update(node, &p).await {
+            Ok(()) => {
+                let mut b = WriteBatch::default();
+                self.dev.batch_delete(&mut b, CF_PENDING, &k);
+                // Not synced: if lost, the pending is delivered again, harmlessly.
+                self.dev.write(b, false)?;
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::info!(object = %self.path, error = %e, "container update deferred");
+                node.dirty.notify_one();
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// A body file being written in `tmp/`; removed on drop unless it was moved into place.
+struct TmpBody {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    buf: Vec<u8>,
+}
+
+impl TmpBody {
+    fn create(dev: &Device) -> std::io::Result<Self> {
+        let path = dev
+            .root
+            .join("tmp")
+            .join(format!("{:032x}", rand::random::<u128>()));
+        let file = std::fs::File::create(&path)?;
+        Ok(Self {
+            path,
+            file: Some(file),
+            buf: Vec::with_capacity(BLOCK as usize),
+        })
+    }
+
+    /// Writes the buffer out on a blocking thread.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        let mut file = self.file.take().expect("file present");
+        let buf = std::mem::take(&mut self.buf);
+        let (file, buf) = tokio::task::spawn_blocking(move || {
+            let r = file.write_all(&buf);
+            (file, r.map(|_| buf))
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        self.file = Some(file);
+        self.buf = buf?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    async fn push(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= BLOCK as usize {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Flushes, fsyncs and renames the body to `dest`, fsyncing the directories it touched.
+    async fn finish(mut self, dest: PathBuf) -> std::io::Result<()> {
+        self.flush().await?;
+        let file = self.file.take().expect("file present");
+        let tmp = self.path.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            file.sync_all()?;
+            drop(file);
+            let dir = dest.parent().expect("data file has a directory");
+            let mut fresh = Vec::new();
+            let mut d = dir;
+            while !d.exists() {
+                fresh.push(d.to_path_buf());
+                d = d.parent().expect("objects/ exists");
+            }
+            std::fs::create_dir_all(dir)?;
+            std::fs::rename(&tmp, &dest)?;
+            fsync_dir(dir)?;
+            // New directories are durable only once their parents are synced too.
+            for f in fresh {
+                if let Some(p) = f.parent() {
+                    fsync_dir(p)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.path = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for TmpBody {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn meta_items(meta: &[(String, String)]) -> Vec<pb::MetaItem> {
+    meta.iter()
+        .map(|(k, v)| pb::MetaItem {
+            key: k.clone(),
+            value: v.clone(),
+            ts: 0,
+        })
+        .collect()
+}
+
+fn to_meta(rec: &ObjectRecord) -> pb::ObjectMeta {
+    pb::ObjectMeta {
+        found: true,
+        deleted: rec.deleted,
+        ts: rec.ts,
+        meta_ts: rec.meta_ts,
+        size: rec.size,
+        content_type: rec.content_type.clone(),
+        etag: rec.etag.clone(),
+        meta: meta_items(&rec.meta),
+        delete_at: rec.delete_at,
+    }
+}
+
+/// Receives the body after the header, then commits. Returns whether the container
+/// replica was updated.
+async fn receive(
+    node: Arc<Node>,
+    loc: Loc,
+    h: pb::PutHeader,
+    mut inbound: Streaming<pb::PutMsg>,
+) -> Result<bool, Status> {
+    let mut hasher = BodyHasher::new();
+    let mut inline = Vec::new();
+    let mut body: Option<TmpBody> = None;
+    let footer = loop {
+        let msg = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::aborted("the body ended without a footer"))?;
+        match msg.msg {
+            Some(pb::put_msg::Msg::Data(d)) => {
+                hasher.update(&d);
+                if h.content_length.is_some_and(|cl| hasher.size > cl) {
+                    return Err(bad("body longer than its content length"));
+                }
+                if body.is_none() && (inline.len() + d.len()) as u64 > INLINE_MAX {
+                    loc.dev
+                        .check_space(h.content_length.unwrap_or(0).max(hasher.size))?;
+                    let mut f = TmpBody::create(&loc.dev).map_err(|e| io_status(&loc.dev, e))?;
+                    f.push(&inline).await.map_err(|e| io_status(&loc.dev, e))?;
+                    inline = Vec::new();
+                    body = Some(f);
+                }
+                match body.as_mut() {
+                    Some(f) => f.push(&d).await.map_err(|e| io_status(&loc.dev, e))?,
+                    None => inline.extend_from_slice(&d),
+                }
+            }
+            Some(pb::put_msg::Msg::Footer(f)) => break f,
+            _ => return Err(bad("expected data or a footer")),
+        }
+    };
+    if let Some(cl) = h.content_length {
+        if cl != hasher.size {
+            return Err(bad(format!(
+                "body is {} bytes, content length said {cl}",
+                hasher.size
+            )));
+        }
+    }
+    let size = hasher.size;
+    let (blake3, block_crcs) = hasher.finish();
+    let rec = ObjectRecord {
+        name: loc.path.clone(),
+        ts: h.ts,
+        meta_ts: h.ts,
+        deleted: false,
+        size,
+        content_type: h.content_type,
+        etag: footer.etag,
+        blake3,
+        block_crcs,
+        meta: h.meta.into_iter().map(|m| (m.key, m.value)).collect(),
+        delete_at: h.delete_at,
+        inline: body.is_none().then_some(inline),
+    };
+    if let Some(f) = body {
+        let dest = data_file(&loc.dev, loc.part, &loc.hash, rec.ts);
+        f.finish(dest).await.map_err(|e| io_status(&loc.dev, e))?;
+    }
+    let _g = loc.dev.lock_for(&loc.key).lock().await;
+    let old = loc.load()?;
+    if old.as_ref().is_some_and(|o| o.ts >= rec.ts) {
+        // A newer version is already here: this one is superseded, which is the state it
+        // would reach anyway. Its body (if any) goes.
+        if rec.inline.is_none() {
+            let _ = std::fs::remove_file(data_file(&loc.dev, loc.part, &loc.hash, rec.ts));
+        }
+        return Ok(true);
+    }
+    loc.commit(&node, &rec, old.as_ref(), true).await
+}
+
+/// Reads `[start, end)` of a stored body, verifying each block touched, into `tx`.
+async fn send_body(
+    dev: Arc<Device>,
+    dir: PathBuf,
+    rec: ObjectRecord,
+    start: u64,
+    end: u64,
+    tx: mpsc::Sender<Result<pb::GetMsg, Status>>,
+) {
+    let data = |d: Vec<u8>| {
+        Ok(pb::GetMsg {
+            msg: Some(pb::get_msg::Msg::Data(d.into())),
+        })
+    };
+    if let Some(body) = &rec.inline {
+        let ok =
+            body.len() as u64 == rec.size && rec.block_crcs.first() == Some(&crc32fast::hash(body));
+        let _ = if ok {
+            tx.send(data(body[start as usize..end as usize].to_vec()))
+                .await
+        } else {
+            tx.send(Err(Status::data_loss(format!(
+                "{}: inline body fails its checksum",
+                rec.name
+            ))))
+            .await
+        };
+        return;
+    }
+    let path = dir.join(format!("{:020}.data", rec.ts));
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = tx
+                .send(Err(Status::data_loss(format!(
+                    "{}: body file unreadable on {}: {e}",
+                    rec.name, dev.name
+                ))))
+                .await;
+            return;
+        }
+    };
+    let mut block = start / BLOCK;
+    while block * BLOCK < end {
+        let b_start = block * BLOCK;
+        let b_len = BLOCK.min(rec.size - b_start) as usize;
+        let read =
+            tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, Vec<u8>)> {
+                let mut buf = vec![0u8; b_len];
+                file.seek(SeekFrom::Start(b_start))?;
+                file.read_exact(&mut buf)?;
+                Ok((file, buf))
+            })
+            .await;
+        let (f, buf) = match read {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                let _ = tx
+                    .send(Err(Status::data_loss(format!(
+                        "{}: read failed: {e}",
+                        rec.name
+                    ))))
+                    .await;
+                return;
+            }
+            Err(e) => {
+                let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                return;
+            }
+        };
+        file = f;
+        if rec.block_crcs.get(block as usize) != Some(&crc32fast::hash(&buf)) {
+            tracing::error!(object = %rec.name, device = %dev.name, block, "block fails its checksum");
+            let _ = tx
+                .send(Err(Status::data_loss(format!(
+                    "{}: block {block} fails its checksum on {}",
+                    rec.name, dev.name
+                ))))
+                .await;
+            return;
+        }
+        let from = start.saturating_sub(b_start) as usize;
+        let to = (end - b_start).min(b_len as u64) as usize;
+        let piece = if from == 0 && to == buf.len() {
+            buf
+        } else {
+            buf[from..to].to_vec()
+        };
+        if tx.send(data(piece)).await.is_err() {
+            return; // the reader went away
+        }
+        block += 1;
+    }
+}
+
+#[tonic::async_trait]
+impl Object for ObjectService {
+    type PutStream = Resp<pb::PutAck>;
+    type GetStream = Resp<pb::GetMsg>;
+
+    async fn put(
+        &self,
+        req: Request<Streaming<pb::PutMsg>>,
+    ) -> Result<Response<Self::PutStream>, Status> {
+        let mut inbound = req.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| bad("empty put stream"))?;
+        let Some(pb::put_msg::Msg::Header(h)) = first.msg else {
+            return Err(bad("a put starts with its header"));
+        };
+        let loc = Loc::new(&self.node, h.target.clone())?;
+        if h.ts == 0 {
+            return Err(bad("a put needs a timestamp"));
+        }
+        loc.dev.check_space(h.content_length.unwrap_or(0))?;
+        let (tx, rx) = mpsc::channel(2);
+        let ready = pb::PutAck {
+            stage: pb::put_ack::Stage::Ready as i32,
+            container_updated: false,
+        };
+        let _ = tx.send(Ok(ready)).await;
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            let r = receive(node, loc, h, inbound)
+                .await
+                .map(|updated| pb::PutAck {
+                    stage: pb::put_ack::Stage::Committed as i32,
+                    container_updated: updated,
+                });
+            let _ = tx.send(r).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<Self::GetStream>, Status> {
+        let req = req.into_inner();
+        let loc = Loc::new(&self.node, req.target)?;
+        loc.dev.usage().map_err(|e| {
+            Status::from(crate::device::DeviceError::Insufficient(
+                loc.dev.name.clone(),
+                e.to_string(),
+            ))
+        })?;
+        let rec = loc.load()?;
+        let (tx, rx) = mpsc::channel(4);
+        let meta = rec.as_ref().map_or_else(pb::ObjectMeta::default, to_meta);
+        let _ = tx
+            .send(Ok(pb::GetMsg {
+                msg: Some(pb::get_msg::Msg::Meta(meta)),
+            }))
+            .await;
+        if let Some(rec) = rec.filter(|r| !r.deleted && !req.head_only) {
+            let start = req.offset.unwrap_or(0).min(rec.size);
+            let end = req
+                .length
+                .map_or(rec.size, |l| start.saturating_add(l))
+                .min(rec.size);
+            if start < end {
+                let dir = object_dir(&loc.dev, loc.part, &loc.hash);
+                tokio::spawn(send_body(loc.dev.clone(), dir, rec, start, end, tx));
+            }
+        }
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::WriteReply>, Status> {
+        let req = req.into_inner();
+        let loc = Loc::new(&self.node, req.target)?;
+        loc.dev.check_space(0)?;
+        let _g = loc.dev.lock_for(&loc.key).lock().await;
+        let old = loc.load()?;
+        let existed = old.as_ref().is_some_and(|o| !o.deleted);
+        if old.as_ref().is_some_and(|o| o.ts >= req.ts) {
+            return Ok(Response::new(pb::WriteReply {
+                existed,
+                container_updated: true,
+            }));
+        }
+        let tomb = ObjectRecord {
+            name: loc.path.clone(),
+            ts: req.ts,
+            meta_ts: req.ts,
+            deleted: true,
+            ..Default::default()
+        };
+        let updated = loc.commit(&self.node, &tomb, old.as_ref(), true).await?;
+        Ok(Response::new(pb::WriteReply {
+            existed,
+            container_updated: updated,
+        }))
+    }
+
+    async fn post(
+        &self,
+        req: Request<pb::PostRequest>,
+    ) -> Result<Response<pb::WriteReply>, Status> {
+        let req = req.into_inner();
+        let loc = Loc::new(&self.node, req.target)?;
+        loc.dev.check_space(0)?;
+        let _g = loc.dev.lock_for(&loc.key).lock().await;
+        let Some(mut rec) = loc.load()?.filter(|r| !r.deleted) else {
+            return Err(Status::not_found(format!("{} not found", loc.path)));
+        };
+        if rec.meta_ts < req.ts {
+            rec.meta_ts = req.ts;
+            rec.meta = req.meta.into_iter().map(|m| (m.key, m.value)).collect();
+            if let Some(ct) = req.content_type {
+                rec.content_type = ct;
+            }
+            rec.delete_at = req.delete_at;
+            loc.commit(&self.node, &rec, None, false).await?;
+        }
+        Ok(Response::new(pb::WriteReply {
+            existed: true,
+            container_updated: true,
+        }))
+    }
+}

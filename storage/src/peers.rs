@@ -1,0 +1,54 @@
+//! Connections to storage nodes: one lazily connected gRPC channel per address, shared.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use stratus_proto::storage::db_client::DbClient;
+use stratus_proto::storage::object_client::ObjectClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// Largest gRPC message a storage client or server accepts (data chunks are ≤ 1 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+
+/// How long connecting to a node may take before it counts as down.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Channels to storage nodes by `host:port`.
+#[derive(Default)]
+pub struct Peers {
+    map: Mutex<HashMap<String, Channel>>,
+}
+
+impl Peers {
+    /// The channel to `addr` (created on first use; connects lazily, reconnects by itself).
+    pub fn channel(&self, addr: &str) -> Result<Channel, tonic::Status> {
+        let mut map = self.map.lock().expect("peers lock");
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        let ch = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| tonic::Status::invalid_argument(format!("bad node address {addr}: {e}")))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .connect_lazy();
+        map.insert(addr.to_string(), ch.clone());
+        Ok(ch)
+    }
+
+    /// An object client for `addr`.
+    pub fn object(&self, addr: &str) -> Result<ObjectClient<Channel>, tonic::Status> {
+        Ok(ObjectClient::new(self.channel(addr)?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    /// A database client for `addr`.
+    pub fn db(&self, addr: &str) -> Result<DbClient<Channel>, tonic::Status> {
+        Ok(DbClient::new(self.channel(addr)?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+}

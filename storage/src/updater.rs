@@ -1,0 +1,236 @@
+//! Keeping listings up to date.
+//!
+//! - **Container updates.** An object write commits, in the same batch as the object record,
+//!   an *async pending*: the row its container replica must get. Right after the commit the
+//!   object server sends the row ([`send_container_update`]) and drops the pending on
+//!   success; if the container replica is down the pending stays and [`run_pendings`]
+//!   retries it until it lands (surviving restarts, since it is on disk).
+//! - **Account reports.** A container change marks the container dirty (in the same batch);
+//!   [`run_account_reports`] sends the container's row and stats to every account replica
+//!   and clears the mark once all of them have it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use stratus_core::ring::object_path;
+use stratus_proto::storage as pb;
+
+use crate::db;
+use crate::device::{Device, CF_DIRTY, CF_PENDING};
+use crate::Node;
+
+/// How long one update RPC may take.
+const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A container update waiting to be delivered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pending {
+    pub account: String,
+    pub container: String,
+    pub replica_index: u32,
+    pub name: String,
+    pub ts: u64,
+    pub size: u64,
+    pub content_type: String,
+    pub etag: String,
+    pub deleted: bool,
+    /// When it was queued (µs), so the retry loop leaves fresh ones to the writer.
+    pub queued: u64,
+}
+
+impl Pending {
+    /// The stored form (version byte + bincode).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![1u8];
+        bincode::serialize_into(&mut out, self).expect("plain struct serializes");
+        out
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        match b.split_first() {
+            Some((1, rest)) => bincode::deserialize(rest).ok(),
+            _ => None,
+        }
+    }
+
+    /// A unique key for this pending (time-ordered).
+    pub fn key(&self) -> Vec<u8> {
+        let mut k = self.queued.to_be_bytes().to_vec();
+        k.extend_from_slice(&rand::random::<[u8; 8]>());
+        k
+    }
+}
+
+/// Sends one object row to its container replica.
+pub async fn send_container_update(node: &Node, p: &Pending) -> Result<(), String> {
+    let ring = node
+        .container_ring
+        .current()
+        .ok_or("the container ring is not published yet")?;
+    let path = object_path(&p.account, Some(&p.container), None);
+    let part = ring.partition(&path);
+    let ids = ring.primary_ids(part);
+    let id = ids[p.replica_index as usize % ids.len()];
+    let dev = ring
+        .device(id)
+        .ok_or("container ring names an unknown device")?;
+    let mut client = node.peers.db(&dev.node).map_err(|e| e.to_string())?;
+    let req = pb::ObjectUpdateRequest {
+        target: Some(pb::DbTarget {
+            device: dev.name.clone(),
+            part,
+            account: p.account.clone(),
+            container: p.container.clone(),
+        }),
+        row: Some(pb::ObjectRow {
+            name: p.name.clone(),
+            ts: p.ts,
+            size: p.size,
+            content_type: p.content_type.clone(),
+            etag: p.etag.clone(),
+            deleted: p.deleted,
+        }),
+    };
+    match tokio::time::timeout(RPC_TIMEOUT, client.object_update(req)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(s)) => Err(format!("{}: {}", dev.node, s.message())),
+        Err(_) => Err(format!("{}: timed out", dev.node)),
+    }
+}
+
+/// Retries async pendings on every device, forever.
+pub async fn run_pendings(node: Arc<Node>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for dev in node.devices.values() {
+            if let Err(e) = pending_pass(&node, dev).await {
+                tracing::warn!(device = %dev.name, error = %e, "async pending pass failed");
+            }
+        }
+    }
+}
+
+async fn pending_pass(node: &Node, dev: &Arc<Device>) -> Result<(), String> {
+    let fresh_after = stratus_core::timestamp::Timestamp::now()
+        .0
+        .saturating_sub(3_000_000);
+    let items: Vec<(Box<[u8]>, Box<[u8]>)> = dev
+        .scan(CF_PENDING, &[], false)
+        .take(1000)
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    for (k, v) in items {
+        let Some(p) = Pending::decode(&v) else {
+            tracing::error!(device = %dev.name, "dropping an unreadable async pending");
+            let mut b = rocksdb::WriteBatch::default();
+            dev.batch_delete(&mut b, CF_PENDING, &k);
+            dev.write(b, false).map_err(|e| e.to_string())?;
+            continue;
+        };
+        if p.queued > fresh_after {
+            break; // its writer is probably still delivering it
+        }
+        match send_container_update(node, &p).await {
+            Ok(()) => {
+                let mut b = rocksdb::WriteBatch::default();
+                dev.batch_delete(&mut b, CF_PENDING, &k);
+                dev.write(b, false).map_err(|e| e.to_string())?;
+            }
+            Err(e) => {
+                tracing::debug!(object = %p.name, error = %e, "container still unreachable");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reports dirty containers to their account replicas, forever.
+pub async fn run_account_reports(node: Arc<Node>) {
+    loop {
+        let _ = tokio::time::timeout(Duration::from_secs(2), node.dirty.notified()).await;
+        // Let a burst of updates to one container coalesce into one report.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for dev in node.devices.values() {
+            if let Err(e) = report_pass(&node, dev).await {
+                tracing::debug!(device = %dev.name, error = %e, "account report pass incomplete");
+            }
+        }
+    }
+}
+
+async fn report_pass(node: &Node, dev: &Arc<Device>) -> Result<(), String> {
+    let items: Vec<(Box<[u8]>, Box<[u8]>)> = dev
+        .scan(CF_DIRTY, &[], false)
+        .take(1000)
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut last_err = None;
+    for (k, mark) in items {
+        let Some((part, account, container)) = db::parse_container_key(&k) else {
+            continue;
+        };
+        let t = db::Target {
+            kind: db::Kind::Container,
+            part,
+            account,
+            container,
+        };
+        match report_container(node, dev, &t).await {
+            Ok(()) => {
+                let _g = dev.lock_for(&k).lock().await;
+                // Cleared only if no change marked it again meanwhile.
+                if dev.get(CF_DIRTY, &k).ok().flatten().as_deref() == Some(&mark[..]) {
+                    let mut b = rocksdb::WriteBatch::default();
+                    dev.batch_delete(&mut b, CF_DIRTY, &k);
+                    dev.write(b, false).map_err(|e| e.to_string())?;
+                }
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    last_err.map_or(Ok(()), Err)
+}
+
+/// Sends one container's row and stats to every replica of its account.
+pub async fn report_container(
+    node: &Node,
+    dev: &Arc<Device>,
+    t: &db::Target,
+) -> Result<(), String> {
+    let info = db::info(dev, t).map_err(|e| e.to_string())?;
+    let row = db::container_row(
+        &t.container,
+        &info,
+        stratus_core::timestamp::Timestamp::now().0,
+    );
+    let ring = node
+        .account_ring
+        .current()
+        .ok_or("the account ring is not published yet")?;
+    let part = ring.partition(&object_path(&t.account, None, None));
+    let calls = ring.primaries(part).map(|d| {
+        let row = row.clone();
+        let account = t.account.clone();
+        async move {
+            let mut c = node.peers.db(&d.node).map_err(|e| e.to_string())?;
+            let req = pb::AccountUpdateRequest {
+                target: Some(pb::DbTarget {
+                    device: d.name.clone(),
+                    part,
+                    account,
+                    container: String::new(),
+                }),
+                row: Some(row),
+            };
+            match tokio::time::timeout(RPC_TIMEOUT, c.account_update(req)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(s)) => Err(format!("{}: {}", d.node, s.message())),
+                Err(_) => Err(format!("{}: timed out", d.node)),
+            }
+        }
+    });
+    let results = futures::future::join_all(calls).await;
+    results.into_iter().collect::<Result<Vec<()>, String>>()?;
+    Ok(())
+}
