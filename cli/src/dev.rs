@@ -8,9 +8,12 @@
 //! <dir>/endpoints         meta endpoints, comma separated (read by `stratus meta`)
 //! <dir>/storage-<n>/addr  the address storage node <n> serves (picked once, kept)
 //! <dir>/storage-<n>/d<k>  its devices (directories)
+//! <dir>/storage-<n>/{pid,log}
+//! <dir>/proxy/{addr,pid,log}  the Swift API proxy
 //! ```
 //! The first `up` also creates the `account`, `container` and `object` rings in meta with
-//! every device of every storage node (one zone per node) and publishes them.
+//! every device of every storage node (one zone per node) and publishes them, and the
+//! TempAuth user `test:tester` (key `testing`).
 //! A second `up` reuses the data and the addresses; `down` stops the processes and keeps
 //! the data.
 
@@ -40,8 +43,8 @@ pub enum DevCmd {
         /// Number of meta nodes.
         #[arg(long, default_value_t = 3)]
         meta_nodes: u64,
-        /// Storage nodes to put in the rings (each its own zone).
-        #[arg(long, default_value_t = 3)]
+        /// Storage nodes to start and put in the rings (each its own zone).
+        #[arg(long, default_value_t = 4)]
         storage_nodes: u32,
         /// Devices per storage node.
         #[arg(long, default_value_t = 2)]
@@ -117,6 +120,19 @@ fn running_pid(node_dir: &Path) -> Option<i32> {
     read_pid(node_dir).filter(|p| alive(*p))
 }
 
+/// Every service directory with a pid file (meta, storage, proxy), by name.
+fn service_dirs(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("pid").exists())
+        .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+        .collect();
+    out.sort();
+    out
+}
+
 fn node_dirs(dir: &Path) -> Vec<(u64, PathBuf)> {
     let mut out: Vec<(u64, PathBuf)> = fs::read_dir(dir)
         .into_iter()
@@ -138,26 +154,56 @@ fn log_tail(node_dir: &Path) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
+/// Starts `bin args…` with its pid and log in `node_dir`, unless it already runs there.
+fn spawn(bin: &Path, args: &[String], node_dir: &Path) -> Result<()> {
+    fs::create_dir_all(node_dir)?;
+    if running_pid(node_dir).is_some() {
+        return Ok(());
+    }
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(node_dir.join("log"))?;
+    let child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    fs::write(node_dir.join("pid"), format!("{}\n", child.id()))?;
+    Ok(())
+}
+
+/// Waits until something accepts connections on `addr` (the process in `node_dir` must
+/// stay alive meanwhile).
+async fn wait_listening(what: &str, addr: &str, node_dir: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        if running_pid(node_dir).is_none() {
+            bail!(
+                "{what} exited; last lines of {}:\n{}",
+                node_dir.join("log").display(),
+                log_tail(node_dir)
+            );
+        }
+        if Instant::now() > deadline {
+            bail!("{what} did not listen on {addr} within 30s; see {}", node_dir.join("log").display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Start meta node `id` in `node_dir` unless it already runs; returns its address.
 async fn start_meta(bin: &Path, id: u64, node_dir: &Path) -> Result<String> {
-    fs::create_dir_all(node_dir)?;
-    if running_pid(node_dir).is_none() {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(node_dir.join("log"))?;
-        let child = Command::new(bin)
-            .args(["--id", &id.to_string(), "--data-dir"])
-            .arg(node_dir)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        fs::write(node_dir.join("pid"), format!("{}\n", child.id()))?;
-    }
+    let mut args = vec!["--id".to_string(), id.to_string(), "--data-dir".into()];
+    args.push(node_dir.display().to_string());
+    args.extend(["--listen".to_string(), "127.0.0.1:0".to_string()]);
+    spawn(bin, &args, node_dir)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(addr) = stratus_meta::server::read_addr(node_dir) {
@@ -263,6 +309,34 @@ async fn up(dir: &Path, meta_nodes: u64, storage_nodes: u32, devices: u32) -> Re
     let leader = wait_healthy(&client, &addrs, Duration::from_secs(60)).await?;
     fs::write(dir.join("endpoints"), endpoints.join(","))?;
     let rings = ensure_rings(&client, &dir, storage_nodes, devices).await?;
+    let meta_arg = endpoints.join(",");
+    let storage_bin = sibling_binary("stratus-storage")?;
+    let mut storage = Vec::new();
+    for n in 1..=storage_nodes {
+        let node_dir = dir.join(format!("storage-{n}"));
+        let addr = storage_addr(&dir, n)?;
+        let mut args = vec!["--listen".to_string(), addr.clone(), "--meta".into(), meta_arg.clone()];
+        for k in 1..=devices {
+            args.push("--device".into());
+            args.push(node_dir.join(format!("d{k}")).display().to_string());
+        }
+        spawn(&storage_bin, &args, &node_dir)?;
+        storage.push((n, addr, node_dir));
+    }
+    for (n, addr, node_dir) in &storage {
+        wait_listening(&format!("storage node {n}"), addr, node_dir).await?;
+    }
+    let proxy_dir = dir.join("proxy");
+    let proxy_addr = picked_addr(&proxy_dir)?;
+    spawn(
+        &sibling_binary("stratus-proxy")?,
+        &["--listen".into(), proxy_addr.clone(), "--meta".into(), meta_arg.clone()],
+        &proxy_dir,
+    )?;
+    ensure_test_user(&client).await?;
+    wait_listening("the proxy", &proxy_addr, &proxy_dir).await?;
+    let auth_url = format!("http://{proxy_addr}/auth/v1.0");
+    fs::write(dir.join("auth-url"), &auth_url)?;
     println!(
         "Stratus dev cluster is up ({} meta nodes, leader: node {leader}).",
         addrs.len()
@@ -275,6 +349,14 @@ async fn up(dir: &Path, meta_nodes: u64, storage_nodes: u32, devices: u32) -> Re
         );
     }
     println!("  rings: {rings}");
+    for (n, addr, node_dir) in &storage {
+        println!("  storage-{n}: {addr}   (log: {})", node_dir.join("log").display());
+    }
+    println!("  proxy: http://{proxy_addr}   (log: {})", proxy_dir.join("log").display());
+    println!();
+    println!("  Swift API auth URL: {auth_url}   user: {DEV_USER}   key: {DEV_KEY}");
+    println!("  swift -A {auth_url} -U {DEV_USER} -K {DEV_KEY} stat");
+    println!("  stratus upload mycontainer ./some-file   (stratus uses this cluster by default)");
     println!();
     println!("  export STRATUS_META={}", endpoints.join(","));
     println!("  stratus meta status");
@@ -287,10 +369,40 @@ async fn up(dir: &Path, meta_nodes: u64, storage_nodes: u32, devices: u32) -> Re
 /// Partition power of each dev ring: ~100+ partitions per device for a few devices.
 const DEV_RINGS: [(&str, u32); 3] = [("account", 8), ("container", 8), ("object", 10)];
 
+/// The TempAuth user every dev cluster has.
+pub const DEV_USER: &str = "test:tester";
+/// Its key.
+pub const DEV_KEY: &str = "testing";
+
+async fn ensure_test_user(client: &MetaClient) -> Result<()> {
+    let users = stratus_meta::users::UserStore::new(client.clone());
+    if users.get("test", "tester").await?.is_none() {
+        users
+            .add("test", "tester", DEV_KEY, &[stratus_meta::users::ROLE_ADMIN])
+            .await?;
+    }
+    Ok(())
+}
+
+/// The auth URL `dev up` recorded in `dir`.
+pub fn read_auth_url(dir: &Path) -> Result<String> {
+    let s = fs::read_to_string(dir.join("auth-url")).with_context(|| {
+        format!(
+            "no dev cluster in {} (run `stratus dev up`, or pass --auth)",
+            dir.display()
+        )
+    })?;
+    Ok(s.trim().to_string())
+}
+
 /// The address storage node `n` will serve, picked once (a free loopback port) and kept.
 fn storage_addr(dir: &Path, n: u32) -> Result<String> {
-    let node_dir = dir.join(format!("storage-{n}"));
-    fs::create_dir_all(&node_dir)?;
+    picked_addr(&dir.join(format!("storage-{n}")))
+}
+
+/// An address picked once for the service in `node_dir` (a free loopback port) and kept.
+fn picked_addr(node_dir: &Path) -> Result<String> {
+    fs::create_dir_all(node_dir)?;
     let file = node_dir.join("addr");
     if let Ok(a) = fs::read_to_string(&file) {
         return Ok(a.trim().to_string());
@@ -393,6 +505,17 @@ async fn status(dir: &Path, json: bool) -> Result<()> {
             st.as_ref().map_or("-".into(), |s| s.revision.to_string()),
         ]);
     }
+    for (name, node_dir) in service_dirs(dir) {
+        if name.starts_with("meta-") {
+            continue;
+        }
+        let pid = running_pid(&node_dir);
+        let addr = fs::read_to_string(node_dir.join("addr")).unwrap_or_default().trim().to_string();
+        let state = if pid.is_some() { "running" } else { "stopped" };
+        out.push(serde_json::json!({"service": name, "addr": addr, "pid": pid, "role": state}));
+        let dash = || "-".to_string();
+        rows.push(vec![name, addr, pid.map_or(dash(), |p| p.to_string()), state.into(), dash(), dash(), dash()]);
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -408,7 +531,9 @@ async fn status(dir: &Path, json: bool) -> Result<()> {
 }
 
 fn down(dir: &Path) -> Result<()> {
-    let nodes = node_dirs(dir);
+    let mut nodes = service_dirs(dir);
+    // Front ends first, meta last, so nothing logs errors about a vanished meta.
+    nodes.sort_by_key(|(name, _)| name.starts_with("meta-"));
     let mut stopped = 0;
     for (_, node_dir) in &nodes {
         if let Some(pid) = running_pid(node_dir) {

@@ -4,13 +4,17 @@
 //! - [`dev`]: a local cluster of real processes (`stratus dev up|status|down`);
 //! - [`meta_cmd`]: operator access to the metadata cluster (`stratus meta …`);
 //! - [`ring_cmd`]: ring building and lookups (`stratus ring …`);
-//! - [`bench`]: the metadata write benchmark (`stratus meta bench`).
+//! - [`bench`]: the metadata write benchmark (`stratus meta bench`);
+//! - [`user_cmd`]: TempAuth users (`stratus user …`);
+//! - [`swift_cmd`]: object storage for users (`stratus stat|list|upload|download|delete|post`).
 
 mod bench;
 mod dev;
 mod meta_cmd;
 mod ring_cmd;
+mod swift_cmd;
 mod table;
+mod user_cmd;
 
 use std::path::PathBuf;
 
@@ -20,6 +24,8 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "stratus", version, about)]
 struct Cli {
+    #[command(flatten)]
+    creds: swift_cmd::Creds,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -45,6 +51,15 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ring_cmd::RingCmd,
     },
+    /// Manage TempAuth users (kept in meta).
+    User {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: user_cmd::UserCmd,
+    },
+    #[command(flatten)]
+    Swift(swift_cmd::SwiftCmd),
 }
 
 /// How a command reaches the meta cluster, and how it prints.
@@ -87,6 +102,8 @@ async fn main() {
         Cmd::Dev { cmd } => dev::run(cmd).await,
         Cmd::Meta { conn, cmd } => meta_cmd::run(&conn, cmd).await,
         Cmd::Ring { conn, cmd } => ring_cmd::run(&conn, cmd).await,
+        Cmd::User { conn, cmd } => user_cmd::run(&conn, cmd).await,
+        Cmd::Swift(cmd) => swift_cmd::run(&cli.creds, cmd).await,
     };
     if let Err(e) = res {
         eprintln!("error: {e:#}");

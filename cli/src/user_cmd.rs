@@ -1,0 +1,80 @@
+//! `stratus user add|list|delete`: TempAuth users, kept in meta.
+
+use anyhow::{bail, Result};
+use clap::Subcommand;
+use stratus_meta::users::{UserStore, ROLE_ADMIN, ROLE_RESELLER};
+
+use crate::{table, Conn};
+
+/// `stratus user …`
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Add a user (or replace its key and roles).
+    Add {
+        /// `account:user`
+        name: String,
+        /// The user's key (password).
+        key: String,
+        /// May act on every account (Swift's `.reseller_admin`).
+        #[arg(long)]
+        reseller: bool,
+    },
+    /// List users.
+    List,
+    /// Delete a user.
+    Delete {
+        /// `account:user`
+        name: String,
+    },
+}
+
+fn split(name: &str) -> Result<(&str, &str)> {
+    match name.split_once(':') {
+        Some((a, u)) if !a.is_empty() && !u.is_empty() => Ok((a, u)),
+        _ => bail!("a user is named account:user, got {name:?}"),
+    }
+}
+
+/// Runs a `stratus user` command.
+pub async fn run(conn: &Conn, cmd: UserCmd) -> Result<()> {
+    let users = UserStore::new(conn.client()?);
+    match cmd {
+        UserCmd::Add { name, key, reseller } => {
+            let (a, u) = split(&name)?;
+            let mut roles = vec![ROLE_ADMIN];
+            if reseller {
+                roles.push(ROLE_RESELLER);
+            }
+            let user = users.add(a, u, &key, &roles).await?;
+            if conn.json {
+                println!("{}", serde_json::json!({"account": a, "user": u, "roles": user.roles}));
+            } else {
+                println!("Added {a}:{u} (roles: {}); storage URL path /v1/AUTH_{a}", user.roles.join(", "));
+            }
+        }
+        UserCmd::List => {
+            let list = users.list().await?;
+            if conn.json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|u| serde_json::json!({"account": u.account, "user": u.user, "roles": u.roles, "created": u.created}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|u| vec![format!("{}:{}", u.account, u.user), u.roles.join(","), table::utc(u.created)])
+                    .collect();
+                println!("{}", table::render(&["USER", "ROLES", "CREATED"], &rows));
+            }
+        }
+        UserCmd::Delete { name } => {
+            let (a, u) = split(&name)?;
+            if !users.delete(a, u).await? {
+                bail!("no user {name}");
+            }
+            println!("Deleted {name}");
+        }
+    }
+    Ok(())
+}
