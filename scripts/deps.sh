@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install the system packages Stratus needs to build, when they are missing.
 # RocksDB's Rust bindings need libclang (bindgen) and a C++ toolchain; protoc is vendored.
+# The integration tests drive the cluster with the real `swift` client (python3-swiftclient).
 set -euo pipefail
 
 need=()
-for pkg in libclang-dev build-essential pkg-config; do
+for pkg in libclang-dev build-essential pkg-config python3-swiftclient; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

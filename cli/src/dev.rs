@@ -192,7 +192,10 @@ async fn wait_listening(what: &str, addr: &str, node_dir: &Path) -> Result<()> {
             );
         }
         if Instant::now() > deadline {
-            bail!("{what} did not listen on {addr} within 30s; see {}", node_dir.join("log").display());
+            bail!(
+                "{what} did not listen on {addr} within 30s; see {}",
+                node_dir.join("log").display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -315,7 +318,12 @@ async fn up(dir: &Path, meta_nodes: u64, storage_nodes: u32, devices: u32) -> Re
     for n in 1..=storage_nodes {
         let node_dir = dir.join(format!("storage-{n}"));
         let addr = storage_addr(&dir, n)?;
-        let mut args = vec!["--listen".to_string(), addr.clone(), "--meta".into(), meta_arg.clone()];
+        let mut args = vec![
+            "--listen".to_string(),
+            addr.clone(),
+            "--meta".into(),
+            meta_arg.clone(),
+        ];
         for k in 1..=devices {
             args.push("--device".into());
             args.push(node_dir.join(format!("d{k}")).display().to_string());
@@ -330,7 +338,12 @@ async fn up(dir: &Path, meta_nodes: u64, storage_nodes: u32, devices: u32) -> Re
     let proxy_addr = picked_addr(&proxy_dir)?;
     spawn(
         &sibling_binary("stratus-proxy")?,
-        &["--listen".into(), proxy_addr.clone(), "--meta".into(), meta_arg.clone()],
+        &[
+            "--listen".into(),
+            proxy_addr.clone(),
+            "--meta".into(),
+            meta_arg.clone(),
+        ],
         &proxy_dir,
     )?;
     ensure_test_user(&client).await?;
@@ -350,9 +363,15 @@ async fn up(dir: &Path, meta_nodes: u64, storage_nodes: u32, devices: u32) -> Re
     }
     println!("  rings: {rings}");
     for (n, addr, node_dir) in &storage {
-        println!("  storage-{n}: {addr}   (log: {})", node_dir.join("log").display());
+        println!(
+            "  storage-{n}: {addr}   (log: {})",
+            node_dir.join("log").display()
+        );
     }
-    println!("  proxy: http://{proxy_addr}   (log: {})", proxy_dir.join("log").display());
+    println!(
+        "  proxy: http://{proxy_addr}   (log: {})",
+        proxy_dir.join("log").display()
+    );
     println!();
     println!("  Swift API auth URL: {auth_url}   user: {DEV_USER}   key: {DEV_KEY}");
     println!("  swift -A {auth_url} -U {DEV_USER} -K {DEV_KEY} stat");
@@ -378,7 +397,12 @@ async fn ensure_test_user(client: &MetaClient) -> Result<()> {
     let users = stratus_meta::users::UserStore::new(client.clone());
     if users.get("test", "tester").await?.is_none() {
         users
-            .add("test", "tester", DEV_KEY, &[stratus_meta::users::ROLE_ADMIN])
+            .add(
+                "test",
+                "tester",
+                DEV_KEY,
+                &[stratus_meta::users::ROLE_ADMIN],
+            )
             .await?;
     }
     Ok(())
@@ -510,11 +534,22 @@ async fn status(dir: &Path, json: bool) -> Result<()> {
             continue;
         }
         let pid = running_pid(&node_dir);
-        let addr = fs::read_to_string(node_dir.join("addr")).unwrap_or_default().trim().to_string();
+        let addr = fs::read_to_string(node_dir.join("addr"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
         let state = if pid.is_some() { "running" } else { "stopped" };
         out.push(serde_json::json!({"service": name, "addr": addr, "pid": pid, "role": state}));
         let dash = || "-".to_string();
-        rows.push(vec![name, addr, pid.map_or(dash(), |p| p.to_string()), state.into(), dash(), dash(), dash()]);
+        rows.push(vec![
+            name,
+            addr,
+            pid.map_or(dash(), |p| p.to_string()),
+            state.into(),
+            dash(),
+            dash(),
+            dash(),
+        ]);
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&out)?);

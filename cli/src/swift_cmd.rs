@@ -118,7 +118,12 @@ impl Swift {
         if !r.status().is_success() {
             bail!("authentication failed: {}", r.status());
         }
-        let h = |n: &str| r.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let h = |n: &str| {
+            r.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
         let (Some(url), Some(token)) = (h("x-storage-url"), h("x-auth-token")) else {
             bail!("the auth answer lacks X-Storage-Url or X-Auth-Token");
         };
@@ -131,7 +136,9 @@ impl Swift {
         } else {
             format!("{}/{}", self.url, enc(path))
         };
-        self.http.request(m, url).header("x-auth-token", &self.token)
+        self.http
+            .request(m, url)
+            .header("x-auth-token", &self.token)
     }
 
     async fn check(r: reqwest::Response, what: &str) -> Result<reqwest::Response> {
@@ -140,11 +147,19 @@ impl Swift {
         }
         let st = r.status();
         let body = r.text().await.unwrap_or_default();
-        bail!("{what}: {st} {}", body.chars().take(200).collect::<String>())
+        bail!(
+            "{what}: {st} {}",
+            body.chars().take(200).collect::<String>()
+        )
     }
 
     /// Every object name of `container` (following markers).
-    async fn names(&self, container: &str, prefix: Option<&str>, delimiter: Option<&str>) -> Result<Vec<serde_json::Value>> {
+    async fn names(
+        &self,
+        container: &str,
+        prefix: Option<&str>,
+        delimiter: Option<&str>,
+    ) -> Result<Vec<serde_json::Value>> {
         let mut out = Vec::new();
         let mut marker = String::new();
         loop {
@@ -156,10 +171,29 @@ impl Swift {
                 q.push(("delimiter", d.to_string()));
             }
             let r = self.req(Method::GET, container).query(&q).send().await?;
-            let r = Self::check(r, &format!("listing {}", if container.is_empty() { "account" } else { container })).await?;
-            let page: Vec<serde_json::Value> = if r.status() == StatusCode::NO_CONTENT { Vec::new() } else { serde_json::from_slice(&r.bytes().await?)? };
+            let r = Self::check(
+                r,
+                &format!(
+                    "listing {}",
+                    if container.is_empty() {
+                        "account"
+                    } else {
+                        container
+                    }
+                ),
+            )
+            .await?;
+            let page: Vec<serde_json::Value> = if r.status() == StatusCode::NO_CONTENT {
+                Vec::new()
+            } else {
+                serde_json::from_slice(&r.bytes().await?)?
+            };
             let Some(last) = page.last() else { break };
-            marker = last["name"].as_str().or(last["subdir"].as_str()).unwrap_or_default().to_string();
+            marker = last["name"]
+                .as_str()
+                .or(last["subdir"].as_str())
+                .unwrap_or_default()
+                .to_string();
             out.extend(page);
         }
         Ok(out)
@@ -174,7 +208,11 @@ fn human(n: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{n} B") } else { format!("{v:.1} {}", units[i]) }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
 }
 
 /// A progress line on stderr for transfers above 8 MiB, when stderr is a terminal.
@@ -231,7 +269,10 @@ impl Progress {
 fn walk(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let md = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     if md.is_dir() {
-        let mut entries: Vec<_> = std::fs::read_dir(path)?.flatten().map(|e| e.path()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(path)?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         entries.sort();
         for e in entries {
             walk(&e, out)?;
@@ -244,11 +285,15 @@ fn walk(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 fn name_for(path: &Path) -> String {
     let s = path.to_string_lossy();
-    s.trim_start_matches("./").trim_start_matches('/').to_string()
+    s.trim_start_matches("./")
+        .trim_start_matches('/')
+        .to_string()
 }
 
 async fn upload_file(s: &Swift, container: &str, file: &Path, name: &str) -> Result<()> {
-    let f = tokio::fs::File::open(file).await.with_context(|| format!("opening {}", file.display()))?;
+    let f = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("opening {}", file.display()))?;
     let len = f.metadata().await?.len();
     let progress = std::sync::Arc::new(std::sync::Mutex::new(Progress::new(name, len)));
     let p2 = progress.clone();
@@ -296,16 +341,25 @@ fn file_stream(
 }
 
 async fn download(s: &Swift, container: &str, name: &str, dir: &Path) -> Result<()> {
-    let r = s.req(Method::GET, &format!("{container}/{name}")).send().await?;
+    let r = s
+        .req(Method::GET, &format!("{container}/{name}"))
+        .send()
+        .await?;
     let r = Swift::check(r, &format!("downloading {name}")).await?;
-    let etag = r.headers().get("etag").and_then(|v| v.to_str().ok()).map(|e| e.trim_matches('"').to_string());
+    let etag = r
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(|e| e.trim_matches('"').to_string());
     let total = r.content_length().unwrap_or(0);
     let dest = dir.join(name);
     if let Some(parent) = dest.parent() {
         tokio::fs::create_dir_all(parent).await?;
     }
     let tmp = dest.with_extension(format!("stratus-part-{}", std::process::id()));
-    let mut out = tokio::fs::File::create(&tmp).await.with_context(|| format!("creating {}", tmp.display()))?;
+    let mut out = tokio::fs::File::create(&tmp)
+        .await
+        .with_context(|| format!("creating {}", tmp.display()))?;
     let mut md5 = Md5::new();
     let mut progress = Progress::new(name, total);
     let mut body = r.bytes_stream();
@@ -320,7 +374,10 @@ async fn download(s: &Swift, container: &str, name: &str, dir: &Path) -> Result<
     let got = hex::encode(md5.finalize());
     if etag.as_deref().is_some_and(|e| e != got) {
         let _ = tokio::fs::remove_file(&tmp).await;
-        bail!("{name}: downloaded data does not match its ETag ({got} != {})", etag.unwrap_or_default());
+        bail!(
+            "{name}: downloaded data does not match its ETag ({got} != {})",
+            etag.unwrap_or_default()
+        );
     }
     tokio::fs::rename(&tmp, &dest).await?;
     println!("{name}");
@@ -331,7 +388,12 @@ fn print_headers(r: &reqwest::Response) {
     let mut hs: Vec<_> = r
         .headers()
         .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "date" | "content-length" | "x-openstack-request-id"))
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "date" | "content-length" | "x-openstack-request-id"
+            )
+        })
         .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
     hs.sort();
@@ -354,7 +416,12 @@ pub async fn run(creds: &Creds, cmd: SwiftCmd) -> Result<()> {
             let r = Swift::check(s.req(Method::HEAD, &path).send().await?, "stat").await?;
             print_headers(&r);
         }
-        SwiftCmd::List { container, prefix, delimiter, long } => {
+        SwiftCmd::List {
+            container,
+            prefix,
+            delimiter,
+            long,
+        } => {
             let c = container.unwrap_or_default();
             for e in s.names(&c, prefix.as_deref(), delimiter.as_deref()).await? {
                 if let Some(d) = e["subdir"].as_str() {
@@ -372,7 +439,11 @@ pub async fn run(creds: &Creds, cmd: SwiftCmd) -> Result<()> {
                 }
             }
         }
-        SwiftCmd::Upload { container, paths, object_name } => {
+        SwiftCmd::Upload {
+            container,
+            paths,
+            object_name,
+        } => {
             let r = s.req(Method::PUT, &container).send().await?;
             Swift::check(r, &format!("creating container {container}")).await?;
             let mut files = Vec::new();
@@ -387,7 +458,11 @@ pub async fn run(creds: &Creds, cmd: SwiftCmd) -> Result<()> {
                 upload_file(&s, &container, &f, &name).await?;
             }
         }
-        SwiftCmd::Download { container, objects, output_dir } => {
+        SwiftCmd::Download {
+            container,
+            objects,
+            output_dir,
+        } => {
             let names = if objects.is_empty() {
                 s.names(&container, None, None)
                     .await?
@@ -413,7 +488,10 @@ pub async fn run(creds: &Creds, cmd: SwiftCmd) -> Result<()> {
                 objects
             };
             for n in names {
-                let r = s.req(Method::DELETE, &format!("{container}/{n}")).send().await?;
+                let r = s
+                    .req(Method::DELETE, &format!("{container}/{n}"))
+                    .send()
+                    .await?;
                 Swift::check(r, &format!("deleting {n}")).await?;
                 println!("{n}");
             }
@@ -423,13 +501,21 @@ pub async fn run(creds: &Creds, cmd: SwiftCmd) -> Result<()> {
                 println!("{container}");
             }
         }
-        SwiftCmd::Post { container, object, meta } => {
+        SwiftCmd::Post {
+            container,
+            object,
+            meta,
+        } => {
             let (path, kind) = match (&container, &object) {
                 (Some(c), Some(o)) => (format!("{c}/{o}"), "Object"),
                 (Some(c), None) => (c.clone(), "Container"),
                 _ => (String::new(), "Account"),
             };
-            let method = if kind == "Container" { Method::PUT } else { Method::POST };
+            let method = if kind == "Container" {
+                Method::PUT
+            } else {
+                Method::POST
+            };
             let mut req = s.req(method, &path);
             for m in &meta {
                 let Some((k, v)) = m.split_once(':') else {

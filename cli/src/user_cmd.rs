@@ -39,7 +39,11 @@ fn split(name: &str) -> Result<(&str, &str)> {
 pub async fn run(conn: &Conn, cmd: UserCmd) -> Result<()> {
     let users = UserStore::new(conn.client()?);
     match cmd {
-        UserCmd::Add { name, key, reseller } => {
+        UserCmd::Add {
+            name,
+            key,
+            reseller,
+        } => {
             let (a, u) = split(&name)?;
             let mut roles = vec![ROLE_ADMIN];
             if reseller {
@@ -47,9 +51,15 @@ pub async fn run(conn: &Conn, cmd: UserCmd) -> Result<()> {
             }
             let user = users.add(a, u, &key, &roles).await?;
             if conn.json {
-                println!("{}", serde_json::json!({"account": a, "user": u, "roles": user.roles}));
+                println!(
+                    "{}",
+                    serde_json::json!({"account": a, "user": u, "roles": user.roles})
+                );
             } else {
-                println!("Added {a}:{u} (roles: {}); storage URL path /v1/AUTH_{a}", user.roles.join(", "));
+                println!(
+                    "Added {a}:{u} (roles: {}); storage URL path /v1/AUTH_{a}",
+                    user.roles.join(", ")
+                );
             }
         }
         UserCmd::List => {
@@ -63,7 +73,13 @@ pub async fn run(conn: &Conn, cmd: UserCmd) -> Result<()> {
             } else {
                 let rows: Vec<Vec<String>> = list
                     .iter()
-                    .map(|u| vec![format!("{}:{}", u.account, u.user), u.roles.join(","), table::utc(u.created)])
+                    .map(|u| {
+                        vec![
+                            format!("{}:{}", u.account, u.user),
+                            u.roles.join(","),
+                            table::utc(u.created),
+                        ]
+                    })
                     .collect();
                 println!("{}", table::render(&["USER", "ROLES", "CREATED"], &rows));
             }

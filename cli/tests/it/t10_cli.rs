@@ -4,46 +4,12 @@
 //! ring`, and a `stratus ring watch` process picks each new version up by itself.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const STRATUS: &str = env!("CARGO_BIN_EXE_stratus");
-/// Upper bound for any wait; far above what a healthy run needs.
-const WAIT: Duration = Duration::from_secs(60);
-
-fn stratus(args: &[&str]) -> Output {
-    let out = Command::new(STRATUS)
-        .args(args)
-        .env_remove("STRATUS_META")
-        .env_remove("STRATUS_DEV_DIR")
-        .output()
-        .expect("run stratus");
-    out
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = stratus(args);
-    assert!(
-        out.status.success(),
-        "stratus {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Stops the dev cluster however the test ends.
-struct Down(PathBuf);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = stratus(&["dev", "down", "--dir", self.0.to_str().unwrap()]);
-    }
-}
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("bad JSON {s:?}: {e}"))
-}
+use crate::common::*;
 
 #[test]
 fn dev_cluster_up_use_down_and_up_again() {
@@ -57,7 +23,7 @@ fn dev_cluster_up_use_down_and_up_again() {
     let d = dir.to_str().unwrap();
     let _down = Down(dir.clone());
 
-    let up = ok(&["dev", "up", "--dir", d]);
+    let up = ok(&["dev", "up", "--dir", d, "--storage-nodes", "3"]);
     assert!(
         up.contains("Stratus dev cluster is up (3 meta nodes"),
         "{up}"
@@ -112,7 +78,8 @@ fn dev_cluster_up_use_down_and_up_again() {
 
     rings(d);
 
-    assert!(ok(&["dev", "down", "--dir", d]).contains("Stopped 3"));
+    // 3 meta nodes, 3 storage nodes, the proxy.
+    assert!(ok(&["dev", "down", "--dir", d]).contains("Stopped 7"));
     let dev = json(&ok(&["dev", "status", "--dir", d, "--json"]));
     assert!(
         dev.as_array()
@@ -123,7 +90,7 @@ fn dev_cluster_up_use_down_and_up_again() {
     );
 
     // A second `up` reuses the data and the addresses.
-    ok(&["dev", "up", "--dir", d]);
+    ok(&["dev", "up", "--dir", d, "--storage-nodes", "3"]);
     assert_eq!(
         std::fs::read_to_string(dir.join("endpoints")).unwrap(),
         endpoints

@@ -1,0 +1,217 @@
+//! Helpers shared by the integration tests: running `stratus`, and a dev cluster per test.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+pub const STRATUS: &str = env!("CARGO_BIN_EXE_stratus");
+/// Upper bound for any wait; far above what a healthy run needs.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub fn stratus(args: &[&str]) -> Output {
+    Command::new(STRATUS)
+        .args(args)
+        .env_remove("STRATUS_META")
+        .env_remove("STRATUS_DEV_DIR")
+        .env_remove("ST_AUTH")
+        .env_remove("ST_USER")
+        .env_remove("ST_KEY")
+        .output()
+        .expect("run stratus")
+}
+
+pub fn ok(args: &[&str]) -> String {
+    let out = stratus(args);
+    assert!(
+        out.status.success(),
+        "stratus {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Stops the dev cluster however the test ends.
+pub struct Down(pub PathBuf);
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = stratus(&["dev", "down", "--dir", self.0.to_str().unwrap()]);
+    }
+}
+
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("bad JSON {s:?}: {e}"))
+}
+
+/// A dev cluster (1 meta node, storage nodes, proxy) in a temp dir, stopped on drop.
+pub struct TestCluster {
+    pub dir: PathBuf,
+    pub auth_url: String,
+    /// `http://host:port`
+    pub proxy: String,
+    _down: Down,
+    _tmp: tempfile::TempDir,
+}
+
+/// A token and storage URL.
+#[derive(Clone)]
+pub struct Session {
+    pub url: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl TestCluster {
+    pub fn start(storage_nodes: u32, devices: u32) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("cluster");
+        let d = dir.to_str().unwrap().to_string();
+        let down = Down(dir.clone());
+        ok(&[
+            "dev",
+            "up",
+            "--dir",
+            &d,
+            "--meta-nodes",
+            "1",
+            "--storage-nodes",
+            &storage_nodes.to_string(),
+            "--devices",
+            &devices.to_string(),
+        ]);
+        let auth_url = std::fs::read_to_string(dir.join("auth-url")).unwrap();
+        let proxy = auth_url.trim_end_matches("/auth/v1.0").to_string();
+        Self {
+            dir,
+            auth_url,
+            proxy,
+            _down: down,
+            _tmp: tmp,
+        }
+    }
+
+    pub fn dir_str(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+
+    /// Starts whatever is not running again (`dev up` on the same dir).
+    pub fn up_again(&self) {
+        let nodes = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("storage-"))
+            .count();
+        ok(&[
+            "dev",
+            "up",
+            "--dir",
+            self.dir_str(),
+            "--meta-nodes",
+            "1",
+            "--storage-nodes",
+            &nodes.to_string(),
+        ]);
+    }
+
+    /// kill -9 storage node `n`.
+    pub fn kill_storage(&self, n: u32) {
+        kill_pid_file(&self.dir.join(format!("storage-{n}")));
+    }
+
+    pub async fn login(&self, user: &str, key: &str) -> Session {
+        let http = reqwest::Client::new();
+        let r = http
+            .get(&self.auth_url)
+            .header("x-auth-user", user)
+            .header("x-auth-key", key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "login as {user}");
+        let h = |n: &str| r.headers()[n].to_str().unwrap().to_string();
+        Session {
+            url: h("x-storage-url"),
+            token: h("x-auth-token"),
+            http,
+        }
+    }
+
+    pub async fn tester(&self) -> Session {
+        self.login("test:tester", "testing").await
+    }
+}
+
+pub fn kill_pid_file(node_dir: &Path) {
+    let pid: i32 = std::fs::read_to_string(node_dir.join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: signalling a process this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + WAIT;
+    // SAFETY: signal 0 only checks existence.
+    while unsafe { libc::kill(pid, 0) } == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Session {
+    /// A request to `path` under the storage URL (already percent-encoded), with the token.
+    pub fn req(&self, m: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let url = if path.is_empty() {
+            self.url.clone()
+        } else {
+            format!("{}/{}", self.url, path)
+        };
+        self.http
+            .request(m, url)
+            .header("x-auth-token", &self.token)
+    }
+
+    pub async fn put(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.req(reqwest::Method::PUT, path)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.req(reqwest::Method::GET, path).send().await.unwrap()
+    }
+
+    /// Object names of a container listing (plain, with `query`).
+    pub async fn names(&self, container: &str, query: &str) -> Vec<String> {
+        let r = self.get(&format!("{container}?{query}")).await;
+        assert!(
+            r.status().is_success(),
+            "listing {container}?{query}: {}",
+            r.status()
+        );
+        r.text()
+            .await
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+pub fn md5_hex(b: &[u8]) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(b))
+}
+
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

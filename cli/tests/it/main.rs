@@ -1,0 +1,9 @@
+//! Integration tests of the `stratus` binary and the cluster it starts: real meta, storage
+//! and proxy processes on loopback, driven over HTTP and by the real `swift` client.
+
+mod common;
+mod t10_cli;
+mod t20_swift_api;
+mod t30_swift_client;
+mod t40_failures;
+mod t50_concurrency;

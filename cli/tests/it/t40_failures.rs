@@ -1,0 +1,73 @@
+//! Node failures: with one storage node killed, uploads still succeed (handoffs take the
+//! dead node's copies) and every object downloads intact; with two of three primaries down
+//! and no handoff left, a PUT is refused with 503 and never acknowledged.
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_down_uploads_still_succeed() {
+    let c = TestCluster::start(4, 2);
+    let s = c.tester().await;
+    assert_eq!(s.put("c", "").await.status(), 201);
+    c.kill_storage(1);
+    let mut bodies = Vec::new();
+    for i in 0..40u64 {
+        let body = random_bytes(if i % 4 == 0 { 200_000 } else { 3_000 }, i);
+        let r = s.put(&format!("c/obj-{i}"), body.clone()).await;
+        assert_eq!(r.status(), 201, "PUT obj-{i} with a node down");
+        bodies.push(body);
+    }
+    // Some of those objects had a primary on the dead node: their copy went to a handoff.
+    let ring = json(&ok(&[
+        "ring",
+        "--dir",
+        c.dir_str(),
+        "show",
+        "object",
+        "--json",
+    ]));
+    let dead = std::fs::read_to_string(c.dir.join("storage-1/addr")).unwrap();
+    assert!(
+        ring.to_string().contains(dead.trim()),
+        "node 1 is in the ring"
+    );
+    for (i, body) in bodies.iter().enumerate() {
+        let r = s.get(&format!("c/obj-{i}")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(&r.bytes().await.unwrap()[..], &body[..], "obj-{i} intact");
+    }
+    assert_eq!(
+        s.names("c", "").await.len(),
+        40,
+        "listing complete with a node down"
+    );
+    // The node comes back; everything is still readable.
+    c.up_again();
+    for (i, body) in bodies.iter().enumerate() {
+        assert_eq!(
+            &s.get(&format!("c/obj-{i}")).await.bytes().await.unwrap()[..],
+            &body[..]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_primaries_down_is_503_not_201() {
+    // Three nodes of one device each: every object's primaries are all three, and there is
+    // no handoff to fall back on.
+    let c = TestCluster::start(3, 1);
+    let s = c.tester().await;
+    assert_eq!(s.put("c", "").await.status(), 201);
+    assert_eq!(s.put("c/before", "x").await.status(), 201);
+    c.kill_storage(1);
+    c.kill_storage(2);
+    let r = s.put("c/after", "data").await;
+    assert_eq!(r.status(), 503);
+    c.up_again();
+    assert_eq!(
+        s.get("c/after").await.status(),
+        404,
+        "a refused PUT left nothing readable"
+    );
+    assert_eq!(s.get("c/before").await.text().await.unwrap(), "x");
+}
