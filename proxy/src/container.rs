@@ -125,7 +125,7 @@ fn merge_info(infos: &[pb::DbInfo]) -> pb::DbInfo {
     let mut meta: BTreeMap<String, pb::MetaItem> = BTreeMap::new();
     for it in infos.iter().flat_map(|i| &i.meta) {
         let k = it.key.to_ascii_lowercase();
-        if meta.get(&k).map_or(true, |m| m.ts < it.ts) {
+        if !matches!(meta.get(&k), Some(m) if m.ts >= it.ts) {
             meta.insert(k, it.clone());
         }
     }

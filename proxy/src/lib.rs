@@ -11,6 +11,9 @@
 //! - [`headers`]: metadata constraints, ranges, conditional requests, dates.
 //! - [`error`]: [`error::SwiftError`], turned into a response in one place.
 
+// tonic::Status (176 bytes) is the error type of every storage call.
+#![allow(clippy::result_large_err)]
+
 pub mod auth;
 pub mod cluster;
 pub mod container;

@@ -32,6 +32,9 @@ pub const CF_DIRTY: &str = "dirty";
 
 const STRIPES: usize = 256;
 
+/// A key and its value, as a scan yields them.
+pub type Row = (Box<[u8]>, Box<[u8]>);
+
 /// Why a device cannot serve a request.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -149,7 +152,7 @@ impl Device {
         cf: &str,
         start: &[u8],
         reverse: bool,
-    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), DeviceError>> + '_ {
+    ) -> impl Iterator<Item = Result<Row, DeviceError>> + '_ {
         let dir = if reverse {
             rocksdb::Direction::Reverse
         } else {

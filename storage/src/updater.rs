@@ -17,7 +17,7 @@ use stratus_core::ring::object_path;
 use stratus_proto::storage as pb;
 
 use crate::db;
-use crate::device::{Device, CF_DIRTY, CF_PENDING};
+use crate::device::{Device, Row, CF_DIRTY, CF_PENDING};
 use crate::Node;
 
 /// How long one update RPC may take.
@@ -115,7 +115,7 @@ async fn pending_pass(node: &Node, dev: &Arc<Device>) -> Result<(), String> {
     let fresh_after = stratus_core::timestamp::Timestamp::now()
         .0
         .saturating_sub(3_000_000);
-    let items: Vec<(Box<[u8]>, Box<[u8]>)> = dev
+    let items: Vec<Row> = dev
         .scan(CF_PENDING, &[], false)
         .take(1000)
         .collect::<Result<_, _>>()
@@ -160,7 +160,7 @@ pub async fn run_account_reports(node: Arc<Node>) {
 }
 
 async fn report_pass(node: &Node, dev: &Arc<Device>) -> Result<(), String> {
-    let items: Vec<(Box<[u8]>, Box<[u8]>)> = dev
+    let items: Vec<Row> = dev
         .scan(CF_DIRTY, &[], false)
         .take(1000)
         .collect::<Result<_, _>>()

@@ -18,7 +18,7 @@ async fn listings_read_your_writes_under_16_writers() {
                 let seen = s.names("c", &format!("prefix={name}")).await;
                 assert_eq!(
                     seen,
-                    [name.clone()],
+                    std::slice::from_ref(&name),
                     "{name} not listed right after its 201"
                 );
             }
