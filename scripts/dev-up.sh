@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build Stratus (release) and start a local cluster: 3 meta nodes on 127.0.0.1.
+# Build Stratus (release) and start a local cluster on 127.0.0.1: 3 meta nodes, 4 storage
+# nodes, the Swift API proxy (python3-swiftclient is installed too, for the `swift` client).
 # Extra arguments go to `stratus dev up` (e.g. --dir /tmp/stratus).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,6 +1,6 @@
 //! Object records and bodies.
 //!
-//! # Layout (see DESIGN-storage.md for why)
+//! # Layout (see docs/storage.md for why)
 //! Every object has one record in the `objects` column family, keyed by partition and a hash
 //! of its path, holding the newest version only (the newest timestamp wins):
 //! name, size, content type, MD5 ETag, BLAKE3 digest, a CRC32 per 1 MiB block, user
