@@ -31,6 +31,8 @@ impl DbService {
             return Err(Status::invalid_argument("target needs an account"));
         }
         let dev = self.node.device(&t.device)?;
+        // A pulled disk answers nothing, not even reads of what its open files still hold.
+        dev.check_present()?;
         Ok((dev, Target::from_pb(&t)))
     }
 
@@ -80,6 +82,7 @@ impl Db for DbService {
     ) -> Result<Response<pb::DbReply>, Status> {
         let req = req.into_inner();
         let (dev, t) = self.open(req.target)?;
+        dev.check_space(0)?;
         match db::delete(&dev, &t, req.ts).await? {
             DeleteOutcome::Deleted(info) => {
                 self.report_now(&dev, &t).await;
@@ -121,6 +124,7 @@ impl Db for DbService {
         let row = req
             .row
             .ok_or_else(|| Status::invalid_argument("missing row"))?;
+        dev.check_space(0)?;
         let info = db::object_update(&dev, &t, &row).await?;
         self.node.dirty.notify_one();
         Ok(reply(&info, true))
@@ -138,6 +142,7 @@ impl Db for DbService {
         let row = req
             .row
             .ok_or_else(|| Status::invalid_argument("missing row"))?;
+        dev.check_space(0)?;
         Ok(reply(&db::account_update(&dev, &t, &row).await?, true))
     }
 }

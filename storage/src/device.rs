@@ -181,6 +181,13 @@ impl Device {
         Ok(())
     }
 
+    /// Refuses with [`DeviceError::Insufficient`] if the device is gone (disk pulled or wiped).
+    pub fn check_present(&self) -> Result<(), DeviceError> {
+        self.usage().map(|_| ()).map_err(|e| {
+            DeviceError::Insufficient(self.name.clone(), format!("device unavailable: {e}"))
+        })
+    }
+
     /// (capacity, free bytes) of the file system holding the device; fails if the device
     /// directory is gone.
     pub fn usage(&self) -> std::io::Result<(u64, u64)> {

@@ -471,12 +471,7 @@ impl Object for ObjectService {
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<Self::GetStream>, Status> {
         let req = req.into_inner();
         let loc = Loc::new(&self.node, req.target)?;
-        loc.dev.usage().map_err(|e| {
-            Status::from(crate::device::DeviceError::Insufficient(
-                loc.dev.name.clone(),
-                e.to_string(),
-            ))
-        })?;
+        loc.dev.check_present()?;
         let rec = loc.load()?;
         let (tx, rx) = mpsc::channel(4);
         let meta = rec.as_ref().map_or_else(pb::ObjectMeta::default, to_meta);

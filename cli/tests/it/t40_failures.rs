@@ -1,5 +1,6 @@
 //! Node failures: with one storage node killed, uploads still succeed (handoffs take the
-//! dead node's copies) and every object downloads intact; with two of three primaries down
+//! dead node's copies) and every object downloads intact; a node whose disks are pulled
+//! answers "insufficient storage" and handoffs take its copies; with two of three primaries down
 //! and no handoff left, a PUT is refused with 503 and never acknowledged.
 
 use crate::common::*;
@@ -48,6 +49,17 @@ async fn one_node_down_uploads_still_succeed() {
             &s.get(&format!("c/obj-{i}")).await.bytes().await.unwrap()[..],
             &body[..]
         );
+    }
+    // Node 2's disks are pulled while it runs: it answers 507 and handoffs take over.
+    for d in ["d1", "d2"] {
+        std::fs::remove_dir_all(c.dir.join("storage-2").join(d)).unwrap();
+    }
+    for i in 0..20u64 {
+        let body = random_bytes(5_000, 100 + i);
+        let r = s.put(&format!("c/late-{i}"), body.clone()).await;
+        assert_eq!(r.status(), 201, "late-{i}");
+        let got = s.get(&format!("c/late-{i}")).await.bytes().await.unwrap();
+        assert_eq!(&got[..], &body[..]);
     }
 }
 
