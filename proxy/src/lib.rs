@@ -95,6 +95,7 @@ impl Proxy {
     ) -> Result<(), ProxyError> {
         let app = axum::Router::new().fallback(handle).with_state(self);
         axum::serve(listener, app)
+            .tcp_nodelay(true)
             .with_graceful_shutdown(shutdown)
             .await?;
         Ok(())

@@ -20,7 +20,7 @@ use stratus_proto::storage as pb;
 
 use std::sync::Arc;
 
-use crate::device::{write_sync, Device, DeviceError, CF_ACCOUNTS, CF_CONTAINERS, CF_DIRTY};
+use crate::device::{sync_wal, Device, DeviceError, CF_ACCOUNTS, CF_CONTAINERS, CF_DIRTY};
 
 /// Which of the two database kinds a target names.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -243,7 +243,10 @@ pub async fn put(
     let mut batch = WriteBatch::default();
     dev.batch_put(&mut batch, t.cf(), &key, &enc(&info));
     mark_dirty(dev, &mut batch, t);
-    write_sync(dev, batch).await?;
+    // Applied under the lock, made durable after it (see `sync_wal`).
+    dev.write(batch, false)?;
+    drop(_g);
+    sync_wal(dev).await?;
     Ok((info, created))
 }
 
@@ -262,7 +265,10 @@ pub async fn post(
     info.merge_meta(meta);
     let mut batch = WriteBatch::default();
     dev.batch_put(&mut batch, t.cf(), &key, &enc(&info));
-    write_sync(dev, batch).await?;
+    // Applied under the lock, made durable after it (see `sync_wal`).
+    dev.write(batch, false)?;
+    drop(_g);
+    sync_wal(dev).await?;
     Ok(Some(info))
 }
 
@@ -288,7 +294,10 @@ pub async fn delete(dev: &Arc<Device>, t: &Target, ts: u64) -> Result<DeleteOutc
     let mut batch = WriteBatch::default();
     dev.batch_put(&mut batch, t.cf(), &key, &enc(&info));
     mark_dirty(dev, &mut batch, t);
-    write_sync(dev, batch).await?;
+    // Applied under the lock, made durable after it (see `sync_wal`).
+    dev.write(batch, false)?;
+    drop(_g);
+    sync_wal(dev).await?;
     Ok(DeleteOutcome::Deleted(info))
 }
 
@@ -332,7 +341,10 @@ pub async fn object_update(
     dev.batch_put(&mut batch, t.cf(), &rk, &enc(&new));
     dev.batch_put(&mut batch, t.cf(), &key, &enc(&info));
     mark_dirty(dev, &mut batch, t);
-    write_sync(dev, batch).await?;
+    // Applied under the lock, made durable after it (see `sync_wal`).
+    dev.write(batch, false)?;
+    drop(_g);
+    sync_wal(dev).await?;
     Ok(info)
 }
 
@@ -380,7 +392,10 @@ pub async fn account_update(
     let mut batch = WriteBatch::default();
     dev.batch_put(&mut batch, t.cf(), &rk, &enc(&new));
     dev.batch_put(&mut batch, t.cf(), &key, &enc(&info));
-    write_sync(dev, batch).await?;
+    // Applied under the lock, made durable after it (see `sync_wal`).
+    dev.write(batch, false)?;
+    drop(_g);
+    sync_wal(dev).await?;
     Ok(info)
 }
 

@@ -213,6 +213,16 @@ pub async fn write_sync(dev: &Arc<Device>, batch: WriteBatch) -> Result<(), Devi
         .map_err(|e| DeviceError::Io(dev.name.clone(), std::io::Error::other(e)))?
 }
 
+/// Makes every write made so far durable (fsyncs the WAL) on a blocking thread. Writers
+/// that apply an unsynced batch under a lock and call this after releasing it share
+/// fsyncs instead of queueing one per lock holder.
+pub async fn sync_wal(dev: &Arc<Device>) -> Result<(), DeviceError> {
+    let d = dev.clone();
+    tokio::task::spawn_blocking(move || d.db.flush_wal(true).map_err(|e| d.db_err(e)))
+        .await
+        .map_err(|e| DeviceError::Io(dev.name.clone(), std::io::Error::other(e)))?
+}
+
 /// Fsyncs a directory, making the renames and creations inside it durable.
 pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()

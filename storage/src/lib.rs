@@ -36,7 +36,6 @@ use stratus_meta::rings::{RingStore, RingWatcher};
 use stratus_proto::storage::db_server::DbServer;
 use stratus_proto::storage::object_server::ObjectServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::device::Device;
 use crate::peers::{Peers, MAX_MESSAGE_BYTES};
@@ -138,10 +137,21 @@ impl StorageServer {
         let ring = |name| {
             RingWatcher::spawn(store.clone(), name).map_err(|e| StorageError::Meta(e.to_string()))
         };
+        let account_ring = ring("account")?;
+        let container_ring = ring("container")?;
+        // Serving before the rings are known would defer every listing update.
+        for (name, w) in [("account", &account_ring), ("container", &container_ring)] {
+            if w.wait_for(1, Duration::from_secs(30)).await.is_none() {
+                tracing::warn!(
+                    ring = name,
+                    "ring not published yet; listing updates wait for it"
+                );
+            }
+        }
         let node = Node {
             devices,
-            account_ring: ring("account")?,
-            container_ring: ring("container")?,
+            account_ring,
+            container_ring,
             peers: Peers::default(),
             meta,
             dirty: tokio::sync::Notify::new(),
@@ -174,11 +184,15 @@ impl StorageServer {
         let db = DbServer::new(db_service::DbService::new(self.node.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        // TCP_NODELAY: a reply written in two segments must not wait for a delayed ACK.
+        let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
+            .map_err(|e| StorageError::Io(std::io::Error::other(e)))?;
         let r = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+            .initial_stream_window_size(peers::STREAM_WINDOW)
+            .initial_connection_window_size(peers::CONNECTION_WINDOW)
             .add_service(object)
             .add_service(db)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         for t in tasks {
             t.abort();

@@ -100,14 +100,17 @@ impl Loc {
         }
     }
 
-    /// Commits `rec` (replacing `old`) with its container update queued, then delivers the
-    /// update. Returns whether the container replica has the row already.
+    /// Commits `rec` (replacing `old`) with its container update queued, releases the
+    /// object's lock `guard`, then delivers the update (never under the lock: the container
+    /// may live on this very device, behind the same stripe). Returns whether the container
+    /// replica has the row already.
     async fn commit(
         &self,
         node: &Node,
         rec: &ObjectRecord,
         old: Option<&ObjectRecord>,
         update_container: bool,
+        guard: tokio::sync::MutexGuard<'_, ()>,
     ) -> Result<bool, Status> {
         let mut batch = WriteBatch::default();
         self.dev
@@ -122,6 +125,7 @@ impl Loc {
             let f = data_file(&self.dev, self.part, &self.hash, old.ts);
             let _ = tokio::fs::remove_file(f).await;
         }
+        drop(guard);
         let (Some(p), Some(k)) = (pending, pkey) else {
             return Ok(true);
         };
@@ -319,7 +323,7 @@ async fn receive(
         let dest = data_file(&loc.dev, loc.part, &loc.hash, rec.ts);
         f.finish(dest).await.map_err(|e| io_status(&loc.dev, e))?;
     }
-    let _g = loc.dev.lock_for(&loc.key).lock().await;
+    let guard = loc.dev.lock_for(&loc.key).lock().await;
     let old = loc.load()?;
     if old.as_ref().is_some_and(|o| o.ts >= rec.ts) {
         // A newer version is already here: this one is superseded, which is the state it
@@ -329,7 +333,7 @@ async fn receive(
         }
         return Ok(true);
     }
-    loc.commit(&node, &rec, old.as_ref(), true).await
+    loc.commit(&node, &rec, old.as_ref(), true, guard).await
 }
 
 /// Reads `[start, end)` of a stored body, verifying each block touched, into `tx`.
@@ -501,7 +505,7 @@ impl Object for ObjectService {
         let req = req.into_inner();
         let loc = Loc::new(&self.node, req.target)?;
         loc.dev.check_space(0)?;
-        let _g = loc.dev.lock_for(&loc.key).lock().await;
+        let guard = loc.dev.lock_for(&loc.key).lock().await;
         let old = loc.load()?;
         let existed = old.as_ref().is_some_and(|o| !o.deleted);
         if old.as_ref().is_some_and(|o| o.ts >= req.ts) {
@@ -517,7 +521,9 @@ impl Object for ObjectService {
             deleted: true,
             ..Default::default()
         };
-        let updated = loc.commit(&self.node, &tomb, old.as_ref(), true).await?;
+        let updated = loc
+            .commit(&self.node, &tomb, old.as_ref(), true, guard)
+            .await?;
         Ok(Response::new(pb::WriteReply {
             existed,
             container_updated: updated,
@@ -531,7 +537,7 @@ impl Object for ObjectService {
         let req = req.into_inner();
         let loc = Loc::new(&self.node, req.target)?;
         loc.dev.check_space(0)?;
-        let _g = loc.dev.lock_for(&loc.key).lock().await;
+        let guard = loc.dev.lock_for(&loc.key).lock().await;
         let Some(mut rec) = loc.load()?.filter(|r| !r.deleted) else {
             return Err(Status::not_found(format!("{} not found", loc.path)));
         };
@@ -542,7 +548,7 @@ impl Object for ObjectService {
                 rec.content_type = ct;
             }
             rec.delete_at = req.delete_at;
-            loc.commit(&self.node, &rec, None, false).await?;
+            loc.commit(&self.node, &rec, None, false, guard).await?;
         }
         Ok(Response::new(pb::WriteReply {
             existed: true,

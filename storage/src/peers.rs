@@ -11,6 +11,12 @@ use tonic::transport::{Channel, Endpoint};
 /// Largest gRPC message a storage client or server accepts (data chunks are ≤ 1 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
 
+/// HTTP/2 flow-control windows: large enough that a 1 MiB data message never waits for a
+/// window update round trip (the default 64 KiB windows cap a stream's throughput).
+pub const STREAM_WINDOW: u32 = 8 << 20;
+/// The connection-wide window (shared by every stream to one node).
+pub const CONNECTION_WINDOW: u32 = 32 << 20;
+
 /// How long connecting to a node may take before it counts as down.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -31,6 +37,8 @@ impl Peers {
             .map_err(|e| tonic::Status::invalid_argument(format!("bad node address {addr}: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(10))
             .connect_lazy();
