@@ -1,7 +1,8 @@
 //! Node failures: with one storage node killed, uploads still succeed (handoffs take the
-//! dead node's copies) and every object downloads intact; a node whose disks are pulled
-//! answers "insufficient storage" and handoffs take its copies; with two of three primaries down
-//! and no handoff left, a PUT is refused with 503 and never acknowledged.
+//! dead node's copies) and every object downloads intact; a rotten copy is never served; a
+//! node whose disks are pulled answers "insufficient storage" and handoffs take its copies;
+//! with two of three primaries down and no handoff left, a PUT is refused with 503 and
+//! never acknowledged.
 
 use crate::common::*;
 
@@ -50,6 +51,26 @@ async fn one_node_down_uploads_still_succeed() {
             &body[..]
         );
     }
+    // Every body file on node 3 rots: GETs notice (each block is checked before it is sent)
+    // and read another replica, so no corrupt byte reaches a client.
+    let mut rotten = 0;
+    for path in files_under(&c.dir.join("storage-3")) {
+        if path.extension().is_some_and(|e| e == "data") {
+            let mut b = std::fs::read(&path).unwrap();
+            b[100] ^= 0xff;
+            std::fs::write(&path, b).unwrap();
+            rotten += 1;
+        }
+    }
+    assert!(rotten > 0, "node 3 holds some large objects");
+    for (i, body) in bodies.iter().enumerate() {
+        let got = s.get(&format!("c/obj-{i}")).await.bytes().await.unwrap();
+        assert_eq!(
+            &got[..],
+            &body[..],
+            "obj-{i} served intact despite a rotten copy"
+        );
+    }
     // Node 2's disks are pulled while it runs: it answers 507 and handoffs take over.
     for d in ["d1", "d2"] {
         std::fs::remove_dir_all(c.dir.join("storage-2").join(d)).unwrap();
@@ -82,4 +103,20 @@ async fn two_primaries_down_is_503_not_201() {
         "a refused PUT left nothing readable"
     );
     assert_eq!(s.get("c/before").await.text().await.unwrap(), "x");
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
