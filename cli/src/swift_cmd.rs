@@ -153,7 +153,17 @@ impl Swift {
         )
     }
 
-    /// Every object name of `container` (following markers).
+    /// Every object name of `container`.
+    async fn object_names(&self, container: &str) -> Result<Vec<String>> {
+        Ok(self
+            .names(container, None, None)
+            .await?
+            .into_iter()
+            .filter_map(|e| e["name"].as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// Every listing entry of `container` (following markers).
     async fn names(
         &self,
         container: &str,
@@ -464,11 +474,7 @@ pub async fn run(creds: &Creds, cmd: SwiftCmd) -> Result<()> {
             output_dir,
         } => {
             let names = if objects.is_empty() {
-                s.names(&container, None, None)
-                    .await?
-                    .into_iter()
-                    .filter_map(|e| e["name"].as_str().map(str::to_string))
-                    .collect()
+                s.object_names(&container).await?
             } else {
                 objects
             };
@@ -479,11 +485,7 @@ pub async fn run(creds: &Creds, cmd: SwiftCmd) -> Result<()> {
         SwiftCmd::Delete { container, objects } => {
             let whole = objects.is_empty();
             let names = if whole {
-                s.names(&container, None, None)
-                    .await?
-                    .into_iter()
-                    .filter_map(|e| e["name"].as_str().map(str::to_string))
-                    .collect()
+                s.object_names(&container).await?
             } else {
                 objects
             };

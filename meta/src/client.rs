@@ -222,6 +222,32 @@ impl MetaClient {
         .await
     }
 
+    /// Puts `key` = `value` unless the key exists, and returns the value stored under it
+    /// afterwards (the existing one, or `value`): how cluster-wide secrets are created once.
+    pub async fn get_or_create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        let req = pb::TxnRequest {
+            compare: vec![pb::Compare {
+                result: pb::compare::Result::Equal as i32,
+                key: key.as_bytes().to_vec(),
+                target: Some(pb::compare::Target::Version(0)),
+            }],
+            success: vec![pb::RequestOp {
+                request: Some(pb::request_op::Request::Put(pb::PutRequest {
+                    key: key.as_bytes().to_vec(),
+                    value,
+                    ..Default::default()
+                })),
+            }],
+            ..Default::default()
+        };
+        self.txn(req).await?;
+        Ok(self.get(key).await?.map(|kv| kv.value))
+    }
+
     /// The current value of `key` (linearizable).
     pub async fn get(&self, key: impl Into<Vec<u8>>) -> Result<Option<pb::KeyValue>, ClientError> {
         let req = pb::GetRequest {

@@ -36,12 +36,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,openraft=warn".into()),
-        )
-        .init();
+    stratus_meta::server::init_tracing("info,openraft=warn");
     let a = Args::parse();
     let listen = server::resolve_listen(&a.data_dir, a.listen);
     let listener = tokio::net::TcpListener::bind(listen)
@@ -61,15 +56,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("starting the meta node")?;
     println!("stratus-meta node {} listening on {addr}", a.id);
-    node.run(listener, shutdown_signal()).await?;
+    node.run(listener, stratus_meta::server::shutdown_signal())
+        .await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -141,7 +141,7 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-pub(crate) fn put_op(key: String, value: Vec<u8>) -> pb::RequestOp {
+fn put_op(key: String, value: Vec<u8>) -> pb::RequestOp {
     pb::RequestOp {
         request: Some(pb::request_op::Request::Put(pb::PutRequest {
             key: key.into_bytes(),
@@ -173,22 +173,10 @@ impl RingStore {
     /// The cluster's path-hashing secret, created on first use.
     pub async fn hash_key(&self) -> Result<[u8; 16], RingStoreError> {
         let fresh: [u8; 16] = rand::random();
-        let req = pb::TxnRequest {
-            compare: vec![pb::Compare {
-                result: pb::compare::Result::Equal as i32,
-                key: HASH_KEY.as_bytes().to_vec(),
-                target: Some(pb::compare::Target::Version(0)),
-            }],
-            success: vec![put_op(HASH_KEY.into(), fresh.to_vec())],
-            ..Default::default()
-        };
-        self.client.txn(req).await?;
-        let kv = self
-            .client
-            .get(HASH_KEY)
+        self.client
+            .get_or_create(HASH_KEY, fresh.to_vec())
             .await?
-            .ok_or_else(|| RingStoreError::Damaged("cluster hash key vanished".into()))?;
-        kv.value
+            .ok_or_else(|| RingStoreError::Damaged("cluster hash key vanished".into()))?
             .as_slice()
             .try_into()
             .map_err(|_| RingStoreError::Damaged("cluster hash key is not 16 bytes".into()))

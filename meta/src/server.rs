@@ -169,3 +169,29 @@ pub fn write_addr(data_dir: &Path, addr: SocketAddr) -> std::io::Result<()> {
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, data_dir.join(ADDR_FILE))
 }
+
+/// Resolves on SIGTERM or Ctrl-C: the shutdown signal every Stratus service binary serves
+/// until.
+pub async fn shutdown_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Sets up logging for a service binary: `RUST_LOG` if set, else `default_filter`.
+pub fn init_tracing(default_filter: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
+        )
+        .init();
+}

@@ -7,10 +7,9 @@
 //!   checks tokens with it (see `stratus_core::token`).
 
 use serde::{Deserialize, Serialize};
-use stratus_proto::meta as pb;
 
 use crate::client::{ClientError, MetaClient};
-use crate::rings::{now_secs, put_op};
+use crate::rings::now_secs;
 
 const USERS: &str = "/auth/users/";
 const TOKEN_SECRET: &str = "/auth/token-secret";
@@ -149,22 +148,10 @@ impl UserStore {
     /// The token-signing secret, created on first use.
     pub async fn token_secret(&self) -> Result<[u8; 32], UserError> {
         let fresh: [u8; 32] = rand::random();
-        let req = pb::TxnRequest {
-            compare: vec![pb::Compare {
-                result: pb::compare::Result::Equal as i32,
-                key: TOKEN_SECRET.as_bytes().to_vec(),
-                target: Some(pb::compare::Target::Version(0)),
-            }],
-            success: vec![put_op(TOKEN_SECRET.into(), fresh.to_vec())],
-            ..Default::default()
-        };
-        self.client.txn(req).await?;
-        let kv = self
-            .client
-            .get(TOKEN_SECRET)
+        self.client
+            .get_or_create(TOKEN_SECRET, fresh.to_vec())
             .await?
-            .ok_or_else(|| UserError::Damaged("token secret vanished".into()))?;
-        kv.value
+            .ok_or_else(|| UserError::Damaged("token secret vanished".into()))?
             .as_slice()
             .try_into()
             .map_err(|_| UserError::Damaged("token secret is not 32 bytes".into()))

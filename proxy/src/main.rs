@@ -24,11 +24,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    stratus_meta::server::init_tracing("info");
     let a = Args::parse();
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
@@ -43,15 +39,8 @@ async fn main() -> anyhow::Result<()> {
         "stratus-proxy listening on http://{}",
         listener.local_addr()?
     );
-    proxy.run(listener, shutdown_signal()).await?;
+    proxy
+        .run(listener, stratus_meta::server::shutdown_signal())
+        .await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

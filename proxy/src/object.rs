@@ -49,6 +49,16 @@ pub struct ObjPath {
 }
 
 impl ObjPath {
+    /// Where the object lives.
+    fn place(&self, p: &Proxy) -> SwiftResult<Placement> {
+        p.cluster.place(
+            RingKind::Object,
+            &self.account,
+            Some(&self.container),
+            Some(&self.object),
+        )
+    }
+
     fn target(&self, p: &Placement) -> pb::ObjectTarget {
         pb::ObjectTarget {
             device: String::new(),
@@ -145,12 +155,7 @@ pub async fn store(
     mut body: ByteStream,
     expect_etag: Option<String>,
 ) -> SwiftResult<Stored> {
-    let place = p.cluster.place(
-        RingKind::Object,
-        &path.account,
-        Some(&path.container),
-        Some(&path.object),
-    )?;
+    let place = path.place(p)?;
     let ts = Timestamp::now();
     header.ts = ts.0;
     header.target = Some(path.target(&place));
@@ -307,12 +312,7 @@ pub async fn fetch(
     h: &HeaderMap,
     head_only: bool,
 ) -> SwiftResult<Found> {
-    let place = p.cluster.place(
-        RingKind::Object,
-        &path.account,
-        Some(&path.container),
-        Some(&path.object),
-    )?;
+    let place = path.place(p)?;
     let target = path.target(&place);
     let spec = if head_only { None } else { range_spec(h) };
     let hint = spec.and_then(|s| s.hint());
@@ -672,12 +672,7 @@ pub async fn copy_verb(p: &Proxy, src: &ObjPath, h: &HeaderMap) -> SwiftResult<R
 
 /// DELETE: a tombstone on every replica.
 pub async fn delete(p: &Proxy, path: &ObjPath) -> SwiftResult<Response> {
-    let place = p.cluster.place(
-        RingKind::Object,
-        &path.account,
-        Some(&path.container),
-        Some(&path.object),
-    )?;
+    let place = path.place(p)?;
     let ts = Timestamp::now().0;
     let target = path.target(&place);
     let results = p
@@ -709,12 +704,7 @@ pub async fn delete(p: &Proxy, path: &ObjPath) -> SwiftResult<Response> {
 
 /// POST: replaces the object's metadata (and optionally content type and expiry).
 pub async fn post(p: &Proxy, path: &ObjPath, h: &HeaderMap) -> SwiftResult<Response> {
-    let place = p.cluster.place(
-        RingKind::Object,
-        &path.account,
-        Some(&path.container),
-        Some(&path.object),
-    )?;
+    let place = path.place(p)?;
     let ts = Timestamp::now().0;
     let meta = meta_items(headers::metadata(h, "object", STORED_HEADERS)?);
     let delete_at = delete_at(h)?;
