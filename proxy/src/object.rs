@@ -141,6 +141,24 @@ async fn open_writers(p: &Proxy, place: &Placement, header: &pb::PutHeader) -> V
         .collect()
 }
 
+/// Sends one data message to every writer, dropping the writers that failed.
+async fn send_all(writers: &mut Vec<Writer>, data: Bytes) {
+    let msg = pb::PutMsg {
+        msg: Some(pb::put_msg::Msg::Data(data)),
+    };
+    let sends = writers.iter().map(|w| w.tx.send(msg.clone()));
+    let ok: Vec<bool> = futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| r.is_ok())
+        .collect();
+    let mut i = 0;
+    writers.retain(|_| {
+        i += 1;
+        ok[i - 1]
+    });
+}
+
 /// What a stored PUT produced.
 pub struct Stored {
     pub etag: String,
@@ -173,34 +191,32 @@ pub async fn store(
     }
     let mut md5 = Md5::new();
     let mut size = 0u64;
-    while let Some(piece) = body.next().await {
-        let piece = piece?;
-        size += piece.len() as u64;
-        if size > MAX_FILE_SIZE {
-            return Err(SwiftError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "<html><h1>Request Entity Too Large</h1><p>The body of your request was too large for this server.</p></html>",
-            ));
+    // Client bodies arrive in small frames (often 8–16 KiB); they are gathered into
+    // messages of up to CHUNK so each replica gets few, large gRPC messages.
+    let mut pending = bytes::BytesMut::new();
+    let mut ended = false;
+    while !ended {
+        match body.next().await {
+            Some(piece) => {
+                let piece = piece?;
+                size += piece.len() as u64;
+                if size > MAX_FILE_SIZE {
+                    return Err(SwiftError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "<html><h1>Request Entity Too Large</h1><p>The body of your request was too large for this server.</p></html>",
+                    ));
+                }
+                md5.update(&piece);
+                pending.extend_from_slice(&piece);
+                if pending.len() < CHUNK {
+                    continue;
+                }
+            }
+            None => ended = true,
         }
-        md5.update(&piece);
-        let mut at = 0;
-        while at < piece.len() {
-            let part = piece.slice(at..(at + CHUNK).min(piece.len()));
-            at += part.len();
-            let msg = pb::PutMsg {
-                msg: Some(pb::put_msg::Msg::Data(part)),
-            };
-            let sends = writers.iter().map(|w| w.tx.send(msg.clone()));
-            let ok: Vec<bool> = futures::future::join_all(sends)
-                .await
-                .into_iter()
-                .map(|r| r.is_ok())
-                .collect();
-            let mut i = 0;
-            writers.retain(|_| {
-                i += 1;
-                ok[i - 1]
-            });
+        while pending.len() >= CHUNK || (ended && !pending.is_empty()) {
+            let part = pending.split_to(CHUNK.min(pending.len())).freeze();
+            send_all(&mut writers, part).await;
             if writers.len() < quorum {
                 return Err(unavailable("replicas failed while the body streamed"));
             }
