@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`device`]: one device directory: its RocksDB, locks, space checks.
 //! - [`diskfile`]: object records (small bodies inline) and body files.
+//! - [`bodyfile`]: writing large bodies (direct I/O, tmp → fsync → rename).
 //! - [`object`]: the `Object` gRPC service (PUT/GET/HEAD/DELETE/POST).
 //! - [`db`]: container and account databases (rows, totals, listings).
 //! - [`db_service`]: the `Db` gRPC service over [`db`].
@@ -16,6 +17,7 @@
 // tonic::Status (176 bytes) is the error type of every gRPC handler and client call.
 #![allow(clippy::result_large_err)]
 
+pub mod bodyfile;
 pub mod db;
 pub mod db_service;
 pub mod device;

@@ -4,7 +4,7 @@
 //! A write's record and its async pending are committed in one synced batch; the container
 //! update is then sent (see [`crate::updater`]).
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,7 +18,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::device::{fsync_dir, write_sync, Device, CF_OBJECTS, CF_PENDING};
+use crate::bodyfile::TmpBody;
+use crate::device::{write_sync, Device, CF_OBJECTS, CF_PENDING};
 use crate::diskfile::{
     data_file, name_hash, object_dir, object_key, BodyHasher, ObjectRecord, BLOCK, INLINE_MAX,
 };
@@ -146,92 +147,6 @@ impl Loc {
     }
 }
 
-/// A body file being written in `tmp/`; removed on drop unless it was moved into place.
-struct TmpBody {
-    path: PathBuf,
-    file: Option<std::fs::File>,
-    buf: Vec<u8>,
-}
-
-impl TmpBody {
-    fn create(dev: &Device) -> std::io::Result<Self> {
-        let path = dev
-            .root
-            .join("tmp")
-            .join(format!("{:032x}", rand::random::<u128>()));
-        let file = std::fs::File::create(&path)?;
-        Ok(Self {
-            path,
-            file: Some(file),
-            buf: Vec::with_capacity(BLOCK as usize),
-        })
-    }
-
-    /// Writes the buffer out on a blocking thread.
-    async fn flush(&mut self) -> std::io::Result<()> {
-        let mut file = self.file.take().expect("file present");
-        let buf = std::mem::take(&mut self.buf);
-        let (file, buf) = tokio::task::spawn_blocking(move || {
-            let r = file.write_all(&buf);
-            (file, r.map(|_| buf))
-        })
-        .await
-        .map_err(std::io::Error::other)?;
-        self.file = Some(file);
-        self.buf = buf?;
-        self.buf.clear();
-        Ok(())
-    }
-
-    async fn push(&mut self, data: &[u8]) -> std::io::Result<()> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= BLOCK as usize {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    /// Flushes, fsyncs and renames the body to `dest`, fsyncing the directories it touched.
-    async fn finish(mut self, dest: PathBuf) -> std::io::Result<()> {
-        self.flush().await?;
-        let file = self.file.take().expect("file present");
-        let tmp = self.path.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            file.sync_all()?;
-            drop(file);
-            let dir = dest.parent().expect("data file has a directory");
-            let mut fresh = Vec::new();
-            let mut d = dir;
-            while !d.exists() {
-                fresh.push(d.to_path_buf());
-                d = d.parent().expect("objects/ exists");
-            }
-            std::fs::create_dir_all(dir)?;
-            std::fs::rename(&tmp, &dest)?;
-            fsync_dir(dir)?;
-            // New directories are durable only once their parents are synced too.
-            for f in fresh {
-                if let Some(p) = f.parent() {
-                    fsync_dir(p)?;
-                }
-            }
-            Ok(())
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        self.path = PathBuf::new();
-        Ok(())
-    }
-}
-
-impl Drop for TmpBody {
-    fn drop(&mut self) {
-        if !self.path.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 fn meta_items(meta: &[(String, String)]) -> Vec<pb::MetaItem> {
     meta.iter()
         .map(|(k, v)| pb::MetaItem {
@@ -336,6 +251,9 @@ async fn receive(
     loc.commit(&node, &rec, old.as_ref(), true, guard).await
 }
 
+/// How far ahead of a GET's reader the node asks the kernel to read.
+const READAHEAD: u64 = 32 * BLOCK;
+
 /// Reads `[start, end)` of a stored body, verifying each block touched, into `tx`.
 async fn send_body(
     dev: Arc<Device>,
@@ -378,6 +296,26 @@ async fn send_body(
             return;
         }
     };
+    // Bodies are written around the page cache, so a GET reads from the disk: keep the
+    // next READAHEAD bytes of the range being read in flight.
+    let fd = {
+        use std::os::fd::AsRawFd;
+        file.as_raw_fd()
+    };
+    let will_need = |from: u64, to: u64| {
+        if from < to {
+            // SAFETY: an advisory call on a descriptor this function keeps open.
+            unsafe {
+                libc::posix_fadvise(
+                    fd,
+                    from as libc::off_t,
+                    (to - from) as libc::off_t,
+                    libc::POSIX_FADV_WILLNEED,
+                )
+            };
+        }
+    };
+    will_need(start, end.min(start + READAHEAD));
     let mut block = start / BLOCK;
     while block * BLOCK < end {
         let b_start = block * BLOCK;
@@ -407,6 +345,10 @@ async fn send_body(
             }
         };
         file = f;
+        will_need(
+            (b_start + READAHEAD).max(start + READAHEAD),
+            end.min(b_start + BLOCK + READAHEAD),
+        );
         if rec.block_crcs.get(block as usize) != Some(&crc32fast::hash(&buf)) {
             tracing::error!(object = %rec.name, device = %dev.name, block, "block fails its checksum");
             let _ = tx
