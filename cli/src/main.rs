@@ -6,11 +6,13 @@
 //! - [`ring_cmd`]: ring building and lookups (`stratus ring …`);
 //! - [`bench`]: the metadata write benchmark (`stratus meta bench`);
 //! - [`user_cmd`]: TempAuth users (`stratus user …`);
-//! - [`swift_cmd`]: object storage for users (`stratus stat|list|upload|download|delete|post`).
+//! - [`swift_cmd`]: object storage for users (`stratus stat|list|upload|download|delete|post`);
+//! - [`obj_bench`]: the Swift API benchmark (`stratus bench`).
 
 mod bench;
 mod dev;
 mod meta_cmd;
+mod obj_bench;
 mod ring_cmd;
 mod swift_cmd;
 mod table;
@@ -58,6 +60,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: user_cmd::UserCmd,
     },
+    /// Benchmark a Swift API endpoint (the dev cluster by default).
+    Bench(obj_bench::BenchArgs),
     #[command(flatten)]
     Swift(swift_cmd::SwiftCmd),
 }
@@ -103,6 +107,7 @@ async fn main() {
         Cmd::Meta { conn, cmd } => meta_cmd::run(&conn, cmd).await,
         Cmd::Ring { conn, cmd } => ring_cmd::run(&conn, cmd).await,
         Cmd::User { conn, cmd } => user_cmd::run(&conn, cmd).await,
+        Cmd::Bench(args) => obj_bench::run(&cli.creds, args).await,
         Cmd::Swift(cmd) => swift_cmd::run(&cli.creds, cmd).await,
     };
     if let Err(e) = res {

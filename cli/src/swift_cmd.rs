@@ -85,7 +85,7 @@ pub enum SwiftCmd {
 }
 
 /// An authenticated Swift API session.
-struct Swift {
+pub(crate) struct Swift {
     http: reqwest::Client,
     url: String,
     token: String,
@@ -102,7 +102,7 @@ fn enc(s: &str) -> String {
 }
 
 impl Swift {
-    async fn connect(c: &Creds) -> Result<Self> {
+    pub(crate) async fn connect(c: &Creds) -> Result<Self> {
         let auth = match &c.auth {
             Some(a) => a.clone(),
             None => dev::read_auth_url(&c.dir.clone().unwrap_or_else(dev::default_dir))?,
@@ -130,7 +130,12 @@ impl Swift {
         Ok(Self { http, url, token })
     }
 
-    fn req(&self, m: Method, path: &str) -> reqwest::RequestBuilder {
+    /// The storage URL.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub(crate) fn req(&self, m: Method, path: &str) -> reqwest::RequestBuilder {
         let url = if path.is_empty() {
             self.url.clone()
         } else {
@@ -154,7 +159,7 @@ impl Swift {
     }
 
     /// Every object name of `container`.
-    async fn object_names(&self, container: &str) -> Result<Vec<String>> {
+    pub(crate) async fn object_names(&self, container: &str) -> Result<Vec<String>> {
         Ok(self
             .names(container, None, None)
             .await?

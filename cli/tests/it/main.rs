@@ -7,3 +7,4 @@ mod t20_swift_api;
 mod t30_swift_client;
 mod t40_failures;
 mod t50_concurrency;
+mod t60_bench;
