@@ -59,6 +59,9 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also save the JSON report to this file (for `--compare`), whatever is printed.
+    #[arg(long)]
+    save: Option<PathBuf>,
     /// Write throughput and p99 latency over time as an SVG.
     #[arg(long)]
     plot: Option<PathBuf>,
@@ -625,6 +628,10 @@ pub async fn run(creds: &Creds, args: BenchArgs) -> Result<()> {
         eprintln!();
     }
     let rep = report(&run, &args, &workload, elapsed, interrupted);
+    if let Some(path) = &args.save {
+        std::fs::write(path, serde_json::to_string_pretty(&rep)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     if let Some(path) = &args.plot {
         std::fs::write(path, plot_svg(&rep))
             .with_context(|| format!("writing {}", path.display()))?;
