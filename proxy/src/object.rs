@@ -13,8 +13,10 @@ use stratus_core::ring::Device;
 use stratus_core::timestamp::Timestamp;
 use stratus_meta::rings::now_secs;
 use stratus_proto::storage as pb;
+use stratus_proto::storage::object_client::ObjectClient;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
 use crate::cluster::{node_failure, timed, Placement, RingKind};
@@ -303,22 +305,111 @@ async fn open_get(
     }
 }
 
-/// Turns a node's data messages into a byte stream, starting with `first`.
-fn data_stream(first: Option<Bytes>, rest: Streaming<pb::GetMsg>) -> ByteStream {
-    let head = futures::stream::iter(first.map(Ok));
-    let tail = rest.filter_map(|m| async move {
-        match m {
-            Ok(pb::GetMsg {
-                msg: Some(pb::get_msg::Msg::Data(d)),
-            }) => Some(Ok(d)),
-            Ok(_) => None,
-            Err(s) => {
-                tracing::error!(error = %s.message(), "object stream failed mid-body");
-                Some(Err(unavailable(s.message().to_string())))
+/// A body being streamed to a client from one replica, with the other replicas of the same
+/// version to fall back on: if the replica fails mid-body (a block fails its checksum, the
+/// node dies), the rest of the range is read from the next one, so the client still gets
+/// every byte, and no byte that failed verification.
+struct BodyStream {
+    cur: Streaming<pb::GetMsg>,
+    first: Option<Bytes>,
+    /// Absolute offset of the next byte to send, and the end of the range.
+    pos: u64,
+    end: u64,
+    ts: u64,
+    target: pb::ObjectTarget,
+    /// Every replica of this version, the one being read included.
+    replicas: Vec<(Device, ObjectClient<Channel>)>,
+    current: usize,
+    /// Where each replica last failed: it is not asked for that offset again.
+    failed_at: Vec<Option<u64>>,
+}
+
+impl BodyStream {
+    /// The next piece of the body, switching replicas as needed.
+    async fn next_piece(&mut self) -> Option<Result<Bytes, SwiftError>> {
+        if let Some(b) = self.first.take() {
+            self.pos += b.len() as u64;
+            return Some(Ok(b));
+        }
+        while self.pos < self.end {
+            match self.cur.message().await {
+                Ok(Some(pb::GetMsg {
+                    msg: Some(pb::get_msg::Msg::Data(d)),
+                })) => {
+                    self.pos += d.len() as u64;
+                    return Some(Ok(d));
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) => tracing::error!(at = self.pos, "replica ended the body early"),
+                Err(e) => {
+                    tracing::error!(at = self.pos, error = %e.message(), "replica failed mid-body; resuming from another")
+                }
+            }
+            if !self.switch().await {
+                return Some(Err(unavailable(
+                    "no replica could serve the rest of the body",
+                )));
             }
         }
-    });
-    Box::pin(head.chain(tail))
+        None
+    }
+
+    /// Continues from `pos` on another replica of the same version. A replica that failed
+    /// at an earlier offset is tried again: rot in one block says nothing about the others.
+    async fn switch(&mut self) -> bool {
+        self.failed_at[self.current] = Some(self.pos);
+        for i in 0..self.replicas.len() {
+            if self.failed_at[i] == Some(self.pos) {
+                continue;
+            }
+            let (dev, client) = &self.replicas[i];
+            let mut client = client.clone();
+            let mut t = self.target.clone();
+            t.device = dev.name.clone();
+            let req = pb::GetRequest {
+                target: Some(t),
+                head_only: false,
+                offset: Some(self.pos),
+                length: Some(self.end - self.pos),
+            };
+            let opened = timed(async {
+                let mut s = client.get(req).await?.into_inner();
+                match s.message().await? {
+                    Some(pb::GetMsg {
+                        msg: Some(pb::get_msg::Msg::Meta(m)),
+                    }) => Ok((m, s)),
+                    _ => Err(Status::internal(
+                        "object stream did not start with metadata",
+                    )),
+                }
+            })
+            .await;
+            match opened {
+                Ok((m, s)) if m.ts == self.ts => {
+                    self.cur = s;
+                    self.current = i;
+                    return true;
+                }
+                _ => {
+                    tracing::info!(node = %dev.node, "replica unusable to resume the body");
+                    self.failed_at[i] = Some(self.pos);
+                }
+            }
+        }
+        false
+    }
+
+    fn into_stream(self) -> ByteStream {
+        Box::pin(futures::stream::unfold(self, |mut b| async move {
+            let piece = b.next_piece().await?;
+            let failed = piece.is_err();
+            // After an error the stream ends (the state is dropped).
+            if failed {
+                b.end = b.pos;
+            }
+            Some((piece, b))
+        }))
+    }
 }
 
 /// Reads an object: primaries first (the newest timestamp wins), then handoffs.
@@ -408,6 +499,10 @@ pub async fn fetch(
         .filter(|a| a.1.ts == newest.ts)
         .collect();
     sources.sort_by_key(|a| !a.3); // an already-streaming body first
+    let replicas: Vec<(Device, ObjectClient<Channel>)> = sources
+        .iter()
+        .filter_map(|a| Some((a.0.clone(), p.cluster.peers.object(&a.0.node).ok()?)))
+        .collect();
     for (dev, _, stream, streaming) in sources {
         let mut s = if streaming && (hint.is_some() || spec.is_none()) {
             match stream {
@@ -439,9 +534,22 @@ pub async fn fetch(
             Ok(Some(pb::GetMsg {
                 msg: Some(pb::get_msg::Msg::Data(d)),
             })) => {
+                let current = replicas.iter().position(|r| r.0 == dev).unwrap_or(0);
+                let failed_at = vec![None; replicas.len()];
+                let body = BodyStream {
+                    cur: s,
+                    first: Some(d),
+                    pos: start,
+                    end,
+                    ts: newest.ts,
+                    target: target.clone(),
+                    replicas,
+                    current,
+                    failed_at,
+                };
                 return Ok(Found {
                     meta: newest,
-                    body: Some(data_stream(Some(d), s)),
+                    body: Some(body.into_stream()),
                     range,
                 });
             }

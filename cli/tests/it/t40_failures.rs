@@ -71,6 +71,34 @@ async fn one_node_down_uploads_still_succeed() {
             "obj-{i} served intact despite a rotten copy"
         );
     }
+    // Every copy of a body rots, each in a different block (first, second, third). Whichever
+    // copy a GET starts on, it resumes on another at the failed block, so the client gets
+    // every byte and no corrupt one.
+    let big = random_bytes(3_200_000, 99);
+    assert_eq!(s.put("c/big3", big.clone()).await.status(), 201);
+    let copies: Vec<_> = files_under(&c.dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "data"))
+        .filter(|p| std::fs::metadata(p).unwrap().len() == big.len() as u64)
+        .collect();
+    assert_eq!(copies.len(), 3, "{copies:?}");
+    for (copy, at) in copies.iter().zip([10, (1 << 20) + 10, (2 << 20) + 10]) {
+        let mut b = std::fs::read(copy).unwrap();
+        b[at] ^= 0xff;
+        std::fs::write(copy, b).unwrap();
+    }
+    for _ in 0..3 {
+        let got = s.get("c/big3").await.bytes().await.unwrap();
+        assert!(got[..] == big[..], "a body with rotten blocks was served");
+    }
+    let r = s
+        .req(reqwest::Method::GET, "c/big3")
+        .header("range", "bytes=1048000-2200000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert!(r.bytes().await.unwrap()[..] == big[1_048_000..2_200_001]);
     // Node 2's disks are pulled while it runs: it answers 507 and handoffs take over.
     for d in ["d1", "d2"] {
         std::fs::remove_dir_all(c.dir.join("storage-2").join(d)).unwrap();
