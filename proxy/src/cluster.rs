@@ -7,7 +7,7 @@
 //! - An *answer* (404, 409, 400) is not a node failure: it counts and is not retried.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::Future;
@@ -39,18 +39,31 @@ pub struct Cluster {
     pub peers: Peers,
 }
 
-/// The nodes of one partition: primaries in ring order, then handoffs.
+/// The nodes of one partition: primaries in ring order, then handoffs (worked out only
+/// when a request needs one, which a healthy cluster's requests never do).
 pub struct Placement {
     pub part: u32,
     pub primaries: Vec<Device>,
-    pub handoffs: Vec<Device>,
+    ring: Arc<Ring>,
+    handoffs: OnceLock<Vec<Device>>,
     next_handoff: AtomicUsize,
 }
 
 impl Placement {
+    /// The first handoffs of the partition (twice as many as there are replicas).
+    pub fn handoffs(&self) -> &[Device] {
+        self.handoffs.get_or_init(|| {
+            self.ring
+                .handoffs(self.part)
+                .take(2 * self.primaries.len())
+                .cloned()
+                .collect()
+        })
+    }
+
     /// Claims the next unused handoff, if any is left.
     pub fn next_handoff(&self) -> Option<&Device> {
-        self.handoffs
+        self.handoffs()
             .get(self.next_handoff.fetch_add(1, Ordering::Relaxed))
     }
 
@@ -119,15 +132,11 @@ impl Cluster {
         let ring = self.ring(kind)?;
         let part = ring.partition(&object_path(account, container, object));
         let primaries: Vec<Device> = ring.primaries(part).cloned().collect();
-        let handoffs: Vec<Device> = ring
-            .handoffs(part)
-            .take(2 * primaries.len())
-            .cloned()
-            .collect();
         Ok(Placement {
             part,
             primaries,
-            handoffs,
+            ring,
+            handoffs: OnceLock::new(),
             next_handoff: AtomicUsize::new(0),
         })
     }

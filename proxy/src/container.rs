@@ -544,14 +544,13 @@ pub fn account_management_refused() -> SwiftError {
     .with_header("allow", "HEAD, GET, POST".into())
 }
 
-/// Checks a listing query without running it (used by tests of bad input).
-pub fn validate_query(query: Option<&str>) -> SwiftResult<()> {
-    list_query(query, &HeaderMap::new()).map(|_| ())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn validate_query(query: Option<&str>) -> SwiftResult<()> {
+        list_query(query, &HeaderMap::new()).map(|_| ())
+    }
 
     fn e(name: &str, ts: u64, deleted: bool) -> pb::ListEntry {
         pb::ListEntry {

@@ -186,11 +186,6 @@ impl RangeSpec {
     }
 }
 
-/// [`range_spec`] resolved against `size`.
-pub fn range(h: &HeaderMap, size: u64) -> SwiftResult<Option<ByteRange>> {
-    range_spec(h).map(|s| s.resolve(size)).transpose()
-}
-
 fn etag_list_matches(list: &str, etag: &str) -> bool {
     list.split(',').any(|t| {
         let t = t.trim().trim_start_matches("W/").trim_matches('"');
@@ -248,6 +243,10 @@ mod tests {
             m.insert(*k, HeaderValue::from_str(v).unwrap());
         }
         m
+    }
+
+    fn range(h: &HeaderMap, size: u64) -> SwiftResult<Option<ByteRange>> {
+        range_spec(h).map(|s| s.resolve(size)).transpose()
     }
 
     #[test]

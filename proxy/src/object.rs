@@ -293,7 +293,14 @@ async fn open_get(
         offset: hint.map(|h| h.0),
         length: hint.and_then(|h| h.1),
     };
-    let mut client = p.cluster.peers.object(&dev.node)?;
+    start_get(p.cluster.peers.object(&dev.node)?, req).await
+}
+
+/// Sends a GET to a node and reads the metadata that starts its answer.
+async fn start_get(
+    mut client: ObjectClient<Channel>,
+    req: pb::GetRequest,
+) -> Result<(pb::ObjectMeta, Streaming<pb::GetMsg>), Status> {
     let mut s = client.get(req).await?.into_inner();
     match s.message().await? {
         Some(pb::GetMsg {
@@ -363,7 +370,6 @@ impl BodyStream {
                 continue;
             }
             let (dev, client) = &self.replicas[i];
-            let mut client = client.clone();
             let mut t = self.target.clone();
             t.device = dev.name.clone();
             let req = pb::GetRequest {
@@ -372,18 +378,7 @@ impl BodyStream {
                 offset: Some(self.pos),
                 length: Some(self.end - self.pos),
             };
-            let opened = timed(async {
-                let mut s = client.get(req).await?.into_inner();
-                match s.message().await? {
-                    Some(pb::GetMsg {
-                        msg: Some(pb::get_msg::Msg::Meta(m)),
-                    }) => Ok((m, s)),
-                    _ => Err(Status::internal(
-                        "object stream did not start with metadata",
-                    )),
-                }
-            })
-            .await;
+            let opened = timed(start_get(client.clone(), req)).await;
             match opened {
                 Ok((m, s)) if m.ts == self.ts => {
                     self.cur = s;
@@ -452,7 +447,7 @@ pub async fn fetch(
         }
     }
     if answers.is_empty() {
-        for d in &place.handoffs {
+        for d in place.handoffs() {
             match timed(open_get(p, d, &target, head_only, None)).await {
                 Ok((m, s)) if m.found => {
                     answers.push((

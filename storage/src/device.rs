@@ -166,9 +166,7 @@ impl Device {
     /// Refuses with [`DeviceError::Insufficient`] if the device is gone or cannot take
     /// `bytes` more without eating into the reserve.
     pub fn check_space(&self, bytes: u64) -> Result<(), DeviceError> {
-        let (_, free) = self.usage().map_err(|e| {
-            DeviceError::Insufficient(self.name.clone(), format!("device unavailable: {e}"))
-        })?;
+        let (_, free) = self.usage().map_err(|e| self.unavailable(e))?;
         if free < bytes.saturating_add(self.reserve) {
             return Err(DeviceError::Insufficient(
                 self.name.clone(),
@@ -182,17 +180,24 @@ impl Device {
     }
 
     /// Refuses with [`DeviceError::Insufficient`] if the device is gone (disk pulled or wiped).
+    /// One `stat`: this runs on every read.
     pub fn check_present(&self) -> Result<(), DeviceError> {
-        self.usage().map(|_| ()).map_err(|e| {
-            DeviceError::Insufficient(self.name.clone(), format!("device unavailable: {e}"))
-        })
+        self.present().map_err(|e| self.unavailable(e))
+    }
+
+    fn unavailable(&self, e: std::io::Error) -> DeviceError {
+        DeviceError::Insufficient(self.name.clone(), format!("device unavailable: {e}"))
+    }
+
+    /// The database directory going missing means the disk was pulled or wiped.
+    fn present(&self) -> std::io::Result<()> {
+        std::fs::metadata(self.root.join("db")).map(|_| ())
     }
 
     /// (capacity, free bytes) of the file system holding the device; fails if the device
     /// directory is gone.
     pub fn usage(&self) -> std::io::Result<(u64, u64)> {
-        // The database directory going missing means the disk was pulled or wiped.
-        std::fs::metadata(self.root.join("db"))?;
+        self.present()?;
         let c = std::ffi::CString::new(self.root.as_os_str().as_encoded_bytes())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let mut st: libc::statvfs = unsafe { std::mem::zeroed() };

@@ -107,7 +107,7 @@ pub struct StorageServer {
 #[derive(Serialize)]
 struct Registration<'a> {
     addr: &'a str,
-    devices: Vec<DeviceReport>,
+    devices: &'a [DeviceReport],
     updated: u64,
 }
 
@@ -163,11 +163,6 @@ impl StorageServer {
         })
     }
 
-    /// The node's state (for tests and tools).
-    pub fn node(&self) -> &Arc<Node> {
-        &self.node
-    }
-
     /// Serves on `listener` until `shutdown` resolves; background work runs meanwhile.
     pub async fn run(
         self,
@@ -208,10 +203,27 @@ pub fn registration_key(addr: &str) -> String {
     format!("/nodes/storage/{addr}")
 }
 
-/// Tells meta this node's address, devices and free space, every 10 seconds.
+/// How often the node looks at its devices, and the longest it leaves its registration
+/// unrefreshed.
+const REGISTER_CHECK: Duration = Duration::from_secs(10);
+const REGISTER_REFRESH: Duration = Duration::from_secs(300);
+
+/// Whether a new report differs enough from the last one written to be worth a Raft write:
+/// a device came or went, or its free space moved by more than 1% of its capacity.
+fn changed(old: &[DeviceReport], new: &[DeviceReport]) -> bool {
+    old.len() != new.len()
+        || old.iter().zip(new).any(|(a, b)| {
+            a.name != b.name || a.ok != b.ok || a.free.abs_diff(b.free) > b.capacity / 100
+        })
+}
+
+/// Tells meta this node's address, devices and free space: at start, whenever they change
+/// noticeably, and at least every 5 minutes (each registration is a committed write, so
+/// an idle node does not write every few seconds).
 async fn register(node: Arc<Node>, addr: String) {
+    let mut last: Option<(Vec<DeviceReport>, tokio::time::Instant)> = None;
     loop {
-        let devices = node
+        let mut devices: Vec<DeviceReport> = node
             .devices
             .values()
             .map(|d| {
@@ -224,15 +236,23 @@ async fn register(node: Arc<Node>, addr: String) {
                 }
             })
             .collect();
-        let reg = Registration {
-            addr: &addr,
-            devices,
-            updated: stratus_meta::rings::now_secs(),
+        devices.sort_by(|a, b| a.name.cmp(&b.name));
+        let due = match &last {
+            None => true,
+            Some((old, at)) => changed(old, &devices) || at.elapsed() >= REGISTER_REFRESH,
         };
-        let body = serde_json::to_vec(&reg).expect("plain struct serializes");
-        if let Err(e) = node.meta.put(registration_key(&addr), body).await {
-            tracing::warn!(error = %e, "registering with meta failed; will retry");
+        if due {
+            let reg = Registration {
+                addr: &addr,
+                devices: &devices,
+                updated: stratus_meta::rings::now_secs(),
+            };
+            let body = serde_json::to_vec(&reg).expect("plain struct serializes");
+            match node.meta.put(registration_key(&addr), body).await {
+                Ok(_) => last = Some((devices, tokio::time::Instant::now())),
+                Err(e) => tracing::warn!(error = %e, "registering with meta failed; will retry"),
+            }
         }
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        tokio::time::sleep(REGISTER_CHECK).await;
     }
 }
