@@ -21,6 +21,7 @@ use stratus_proto::storage as pb;
 use std::sync::Arc;
 
 use crate::device::{sync_wal, Device, DeviceError, CF_ACCOUNTS, CF_CONTAINERS, CF_DIRTY};
+use crate::hashes::Space;
 
 /// Which of the two database kinds a target names.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -206,6 +207,19 @@ pub fn info(dev: &Device, t: &Target) -> Result<Info, DeviceError> {
     Ok(load_info(dev, t)?.unwrap_or_default())
 }
 
+/// The hashes space of a database kind.
+pub fn space(kind: Kind) -> Space {
+    match kind {
+        Kind::Container => Space::Container,
+        Kind::Account => Space::Account,
+    }
+}
+
+/// A write to `t` was applied: its partition's cached hash is stale.
+fn changed(dev: &Device, t: &Target) {
+    dev.hashes.invalidate(space(t.kind), t.part, 0);
+}
+
 fn mark_dirty(dev: &Device, batch: &mut WriteBatch, t: &Target) {
     if t.kind == Kind::Container {
         dev.batch_put(
@@ -245,6 +259,7 @@ pub async fn put(
     mark_dirty(dev, &mut batch, t);
     // Applied under the lock, made durable after it (see `sync_wal`).
     dev.write(batch, false)?;
+    changed(dev, t);
     drop(_g);
     sync_wal(dev).await?;
     Ok((info, created))
@@ -267,6 +282,7 @@ pub async fn post(
     dev.batch_put(&mut batch, t.cf(), &key, &enc(&info));
     // Applied under the lock, made durable after it (see `sync_wal`).
     dev.write(batch, false)?;
+    changed(dev, t);
     drop(_g);
     sync_wal(dev).await?;
     Ok(Some(info))
@@ -296,6 +312,7 @@ pub async fn delete(dev: &Arc<Device>, t: &Target, ts: u64) -> Result<DeleteOutc
     mark_dirty(dev, &mut batch, t);
     // Applied under the lock, made durable after it (see `sync_wal`).
     dev.write(batch, false)?;
+    changed(dev, t);
     drop(_g);
     sync_wal(dev).await?;
     Ok(DeleteOutcome::Deleted(info))
@@ -316,20 +333,6 @@ pub async fn object_update(
         info.put_ts = 1;
         info.created_ts = 1;
     }
-    let mut rk = t.row_prefix();
-    rk.extend_from_slice(row.name.as_bytes());
-    let old: Option<ObjRow> = dev.get(t.cf(), &rk)?.map(|b| dec(dev, &b)).transpose()?;
-    if old.as_ref().is_some_and(|o| o.ts >= row.ts) {
-        return Ok(info);
-    }
-    if let Some(o) = old.as_ref().filter(|o| !o.deleted) {
-        info.object_count = info.object_count.saturating_sub(1);
-        info.bytes = info.bytes.saturating_sub(o.size);
-    }
-    if !row.deleted {
-        info.object_count += 1;
-        info.bytes += row.size;
-    }
     let new = ObjRow {
         ts: row.ts,
         size: row.size,
@@ -338,14 +341,85 @@ pub async fn object_update(
         deleted: row.deleted,
     };
     let mut batch = WriteBatch::default();
-    dev.batch_put(&mut batch, t.cf(), &rk, &enc(&new));
+    if !apply_obj_row(dev, t, &mut info, &row.name, new, &mut batch)? {
+        return Ok(info);
+    }
     dev.batch_put(&mut batch, t.cf(), &key, &enc(&info));
     mark_dirty(dev, &mut batch, t);
     // Applied under the lock, made durable after it (see `sync_wal`).
     dev.write(batch, false)?;
+    changed(dev, t);
     drop(_g);
     sync_wal(dev).await?;
     Ok(info)
+}
+
+/// Adds object row `new` to `batch` and `info`'s totals if it is newer than the stored one.
+fn apply_obj_row(
+    dev: &Device,
+    t: &Target,
+    info: &mut Info,
+    name: &str,
+    new: ObjRow,
+    batch: &mut WriteBatch,
+) -> Result<bool, DeviceError> {
+    let mut rk = t.row_prefix();
+    rk.extend_from_slice(name.as_bytes());
+    let old: Option<ObjRow> = dev.get(t.cf(), &rk)?.map(|b| dec(dev, &b)).transpose()?;
+    if old.as_ref().is_some_and(|o| o.ts >= new.ts) {
+        return Ok(false);
+    }
+    if let Some(o) = old.as_ref().filter(|o| !o.deleted) {
+        info.object_count = info.object_count.saturating_sub(1);
+        info.bytes = info.bytes.saturating_sub(o.size);
+    }
+    if !new.deleted {
+        info.object_count += 1;
+        info.bytes += new.size;
+    }
+    dev.batch_put(batch, t.cf(), &rk, &enc(&new));
+    Ok(true)
+}
+
+/// Adds container row `row` to `batch` and `info`'s totals where it is newer (each of its
+/// timestamps and its stats are merged separately).
+fn apply_cont_row(
+    dev: &Device,
+    t: &Target,
+    info: &mut Info,
+    name: &str,
+    row: &ContRow,
+    batch: &mut WriteBatch,
+) -> Result<bool, DeviceError> {
+    let mut rk = t.row_prefix();
+    rk.extend_from_slice(name.as_bytes());
+    let stored: Option<ContRow> = dev.get(t.cf(), &rk)?.map(|b| dec(dev, &b)).transpose()?;
+    let old = stored.clone().unwrap_or_default();
+    let mut new = old.clone();
+    new.put_ts = new.put_ts.max(row.put_ts);
+    new.delete_ts = new.delete_ts.max(row.delete_ts);
+    if row.stats_ts > old.stats_ts {
+        new.object_count = row.object_count;
+        new.bytes = row.bytes;
+        new.stats_ts = row.stats_ts;
+    }
+    if stored.is_some() && enc(&new) == enc(&old) {
+        return Ok(false);
+    }
+    let contrib = |r: &ContRow| {
+        if r.live() {
+            (1, r.object_count, r.bytes)
+        } else {
+            (0, 0, 0)
+        }
+    };
+    let (oc, oo, ob) = contrib(&old);
+    let (nc, no, nb) = contrib(&new);
+    info.container_count = (info.container_count + nc).saturating_sub(oc);
+    info.object_count = (info.object_count + no).saturating_sub(oo);
+    info.bytes = (info.bytes + nb).saturating_sub(ob);
+    dev.batch_put(batch, t.cf(), &rk, &enc(&new));
+    Ok(true)
 }
 
 /// Applies a container row to an account (newest events and stats win) and adjusts totals.
@@ -362,38 +436,21 @@ pub async fn account_update(
         info.put_ts = row.put_ts.max(1);
         info.created_ts = info.put_ts;
     }
-    let mut rk = t.row_prefix();
-    rk.extend_from_slice(row.name.as_bytes());
-    let old: ContRow = dev
-        .get(t.cf(), &rk)?
-        .map(|b| dec(dev, &b))
-        .transpose()?
-        .unwrap_or_default();
-    let mut new = old.clone();
-    new.put_ts = new.put_ts.max(row.put_ts);
-    new.delete_ts = new.delete_ts.max(row.delete_ts);
-    if row.stats_ts > old.stats_ts {
-        new.object_count = row.object_count;
-        new.bytes = row.bytes;
-        new.stats_ts = row.stats_ts;
-    }
-    let contrib = |r: &ContRow| {
-        if r.live() {
-            (1, r.object_count, r.bytes)
-        } else {
-            (0, 0, 0)
-        }
+    let new = ContRow {
+        put_ts: row.put_ts,
+        delete_ts: row.delete_ts,
+        object_count: row.object_count,
+        bytes: row.bytes,
+        stats_ts: row.stats_ts,
     };
-    let (oc, oo, ob) = contrib(&old);
-    let (nc, no, nb) = contrib(&new);
-    info.container_count = (info.container_count + nc).saturating_sub(oc);
-    info.object_count = (info.object_count + no).saturating_sub(oo);
-    info.bytes = (info.bytes + nb).saturating_sub(ob);
     let mut batch = WriteBatch::default();
-    dev.batch_put(&mut batch, t.cf(), &rk, &enc(&new));
+    if !apply_cont_row(dev, t, &mut info, &row.name, &new, &mut batch)? {
+        return Ok(info);
+    }
     dev.batch_put(&mut batch, t.cf(), &key, &enc(&info));
     // Applied under the lock, made durable after it (see `sync_wal`).
     dev.write(batch, false)?;
+    changed(dev, t);
     drop(_g);
     sync_wal(dev).await?;
     Ok(info)
@@ -561,6 +618,232 @@ pub fn container_row(name: &str, info: &Info, stats_ts: u64) -> pb::ContainerRow
         bytes: info.bytes,
         stats_ts,
     }
+}
+
+/// What of an info record replicas must agree on (timestamps and metadata; the creation
+/// time and the totals are each replica's own), hashed.
+pub fn info_digest(dev: &Device, v: &[u8]) -> Result<[u8; 32], DeviceError> {
+    let info: Info = dec(dev, v)?;
+    let mut h = blake3::Hasher::new();
+    h.update(&info.put_ts.to_le_bytes());
+    h.update(&info.delete_ts.to_le_bytes());
+    let mut meta: Vec<_> = info
+        .meta
+        .iter()
+        .map(|m| (m.key.to_ascii_lowercase(), &m.value, m.ts))
+        .collect();
+    meta.sort();
+    for (k, v, ts) in meta {
+        h.update(&(k.len() as u32).to_le_bytes());
+        h.update(k.as_bytes());
+        h.update(&(v.len() as u32).to_le_bytes());
+        h.update(v.as_bytes());
+        h.update(&ts.to_le_bytes());
+    }
+    Ok(*h.finalize().as_bytes())
+}
+
+/// One database (or a slice of its rows) as a replicator pushes it.
+#[derive(Debug, Serialize, Deserialize)]
+struct DbDump {
+    account: String,
+    container: String,
+    info: Info,
+    /// Row name → stored row (encoded).
+    rows: Vec<(String, Vec<u8>)>,
+}
+
+/// Rows per pushed message.
+const DUMP_ROWS: usize = 2000;
+
+fn parse_info_key(kind: Kind, k: &[u8]) -> Option<(String, String)> {
+    let s = std::str::from_utf8(k.get(5..)?).ok()?;
+    match kind {
+        Kind::Account => Some((s.to_string(), String::new())),
+        Kind::Container => {
+            let (a, c) = s.split_once('\0')?;
+            Some((a.to_string(), c.to_string()))
+        }
+    }
+}
+
+/// Every database of partition `part`, encoded for [`merge_dump`] in pieces of at most
+/// [`DUMP_ROWS`] rows. Blocking.
+pub fn dump_partition(dev: &Device, kind: Kind, part: u32) -> Result<Vec<Vec<u8>>, DeviceError> {
+    let cf = space_cf(kind);
+    let mut prefix = vec![b'I'];
+    prefix.extend_from_slice(&part.to_be_bytes());
+    let mut out = Vec::new();
+    let infos: Vec<_> = dev
+        .scan(cf, &prefix, false)
+        .take_while(|r| r.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+        .collect::<Result<_, _>>()?;
+    for (k, v) in infos {
+        let Some((account, container)) = parse_info_key(kind, &k) else {
+            continue;
+        };
+        let info: Info = dec(dev, &v)?;
+        let t = Target {
+            kind,
+            part,
+            account: account.clone(),
+            container: container.clone(),
+        };
+        let base = t.row_prefix();
+        let mut rows = Vec::new();
+        // Every piece carries the info (merging it twice is harmless); a database without
+        // rows is one piece.
+        let mut flush = |rows: &mut Vec<(String, Vec<u8>)>| {
+            out.push(enc(&DbDump {
+                account: account.clone(),
+                container: container.clone(),
+                info: info.clone(),
+                rows: std::mem::take(rows),
+            }));
+        };
+        for item in dev.scan(cf, &base, false) {
+            let (rk, rv) = item?;
+            if !rk.starts_with(&base) {
+                break;
+            }
+            let name = String::from_utf8_lossy(&rk[base.len()..]).into_owned();
+            rows.push((name, rv.to_vec()));
+            if rows.len() >= DUMP_ROWS {
+                flush(&mut rows);
+            }
+        }
+        flush(&mut rows);
+    }
+    Ok(out)
+}
+
+fn space_cf(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Container => CF_CONTAINERS,
+        Kind::Account => CF_ACCOUNTS,
+    }
+}
+
+/// Merges one piece of [`dump_partition`]'s output into this device's copy: timestamps
+/// and metadata merge per item, rows by their timestamps. Returns the rows (and info
+/// records) that changed.
+pub async fn merge_dump(
+    dev: &Arc<Device>,
+    kind: Kind,
+    part: u32,
+    raw: &[u8],
+) -> Result<u64, DeviceError> {
+    let d: DbDump = dec(dev, raw)?;
+    let t = Target {
+        kind,
+        part,
+        account: d.account,
+        container: d.container,
+    };
+    if t.account.is_empty() || (kind == Kind::Container) == t.container.is_empty() {
+        return Err(DeviceError::Damaged(
+            dev.name.clone(),
+            "database dump names no database".into(),
+        ));
+    }
+    let key = t.info_key();
+    let _g = dev.lock_for(&key).lock().await;
+    let stored = load_info(dev, &t)?;
+    let mut info = stored.clone().unwrap_or_default();
+    let mut applied = 0u64;
+    if stored.is_none() {
+        info.created_ts = d.info.created_ts;
+    }
+    let before = (info.put_ts, info.delete_ts, info.meta.clone());
+    info.put_ts = info.put_ts.max(d.info.put_ts);
+    info.delete_ts = info.delete_ts.max(d.info.delete_ts);
+    let items: Vec<pb::MetaItem> = d
+        .info
+        .meta
+        .iter()
+        .map(|m| pb::MetaItem {
+            key: m.key.clone(),
+            value: m.value.clone(),
+            ts: m.ts,
+        })
+        .collect();
+    info.merge_meta(&items);
+    if stored.is_none() || before != (info.put_ts, info.delete_ts, info.meta.clone()) {
+        applied += 1;
+    }
+    let mut batch = WriteBatch::default();
+    for (name, v) in &d.rows {
+        let changed = match kind {
+            Kind::Container => apply_obj_row(dev, &t, &mut info, name, dec(dev, v)?, &mut batch)?,
+            Kind::Account => apply_cont_row(dev, &t, &mut info, name, &dec(dev, v)?, &mut batch)?,
+        };
+        applied += changed as u64;
+    }
+    if applied == 0 {
+        return Ok(0);
+    }
+    dev.batch_put(&mut batch, t.cf(), &key, &enc(&info));
+    mark_dirty(dev, &mut batch, &t);
+    dev.write(batch, false)?;
+    changed(dev, &t);
+    drop(_g);
+    sync_wal(dev).await?;
+    Ok(applied)
+}
+
+/// Removes every database of partition `part` (a handoff copy whose primaries have it
+/// all), with their pending account reports. Blocking.
+pub fn remove_partition(dev: &Device, kind: Kind, part: u32) -> Result<u64, DeviceError> {
+    let cf = space_cf(kind);
+    let mut batch = WriteBatch::default();
+    let mut n = 0;
+    for tag in [b'I', b'R'] {
+        let mut prefix = vec![tag];
+        prefix.extend_from_slice(&part.to_be_bytes());
+        for item in dev.scan(cf, &prefix, false) {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            dev.batch_delete(&mut batch, cf, &k);
+            if tag == b'I' && kind == Kind::Container {
+                dev.batch_delete(&mut batch, CF_DIRTY, &k);
+            }
+            n += 1;
+        }
+    }
+    dev.write(batch, true)?;
+    dev.hashes.forget(space(kind), part);
+    Ok(n)
+}
+
+/// Removes deleted object rows older than `before` (µs) from every container database:
+/// their deletion has reached every replica long ago. Returns how many went. Blocking.
+pub fn reclaim_rows(dev: &Device, before: u64) -> Result<u64, DeviceError> {
+    let mut n = 0;
+    let mut batch = WriteBatch::default();
+    let mut parts = std::collections::BTreeSet::new();
+    for item in dev.scan(CF_CONTAINERS, b"R", false) {
+        let (k, v) = item?;
+        if k.first() != Some(&b'R') {
+            break;
+        }
+        let r: ObjRow = dec(dev, &v)?;
+        if r.deleted && r.ts < before {
+            dev.batch_delete(&mut batch, CF_CONTAINERS, &k);
+            if let Some(p) = k.get(1..5) {
+                parts.insert(u32::from_be_bytes(p.try_into().expect("4 bytes")));
+            }
+            n += 1;
+        }
+    }
+    if n > 0 {
+        dev.write(batch, true)?;
+        for p in parts {
+            dev.hashes.invalidate(Space::Container, p, 0);
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -7,6 +7,9 @@
 //!                                                async pendings, dirty containers
 //! <device>/objects/<part>/<suffix>/<hash>/<ts>.data   bodies of large objects
 //! <device>/tmp/                                  bodies being written (never read)
+//! <device>/quarantined/objects/                  copies that failed verification (body and
+//!                                                record), kept for the operator until the
+//!                                                reclaimer removes them
 //! ```
 //! Every RocksDB write that acknowledges a client is synced (`WriteOptions::set_sync`):
 //! concurrent writers are group-committed by RocksDB, so one WAL fsync covers many small
@@ -29,6 +32,8 @@ pub const CF_ACCOUNTS: &str = "accounts";
 pub const CF_PENDING: &str = "pending";
 /// Containers whose stats changed since they were last reported to their account.
 pub const CF_DIRTY: &str = "dirty";
+/// Objects with an expiry: `delete_at (be64) ++ object key` → nothing (the expirer's queue).
+pub const CF_EXPIRING: &str = "expiring";
 
 const STRIPES: usize = 256;
 
@@ -72,6 +77,8 @@ pub struct Device {
     pub reserve: u64,
     db: DB,
     stripes: Vec<Mutex<()>>,
+    /// Cached partition hashes (see [`crate::hashes`]).
+    pub hashes: crate::hashes::HashCache,
 }
 
 impl Device {
@@ -93,9 +100,16 @@ impl Device {
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(4);
         opts.set_write_buffer_size(16 << 20);
-        let cfs = [CF_OBJECTS, CF_CONTAINERS, CF_ACCOUNTS, CF_PENDING, CF_DIRTY]
-            .into_iter()
-            .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let cfs = [
+            CF_OBJECTS,
+            CF_CONTAINERS,
+            CF_ACCOUNTS,
+            CF_PENDING,
+            CF_DIRTY,
+            CF_EXPIRING,
+        ]
+        .into_iter()
+        .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, root.join("db"), cfs)
             .map_err(|e| DeviceError::Db(name.to_string(), e))?;
         Ok(Arc::new(Device {
@@ -104,6 +118,7 @@ impl Device {
             reserve,
             db,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            hashes: Default::default(),
         }))
     }
 
@@ -177,6 +192,11 @@ impl Device {
             ));
         }
         Ok(())
+    }
+
+    /// Where copies that failed verification go.
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.root.join("quarantined").join("objects")
     }
 
     /// Refuses with [`DeviceError::Insufficient`] if the device is gone (disk pulled or wiped).

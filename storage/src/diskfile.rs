@@ -97,14 +97,58 @@ pub fn object_key(part: u32, hash: &[u8; 16]) -> Vec<u8> {
     k
 }
 
-/// `<device>/objects/<part>/<suffix>/<hash>`: the directory of an object's body files.
+/// `<device>/objects/<part>/<suffix>/<hash>`: the directory of an object's body files
+/// (the suffix is the hash's first three hex digits, see [`crate::hashes`]).
 pub fn object_dir(dev: &Device, part: u32, hash: &[u8; 16]) -> PathBuf {
     let hex = hex::encode(hash);
     dev.root
         .join("objects")
         .join(part.to_string())
-        .join(&hex[hex.len() - 3..])
+        .join(&hex[..3])
         .join(hex)
+}
+
+/// The expirer's index key of an object expiring at `delete_at`.
+pub fn expiring_key(delete_at: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = delete_at.to_be_bytes().to_vec();
+    k.extend_from_slice(key);
+    k
+}
+
+/// Adds to `batch` everything that replaces record `old` by `new` (or removes it, `None`)
+/// at `key`: the record itself and its place in the expirer's index. After the batch is
+/// committed the caller invalidates the suffix ([`crate::hashes::HashCache::invalidate`]).
+pub fn batch_record(
+    dev: &Device,
+    batch: &mut rocksdb::WriteBatch,
+    key: &[u8],
+    new: Option<&ObjectRecord>,
+    old: Option<&ObjectRecord>,
+) {
+    use crate::device::{CF_EXPIRING, CF_OBJECTS};
+    match new {
+        Some(r) => dev.batch_put(batch, CF_OBJECTS, key, &r.encode()),
+        None => dev.batch_delete(batch, CF_OBJECTS, key),
+    }
+    let old_at = old.filter(|o| !o.deleted).map_or(0, |o| o.delete_at);
+    let new_at = new.filter(|n| !n.deleted).map_or(0, |n| n.delete_at);
+    if old_at != 0 && old_at != new_at {
+        dev.batch_delete(batch, CF_EXPIRING, &expiring_key(old_at, key));
+    }
+    if new_at != 0 {
+        dev.batch_put(batch, CF_EXPIRING, &expiring_key(new_at, key), b"");
+    }
+}
+
+/// The name hash inside an object key.
+pub fn key_hash(key: &[u8]) -> Option<(u32, [u8; 16])> {
+    if key.len() != 20 {
+        return None;
+    }
+    let part = u32::from_be_bytes(key[..4].try_into().ok()?);
+    let mut h = [0u8; 16];
+    h.copy_from_slice(&key[4..]);
+    Some((part, h))
 }
 
 /// The body file of version `ts`.

@@ -10,6 +10,12 @@
 //! - [`db`]: container and account databases (rows, totals, listings).
 //! - [`db_service`]: the `Db` gRPC service over [`db`].
 //! - [`updater`]: container updates (synchronous, then async pendings) and account reports.
+//! - [`hashes`]: per-suffix partition hashes, cached, that replicators compare.
+//! - [`replication`]: the `Replication` gRPC service and the replicator worker.
+//! - [`auditor`]: verifies every stored body; quarantines bad copies.
+//! - [`maintenance`]: the object expirer and the reclaimer.
+//! - [`worker`]: the `Worker` trait and the runner of every background worker.
+//! - [`admin`]: the `Admin` gRPC service (workers, settings, partitions held).
 //! - [`peers`]: channels to other storage nodes (used by the proxy too).
 //!
 //! One [`Node`] owns every subsystem; [`StorageServer`] serves it.
@@ -17,26 +23,34 @@
 // tonic::Status (176 bytes) is the error type of every gRPC handler and client call.
 #![allow(clippy::result_large_err)]
 
+pub mod admin;
+pub mod auditor;
 pub mod bodyfile;
 pub mod db;
 pub mod db_service;
 pub mod device;
 pub mod diskfile;
+pub mod hashes;
+pub mod maintenance;
 pub mod object;
 pub mod peers;
+pub mod replication;
 pub mod updater;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
 use stratus_meta::client::MetaClient;
 use stratus_meta::rings::{RingStore, RingWatcher};
+use stratus_proto::storage::admin_server::AdminServer;
 use stratus_proto::storage::db_server::DbServer;
 use stratus_proto::storage::object_server::ObjectServer;
+use stratus_proto::storage::replication_server::ReplicationServer;
 use tokio::net::TcpListener;
 
 use crate::device::Device;
@@ -54,7 +68,13 @@ pub struct Config {
     pub meta: Vec<String>,
     /// Free bytes kept back on each device.
     pub reserve: u64,
+    /// Seconds each background worker idles between passes (changeable per worker with
+    /// `stratus worker set`).
+    pub worker_interval: f64,
 }
+
+/// Default idle time between background passes, seconds.
+pub const DEFAULT_WORKER_INTERVAL: f64 = 30.0;
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +101,12 @@ pub struct Node {
     pub account_ring: RingWatcher,
     /// The container ring (where object rows go).
     pub container_ring: RingWatcher,
+    /// The object ring (where the replicator pushes objects).
+    pub object_ring: RingWatcher,
+    /// The address this node serves on (as the rings name it), once it serves.
+    pub addr: OnceLock<String>,
+    /// The background workers, once started.
+    pub workers: OnceLock<Vec<Arc<worker::Running>>>,
     /// Channels to other nodes.
     pub peers: Peers,
     /// The meta cluster.
@@ -97,11 +123,21 @@ impl Node {
             .cloned()
             .ok_or_else(|| device::DeviceError::Unknown(name.to_string()).into())
     }
+
+    /// The ring placing `space`.
+    pub fn ring(&self, space: hashes::Space) -> &RingWatcher {
+        match space {
+            hashes::Space::Object => &self.object_ring,
+            hashes::Space::Container => &self.container_ring,
+            hashes::Space::Account => &self.account_ring,
+        }
+    }
 }
 
 /// A running storage node.
 pub struct StorageServer {
     node: Arc<Node>,
+    worker_interval: f64,
 }
 
 #[derive(Serialize)]
@@ -141,6 +177,7 @@ impl StorageServer {
         };
         let account_ring = ring("account")?;
         let container_ring = ring("container")?;
+        let object_ring = ring("object")?;
         // Serving before the rings are known would defer every listing update.
         for (name, w) in [("account", &account_ring), ("container", &container_ring)] {
             if w.wait_for(1, Duration::from_secs(30)).await.is_none() {
@@ -154,12 +191,16 @@ impl StorageServer {
             devices,
             account_ring,
             container_ring,
+            object_ring,
+            addr: OnceLock::new(),
+            workers: OnceLock::new(),
             peers: Peers::default(),
             meta,
             dirty: tokio::sync::Notify::new(),
         };
         Ok(Self {
             node: Arc::new(node),
+            worker_interval: cfg.worker_interval,
         })
     }
 
@@ -170,17 +211,30 @@ impl StorageServer {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), StorageError> {
         let addr = listener.local_addr()?.to_string();
-        let tasks = [
-            tokio::spawn(updater::run_pendings(self.node.clone())),
-            tokio::spawn(updater::run_account_reports(self.node.clone())),
-            tokio::spawn(register(self.node.clone(), addr)),
+        let _ = self.node.addr.set(addr.clone());
+        let workers: Vec<Box<dyn worker::Worker>> = vec![
+            Box::new(replication::Replicator::default()),
+            Box::new(auditor::Auditor),
+            Box::new(updater::Updater),
+            Box::new(updater::AccountReporter),
+            Box::new(maintenance::Expirer),
+            Box::new(maintenance::Reclaimer),
         ];
+        let (running, mut tasks) = worker::spawn_all(&self.node, workers, self.worker_interval);
+        let _ = self.node.workers.set(running);
+        admin::load_settings(&self.node).await;
+        tasks.push(tokio::spawn(register(self.node.clone(), addr)));
         let object = ObjectServer::new(object::ObjectService::new(self.node.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let db = DbServer::new(db_service::DbService::new(self.node.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let replication =
+            ReplicationServer::new(replication::ReplicationService::new(self.node.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let admin = AdminServer::new(admin::AdminService::new(self.node.clone()));
         // TCP_NODELAY: a reply written in two segments must not wait for a delayed ACK.
         let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
             .map_err(|e| StorageError::Io(std::io::Error::other(e)))?;
@@ -189,6 +243,8 @@ impl StorageServer {
             .initial_connection_window_size(peers::CONNECTION_WINDOW)
             .add_service(object)
             .add_service(db)
+            .add_service(replication)
+            .add_service(admin)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         for t in tasks {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use stratus_storage::{Config, StorageServer, DEFAULT_RESERVE};
+use stratus_storage::{Config, StorageServer, DEFAULT_RESERVE, DEFAULT_WORKER_INTERVAL};
 
 /// A Stratus storage node: objects, container and account databases on local devices.
 #[derive(Parser, Debug)]
@@ -23,6 +23,9 @@ struct Args {
     /// Free bytes each device keeps back.
     #[arg(long, default_value_t = DEFAULT_RESERVE)]
     reserve: u64,
+    /// Seconds the background workers (replicator, auditor, …) idle between passes.
+    #[arg(long, default_value_t = DEFAULT_WORKER_INTERVAL)]
+    worker_interval: f64,
 }
 
 #[tokio::main]
@@ -36,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         devices: a.devices,
         meta: a.meta,
         reserve: a.reserve,
+        worker_interval: a.worker_interval,
     };
     let server = StorageServer::new(cfg)
         .await

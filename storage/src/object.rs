@@ -5,7 +5,6 @@
 //! update is then sent (see [`crate::updater`]).
 
 use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -18,11 +17,13 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auditor::quarantine;
 use crate::bodyfile::TmpBody;
 use crate::device::{write_sync, Device, CF_OBJECTS, CF_PENDING};
 use crate::diskfile::{
-    data_file, name_hash, object_dir, object_key, BodyHasher, ObjectRecord, BLOCK, INLINE_MAX,
+    batch_record, data_file, name_hash, object_key, BodyHasher, ObjectRecord, BLOCK, INLINE_MAX,
 };
+use crate::hashes::{suffix_of, Space};
 use crate::updater::{send_container_update, Pending};
 use crate::Node;
 
@@ -114,14 +115,16 @@ impl Loc {
         guard: tokio::sync::MutexGuard<'_, ()>,
     ) -> Result<bool, Status> {
         let mut batch = WriteBatch::default();
-        self.dev
-            .batch_put(&mut batch, CF_OBJECTS, &self.key, &rec.encode());
+        batch_record(&self.dev, &mut batch, &self.key, Some(rec), old);
         let pending = update_container.then(|| self.pending(rec));
         let pkey = pending.as_ref().map(Pending::key);
         if let (Some(p), Some(k)) = (&pending, &pkey) {
             self.dev.batch_put(&mut batch, CF_PENDING, k, &p.encode());
         }
         write_sync(&self.dev, batch).await?;
+        self.dev
+            .hashes
+            .invalidate(Space::Object, self.part, suffix_of(&self.hash));
         if let Some(old) = old.filter(|o| o.has_file() && o.ts != rec.ts) {
             let f = data_file(&self.dev, self.part, &self.hash, old.ts);
             let _ = tokio::fs::remove_file(f).await;
@@ -254,10 +257,12 @@ async fn receive(
 /// How far ahead of a GET's reader the node asks the kernel to read.
 const READAHEAD: u64 = 32 * BLOCK;
 
-/// Reads `[start, end)` of a stored body, verifying each block touched, into `tx`.
+/// Reads `[start, end)` of a stored body, verifying each block touched, into `tx`. A copy
+/// that fails is quarantined (the proxy reads another replica; the replicator restores it).
 async fn send_body(
     dev: Arc<Device>,
-    dir: PathBuf,
+    part: u32,
+    hash: [u8; 16],
     rec: ObjectRecord,
     start: u64,
     end: u64,
@@ -271,22 +276,26 @@ async fn send_body(
     if let Some(body) = &rec.inline {
         let ok =
             body.len() as u64 == rec.size && rec.block_crcs.first() == Some(&crc32fast::hash(body));
-        let _ = if ok {
-            tx.send(data(body[start as usize..end as usize].to_vec()))
-                .await
-        } else {
-            tx.send(Err(Status::data_loss(format!(
+        if ok {
+            let _ = tx
+                .send(data(body[start as usize..end as usize].to_vec()))
+                .await;
+            return;
+        }
+        let _ = tx
+            .send(Err(Status::data_loss(format!(
                 "{}: inline body fails its checksum",
                 rec.name
             ))))
-            .await
-        };
+            .await;
+        let _ = quarantine(&dev, part, &hash, rec.ts, "inline body fails its CRC").await;
         return;
     }
-    let path = dir.join(format!("{:020}.data", rec.ts));
+    let path = data_file(&dev, part, &hash, rec.ts);
     let mut file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) => {
+            let _ = quarantine(&dev, part, &hash, rec.ts, "body file unreadable").await;
             let _ = tx
                 .send(Err(Status::data_loss(format!(
                     "{}: body file unreadable on {}: {e}",
@@ -357,6 +366,7 @@ async fn send_body(
                     rec.name, dev.name
                 ))))
                 .await;
+            let _ = quarantine(&dev, part, &hash, rec.ts, "a block fails its CRC on GET").await;
             return;
         }
         let from = start.saturating_sub(b_start) as usize;
@@ -433,8 +443,15 @@ impl Object for ObjectService {
                 .map_or(rec.size, |l| start.saturating_add(l))
                 .min(rec.size);
             if start < end {
-                let dir = object_dir(&loc.dev, loc.part, &loc.hash);
-                tokio::spawn(send_body(loc.dev.clone(), dir, rec, start, end, tx));
+                tokio::spawn(send_body(
+                    loc.dev.clone(),
+                    loc.part,
+                    loc.hash,
+                    rec,
+                    start,
+                    end,
+                    tx,
+                ));
             }
         }
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -483,6 +500,7 @@ impl Object for ObjectService {
         let Some(mut rec) = loc.load()?.filter(|r| !r.deleted) else {
             return Err(Status::not_found(format!("{} not found", loc.path)));
         };
+        let old = rec.clone();
         if rec.meta_ts < req.ts {
             rec.meta_ts = req.ts;
             rec.meta = req.meta.into_iter().map(|m| (m.key, m.value)).collect();
@@ -490,11 +508,73 @@ impl Object for ObjectService {
                 rec.content_type = ct;
             }
             rec.delete_at = req.delete_at;
-            loc.commit(&self.node, &rec, None, false, guard).await?;
+            loc.commit(&self.node, &rec, Some(&old), false, guard)
+                .await?;
         }
         Ok(Response::new(pb::WriteReply {
             existed: true,
             container_updated: true,
         }))
     }
+}
+
+/// Deletes the object at `key` on `dev` if its current version expires at `delete_at`
+/// (the expirer's job): a tombstone at the expiry time, and the container row updated
+/// like any DELETE. Returns whether it expired something.
+pub async fn expire(
+    node: &Node,
+    dev: &Arc<Device>,
+    key: &[u8],
+    delete_at: u64,
+) -> Result<bool, Status> {
+    let Some((part, _)) = crate::diskfile::key_hash(key) else {
+        return Ok(false);
+    };
+    let Some(rec) = dev
+        .get(CF_OBJECTS, key)?
+        .and_then(|b| ObjectRecord::decode(&b).ok())
+    else {
+        return Ok(false);
+    };
+    let mut names = rec.name.splitn(4, '/').skip(1);
+    let (Some(account), Some(container), Some(object)) = (names.next(), names.next(), names.next())
+    else {
+        return Ok(false);
+    };
+    // This copy updates the container replica of the same index, as its PUT did; a
+    // handoff copy leaves listings to the primaries.
+    let me = node.addr.get().cloned().unwrap_or_default();
+    let index = node.object_ring.current().and_then(|r| {
+        r.primaries(part)
+            .position(|d| d.node == me && d.name == dev.name)
+    });
+    let t = pb::ObjectTarget {
+        device: dev.name.clone(),
+        part,
+        account: account.to_string(),
+        container: container.to_string(),
+        object: object.to_string(),
+        replica_index: index.unwrap_or(0) as u32,
+    };
+    let loc = Loc::new(node, Some(t))?;
+    let guard = loc.dev.lock_for(&loc.key).lock().await;
+    let Some(old) = loc.load()? else {
+        return Ok(false);
+    };
+    if old.deleted || old.delete_at != delete_at {
+        return Ok(false);
+    }
+    // The expiry time is when it was deleted (so every replica writes the same tombstone),
+    // unless the version is newer than that.
+    let ts = (delete_at.saturating_mul(1_000_000)).max(old.meta_ts + 1);
+    let tomb = ObjectRecord {
+        name: loc.path.clone(),
+        ts,
+        meta_ts: ts,
+        deleted: true,
+        ..Default::default()
+    };
+    loc.commit(node, &tomb, Some(&old), index.is_some(), guard)
+        .await?;
+    Ok(true)
 }

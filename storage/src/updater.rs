@@ -3,10 +3,10 @@
 //! - **Container updates.** An object write commits, in the same batch as the object record,
 //!   an *async pending*: the row its container replica must get. Right after the commit the
 //!   object server sends the row ([`send_container_update`]) and drops the pending on
-//!   success; if the container replica is down the pending stays and [`run_pendings`]
+//!   success; if the container replica is down the pending stays and the [`Updater`] worker
 //!   retries it until it lands (surviving restarts, since it is on disk).
 //! - **Account reports.** A container change marks the container dirty (in the same batch);
-//!   [`run_account_reports`] sends the container's row and stats to every account replica
+//!   the [`AccountReporter`] worker sends the container's row and stats to every account replica
 //!   and clears the mark once all of them have it.
 
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use stratus_proto::storage as pb;
 
 use crate::db;
 use crate::device::{Device, Row, CF_DIRTY, CF_PENDING};
+use crate::worker::{Ctx, Worker};
 use crate::Node;
 
 /// How long one update RPC may take.
@@ -99,19 +100,31 @@ pub async fn send_container_update(node: &Node, p: &Pending) -> Result<(), Strin
     }
 }
 
-/// Retries async pendings on every device, forever.
-pub async fn run_pendings(node: Arc<Node>) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        for dev in node.devices.values() {
-            if let Err(e) = pending_pass(&node, dev).await {
-                tracing::warn!(device = %dev.name, error = %e, "async pending pass failed");
+/// The updater worker: delivers async pendings on every device until their container
+/// replicas have the rows.
+pub struct Updater;
+
+#[tonic::async_trait]
+impl Worker for Updater {
+    fn name(&self) -> &'static str {
+        "updater"
+    }
+
+    async fn pass(&self, cx: &Ctx) {
+        for dev in cx.node.devices.values() {
+            match pending_pass(&cx.node, dev).await {
+                Ok((seen, done)) => {
+                    cx.stats.scanned(seen);
+                    cx.stats.repaired(done);
+                }
+                Err(e) => cx.stats.error(format!("{}: {e}", dev.name)),
             }
         }
     }
 }
 
-async fn pending_pass(node: &Node, dev: &Arc<Device>) -> Result<(), String> {
+/// One pass over a device's pendings: (pendings looked at, delivered).
+async fn pending_pass(node: &Node, dev: &Arc<Device>) -> Result<(u64, u64), String> {
     let fresh_after = stratus_core::timestamp::Timestamp::now()
         .0
         .saturating_sub(3_000_000);
@@ -120,7 +133,9 @@ async fn pending_pass(node: &Node, dev: &Arc<Device>) -> Result<(), String> {
         .take(1000)
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
+    let (mut seen, mut done) = (0, 0);
     for (k, v) in items {
+        seen += 1;
         let Some(p) = Pending::decode(&v) else {
             tracing::error!(device = %dev.name, "dropping an unreadable async pending");
             let mut b = rocksdb::WriteBatch::default();
@@ -136,36 +151,54 @@ async fn pending_pass(node: &Node, dev: &Arc<Device>) -> Result<(), String> {
                 let mut b = rocksdb::WriteBatch::default();
                 dev.batch_delete(&mut b, CF_PENDING, &k);
                 dev.write(b, false).map_err(|e| e.to_string())?;
+                done += 1;
             }
             Err(e) => {
                 tracing::debug!(object = %p.name, error = %e, "container still unreachable");
             }
         }
     }
-    Ok(())
+    Ok((seen, done))
 }
 
-/// Reports dirty containers to their account replicas, forever.
-pub async fn run_account_reports(node: Arc<Node>) {
-    loop {
-        let _ = tokio::time::timeout(Duration::from_secs(2), node.dirty.notified()).await;
-        // Let a burst of updates to one container coalesce into one report.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        for dev in node.devices.values() {
-            if let Err(e) = report_pass(&node, dev).await {
-                tracing::debug!(device = %dev.name, error = %e, "account report pass incomplete");
+/// The account reporter worker: sends dirty containers' rows and stats to their account
+/// replicas. Woken by every container change.
+pub struct AccountReporter;
+
+#[tonic::async_trait]
+impl Worker for AccountReporter {
+    fn name(&self) -> &'static str {
+        "account-reporter"
+    }
+
+    async fn pass(&self, cx: &Ctx) {
+        for dev in cx.node.devices.values() {
+            match report_pass(&cx.node, dev).await {
+                Ok(n) => {
+                    cx.stats.scanned(n);
+                    cx.stats.repaired(n);
+                }
+                Err(e) => cx.stats.error(format!("{}: {e}", dev.name)),
             }
         }
     }
+
+    async fn idle(&self, node: &Node, interval: Duration) {
+        let _ = tokio::time::timeout(interval, node.dirty.notified()).await;
+        // Let a burst of updates to one container coalesce into one report.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
-async fn report_pass(node: &Node, dev: &Arc<Device>) -> Result<(), String> {
+/// Reports a device's dirty containers; returns how many were reported.
+async fn report_pass(node: &Node, dev: &Arc<Device>) -> Result<u64, String> {
     let items: Vec<Row> = dev
         .scan(CF_DIRTY, &[], false)
         .take(1000)
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let mut last_err = None;
+    let mut reported = 0;
     for (k, mark) in items {
         let Some((part, account, container)) = db::parse_container_key(&k) else {
             continue;
@@ -185,11 +218,12 @@ async fn report_pass(node: &Node, dev: &Arc<Device>) -> Result<(), String> {
                     dev.batch_delete(&mut b, CF_DIRTY, &k);
                     dev.write(b, false).map_err(|e| e.to_string())?;
                 }
+                reported += 1;
             }
             Err(e) => last_err = Some(e),
         }
     }
-    last_err.map_or(Ok(()), Err)
+    last_err.map_or(Ok(reported), Err)
 }
 
 /// Sends one container's row and stats to every replica of its account.

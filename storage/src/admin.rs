@@ -1,0 +1,141 @@
+//! The `Admin` gRPC service: what `stratus worker list|set` and `stratus cluster health`
+//! ask a node. Worker settings changed here are kept in meta
+//! (`/settings/storage/<addr>/<worker>`) and applied again when the node restarts.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use stratus_proto::storage as pb;
+use stratus_proto::storage::admin_server::Admin;
+use tonic::{Request, Response, Status};
+
+use crate::hashes::{self, Space};
+use crate::Node;
+
+/// The gRPC admin service of one node.
+pub struct AdminService {
+    node: Arc<Node>,
+}
+
+impl AdminService {
+    /// Serves `node`.
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    fn workers(&self) -> pb::WorkersReply {
+        pb::WorkersReply {
+            node: self.node.addr.get().cloned().unwrap_or_default(),
+            workers: self
+                .node
+                .workers
+                .get()
+                .map(|w| w.iter().map(|r| r.status()).collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Meta key of one worker's settings on node `addr`.
+pub fn settings_key(addr: &str, worker: &str) -> String {
+    format!("/settings/storage/{addr}/{worker}")
+}
+
+/// Applies the settings kept in meta for this node (after a restart).
+pub async fn load_settings(node: &Node) {
+    let Some(addr) = node.addr.get() else { return };
+    let Some(workers) = node.workers.get() else {
+        return;
+    };
+    for w in workers {
+        match node.meta.get(settings_key(addr, w.name)).await {
+            Ok(Some(kv)) => {
+                let Ok(m) = serde_json::from_slice::<BTreeMap<String, f64>>(&kv.value) else {
+                    continue;
+                };
+                for (k, v) in m {
+                    if let Err(e) = w.settings.set(&k, v) {
+                        tracing::warn!(worker = w.name, error = %e, "ignoring a stored setting");
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not read worker settings from meta"),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn workers(
+        &self,
+        _: Request<pb::WorkersRequest>,
+    ) -> Result<Response<pb::WorkersReply>, Status> {
+        Ok(Response::new(self.workers()))
+    }
+
+    async fn set_worker(
+        &self,
+        req: Request<pb::SetWorkerRequest>,
+    ) -> Result<Response<pb::WorkersReply>, Status> {
+        let req = req.into_inner();
+        let workers = self.node.workers.get().map(Vec::as_slice).unwrap_or(&[]);
+        let Some(w) = workers.iter().find(|w| w.name == req.worker) else {
+            let names: Vec<_> = workers.iter().map(|w| w.name).collect();
+            return Err(Status::not_found(format!(
+                "no worker {:?} on this node (workers: {})",
+                req.worker,
+                names.join(", ")
+            )));
+        };
+        w.settings
+            .set(&req.setting, req.value)
+            .map_err(Status::invalid_argument)?;
+        // Kept in meta so the change survives a restart; the node keeps it either way.
+        if let Some(addr) = self.node.addr.get() {
+            let all: BTreeMap<String, f64> = w.status().settings.into_iter().collect();
+            let body = serde_json::to_vec(&all).expect("a map serializes");
+            if let Err(e) = self.node.meta.put(settings_key(addr, w.name), body).await {
+                return Err(Status::unavailable(format!(
+                    "setting applied, but not kept in meta (lost at restart): {e}"
+                )));
+            }
+        }
+        w.wake.notify_one();
+        Ok(Response::new(self.workers()))
+    }
+
+    async fn partitions(
+        &self,
+        req: Request<pb::PartitionsRequest>,
+    ) -> Result<Response<pb::PartitionsReply>, Status> {
+        let ring = req.into_inner().ring;
+        let space = Space::from_ring(&ring)
+            .ok_or_else(|| Status::invalid_argument(format!("no ring named {ring:?}")))?;
+        let devices: Vec<_> = self.node.devices.values().cloned().collect();
+        let copies = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for dev in devices {
+                if dev.check_present().is_err() {
+                    continue;
+                }
+                for part in hashes::local_partitions(&dev, space)? {
+                    let h = hashes::hashes(&dev, space, part)?;
+                    if h.is_empty() {
+                        continue;
+                    }
+                    out.push(pb::PartitionCopy {
+                        device: dev.name.clone(),
+                        part,
+                        hash: hashes::partition_hash(&h).to_vec().into(),
+                        items: h.values().map(|s| s.items).sum(),
+                    });
+                }
+            }
+            Ok::<_, crate::device::DeviceError>(out)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(pb::PartitionsReply { copies }))
+    }
+}

@@ -1,0 +1,216 @@
+//! The auditor: walks every object on every device at a bounded rate, checks each body's
+//! size and BLAKE3 against its record, and quarantines a copy that fails.
+//!
+//! [`quarantine`] (also called by GET when a block fails its CRC) moves the bad body and
+//! its record to `<device>/quarantined/objects/` and removes the record, which changes the
+//! suffix's hash: the next replicator pass of a peer sees the difference and pushes a good
+//! copy back.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use rocksdb::WriteBatch;
+
+use crate::device::{write_sync, Device, DeviceError, CF_OBJECTS};
+use crate::diskfile::{batch_record, data_file, key_hash, object_key, ObjectRecord};
+use crate::hashes::{suffix_of, Space};
+use crate::worker::{Ctx, Limiter, Worker};
+
+/// Default audit rate per device.
+pub const DEFAULT_BYTES_PER_SEC: f64 = 32.0 * 1024.0 * 1024.0;
+
+/// Records read from the database at a time (no iterator is held across an await).
+const BATCH: usize = 256;
+
+/// Moves the copy of version `ts` of an object to quarantine and forgets it. Returns
+/// false if that version is no longer the device's (replaced meanwhile: nothing to do).
+pub async fn quarantine(
+    dev: &Arc<Device>,
+    part: u32,
+    hash: &[u8; 16],
+    ts: u64,
+    why: &str,
+) -> Result<bool, DeviceError> {
+    let key = object_key(part, hash);
+    let _g = dev.lock_for(&key).lock().await;
+    let Some(raw) = dev.get(CF_OBJECTS, &key)? else {
+        return Ok(false);
+    };
+    let rec = match ObjectRecord::decode(&raw) {
+        Ok(r) if r.ts != ts => return Ok(false),
+        Ok(r) => Some(r),
+        Err(_) => None, // an unreadable record is quarantined as it is
+    };
+    let io = |e| DeviceError::Io(dev.name.clone(), e);
+    let qdir = dev.quarantine_dir();
+    std::fs::create_dir_all(&qdir).map_err(io)?;
+    let base = format!("{}-{ts:020}", hex::encode(hash));
+    std::fs::write(qdir.join(format!("{base}.record")), &raw).map_err(io)?;
+    if rec.as_ref().is_some_and(ObjectRecord::has_file) {
+        match std::fs::rename(
+            data_file(dev, part, hash, ts),
+            qdir.join(format!("{base}.data")),
+        ) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    let mut batch = WriteBatch::default();
+    batch_record(dev, &mut batch, &key, None, rec.as_ref());
+    write_sync(dev, batch).await?;
+    dev.hashes.invalidate(Space::Object, part, suffix_of(hash));
+    tracing::error!(
+        device = %dev.name,
+        object = rec.as_ref().map_or("?", |r| r.name.as_str()),
+        why,
+        "copy quarantined; a replica will restore it"
+    );
+    Ok(true)
+}
+
+/// Why a stored copy is bad, or `None` if it is good. Reads the body 1 MiB at a time,
+/// paced by `limiter` at `rate()` bytes/s.
+async fn verify(
+    dev: &Arc<Device>,
+    part: u32,
+    hash: &[u8; 16],
+    rec: &ObjectRecord,
+    limiter: &mut Limiter,
+    rate: impl Fn() -> f64,
+) -> Option<String> {
+    if let Some(body) = &rec.inline {
+        limiter.take(body.len() as f64, rate()).await;
+        if body.len() as u64 != rec.size {
+            return Some(format!(
+                "inline body is {} bytes, not {}",
+                body.len(),
+                rec.size
+            ));
+        }
+        if blake3::hash(body).as_bytes() != &rec.blake3 {
+            return Some("inline body fails its BLAKE3".into());
+        }
+        return None;
+    }
+    let path = data_file(dev, part, hash, rec.ts);
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) => return Some(format!("body file unreadable: {e}")),
+    };
+    let mut hasher = blake3::Hasher::new();
+    let mut size = 0u64;
+    loop {
+        let r = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; 1 << 20];
+            let n = file.read(&mut buf);
+            (file, buf, n)
+        })
+        .await;
+        let (f, buf, n) = match r {
+            Ok(x) => x,
+            Err(e) => return Some(format!("read task failed: {e}")),
+        };
+        file = f;
+        let n = match n {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => return Some(format!("read failed: {e}")),
+        };
+        hasher.update(&buf[..n]);
+        size += n as u64;
+        limiter.take(n as f64, rate()).await;
+        if size > rec.size {
+            break;
+        }
+    }
+    {
+        // The audit read must not push hot data out of the page cache.
+        use std::os::fd::AsRawFd;
+        // SAFETY: an advisory call on a descriptor we hold.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    }
+    if size != rec.size {
+        return Some(format!(
+            "body file is {size} bytes, the record says {}",
+            rec.size
+        ));
+    }
+    if hasher.finalize().as_bytes() != &rec.blake3 {
+        return Some("body fails its BLAKE3".into());
+    }
+    None
+}
+
+/// The auditor worker.
+pub struct Auditor;
+
+#[tonic::async_trait]
+impl Worker for Auditor {
+    fn name(&self) -> &'static str {
+        "auditor"
+    }
+
+    fn settings(&self) -> Vec<(&'static str, f64)> {
+        vec![("bytes_per_sec", DEFAULT_BYTES_PER_SEC)]
+    }
+
+    async fn pass(&self, cx: &Ctx) {
+        let mut devices: Vec<_> = cx.node.devices.values().cloned().collect();
+        devices.sort_by(|a, b| a.name.cmp(&b.name));
+        for dev in devices {
+            if dev.check_present().is_err() {
+                continue;
+            }
+            if let Err(e) = audit_device(cx, &dev).await {
+                cx.stats.error(format!("{}: {e}", dev.name));
+            }
+        }
+    }
+}
+
+async fn audit_device(cx: &Ctx, dev: &Arc<Device>) -> Result<(), DeviceError> {
+    let mut limiter = Limiter::new();
+    let rate = || cx.settings.get("bytes_per_sec");
+    let mut from: Vec<u8> = Vec::new();
+    loop {
+        let rows: Vec<_> = dev
+            .scan(CF_OBJECTS, &from, false)
+            .take(BATCH)
+            .collect::<Result<_, _>>()?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        from = last.0.to_vec();
+        from.push(0);
+        let done = rows.len() < BATCH;
+        for (k, v) in rows {
+            let Some((part, hash)) = key_hash(&k) else {
+                continue;
+            };
+            cx.stats.scanned(1);
+            cx.stats
+                .progress_done
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (why, ts) = match ObjectRecord::decode(&v) {
+                Ok(rec) if rec.deleted => continue,
+                Ok(rec) => (
+                    verify(dev, part, &hash, &rec, &mut limiter, rate).await,
+                    rec.ts,
+                ),
+                Err(e) => (Some(e), 0),
+            };
+            if let Some(why) = why {
+                // (An undecodable record is quarantined whatever `ts` says.)
+                match quarantine(dev, part, &hash, ts, &why).await {
+                    Ok(true) => cx.stats.quarantined(),
+                    Ok(false) => {}
+                    Err(e) => cx.stats.error(e),
+                }
+            }
+        }
+        if done {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! What replicators compare: a hash per *suffix* of an object partition, and one per
+//! database partition, cached and invalidated on every write.
+//!
+//! # Suffixes
+//! An object's suffix is the top 12 bits of its name hash (the first three hex digits, also
+//! the directory under `objects/<part>/`). Object keys are `part ++ name hash`, so a suffix
+//! is one contiguous key range: recomputing one after a write scans only its own records.
+//! A suffix's hash covers, in key order, every record's name hash, data timestamp, metadata
+//! timestamp and deletion flag — exactly what decides which copy wins — so two devices
+//! that agree on a suffix's hash hold the same versions of its objects.
+//!
+//! A container or account database partition has a single "suffix" (0): the hash of its
+//! databases' put/delete timestamps and metadata and of every row.
+//!
+//! # Cache
+//! [`HashCache`] keeps the hashes of every partition it has computed. A write marks its
+//! suffix dirty and bumps the partition's generation; the next [`object_hashes`] rescans
+//! only dirty suffixes, so asking for an unchanged partition's hashes costs a map lookup.
+//! A recomputation that raced with a write is returned but not cached (the generation moved).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use serde::Deserialize;
+
+use crate::device::{Device, DeviceError, CF_ACCOUNTS, CF_CONTAINERS, CF_OBJECTS};
+
+/// A keyspace of a device, named like the ring that places it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Space {
+    Object,
+    Container,
+    Account,
+}
+
+impl Space {
+    /// All three, in the order workers visit them.
+    pub const ALL: [Space; 3] = [Space::Object, Space::Container, Space::Account];
+
+    /// The ring's name.
+    pub fn ring(self) -> &'static str {
+        match self {
+            Space::Object => "object",
+            Space::Container => "container",
+            Space::Account => "account",
+        }
+    }
+
+    /// From a ring name.
+    pub fn from_ring(name: &str) -> Option<Space> {
+        Space::ALL.into_iter().find(|s| s.ring() == name)
+    }
+
+    fn cf(self) -> &'static str {
+        match self {
+            Space::Object => CF_OBJECTS,
+            Space::Container => CF_CONTAINERS,
+            Space::Account => CF_ACCOUNTS,
+        }
+    }
+}
+
+/// A suffix's (or database partition's) hash and how many records it covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SuffixHash {
+    pub hash: [u8; 16],
+    pub items: u64,
+}
+
+/// Suffix → hash of one partition (suffixes without records are absent).
+pub type Hashes = BTreeMap<u16, SuffixHash>;
+
+#[derive(Default)]
+struct PartHashes {
+    /// Every suffix has been computed at least once.
+    complete: bool,
+    suffixes: Hashes,
+    dirty: BTreeSet<u16>,
+    generation: u64,
+}
+
+/// The per-device cache of partition hashes.
+#[derive(Default)]
+pub struct HashCache {
+    parts: Mutex<HashMap<(Space, u32), PartHashes>>,
+}
+
+impl HashCache {
+    /// A record of `suffix` in `part` changed.
+    pub fn invalidate(&self, space: Space, part: u32, suffix: u16) {
+        let mut parts = self.parts.lock().expect("hash cache lock");
+        let e = parts.entry((space, part)).or_default();
+        e.generation += 1;
+        e.dirty.insert(suffix);
+    }
+
+    /// The partition left this device (or was rewritten wholesale): compute it afresh.
+    pub fn forget(&self, space: Space, part: u32) {
+        let mut parts = self.parts.lock().expect("hash cache lock");
+        let e = parts.entry((space, part)).or_default();
+        e.generation += 1;
+        e.complete = false;
+        e.suffixes.clear();
+        e.dirty.clear();
+    }
+}
+
+/// The suffix of a name hash: its top 12 bits.
+pub fn suffix_of(hash: &[u8; 16]) -> u16 {
+    (u16::from(hash[0]) << 4) | u16::from(hash[1] >> 4)
+}
+
+/// Largest suffix.
+pub const MAX_SUFFIX: u16 = 0xfff;
+
+/// The object keys of `suffix` in `part`: `[start, end)`.
+fn suffix_range(part: u32, suffix: u16) -> (Vec<u8>, Vec<u8>) {
+    let key = |part: u32, s: u16| {
+        let mut k = part.to_be_bytes().to_vec();
+        k.push((s >> 4) as u8);
+        k.push(((s & 0xf) << 4) as u8);
+        k
+    };
+    let end = if suffix == MAX_SUFFIX {
+        (part + 1).to_be_bytes().to_vec()
+    } else {
+        key(part, suffix + 1)
+    };
+    (key(part, suffix), end)
+}
+
+/// The head of an encoded object record: what decides which copy wins. (Bincode reads a
+/// struct's fields in order and ignores what follows, so the body is never decoded.)
+#[derive(Deserialize)]
+pub struct RecordHead {
+    pub name: String,
+    pub ts: u64,
+    pub meta_ts: u64,
+    pub deleted: bool,
+}
+
+impl RecordHead {
+    /// Reads the head of [`crate::diskfile::ObjectRecord::encode`]'s output.
+    pub fn decode(b: &[u8]) -> Option<RecordHead> {
+        match b.split_first() {
+            Some((1, rest)) => bincode::deserialize(rest).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// One object record as a replica summary: (name hash, ts, meta_ts, deleted).
+pub type Summary = ([u8; 16], u64, u64, bool);
+
+/// Summaries of the records of `suffixes` of `part`, in key order.
+pub fn summaries(dev: &Device, part: u32, suffixes: &[u16]) -> Result<Vec<Summary>, DeviceError> {
+    let mut out = Vec::new();
+    for &s in suffixes {
+        let (start, end) = suffix_range(part, s);
+        for item in dev.scan(CF_OBJECTS, &start, false) {
+            let (k, v) = item?;
+            if k.as_ref() >= end.as_slice() {
+                break;
+            }
+            let Some(h) = RecordHead::decode(&v) else {
+                continue;
+            };
+            let mut nh = [0u8; 16];
+            nh.copy_from_slice(&k[4..20]);
+            out.push((nh, h.ts, h.meta_ts, h.deleted));
+        }
+    }
+    Ok(out)
+}
+
+fn hash_suffix(dev: &Device, part: u32, suffix: u16) -> Result<Option<SuffixHash>, DeviceError> {
+    let mut h = blake3::Hasher::new();
+    let mut items = 0;
+    for (nh, ts, meta_ts, deleted) in summaries(dev, part, &[suffix])? {
+        h.update(&nh);
+        h.update(&ts.to_le_bytes());
+        h.update(&meta_ts.to_le_bytes());
+        h.update(&[deleted as u8]);
+        items += 1;
+    }
+    Ok((items > 0).then(|| SuffixHash {
+        hash: first16(h.finalize()),
+        items,
+    }))
+}
+
+fn first16(h: blake3::Hash) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.as_bytes()[..16]);
+    out
+}
+
+/// Every suffix of every record of `part` (one scan).
+fn hash_partition(dev: &Device, part: u32) -> Result<Hashes, DeviceError> {
+    let mut out = Hashes::new();
+    let start = part.to_be_bytes();
+    let mut cur: Option<(u16, blake3::Hasher, u64)> = None;
+    let mut flush = |cur: &mut Option<(u16, blake3::Hasher, u64)>| {
+        if let Some((s, h, items)) = cur.take() {
+            out.insert(
+                s,
+                SuffixHash {
+                    hash: first16(h.finalize()),
+                    items,
+                },
+            );
+        }
+    };
+    for item in dev.scan(CF_OBJECTS, &start, false) {
+        let (k, v) = item?;
+        if k.len() != 20 || k[..4] != start {
+            break;
+        }
+        let mut nh = [0u8; 16];
+        nh.copy_from_slice(&k[4..]);
+        let s = suffix_of(&nh);
+        if cur.as_ref().is_some_and(|c| c.0 != s) {
+            flush(&mut cur);
+        }
+        let Some(head) = RecordHead::decode(&v) else {
+            continue;
+        };
+        let c = cur.get_or_insert_with(|| (s, blake3::Hasher::new(), 0));
+        c.1.update(&nh);
+        c.1.update(&head.ts.to_le_bytes());
+        c.1.update(&head.meta_ts.to_le_bytes());
+        c.1.update(&[head.deleted as u8]);
+        c.2 += 1;
+    }
+    flush(&mut cur);
+    Ok(out)
+}
+
+/// The suffix hashes of object partition `part` (from the cache when nothing changed).
+/// Blocking: call it off the async runtime.
+pub fn object_hashes(dev: &Device, part: u32) -> Result<Hashes, DeviceError> {
+    let (generation, todo) = {
+        let mut parts = dev.hashes.parts.lock().expect("hash cache lock");
+        let e = parts.entry((Space::Object, part)).or_default();
+        if e.complete && e.dirty.is_empty() {
+            return Ok(e.suffixes.clone());
+        }
+        let todo = e.complete.then(|| e.dirty.clone());
+        (e.generation, todo)
+    };
+    let fresh = match &todo {
+        None => hash_partition(dev, part)?,
+        Some(dirty) => {
+            let mut m = Hashes::new();
+            for &s in dirty {
+                if let Some(h) = hash_suffix(dev, part, s)? {
+                    m.insert(s, h);
+                }
+            }
+            m
+        }
+    };
+    let mut parts = dev.hashes.parts.lock().expect("hash cache lock");
+    let e = parts.entry((Space::Object, part)).or_default();
+    let mut result = match &todo {
+        None => Hashes::new(),
+        Some(_) => e.suffixes.clone(),
+    };
+    if let Some(dirty) = &todo {
+        for s in dirty {
+            result.remove(s);
+        }
+    }
+    result.extend(fresh);
+    if e.generation == generation {
+        e.suffixes = result.clone();
+        e.complete = true;
+        e.dirty.clear();
+    }
+    Ok(result)
+}
+
+/// The hash of database partition `part` of `space` (container or account), as suffix 0;
+/// empty if the partition holds nothing. Blocking.
+pub fn db_hashes(dev: &Device, space: Space, part: u32) -> Result<Hashes, DeviceError> {
+    let generation = {
+        let mut parts = dev.hashes.parts.lock().expect("hash cache lock");
+        let e = parts.entry((space, part)).or_default();
+        if e.complete && e.dirty.is_empty() {
+            return Ok(e.suffixes.clone());
+        }
+        e.generation
+    };
+    let mut h = blake3::Hasher::new();
+    let mut items = 0u64;
+    for tag in [b'I', b'R'] {
+        let mut prefix = vec![tag];
+        prefix.extend_from_slice(&part.to_be_bytes());
+        for item in dev.scan(space.cf(), &prefix, false) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            h.update(&(k.len() as u32).to_le_bytes());
+            h.update(&k);
+            if tag == b'I' {
+                // Timestamps and metadata only: created_ts and totals are local facts.
+                h.update(&crate::db::info_digest(dev, &v)?);
+            } else {
+                h.update(&v);
+            }
+            items += 1;
+        }
+    }
+    let mut result = Hashes::new();
+    if items > 0 {
+        result.insert(
+            0,
+            SuffixHash {
+                hash: first16(h.finalize()),
+                items,
+            },
+        );
+    }
+    let mut parts = dev.hashes.parts.lock().expect("hash cache lock");
+    let e = parts.entry((space, part)).or_default();
+    if e.generation == generation {
+        e.suffixes = result.clone();
+        e.complete = true;
+        e.dirty.clear();
+    }
+    Ok(result)
+}
+
+/// The hashes of a partition of any space. Blocking.
+pub fn hashes(dev: &Device, space: Space, part: u32) -> Result<Hashes, DeviceError> {
+    match space {
+        Space::Object => object_hashes(dev, part),
+        _ => db_hashes(dev, space, part),
+    }
+}
+
+/// One hash for a whole partition (equal on devices whose suffix hashes all agree).
+pub fn partition_hash(h: &Hashes) -> [u8; 16] {
+    let mut b = blake3::Hasher::new();
+    for (s, sh) in h {
+        b.update(&s.to_le_bytes());
+        b.update(&sh.hash);
+    }
+    first16(b.finalize())
+}
+
+/// The partitions of `space` this device holds anything of, in order. Jumps from one
+/// partition to the next, so it costs one seek per partition. Blocking.
+pub fn local_partitions(dev: &Device, space: Space) -> Result<Vec<u32>, DeviceError> {
+    let mut out = Vec::new();
+    let prefixes: &[Option<u8>] = match space {
+        Space::Object => &[None],
+        _ => &[Some(b'I'), Some(b'R')],
+    };
+    for tag in prefixes {
+        let mut next: u64 = 0;
+        while next <= u64::from(u32::MAX) {
+            let mut seek = tag.map(|t| vec![t]).unwrap_or_default();
+            seek.extend_from_slice(&(next as u32).to_be_bytes());
+            let Some(item) = dev.scan(space.cf(), &seek, false).next() else {
+                break;
+            };
+            let (k, _) = item?;
+            let body = match tag {
+                Some(t) if k.first() != Some(t) => break,
+                Some(_) => &k[1..],
+                None => &k[..],
+            };
+            let Some(p) = body.get(..4) else { break };
+            let part = u32::from_be_bytes(p.try_into().expect("4 bytes"));
+            out.push(part);
+            next = u64::from(part) + 1;
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffix_ranges_tile_a_partition() {
+        let (s0, e0) = suffix_range(7, 0);
+        let (s1, _) = suffix_range(7, 1);
+        assert_eq!(e0, s1);
+        assert_eq!(s0, vec![0, 0, 0, 7, 0, 0]);
+        let (_, last) = suffix_range(7, MAX_SUFFIX);
+        assert_eq!(last, 8u32.to_be_bytes().to_vec());
+        let mut h = [0u8; 16];
+        h[0] = 0xab;
+        h[1] = 0xcd;
+        assert_eq!(suffix_of(&h), 0xabc);
+        let (s, e) = suffix_range(7, 0xabc);
+        let mut key = 7u32.to_be_bytes().to_vec();
+        key.extend_from_slice(&h);
+        assert!(key >= s && key < e);
+    }
+}

@@ -1,0 +1,821 @@
+//! Replication: the `Replication` gRPC service (what a device holds, and taking pushed
+//! copies) and the replicator worker that uses it.
+//!
+//! # A pass
+//! For every partition a device holds (objects, container and account databases), the
+//! replicator asks each *other* primary of the partition for its hashes (one small RPC,
+//! answered from the peer's cache) and compares them with its own:
+//! - objects: for each suffix that differs it fetches the peer's summaries of that suffix
+//!   (name hash, timestamps, deletion) and streams over [`Sync`] only what the peer lacks
+//!   or holds an older version of — whole objects, metadata-only updates, tombstones;
+//! - databases: it pushes the partition's databases, which the peer merges row by row.
+//!
+//! Each node only *pushes*; a peer holding something newer pushes it back in its own pass.
+//! A partition the device holds although the ring does not place it there (a handoff: a
+//! write made while a primary was down, or a partition a rebalance moved away) is pushed
+//! to every primary and, once all of them have it, removed locally. This is how data
+//! follows the ring after `stratus ring rebalance`.
+//!
+//! After each pass the node reports to meta, per ring, the ring version the pass started
+//! at and how many handoff partitions it still holds; `stratus ring rebalance` waits for
+//! those to reach zero instead of making operators wait `min_part_hours`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rocksdb::WriteBatch;
+use serde::{Deserialize, Serialize};
+use stratus_core::ring::{Device as RingDevice, Ring};
+use stratus_proto::storage as pb;
+use stratus_proto::storage::replication_client::ReplicationClient;
+use stratus_proto::storage::replication_server::Replication;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auditor::quarantine;
+use crate::bodyfile::TmpBody;
+use crate::db::{self, Kind};
+use crate::device::{write_sync, Device, DeviceError, CF_OBJECTS};
+use crate::diskfile::{
+    batch_record, data_file, name_hash, object_key, BodyHasher, ObjectRecord, BLOCK,
+};
+use crate::hashes::{self, suffix_of, Hashes, Space};
+use crate::peers::MAX_MESSAGE_BYTES;
+use crate::worker::{Ctx, Limiter, Worker};
+use crate::Node;
+
+/// How long a hashes or summaries RPC may take.
+const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn bad(msg: impl Into<String>) -> Status {
+    Status::invalid_argument(msg)
+}
+
+fn blocking_err(e: tokio::task::JoinError) -> Status {
+    Status::internal(format!("blocking task failed: {e}"))
+}
+
+/// The gRPC replication service of one node.
+pub struct ReplicationService {
+    node: Arc<Node>,
+}
+
+impl ReplicationService {
+    /// Serves `node`'s devices.
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    fn device(&self, name: &str) -> Result<Arc<Device>, Status> {
+        let dev = self.node.device(name)?;
+        dev.check_present()?;
+        Ok(dev)
+    }
+}
+
+fn space_of(ring: &str) -> Result<Space, Status> {
+    Space::from_ring(ring).ok_or_else(|| bad(format!("no ring named {ring:?}")))
+}
+
+/// Stores a pushed record (its body, if any, already written to `body`) if it is newer
+/// than what the device holds. Returns whether it changed anything.
+async fn apply_record(
+    dev: &Arc<Device>,
+    part: u32,
+    rec: ObjectRecord,
+    body: Option<TmpBody>,
+) -> Result<bool, Status> {
+    let hash = name_hash(&rec.name);
+    let key = object_key(part, &hash);
+    let io = |e| Status::from(DeviceError::Io(dev.name.clone(), e));
+    // As in a PUT: the body is durable under its final name before a record names it.
+    let wrote_file = body.is_some();
+    if let Some(b) = body {
+        b.finish(data_file(dev, part, &hash, rec.ts))
+            .await
+            .map_err(io)?;
+    }
+    let _g = dev.lock_for(&key).lock().await;
+    let old = match dev.get(CF_OBJECTS, &key)? {
+        Some(b) => ObjectRecord::decode(&b).ok(),
+        None => None,
+    };
+    if old.as_ref().is_some_and(|o| o.ts >= rec.ts) {
+        if wrote_file && old.as_ref().is_some_and(|o| o.ts != rec.ts) {
+            let _ = std::fs::remove_file(data_file(dev, part, &hash, rec.ts));
+        }
+        return Ok(false);
+    }
+    let mut batch = WriteBatch::default();
+    batch_record(dev, &mut batch, &key, Some(&rec), old.as_ref());
+    write_sync(dev, batch).await?;
+    dev.hashes.invalidate(Space::Object, part, suffix_of(&hash));
+    if let Some(o) = old.filter(|o| o.has_file()) {
+        let _ = std::fs::remove_file(data_file(dev, part, &hash, o.ts));
+    }
+    Ok(true)
+}
+
+/// Applies newer metadata to the version the device already holds.
+async fn apply_meta(dev: &Arc<Device>, part: u32, rec: ObjectRecord) -> Result<bool, Status> {
+    let hash = name_hash(&rec.name);
+    let key = object_key(part, &hash);
+    let _g = dev.lock_for(&key).lock().await;
+    let Some(old) = dev
+        .get(CF_OBJECTS, &key)?
+        .and_then(|b| ObjectRecord::decode(&b).ok())
+    else {
+        return Ok(false);
+    };
+    if old.deleted || old.ts != rec.ts || old.meta_ts >= rec.meta_ts {
+        return Ok(false);
+    }
+    let mut new = old.clone();
+    new.meta_ts = rec.meta_ts;
+    new.meta = rec.meta;
+    new.content_type = rec.content_type;
+    new.delete_at = rec.delete_at;
+    let mut batch = WriteBatch::default();
+    batch_record(dev, &mut batch, &key, Some(&new), Some(&old));
+    write_sync(dev, batch).await?;
+    dev.hashes.invalidate(Space::Object, part, suffix_of(&hash));
+    Ok(true)
+}
+
+/// Receives the `size` body bytes of a pushed record and checks them against it.
+async fn receive_body(
+    dev: &Arc<Device>,
+    rec: &ObjectRecord,
+    inbound: &mut Streaming<pb::SyncMsg>,
+) -> Result<TmpBody, Status> {
+    dev.check_space(rec.size)?;
+    let io = |e| Status::from(DeviceError::Io(dev.name.clone(), e));
+    let mut tmp = TmpBody::create(dev).map_err(io)?;
+    let mut hasher = BodyHasher::new();
+    while hasher.size < rec.size {
+        let msg = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::aborted(format!("{}: body cut short", rec.name)))?;
+        let Some(pb::sync_msg::Msg::Data(d)) = msg.msg else {
+            return Err(bad(format!("{}: expected body data", rec.name)));
+        };
+        hasher.update(&d);
+        if hasher.size > rec.size {
+            return Err(bad(format!("{}: body longer than its record", rec.name)));
+        }
+        tmp.push(&d).await.map_err(io)?;
+    }
+    let (b3, crcs) = hasher.finish();
+    if b3 != rec.blake3 || crcs != rec.block_crcs {
+        return Err(Status::data_loss(format!(
+            "{}: pushed body does not match its record's checksums",
+            rec.name
+        )));
+    }
+    Ok(tmp)
+}
+
+fn decode_record(b: &[u8]) -> Result<ObjectRecord, Status> {
+    let rec = ObjectRecord::decode(b).map_err(bad)?;
+    if let Some(body) = &rec.inline {
+        if body.len() as u64 != rec.size || blake3::hash(body).as_bytes() != &rec.blake3 {
+            return Err(Status::data_loss(format!(
+                "{}: pushed inline body does not match its record",
+                rec.name
+            )));
+        }
+    }
+    Ok(rec)
+}
+
+#[tonic::async_trait]
+impl Replication for ReplicationService {
+    async fn hashes(
+        &self,
+        req: Request<pb::HashesRequest>,
+    ) -> Result<Response<pb::HashesReply>, Status> {
+        let req = req.into_inner();
+        let space = space_of(&req.ring)?;
+        let dev = self.device(&req.device)?;
+        let h = tokio::task::spawn_blocking(move || hashes::hashes(&dev, space, req.part))
+            .await
+            .map_err(blocking_err)??;
+        Ok(Response::new(pb::HashesReply {
+            suffixes: h
+                .into_iter()
+                .map(|(s, h)| pb::SuffixHash {
+                    suffix: u32::from(s),
+                    hash: h.hash.to_vec().into(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn summaries(
+        &self,
+        req: Request<pb::SummariesRequest>,
+    ) -> Result<Response<pb::SummariesReply>, Status> {
+        let req = req.into_inner();
+        let dev = self.device(&req.device)?;
+        let suffixes: Vec<u16> = req
+            .suffixes
+            .iter()
+            .filter(|&&s| s <= u32::from(hashes::MAX_SUFFIX))
+            .map(|&s| s as u16)
+            .collect();
+        let list =
+            tokio::task::spawn_blocking(move || hashes::summaries(&dev, req.part, &suffixes))
+                .await
+                .map_err(blocking_err)??;
+        Ok(Response::new(pb::SummariesReply {
+            objects: list
+                .into_iter()
+                .map(|(nh, ts, meta_ts, deleted)| pb::Summary {
+                    name_hash: nh.to_vec().into(),
+                    ts,
+                    meta_ts,
+                    deleted,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn sync(
+        &self,
+        req: Request<Streaming<pb::SyncMsg>>,
+    ) -> Result<Response<pb::SyncReply>, Status> {
+        let mut inbound = req.into_inner();
+        let first = inbound.message().await?.ok_or_else(|| bad("empty sync"))?;
+        let Some(pb::sync_msg::Msg::Target(t)) = first.msg else {
+            return Err(bad("a sync starts with its target"));
+        };
+        let dev = self.device(&t.device)?;
+        let mut applied = 0;
+        while let Some(msg) = inbound.message().await? {
+            match msg.msg {
+                Some(pb::sync_msg::Msg::Record(b)) => {
+                    let rec = decode_record(&b)?;
+                    let body = if rec.has_file() {
+                        Some(receive_body(&dev, &rec, &mut inbound).await?)
+                    } else {
+                        None
+                    };
+                    applied += apply_record(&dev, t.part, rec, body).await? as u64;
+                }
+                Some(pb::sync_msg::Msg::MetaRecord(b)) => {
+                    let rec = ObjectRecord::decode(&b).map_err(bad)?;
+                    applied += apply_meta(&dev, t.part, rec).await? as u64;
+                }
+                _ => return Err(bad("expected a record")),
+            }
+        }
+        Ok(Response::new(pb::SyncReply { applied }))
+    }
+
+    async fn db_sync(
+        &self,
+        req: Request<pb::DbSyncRequest>,
+    ) -> Result<Response<pb::SyncReply>, Status> {
+        let req = req.into_inner();
+        let kind = match space_of(&req.ring)? {
+            Space::Container => Kind::Container,
+            Space::Account => Kind::Account,
+            Space::Object => return Err(bad("objects are pushed with Sync")),
+        };
+        let dev = self.device(&req.device)?;
+        let mut applied = 0;
+        for d in &req.databases {
+            applied += db::merge_dump(&dev, kind, req.part, d).await?;
+        }
+        Ok(Response::new(pb::SyncReply { applied }))
+    }
+}
+
+/// Default pacing of pushes: unlimited bytes, unlimited partitions.
+pub const DEFAULT_BYTES_PER_SEC: f64 = 0.0;
+
+/// The replicator worker.
+#[derive(Default)]
+pub struct Replicator {
+    /// The last progress report written to meta (rewritten only when it changes).
+    reported: Mutex<Option<(Progress, tokio::time::Instant)>>,
+}
+
+/// A node's replication progress, per ring, as stored in meta.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Progress {
+    pub rings: BTreeMap<String, RingProgress>,
+}
+
+/// Where a node's last replication pass over one ring got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RingProgress {
+    /// The ring version the pass started with.
+    pub version: u64,
+    /// Partitions still held as handoffs when the pass ended (data not yet moved home).
+    pub handoff_parts: u64,
+    /// Partitions (with data) the node holds.
+    pub parts: u64,
+}
+
+/// Meta key of a node's replication progress.
+pub fn progress_key(addr: &str) -> String {
+    format!("/replication/{addr}")
+}
+
+/// Meta prefix of every node's progress.
+pub const PROGRESS_PREFIX: &str = "/replication/";
+
+/// How often an unchanged progress report is rewritten anyway.
+const PROGRESS_REFRESH: Duration = Duration::from_secs(300);
+
+fn client(node: &Node, addr: &str) -> Result<ReplicationClient<Channel>, Status> {
+    Ok(ReplicationClient::new(node.peers.channel(addr)?)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+async fn timed<T>(
+    f: impl std::future::Future<Output = Result<Response<T>, Status>>,
+) -> Result<T, Status> {
+    match tokio::time::timeout(RPC_TIMEOUT, f).await {
+        Ok(r) => r.map(Response::into_inner),
+        Err(_) => Err(Status::deadline_exceeded("timed out")),
+    }
+}
+
+struct Pass<'a> {
+    cx: &'a Ctx,
+    me: String,
+    bytes: tokio::sync::Mutex<Limiter>,
+}
+
+impl Pass<'_> {
+    async fn pace_bytes(&self, n: usize) {
+        let rate = self.cx.settings.get("bytes_per_sec");
+        self.bytes.lock().await.take(n as f64, rate).await;
+    }
+
+    fn is_me(&self, d: &RingDevice, dev: &Device) -> bool {
+        d.node == self.me && d.name == dev.name
+    }
+
+    /// Replicates one partition of `dev`; returns whether the device still holds it as a
+    /// handoff afterwards.
+    async fn partition(
+        &self,
+        dev: &Arc<Device>,
+        space: Space,
+        ring: &Ring,
+        part: u32,
+    ) -> Result<bool, String> {
+        if part as usize >= ring.partitions() {
+            // Not a partition of this ring (its partition power changed): nothing to do.
+            return Ok(false);
+        }
+        let d = dev.clone();
+        let local = tokio::task::spawn_blocking(move || hashes::hashes(&d, space, part))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if local.is_empty() {
+            return Ok(false);
+        }
+        let primaries: Vec<RingDevice> = ring.primaries(part).cloned().collect();
+        let handoff = !primaries.iter().any(|p| self.is_me(p, dev));
+        let mut all_ok = true;
+        for p in primaries.iter().filter(|p| !self.is_me(p, dev)) {
+            let r = match space {
+                Space::Object => self.push_objects(dev, part, &local, p).await,
+                _ => self.push_dbs(dev, space, part, &local, p).await,
+            };
+            match r {
+                Ok(n) => self.cx.stats.repaired(n),
+                Err(e) => {
+                    all_ok = false;
+                    self.cx.stats.error(format!(
+                        "{} partition {part} of {} → {}/{}: {}",
+                        space.ring(),
+                        dev.name,
+                        p.node,
+                        p.name,
+                        e.message()
+                    ));
+                }
+            }
+        }
+        if handoff && all_ok {
+            self.remove_handoff(dev, space, part, local).await?;
+            return Ok(false);
+        }
+        Ok(handoff)
+    }
+
+    /// Pushes to `peer` the objects of `part` it lacks or holds older; returns how many.
+    async fn push_objects(
+        &self,
+        dev: &Arc<Device>,
+        part: u32,
+        local: &Hashes,
+        peer: &RingDevice,
+    ) -> Result<u64, Status> {
+        let mut c = client(&self.cx.node, &peer.node)?;
+        let remote = timed(c.hashes(pb::HashesRequest {
+            device: peer.name.clone(),
+            ring: "object".into(),
+            part,
+        }))
+        .await?;
+        let remote: HashMap<u32, Vec<u8>> = remote
+            .suffixes
+            .into_iter()
+            .map(|s| (s.suffix, s.hash.to_vec()))
+            .collect();
+        let differ: Vec<u16> = local
+            .iter()
+            .filter(|(s, h)| remote.get(&u32::from(**s)).map(Vec::as_slice) != Some(&h.hash[..]))
+            .map(|(s, _)| *s)
+            .collect();
+        if differ.is_empty() {
+            return Ok(0);
+        }
+        let theirs = timed(c.summaries(pb::SummariesRequest {
+            device: peer.name.clone(),
+            part,
+            suffixes: differ.iter().map(|&s| u32::from(s)).collect(),
+        }))
+        .await?;
+        let theirs: HashMap<Vec<u8>, (u64, u64)> = theirs
+            .objects
+            .into_iter()
+            .map(|o| (o.name_hash.to_vec(), (o.ts, o.meta_ts)))
+            .collect();
+        let d = dev.clone();
+        let ours = tokio::task::spawn_blocking(move || hashes::summaries(&d, part, &differ))
+            .await
+            .map_err(blocking_err)??;
+        // (name hash, metadata only)
+        let mut send = Vec::new();
+        for (nh, ts, meta_ts, deleted) in ours {
+            match theirs.get(&nh[..]) {
+                None => send.push((nh, false)),
+                Some(&(t, _)) if t < ts => send.push((nh, false)),
+                Some(&(t, mt)) if t == ts && mt < meta_ts && !deleted => send.push((nh, true)),
+                _ => {}
+            }
+        }
+        if send.is_empty() {
+            return Ok(0);
+        }
+        let (tx, rx) = mpsc::channel(4);
+        let target = pb::SyncMsg {
+            msg: Some(pb::sync_msg::Msg::Target(pb::SyncTarget {
+                device: peer.name.clone(),
+                part,
+            })),
+        };
+        let _ = tx.send(target).await;
+        let call = c.sync(ReceiverStream::new(rx));
+        let produce = self.produce(dev, part, send, tx);
+        let (reply, produced) = tokio::join!(call, produce);
+        let applied = reply?.into_inner().applied;
+        produced?;
+        Ok(applied)
+    }
+
+    /// Streams the records (and bodies) named by `send` into `tx`, verifying every body
+    /// block on the way: a rotten copy is quarantined here, never pushed.
+    async fn produce(
+        &self,
+        dev: &Arc<Device>,
+        part: u32,
+        send: Vec<([u8; 16], bool)>,
+        tx: mpsc::Sender<pb::SyncMsg>,
+    ) -> Result<(), Status> {
+        let msg = |m| pb::SyncMsg { msg: Some(m) };
+        for (nh, meta_only) in send {
+            let key = object_key(part, &nh);
+            let Some(raw) = dev.get(CF_OBJECTS, &key)? else {
+                continue; // gone since the summary: nothing to push
+            };
+            let Ok(rec) = ObjectRecord::decode(&raw) else {
+                continue; // the auditor deals with it
+            };
+            if meta_only {
+                let mut m = rec;
+                m.inline = None;
+                if tx
+                    .send(msg(pb::sync_msg::Msg::MetaRecord(m.encode().into())))
+                    .await
+                    .is_err()
+                {
+                    return Ok(()); // the call ended; its status says why
+                }
+                continue;
+            }
+            if let Some(body) = &rec.inline {
+                if blake3::hash(body).as_bytes() != &rec.blake3 {
+                    let _ = quarantine(dev, part, &nh, rec.ts, "inline body fails BLAKE3").await;
+                    continue;
+                }
+            }
+            self.pace_bytes(raw.len()).await;
+            if tx
+                .send(msg(pb::sync_msg::Msg::Record(raw.into())))
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+            if !rec.has_file() {
+                continue;
+            }
+            let path = data_file(dev, part, &nh, rec.ts);
+            let mut file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = quarantine(dev, part, &nh, rec.ts, "body file missing").await;
+                    return Err(Status::data_loss(format!("{}: {e}", rec.name)));
+                }
+            };
+            let mut block = 0u64;
+            while block * BLOCK < rec.size {
+                let len = BLOCK.min(rec.size - block * BLOCK) as usize;
+                let off = block * BLOCK;
+                let r = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0u8; len];
+                    let r = file
+                        .seek(SeekFrom::Start(off))
+                        .and_then(|_| file.read_exact(&mut buf));
+                    (file, buf, r)
+                })
+                .await
+                .map_err(blocking_err)?;
+                file = r.0;
+                let ok = r.2.is_ok()
+                    && rec.block_crcs.get(block as usize) == Some(&crc32fast::hash(&r.1));
+                if !ok {
+                    let _ = quarantine(dev, part, &nh, rec.ts, "block fails its CRC").await;
+                    // Ending the stream mid-body makes the receiver drop the partial copy.
+                    return Err(Status::data_loss(format!(
+                        "{}: block {block} is damaged here; quarantined",
+                        rec.name
+                    )));
+                }
+                self.pace_bytes(len).await;
+                if tx
+                    .send(msg(pb::sync_msg::Msg::Data(r.1.into())))
+                    .await
+                    .is_err()
+                {
+                    return Ok(());
+                }
+                block += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pushes the databases of `part` to `peer` if its hash differs; returns the rows it
+    /// merged.
+    async fn push_dbs(
+        &self,
+        dev: &Arc<Device>,
+        space: Space,
+        part: u32,
+        local: &Hashes,
+        peer: &RingDevice,
+    ) -> Result<u64, Status> {
+        let mut c = client(&self.cx.node, &peer.node)?;
+        let remote = timed(c.hashes(pb::HashesRequest {
+            device: peer.name.clone(),
+            ring: space.ring().into(),
+            part,
+        }))
+        .await?;
+        let same = remote
+            .suffixes
+            .iter()
+            .find(|s| s.suffix == 0)
+            .zip(local.get(&0))
+            .is_some_and(|(r, l)| r.hash[..] == l.hash[..]);
+        if same {
+            return Ok(0);
+        }
+        let kind = if space == Space::Container {
+            Kind::Container
+        } else {
+            Kind::Account
+        };
+        let d = dev.clone();
+        let dumps = tokio::task::spawn_blocking(move || db::dump_partition(&d, kind, part))
+            .await
+            .map_err(blocking_err)??;
+        let mut applied = 0;
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut size = 0;
+        let mut iter = dumps.into_iter().peekable();
+        while let Some(d) = iter.next() {
+            size += d.len();
+            batch.push(d);
+            let full = iter
+                .peek()
+                .is_some_and(|n| size + n.len() > MAX_MESSAGE_BYTES / 2);
+            if full || iter.peek().is_none() {
+                self.pace_bytes(size).await;
+                let req = pb::DbSyncRequest {
+                    device: peer.name.clone(),
+                    ring: space.ring().into(),
+                    part,
+                    databases: std::mem::take(&mut batch)
+                        .into_iter()
+                        .map(Into::into)
+                        .collect(),
+                };
+                applied += timed(c.db_sync(req)).await?.applied;
+                size = 0;
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Removes a handoff partition every primary now has. Only what was compared is
+    /// removed: a record written since (or changed) stays for the next pass.
+    async fn remove_handoff(
+        &self,
+        dev: &Arc<Device>,
+        space: Space,
+        part: u32,
+        compared: Hashes,
+    ) -> Result<(), String> {
+        let d = dev.clone();
+        if space != Space::Object {
+            let kind = if space == Space::Container {
+                Kind::Container
+            } else {
+                Kind::Account
+            };
+            let n = tokio::task::spawn_blocking(move || {
+                // Unchanged since it was pushed (else the next pass pushes the change first).
+                if hashes::hashes(&d, space, part)? != compared {
+                    return Ok(0);
+                }
+                db::remove_partition(&d, kind, part)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            tracing::info!(device = %dev.name, ring = space.ring(), part, rows = n, "handoff partition moved to its primaries");
+            return Ok(());
+        }
+        let suffixes: Vec<u16> = compared.keys().copied().collect();
+        let list = tokio::task::spawn_blocking(move || hashes::summaries(&d, part, &suffixes))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let mut removed = 0;
+        for (nh, ts, meta_ts, deleted) in list {
+            let key = object_key(part, &nh);
+            let _g = dev.lock_for(&key).lock().await;
+            let Some(old) = dev
+                .get(CF_OBJECTS, &key)
+                .map_err(|e| e.to_string())?
+                .and_then(|b| ObjectRecord::decode(&b).ok())
+            else {
+                continue;
+            };
+            if (old.ts, old.meta_ts, old.deleted) != (ts, meta_ts, deleted) {
+                continue;
+            }
+            let mut batch = WriteBatch::default();
+            batch_record(dev, &mut batch, &key, None, Some(&old));
+            // Unsynced: if lost in a crash, the copy is pushed (a no-op) and removed again.
+            dev.write(batch, false).map_err(|e| e.to_string())?;
+            dev.hashes.invalidate(Space::Object, part, suffix_of(&nh));
+            if old.has_file() {
+                let _ = std::fs::remove_file(data_file(dev, part, &nh, old.ts));
+            }
+            removed += 1;
+        }
+        // Empty directories of the partition go too (non-empty ones fail harmlessly).
+        let pdir = dev.root.join("objects").join(part.to_string());
+        if let Ok(rd) = std::fs::read_dir(&pdir) {
+            for s in rd.flatten() {
+                if let Ok(hs) = std::fs::read_dir(s.path()) {
+                    for h in hs.flatten() {
+                        let _ = std::fs::remove_dir(h.path());
+                    }
+                }
+                let _ = std::fs::remove_dir(s.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&pdir);
+        tracing::info!(device = %dev.name, part, objects = removed, "handoff partition moved to its primaries");
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl Worker for Replicator {
+    fn name(&self) -> &'static str {
+        "replicator"
+    }
+
+    fn settings(&self) -> Vec<(&'static str, f64)> {
+        vec![
+            ("bytes_per_sec", DEFAULT_BYTES_PER_SEC),
+            ("parts_per_sec", 0.0),
+        ]
+    }
+
+    async fn pass(&self, cx: &Ctx) {
+        let Some(me) = cx.node.addr.get().cloned() else {
+            return;
+        };
+        let pass = Pass {
+            cx,
+            me,
+            bytes: tokio::sync::Mutex::new(Limiter::new()),
+        };
+        let mut devices: Vec<_> = cx.node.devices.values().cloned().collect();
+        devices.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut work = Vec::new();
+        let mut progress = Progress::default();
+        for space in Space::ALL {
+            let Some(ring) = cx.node.ring(space).current() else {
+                continue;
+            };
+            progress.rings.insert(
+                space.ring().to_string(),
+                RingProgress {
+                    version: ring.version(),
+                    ..Default::default()
+                },
+            );
+            for dev in devices.iter().filter(|d| d.check_present().is_ok()) {
+                let d = dev.clone();
+                match tokio::task::spawn_blocking(move || hashes::local_partitions(&d, space)).await
+                {
+                    Ok(Ok(parts)) => work.push((dev.clone(), space, ring.clone(), parts)),
+                    Ok(Err(e)) => cx.stats.error(e),
+                    Err(e) => cx.stats.error(e),
+                }
+            }
+        }
+        let total: usize = work.iter().map(|w| w.3.len()).sum();
+        cx.stats
+            .progress_total
+            .store(total as u64, std::sync::atomic::Ordering::Relaxed);
+        let mut parts_limiter = Limiter::new();
+        for (dev, space, ring, parts) in work {
+            let p = progress
+                .rings
+                .get_mut(space.ring())
+                .expect("inserted above");
+            for part in parts {
+                parts_limiter
+                    .take(1.0, cx.settings.get("parts_per_sec"))
+                    .await;
+                cx.stats.scanned(1);
+                p.parts += 1;
+                match pass.partition(&dev, space, &ring, part).await {
+                    Ok(true) => p.handoff_parts += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        p.handoff_parts += 1;
+                        cx.stats.error(e);
+                    }
+                }
+                cx.stats
+                    .progress_done
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.report(cx, &pass.me, progress).await;
+    }
+}
+
+impl Replicator {
+    async fn report(&self, cx: &Ctx, me: &str, progress: Progress) {
+        let due = match &*self.reported.lock().expect("report lock") {
+            Some((last, at)) => *last != progress || at.elapsed() >= PROGRESS_REFRESH,
+            None => true,
+        };
+        if !due {
+            return;
+        }
+        let body = serde_json::to_vec(&progress).expect("plain struct serializes");
+        match cx.node.meta.put(progress_key(me), body).await {
+            Ok(_) => {
+                *self.reported.lock().expect("report lock") =
+                    Some((progress, tokio::time::Instant::now()))
+            }
+            Err(e) => cx.stats.error(format!("reporting progress to meta: {e}")),
+        }
+    }
+}
