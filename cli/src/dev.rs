@@ -49,6 +49,10 @@ pub enum DevCmd {
         /// Devices per storage node.
         #[arg(long, default_value_t = 2)]
         devices: u32,
+        /// Seconds the storage nodes' background workers (replicator, auditor, …) idle
+        /// between passes; short, so a dev cluster heals while you watch.
+        #[arg(long, default_value_t = 5.0)]
+        worker_interval: f64,
     },
     /// Show every process of the local cluster and its Raft state.
     Status {
@@ -273,16 +277,23 @@ pub async fn run(cmd: DevCmd) -> Result<()> {
             meta_nodes,
             storage_nodes,
             devices,
+            worker_interval,
         } => {
             let dir = dir.unwrap_or_else(default_dir);
-            up(&dir, meta_nodes, storage_nodes, devices).await
+            up(&dir, meta_nodes, storage_nodes, devices, worker_interval).await
         }
         DevCmd::Status { dir, json } => status(&dir.unwrap_or_else(default_dir), json).await,
         DevCmd::Down { dir } => down(&dir.unwrap_or_else(default_dir)),
     }
 }
 
-async fn up(dir: &Path, meta_nodes: u64, storage_nodes: u32, devices: u32) -> Result<()> {
+async fn up(
+    dir: &Path,
+    meta_nodes: u64,
+    storage_nodes: u32,
+    devices: u32,
+    worker_interval: f64,
+) -> Result<()> {
     if meta_nodes == 0 {
         bail!("--meta-nodes must be at least 1");
     }
@@ -323,6 +334,8 @@ async fn up(dir: &Path, meta_nodes: u64, storage_nodes: u32, devices: u32) -> Re
             addr.clone(),
             "--meta".into(),
             meta_arg.clone(),
+            "--worker-interval".into(),
+            worker_interval.to_string(),
         ];
         for k in 1..=devices {
             args.push("--device".into());

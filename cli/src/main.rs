@@ -7,9 +7,12 @@
 //! - [`bench`]: the metadata write benchmark (`stratus meta bench`);
 //! - [`user_cmd`]: TempAuth users (`stratus user …`);
 //! - [`swift_cmd`]: object storage for users (`stratus stat|list|upload|download|delete|post`);
-//! - [`obj_bench`]: the Swift API benchmark (`stratus bench`).
+//! - [`obj_bench`]: the Swift API benchmark (`stratus bench`);
+//! - [`cluster_cmd`]: watching a cluster heal (`stratus cluster health`, `stratus worker
+//!   list|set`, `stratus lookup`).
 
 mod bench;
+mod cluster_cmd;
 mod dev;
 mod meta_cmd;
 mod obj_bench;
@@ -60,6 +63,26 @@ enum Cmd {
         #[command(subcommand)]
         cmd: user_cmd::UserCmd,
     },
+    /// The cluster as a whole: how many copies are home and in sync.
+    Cluster {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: cluster_cmd::ClusterCmd,
+    },
+    /// Storage nodes' background workers (replicator, auditor, updater, …).
+    Worker {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: cluster_cmd::WorkerCmd,
+    },
+    /// Where every replica of /account[/container[/object]] lives and what it holds.
+    Lookup {
+        #[command(flatten)]
+        conn: Conn,
+        path: String,
+    },
     /// Benchmark a Swift API endpoint (the dev cluster by default).
     Bench(obj_bench::BenchArgs),
     #[command(flatten)]
@@ -107,6 +130,9 @@ async fn main() {
         Cmd::Meta { conn, cmd } => meta_cmd::run(&conn, cmd).await,
         Cmd::Ring { conn, cmd } => ring_cmd::run(&conn, cmd).await,
         Cmd::User { conn, cmd } => user_cmd::run(&conn, cmd).await,
+        Cmd::Cluster { conn, cmd } => cluster_cmd::run_cluster(&conn, cmd).await,
+        Cmd::Worker { conn, cmd } => cluster_cmd::run_worker(&conn, cmd).await,
+        Cmd::Lookup { conn, path } => cluster_cmd::run_lookup(&conn, &path).await,
         Cmd::Bench(args) => obj_bench::run(&cli.creds, args).await,
         Cmd::Swift(cmd) => swift_cmd::run(&cli.creds, cmd).await,
     };

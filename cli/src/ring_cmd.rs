@@ -62,7 +62,13 @@ pub enum RingCmd {
     /// Remove a device: its partitions move off at the next rebalance.
     Remove { ring: String, device: String },
     /// Reassign partitions and publish a new ring version.
-    Rebalance { ring: String },
+    Rebalance {
+        ring: String,
+        /// Rebalance even though data moved by the previous rebalance has not all arrived
+        /// (the storage nodes' replication reports say what is left).
+        #[arg(long)]
+        force: bool,
+    },
     /// Summary and device table.
     Show { ring: String },
     /// How widely partitions are spread, per tier.
@@ -212,7 +218,14 @@ pub async fn run(conn: &Conn, cmd: RingCmd) -> Result<()> {
                 d.node, d.name
             );
         }
-        RingCmd::Rebalance { ring } => {
+        RingCmd::Rebalance { ring, force } => {
+            let why = crate::cluster_cmd::rebalance_blockers(store.client(), &ring).await?;
+            if !why.is_empty() && !force {
+                bail!(
+                    "not rebalancing {ring}: partitions moved by the previous rebalance are not all home yet\n  {}\n(watch `stratus cluster health`; retry when it is done, or pass --force)",
+                    why.join("\n  ")
+                );
+            }
             let r = store.rebalance(&ring).await?;
             if json_out {
                 return print_json(&serde_json::to_value(&r)?);

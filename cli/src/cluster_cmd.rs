@@ -1,0 +1,614 @@
+//! Watching a cluster heal: `stratus cluster health`, `stratus worker list|set`,
+//! `stratus lookup`, and the check `stratus ring rebalance` makes before it moves data.
+//!
+//! Every figure comes from the storage nodes themselves (their Admin and Replication
+//! services), found through the rings and their registrations in meta.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use serde_json::json;
+use stratus_core::ring::{object_path, parse_path, Ring};
+use stratus_meta::client::MetaClient;
+use stratus_meta::rings::RingStore;
+use stratus_proto::storage as pb;
+use stratus_proto::storage::admin_client::AdminClient;
+use stratus_storage::peers::Peers;
+use stratus_storage::replication::{Progress, PROGRESS_PREFIX};
+
+use crate::{table, Conn};
+
+/// How long one node may take to answer.
+const NODE_TIMEOUT: Duration = Duration::from_secs(10);
+
+const RINGS: [&str; 3] = ["account", "container", "object"];
+
+/// `stratus cluster …`
+#[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// For each ring: partition-replicas on their primaries and in sync, behind, missing,
+    /// and copies on handoffs. 100% means every copy is home and identical.
+    Health,
+}
+
+/// `stratus worker …`
+#[derive(Subcommand, Debug)]
+pub enum WorkerCmd {
+    /// Every node's background workers: state, last pass, items scanned, repaired,
+    /// quarantined, errors.
+    List,
+    /// Change a worker setting (rate limits, interval) on a node, or on `all` nodes.
+    Set {
+        /// HOST:PORT of the storage node, or `all`.
+        node: String,
+        /// replicator, auditor, updater, account-reporter, expirer or reclaimer.
+        worker: String,
+        /// e.g. bytes_per_sec, parts_per_sec, interval, reclaim_age.
+        setting: String,
+        value: f64,
+    },
+}
+
+/// The storage nodes of a cluster: those in any ring, and those registered in meta.
+async fn nodes(client: &MetaClient, rings: &BTreeMap<String, Ring>) -> Result<Vec<String>> {
+    let mut set = BTreeSet::new();
+    for r in rings.values() {
+        for d in r.devices() {
+            set.insert(d.node.clone());
+        }
+    }
+    let regs = client.range_prefix("/nodes/storage/", 0).await?;
+    for kv in regs.kvs {
+        if let Some(a) = String::from_utf8_lossy(&kv.key).strip_prefix("/nodes/storage/") {
+            set.insert(a.to_string());
+        }
+    }
+    Ok(set.into_iter().collect())
+}
+
+async fn rings(client: &MetaClient) -> Result<BTreeMap<String, Ring>> {
+    let store = RingStore::new(client.clone());
+    let mut out = BTreeMap::new();
+    for name in RINGS {
+        if let Ok((r, _)) = store.current(name).await {
+            out.insert(name.to_string(), (*r).clone());
+        }
+    }
+    Ok(out)
+}
+
+fn admin(peers: &Peers, addr: &str) -> Result<AdminClient<tonic::transport::Channel>> {
+    Ok(AdminClient::new(peers.channel(addr)?))
+}
+
+async fn timed<T>(
+    f: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T> {
+    match tokio::time::timeout(NODE_TIMEOUT, f).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(s)) => bail!("{}", s.message()),
+        Err(_) => bail!("timed out"),
+    }
+}
+
+/// One ring's health.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RingHealth {
+    pub ring: String,
+    pub version: u64,
+    /// Partitions holding data somewhere.
+    pub partitions: u64,
+    /// Their partition-replica slots.
+    pub slots: u64,
+    /// Slots whose primary holds a copy identical to the reference copy.
+    pub in_sync: u64,
+    /// Slots whose primary holds a copy that differs (being repaired).
+    pub behind: u64,
+    /// Slots whose primary holds nothing (or could not be asked).
+    pub missing: u64,
+    /// Copies on devices that are not primaries (to be moved home).
+    pub handoffs: u64,
+    pub percent: f64,
+}
+
+/// Works out a ring's health from the partition copies each node reported, keyed by
+/// (node, device). The reference copy of a partition is the hash most of its copies share.
+pub fn ring_health(
+    name: &str,
+    ring: &Ring,
+    copies: &HashMap<(String, String), Vec<(u32, Vec<u8>)>>,
+) -> RingHealth {
+    let mut by_part: BTreeMap<u32, Vec<(&str, &str, &[u8])>> = BTreeMap::new();
+    for ((node, dev), list) in copies {
+        for (part, hash) in list {
+            by_part
+                .entry(*part)
+                .or_default()
+                .push((node.as_str(), dev.as_str(), hash.as_slice()));
+        }
+    }
+    let mut h = RingHealth {
+        ring: name.to_string(),
+        version: ring.version(),
+        ..Default::default()
+    };
+    for (part, list) in by_part {
+        if part as usize >= ring.partitions() {
+            h.handoffs += list.len() as u64;
+            continue;
+        }
+        h.partitions += 1;
+        let mut votes: HashMap<&[u8], usize> = HashMap::new();
+        for (_, _, hash) in &list {
+            *votes.entry(hash).or_default() += 1;
+        }
+        let reference = votes
+            .iter()
+            .max_by_key(|(hash, n)| (**n, **hash))
+            .map(|(hash, _)| *hash);
+        let primaries: Vec<_> = ring.primaries(part).collect();
+        h.slots += primaries.len() as u64;
+        for p in &primaries {
+            match list
+                .iter()
+                .find(|(n, d, _)| *n == p.node && *d == p.name)
+            {
+                Some((_, _, hash)) if Some(*hash) == reference => h.in_sync += 1,
+                Some(_) => h.behind += 1,
+                None => h.missing += 1,
+            }
+        }
+        h.handoffs += list
+            .iter()
+            .filter(|(n, d, _)| !primaries.iter().any(|p| p.node == *n && p.name == *d))
+            .count() as u64;
+    }
+    h.percent = if h.slots == 0 {
+        100.0
+    } else {
+        100.0 * h.in_sync as f64 / h.slots as f64
+    };
+    h
+}
+
+async fn health(conn: &Conn) -> Result<()> {
+    let client = conn.client()?;
+    let rings = rings(&client).await?;
+    if rings.is_empty() {
+        bail!("no ring is published yet (stratus ring create/add/rebalance)");
+    }
+    let nodes = nodes(&client, &rings).await?;
+    let peers = Peers::default();
+    let mut out = Vec::new();
+    let mut unreachable = BTreeSet::new();
+    for (name, ring) in &rings {
+        let mut copies: HashMap<(String, String), Vec<(u32, Vec<u8>)>> = HashMap::new();
+        let calls = nodes.iter().map(|n| {
+            let peers = &peers;
+            let ring = name.clone();
+            async move {
+                let mut c = admin(peers, n)?;
+                timed(c.partitions(pb::PartitionsRequest { ring })).await
+            }
+        });
+        let replies = futures::future::join_all(calls).await;
+        for (n, r) in nodes.iter().zip(replies) {
+            match r {
+                Ok(r) => {
+                    for c in r.copies {
+                        copies
+                            .entry((n.clone(), c.device))
+                            .or_default()
+                            .push((c.part, c.hash.to_vec()));
+                    }
+                }
+                Err(e) => {
+                    unreachable.insert(format!("{n}: {e}"));
+                }
+            }
+        }
+        out.push(ring_health(name, ring, &copies));
+    }
+    if conn.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"rings": out, "unreachable": unreachable}))?
+        );
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = out
+        .iter()
+        .map(|h| {
+            vec![
+                h.ring.clone(),
+                h.version.to_string(),
+                h.partitions.to_string(),
+                format!("{}/{}", h.in_sync, h.slots),
+                h.behind.to_string(),
+                h.missing.to_string(),
+                h.handoffs.to_string(),
+                format!("{:.1}%", h.percent),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table::render(
+            &[
+                "RING",
+                "VERSION",
+                "PARTITIONS",
+                "IN SYNC ON PRIMARIES",
+                "BEHIND",
+                "MISSING",
+                "ON HANDOFFS",
+                "HEALTHY",
+            ],
+            &rows
+        )
+    );
+    for u in &unreachable {
+        println!("unreachable: {u}");
+    }
+    Ok(())
+}
+
+async fn worker(conn: &Conn, cmd: WorkerCmd) -> Result<()> {
+    let client = conn.client()?;
+    let rings = rings(&client).await?;
+    let peers = Peers::default();
+    match cmd {
+        WorkerCmd::List => {
+            let nodes = nodes(&client, &rings).await?;
+            let mut replies = Vec::new();
+            let mut rows = Vec::new();
+            for n in &nodes {
+                let r = match admin(&peers, n) {
+                    Ok(mut c) => timed(c.workers(pb::WorkersRequest {})).await,
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Ok(r) => {
+                        for w in &r.workers {
+                            let progress = if w.state == "running" && w.progress_total > 0 {
+                                format!(" {}/{}", w.progress_done, w.progress_total)
+                            } else {
+                                String::new()
+                            };
+                            rows.push(vec![
+                                n.clone(),
+                                w.name.clone(),
+                                format!("{}{progress}", w.state),
+                                w.passes.to_string(),
+                                format!("{:.2}s", w.last_pass_secs),
+                                w.scanned.to_string(),
+                                w.repaired.to_string(),
+                                w.quarantined.to_string(),
+                                w.errors.to_string(),
+                                w.last_error.chars().take(60).collect(),
+                            ]);
+                        }
+                        replies.push(json!({"node": n, "workers": r.workers.iter().map(worker_json).collect::<Vec<_>>()}));
+                    }
+                    Err(e) => {
+                        rows.push(vec![n.clone(), "-".into(), format!("unreachable: {e}")]);
+                        replies.push(json!({"node": n, "error": e.to_string()}));
+                    }
+                }
+            }
+            if conn.json {
+                println!("{}", serde_json::to_string_pretty(&json!(replies))?);
+                return Ok(());
+            }
+            println!(
+                "{}",
+                table::render(
+                    &[
+                        "NODE",
+                        "WORKER",
+                        "STATE",
+                        "PASSES",
+                        "LAST PASS",
+                        "SCANNED",
+                        "REPAIRED",
+                        "QUARANTINED",
+                        "ERRORS",
+                        "LAST ERROR"
+                    ],
+                    &rows
+                )
+            );
+        }
+        WorkerCmd::Set {
+            node,
+            worker,
+            setting,
+            value,
+        } => {
+            let targets = if node == "all" {
+                nodes(&client, &rings).await?
+            } else {
+                vec![node]
+            };
+            for n in targets {
+                let mut c = admin(&peers, &n)?;
+                let r = timed(c.set_worker(pb::SetWorkerRequest {
+                    worker: worker.clone(),
+                    setting: setting.clone(),
+                    value,
+                }))
+                .await
+                .with_context(|| format!("{n}"))?;
+                if !conn.json {
+                    println!("{n}: {worker} {setting} = {value}");
+                } else {
+                    let w = r.workers.iter().find(|w| w.name == worker);
+                    println!("{}", json!({"node": n, "worker": w.map(worker_json)}));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn worker_json(w: &pb::WorkerStatus) -> serde_json::Value {
+    json!({
+        "name": w.name, "state": w.state, "passes": w.passes,
+        "last_pass_secs": w.last_pass_secs, "last_pass_end": w.last_pass_end,
+        "scanned": w.scanned, "repaired": w.repaired, "quarantined": w.quarantined,
+        "errors": w.errors, "last_error": w.last_error, "settings": w.settings,
+        "progress_done": w.progress_done, "progress_total": w.progress_total,
+    })
+}
+
+/// `stratus lookup /account[/container[/object]]`: where each replica lives and what it
+/// holds.
+async fn lookup(conn: &Conn, path: &str) -> Result<()> {
+    let (account, container, object) =
+        parse_path(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    let ring_name = match (&container, &object) {
+        (_, Some(_)) => "object",
+        (Some(_), None) => "container",
+        _ => "account",
+    };
+    let client = conn.client()?;
+    let store = RingStore::new(client.clone());
+    let (ring, _) = store.current(ring_name).await?;
+    let p = object_path(&account, container.as_deref(), object.as_deref());
+    let part = ring.partition(&p);
+    let peers = Peers::default();
+    let mut rows = Vec::new();
+    let mut js = Vec::new();
+    let mut devs: Vec<(String, stratus_core::ring::Device)> = ring
+        .primaries(part)
+        .enumerate()
+        .map(|(i, d)| (format!("primary {i}"), d.clone()))
+        .collect();
+    devs.extend(
+        ring.handoffs(part)
+            .take(usize::from(ring.replicas()))
+            .map(|d| ("handoff".to_string(), d.clone())),
+    );
+    for (role, d) in devs {
+        let state = match ring_name {
+            "object" => {
+                let req = pb::GetRequest {
+                    target: Some(pb::ObjectTarget {
+                        device: d.name.clone(),
+                        part,
+                        account: account.clone(),
+                        container: container.clone().unwrap_or_default(),
+                        object: object.clone().unwrap_or_default(),
+                        replica_index: 0,
+                    }),
+                    head_only: true,
+                    ..Default::default()
+                };
+                object_state(&peers, &d.node, req).await
+            }
+            _ => db_state(&peers, &d.node, &d.name, part, &account, container.as_deref()).await,
+        };
+        rows.push(vec![
+            role.clone(),
+            d.node.clone(),
+            d.name.clone(),
+            state.clone(),
+        ]);
+        js.push(json!({"role": role, "node": d.node, "device": d.name, "state": state}));
+    }
+    if conn.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "path": p, "ring": ring_name, "ring_version": ring.version(),
+                "partition": part, "replicas": js,
+            }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "{p}: {ring_name} ring v{}, partition {part}",
+        ring.version()
+    );
+    println!(
+        "{}",
+        table::render(&["ROLE", "NODE", "DEVICE", "HOLDS"], &rows)
+    );
+    Ok(())
+}
+
+async fn object_state(peers: &Peers, node: &str, req: pb::GetRequest) -> String {
+    let r = async {
+        let mut c = peers.object(node)?;
+        let mut s = c.get(req).await?.into_inner();
+        s.message().await
+    };
+    match tokio::time::timeout(NODE_TIMEOUT, r).await {
+        Err(_) => "unreachable: timed out".into(),
+        Ok(Err(s)) => format!("error: {}", s.message()),
+        Ok(Ok(Some(pb::GetMsg {
+            msg: Some(pb::get_msg::Msg::Meta(m)),
+        }))) => {
+            if !m.found {
+                "nothing".into()
+            } else if m.deleted {
+                format!("tombstone {}", ts_text(m.ts))
+            } else {
+                format!("{} bytes, etag {}, {}", m.size, m.etag, ts_text(m.ts))
+            }
+        }
+        Ok(Ok(_)) => "error: no metadata in the answer".into(),
+    }
+}
+
+async fn db_state(
+    peers: &Peers,
+    node: &str,
+    device: &str,
+    part: u32,
+    account: &str,
+    container: Option<&str>,
+) -> String {
+    let r = async {
+        let mut c = peers.db(node)?;
+        c.info(pb::DbTarget {
+            device: device.to_string(),
+            part,
+            account: account.to_string(),
+            container: container.unwrap_or_default().to_string(),
+        })
+        .await
+    };
+    match tokio::time::timeout(NODE_TIMEOUT, r).await {
+        Err(_) => "unreachable: timed out".into(),
+        Ok(Err(s)) => format!("error: {}", s.message()),
+        Ok(Ok(r)) => match r.into_inner().info {
+            Some(i) if i.exists => format!(
+                "{} objects, {} bytes{}, {}",
+                i.object_count,
+                i.bytes,
+                if container.is_none() {
+                    format!(", {} containers", i.container_count)
+                } else {
+                    String::new()
+                },
+                ts_text(i.put_ts)
+            ),
+            Some(i) if i.delete_ts > 0 => format!("deleted {}", ts_text(i.delete_ts)),
+            _ => "nothing".into(),
+        },
+    }
+}
+
+fn ts_text(ts: u64) -> String {
+    format!("ts {}", stratus_core::timestamp::Timestamp(ts))
+}
+
+/// Why `ring` must not be rebalanced yet: nodes that have not finished a replication
+/// pass on its current version, or still hold handoff partitions (data the previous
+/// rebalance moved that has not reached its new home). Empty when it may proceed.
+pub async fn rebalance_blockers(client: &MetaClient, ring: &str) -> Result<Vec<String>> {
+    let store = RingStore::new(client.clone());
+    let current = match store.current(ring).await {
+        Ok((r, _)) => r,
+        // Never published: nothing can be on its way yet.
+        Err(_) => return Ok(Vec::new()),
+    };
+    let reports = client.range_prefix(PROGRESS_PREFIX, 0).await?;
+    let mut by_node: HashMap<String, Progress> = HashMap::new();
+    for kv in reports.kvs {
+        let key = String::from_utf8_lossy(&kv.key).into_owned();
+        if let (Some(addr), Ok(p)) = (
+            key.strip_prefix(PROGRESS_PREFIX),
+            serde_json::from_slice::<Progress>(&kv.value),
+        ) {
+            by_node.insert(addr.to_string(), p);
+        }
+    }
+    let nodes: BTreeSet<&str> = current.devices().iter().map(|d| d.node.as_str()).collect();
+    Ok(blockers(ring, current.version(), &nodes, &by_node))
+}
+
+/// The pure part of [`rebalance_blockers`].
+pub fn blockers(
+    ring: &str,
+    version: u64,
+    nodes: &BTreeSet<&str>,
+    reports: &HashMap<String, Progress>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in nodes {
+        match reports.get(*n).and_then(|p| p.rings.get(ring)) {
+            None => out.push(format!(
+                "{n} has not reported a replication pass of the {ring} ring yet"
+            )),
+            Some(p) if p.version < version => out.push(format!(
+                "{n} has not finished a replication pass on {ring} ring version {version} (last pass: version {})",
+                p.version
+            )),
+            Some(p) if p.handoff_parts > 0 => out.push(format!(
+                "{n} still holds {} {ring} partition(s) on handoff devices, waiting to move home",
+                p.handoff_parts
+            )),
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+/// Runs `stratus cluster …`.
+pub async fn run_cluster(conn: &Conn, cmd: ClusterCmd) -> Result<()> {
+    match cmd {
+        ClusterCmd::Health => health(conn).await,
+    }
+}
+
+/// Runs `stratus worker …`.
+pub async fn run_worker(conn: &Conn, cmd: WorkerCmd) -> Result<()> {
+    worker(conn, cmd).await
+}
+
+/// Runs `stratus lookup PATH`.
+pub async fn run_lookup(conn: &Conn, path: &str) -> Result<()> {
+    lookup(conn, path).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stratus_storage::replication::RingProgress;
+
+    fn progress(version: u64, handoffs: u64) -> Progress {
+        Progress {
+            rings: BTreeMap::from([(
+                "object".to_string(),
+                RingProgress {
+                    version,
+                    handoff_parts: handoffs,
+                    parts: 10,
+                },
+            )]),
+        }
+    }
+
+    #[test]
+    fn rebalance_waits_for_every_node_and_every_handoff() {
+        let nodes = BTreeSet::from(["a:1", "b:1", "c:1"]);
+        let mut reports = HashMap::new();
+        reports.insert("a:1".to_string(), progress(4, 0));
+        reports.insert("b:1".to_string(), progress(3, 0));
+        let why = blockers("object", 4, &nodes, &reports);
+        assert_eq!(why.len(), 2, "{why:?}");
+        assert!(why[0].contains("b:1") && why[0].contains("version 4"));
+        assert!(why[1].contains("c:1") && why[1].contains("not reported"));
+        reports.insert("b:1".to_string(), progress(4, 2));
+        reports.insert("c:1".to_string(), progress(5, 0));
+        let why = blockers("object", 4, &nodes, &reports);
+        assert_eq!(why.len(), 1);
+        assert!(why[0].contains("2 object partition(s)"));
+        reports.insert("b:1".to_string(), progress(4, 0));
+        assert!(blockers("object", 4, &nodes, &reports).is_empty());
+    }
+}
