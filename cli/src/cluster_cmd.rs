@@ -151,10 +151,7 @@ pub fn ring_health(
         let primaries: Vec<_> = ring.primaries(part).collect();
         h.slots += primaries.len() as u64;
         for p in &primaries {
-            match list
-                .iter()
-                .find(|(n, d, _)| *n == p.node && *d == p.name)
-            {
+            match list.iter().find(|(n, d, _)| *n == p.node && *d == p.name) {
                 Some((_, _, hash)) if Some(*hash) == reference => h.in_sync += 1,
                 Some(_) => h.behind += 1,
                 None => h.missing += 1,
@@ -183,6 +180,7 @@ async fn health(conn: &Conn) -> Result<()> {
     let peers = Peers::default();
     let mut out = Vec::new();
     let mut unreachable = BTreeSet::new();
+    let mut devices = Vec::new();
     for (name, ring) in &rings {
         let mut copies: HashMap<(String, String), Vec<(u32, Vec<u8>)>> = HashMap::new();
         let calls = nodes.iter().map(|n| {
@@ -197,6 +195,16 @@ async fn health(conn: &Conn) -> Result<()> {
         for (n, r) in nodes.iter().zip(replies) {
             match r {
                 Ok(r) => {
+                    let mut per_dev: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+                    for c in &r.copies {
+                        let e = per_dev.entry(c.device.clone()).or_default();
+                        e.0 += 1;
+                        e.1 += c.items;
+                    }
+                    for (d, (parts, items)) in per_dev {
+                        devices.push(json!({"ring": name, "node": n, "device": d,
+                            "partitions": parts, "items": items}));
+                    }
                     for c in r.copies {
                         copies
                             .entry((n.clone(), c.device))
@@ -214,7 +222,9 @@ async fn health(conn: &Conn) -> Result<()> {
     if conn.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"rings": out, "unreachable": unreachable}))?
+            serde_json::to_string_pretty(
+                &json!({"rings": out, "unreachable": unreachable, "devices": devices})
+            )?
         );
         return Ok(());
     }
@@ -408,7 +418,17 @@ async fn lookup(conn: &Conn, path: &str) -> Result<()> {
                 };
                 object_state(&peers, &d.node, req).await
             }
-            _ => db_state(&peers, &d.node, &d.name, part, &account, container.as_deref()).await,
+            _ => {
+                db_state(
+                    &peers,
+                    &d.node,
+                    &d.name,
+                    part,
+                    &account,
+                    container.as_deref(),
+                )
+                .await
+            }
         };
         rows.push(vec![
             role.clone(),

@@ -79,6 +79,8 @@ impl TestCluster {
             &storage_nodes.to_string(),
             "--devices",
             &devices.to_string(),
+            "--worker-interval",
+            "1",
         ]);
         let auth_url = std::fs::read_to_string(dir.join("auth-url")).unwrap();
         let proxy = auth_url.trim_end_matches("/auth/v1.0").to_string();
@@ -111,7 +113,62 @@ impl TestCluster {
             "1",
             "--storage-nodes",
             &nodes.to_string(),
+            "--worker-interval",
+            "1",
         ]);
+    }
+
+    /// `stratus cluster health --json`.
+    pub fn health(&self) -> serde_json::Value {
+        json(&ok(&[
+            "cluster",
+            "health",
+            "--json",
+            "--dir",
+            self.dir_str(),
+        ]))
+    }
+
+    /// Waits until every ring is 100% in sync on its primaries with no handoff copy left
+    /// and every node answering; panics with the last health report after `limit`.
+    pub fn wait_healthy(&self, limit: Duration, what: &str) {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let h = self.health();
+            if fully_healthy(&h) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: cluster not healthy after {limit:?}: {h:#}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// `stratus lookup --json PATH`: the states of the primaries.
+    pub fn primaries_state(&self, path: &str) -> Vec<String> {
+        let v = json(&ok(&["lookup", "--json", "--dir", self.dir_str(), path]));
+        v["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["role"].as_str().unwrap().starts_with("primary"))
+            .map(|r| r["state"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Sum of a counter over every node's `worker` (from `stratus worker list --json`).
+    pub fn worker_total(&self, worker: &str, counter: &str) -> u64 {
+        let v = json(&ok(&["worker", "list", "--json", "--dir", self.dir_str()]));
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n["workers"].as_array())
+            .flatten()
+            .filter(|w| w["name"] == worker)
+            .map(|w| w[counter].as_u64().unwrap())
+            .sum()
     }
 
     /// kill -9 storage node `n`.
@@ -140,6 +197,36 @@ impl TestCluster {
     pub async fn tester(&self) -> Session {
         self.login("test:tester", "testing").await
     }
+}
+
+/// Every ring fully in sync on its primaries, no handoff copy, every node answering.
+pub fn fully_healthy(h: &serde_json::Value) -> bool {
+    h["unreachable"].as_array().is_some_and(|u| u.is_empty())
+        && h["rings"].as_array().is_some_and(|rings| {
+            rings
+                .iter()
+                .all(|r| r["in_sync"] == r["slots"] && r["handoffs"] == 0 && r["missing"] == 0)
+        })
+}
+
+/// Files under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
 
 pub fn kill_pid_file(node_dir: &Path) {

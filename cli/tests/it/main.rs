@@ -8,3 +8,4 @@ mod t30_swift_client;
 mod t40_failures;
 mod t50_concurrency;
 mod t60_bench;
+mod t70_durability;
