@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Subcommand;
 use serde_json::json;
 use stratus_core::ring::{object_path, parse_path, Ring};
@@ -93,6 +93,9 @@ async fn timed<T>(
     }
 }
 
+/// Partition copies by (node, device): (partition, partition hash) each.
+pub type Copies = HashMap<(String, String), Vec<(u32, Vec<u8>)>>;
+
 /// One ring's health.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct RingHealth {
@@ -118,9 +121,11 @@ pub struct RingHealth {
 pub fn ring_health(
     name: &str,
     ring: &Ring,
-    copies: &HashMap<(String, String), Vec<(u32, Vec<u8>)>>,
+    copies: &Copies,
 ) -> RingHealth {
-    let mut by_part: BTreeMap<u32, Vec<(&str, &str, &[u8])>> = BTreeMap::new();
+    // partition → (node, device, hash) of each copy
+    type Held<'a> = Vec<(&'a str, &'a str, &'a [u8])>;
+    let mut by_part: BTreeMap<u32, Held> = BTreeMap::new();
     for ((node, dev), list) in copies {
         for (part, hash) in list {
             by_part
@@ -182,7 +187,7 @@ async fn health(conn: &Conn) -> Result<()> {
     let mut unreachable = BTreeSet::new();
     let mut devices = Vec::new();
     for (name, ring) in &rings {
-        let mut copies: HashMap<(String, String), Vec<(u32, Vec<u8>)>> = HashMap::new();
+        let mut copies = Copies::new();
         let calls = nodes.iter().map(|n| {
             let peers = &peers;
             let ring = name.clone();
@@ -294,6 +299,7 @@ async fn worker(conn: &Conn, cmd: WorkerCmd) -> Result<()> {
                                 w.passes.to_string(),
                                 format!("{:.2}s", w.last_pass_secs),
                                 w.scanned.to_string(),
+                                format!("{:.1} MiB", w.bytes as f64 / 1048576.0),
                                 w.repaired.to_string(),
                                 w.quarantined.to_string(),
                                 w.errors.to_string(),
@@ -322,6 +328,7 @@ async fn worker(conn: &Conn, cmd: WorkerCmd) -> Result<()> {
                         "PASSES",
                         "LAST PASS",
                         "SCANNED",
+                        "BYTES",
                         "REPAIRED",
                         "QUARANTINED",
                         "ERRORS",
@@ -342,21 +349,34 @@ async fn worker(conn: &Conn, cmd: WorkerCmd) -> Result<()> {
             } else {
                 vec![node]
             };
+            let mut failed = Vec::new();
             for n in targets {
-                let mut c = admin(&peers, &n)?;
-                let r = timed(c.set_worker(pb::SetWorkerRequest {
-                    worker: worker.clone(),
-                    setting: setting.clone(),
-                    value,
-                }))
-                .await
-                .with_context(|| format!("{n}"))?;
-                if !conn.json {
-                    println!("{n}: {worker} {setting} = {value}");
-                } else {
-                    let w = r.workers.iter().find(|w| w.name == worker);
-                    println!("{}", json!({"node": n, "worker": w.map(worker_json)}));
+                let r = match admin(&peers, &n) {
+                    Ok(mut c) => {
+                        timed(c.set_worker(pb::SetWorkerRequest {
+                            worker: worker.clone(),
+                            setting: setting.clone(),
+                            value,
+                        }))
+                        .await
+                    }
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Ok(r) if conn.json => {
+                        let w = r.workers.iter().find(|w| w.name == worker);
+                        println!("{}", json!({"node": n, "worker": w.map(worker_json)}));
+                    }
+                    Ok(_) => println!("{n}: {worker} {setting} = {value}"),
+                    // One node's failure does not stop the others from getting the change.
+                    Err(e) => {
+                        eprintln!("{n}: {e:#}");
+                        failed.push(n);
+                    }
                 }
+            }
+            if !failed.is_empty() {
+                bail!("not set on {}", failed.join(", "));
             }
         }
     }
@@ -370,6 +390,7 @@ fn worker_json(w: &pb::WorkerStatus) -> serde_json::Value {
         "scanned": w.scanned, "repaired": w.repaired, "quarantined": w.quarantined,
         "errors": w.errors, "last_error": w.last_error, "settings": w.settings,
         "progress_done": w.progress_done, "progress_total": w.progress_total,
+        "bytes": w.bytes,
     })
 }
 

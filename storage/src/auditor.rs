@@ -78,9 +78,11 @@ async fn verify(
     rec: &ObjectRecord,
     limiter: &mut Limiter,
     rate: impl Fn() -> f64,
+    stats: &crate::worker::Stats,
 ) -> Option<String> {
     if let Some(body) = &rec.inline {
         limiter.take(body.len() as f64, rate()).await;
+        stats.bytes(body.len() as u64);
         if body.len() as u64 != rec.size {
             return Some(format!(
                 "inline body is {} bytes, not {}",
@@ -119,6 +121,7 @@ async fn verify(
         };
         hasher.update(&buf[..n]);
         size += n as u64;
+        stats.bytes(n as u64);
         limiter.take(n as f64, rate()).await;
         if size > rec.size {
             break;
@@ -195,7 +198,7 @@ async fn audit_device(cx: &Ctx, dev: &Arc<Device>) -> Result<(), DeviceError> {
             let (why, ts) = match ObjectRecord::decode(&v) {
                 Ok(rec) if rec.deleted => continue,
                 Ok(rec) => (
-                    verify(dev, part, &hash, &rec, &mut limiter, rate).await,
+                    verify(dev, part, &hash, &rec, &mut limiter, rate, &cx.stats).await,
                     rec.ts,
                 ),
                 Err(e) => (Some(e), 0),

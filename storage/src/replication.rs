@@ -357,6 +357,7 @@ struct Pass<'a> {
 
 impl Pass<'_> {
     async fn pace_bytes(&self, n: usize) {
+        self.cx.stats.bytes(n as u64);
         let rate = self.cx.settings.get("bytes_per_sec");
         self.bytes.lock().await.take(n as f64, rate).await;
     }

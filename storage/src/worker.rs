@@ -46,6 +46,8 @@ pub struct Stats {
     pub repaired: AtomicU64,
     pub quarantined: AtomicU64,
     pub errors: AtomicU64,
+    /// Bytes read (auditor) or pushed (replicator).
+    pub bytes: AtomicU64,
     /// Items done and known in the current (or last) pass.
     pub progress_done: AtomicU64,
     pub progress_total: AtomicU64,
@@ -63,6 +65,11 @@ impl Stats {
     /// Counts items repaired (copies pushed, rows merged, tombstones written, …).
     pub fn repaired(&self, n: u64) {
         self.repaired.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts bytes read or sent.
+    pub fn bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Counts a copy moved to quarantine.
@@ -199,6 +206,7 @@ impl Running {
             settings: self.settings.all(),
             progress_done: s.progress_done.load(Ordering::Relaxed),
             progress_total: s.progress_total.load(Ordering::Relaxed),
+            bytes: s.bytes.load(Ordering::Relaxed),
         }
     }
 }

@@ -6,6 +6,8 @@
 //! node is down (they stay deleted: tombstones win; listings and account stats converge);
 //! 20 objects with a flipped byte (the auditor quarantines exactly those, replicas restore
 //! them, and no GET ever returns a corrupt byte); a wiped device (refilled from peers).
+//! Then the expirer removes an object past its X-Delete-At, and the reclaimer drops
+//! tombstones once they are older than the reclaim age.
 //! A second cluster gets a new node with two devices and is rebalanced: data moves while
 //! every object stays readable, the rebalance gate holds until it has, and the share of
 //! objects that moved matches the rebalance's report. Every wait is bounded.
@@ -22,10 +24,9 @@ const HEAL: Duration = Duration::from_secs(240);
 
 fn body_for(i: u64) -> Vec<u8> {
     // Mostly small objects (inline in the record), every 50th a body file.
-    let len = if i % 50 == 0 {
-        150_000
-    } else {
-        1_000 + (i as usize % 7) * 300
+    let len = match i % 50 {
+        0 => 150_000,
+        _ => 1_000 + (i as usize % 7) * 300,
     };
     random_bytes(len, i)
 }
@@ -300,6 +301,58 @@ async fn a_cluster_heals_itself() {
         "the wiped device holds every object it held before"
     );
     assert_intact(&s, "c", &live_indexes(&acked)).await;
+
+    // 5. The expirer deletes an object past its X-Delete-At from disk and listings.
+    let r = s
+        .req(reqwest::Method::PUT, "c/ephemeral")
+        .header("x-delete-after", "2")
+        .body("gone soon")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let deadline = std::time::Instant::now() + HEAL;
+    loop {
+        let listed = s.names("c", "prefix=eph").await;
+        let states = c.primaries_state(&format!("/{acct}/c/ephemeral"));
+        if listed.is_empty() && states.iter().all(|st| st.starts_with("tombstone")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expired object still listed {listed:?} or stored {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(s.get("c/ephemeral").await.status(), 404);
+
+    // 6. With a reclaim age of 0 the reclaimer drops every tombstone (all replicas have
+    // them by now); deleted objects stay deleted.
+    ok(&[
+        "worker",
+        "--dir",
+        c.dir_str(),
+        "set",
+        "all",
+        "reclaimer",
+        "reclaim_age",
+        "0",
+    ]);
+    let probe = deleted[0];
+    let deadline = std::time::Instant::now() + HEAL;
+    loop {
+        let states = c.primaries_state(&format!("/{acct}/c/o{probe}"));
+        if states.iter().all(|st| st == "nothing") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tombstones of o{probe} not reclaimed: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(s.get(&format!("c/o{probe}")).await.status(), 404);
+    assert!(c.worker_total("reclaimer", "repaired") > 0);
 }
 
 fn live_indexes(acked: &[u64]) -> Vec<u64> {
