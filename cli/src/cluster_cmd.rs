@@ -118,11 +118,7 @@ pub struct RingHealth {
 
 /// Works out a ring's health from the partition copies each node reported, keyed by
 /// (node, device). The reference copy of a partition is the hash most of its copies share.
-pub fn ring_health(
-    name: &str,
-    ring: &Ring,
-    copies: &Copies,
-) -> RingHealth {
+pub fn ring_health(name: &str, ring: &Ring, copies: &Copies) -> RingHealth {
     // partition → (node, device, hash) of each copy
     type Held<'a> = Vec<(&'a str, &'a str, &'a [u8])>;
     let mut by_part: BTreeMap<u32, Held> = BTreeMap::new();
@@ -632,6 +628,53 @@ mod tests {
                 },
             )]),
         }
+    }
+
+    fn ring() -> Ring {
+        let mut b = stratus_core::ring::RingBuilder::new(2, 3, 0, [7u8; 16], 1).unwrap();
+        for n in 1..=4 {
+            b.add_device(stratus_core::ring::NewDevice {
+                region: 1,
+                zone: n,
+                node: format!("n{n}:1"),
+                name: "d1".into(),
+                weight: 1.0,
+            })
+            .unwrap();
+        }
+        b.rebalance(0).unwrap();
+        b.ring().unwrap()
+    }
+
+    #[test]
+    fn health_counts_in_sync_behind_missing_and_handoffs() {
+        let r = ring();
+        let prim: Vec<_> = r.primaries(0).cloned().collect();
+        let other = r.handoffs(0).next().unwrap().clone();
+        let mut copies = Copies::new();
+        let mut hold = |d: &stratus_core::ring::Device, hash: &[u8]| {
+            copies
+                .entry((d.node.clone(), d.name.clone()))
+                .or_default()
+                .push((0, hash.to_vec()));
+        };
+        // Partition 0: two primaries agree, the third is missing, one handoff copy.
+        hold(&prim[0], b"good");
+        hold(&prim[1], b"good");
+        hold(&other, b"good");
+        let h = ring_health("object", &r, &copies);
+        assert_eq!((h.partitions, h.slots, h.in_sync), (1, 3, 2));
+        assert_eq!((h.behind, h.missing, h.handoffs), (0, 1, 1));
+        // The third primary gets a different copy: behind, not missing.
+        copies
+            .entry((prim[2].node.clone(), prim[2].name.clone()))
+            .or_default()
+            .push((0, b"old".to_vec()));
+        let h = ring_health("object", &r, &copies);
+        assert_eq!((h.in_sync, h.behind, h.missing), (2, 1, 0));
+        assert!((h.percent - 200.0 / 3.0).abs() < 1e-9);
+        // Nothing anywhere: nothing to be unhealthy about.
+        assert_eq!(ring_health("object", &r, &Copies::new()).percent, 100.0);
     }
 
     #[test]

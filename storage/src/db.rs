@@ -988,4 +988,59 @@ mod tests {
         let i = account_update(&dev, &t, &r).await.unwrap();
         assert_eq!((i.container_count, i.object_count, i.bytes), (0, 0, 0));
     }
+
+    #[tokio::test]
+    async fn replicas_converge_by_pushing_dumps_both_ways() {
+        let (_a, a) = dev();
+        let (_b, b) = dev();
+        let t = Target {
+            kind: Kind::Container,
+            part: 9,
+            account: "acct".into(),
+            container: "c".into(),
+        };
+        let meta = |k: &str, v: &str, ts| pb::MetaItem {
+            key: k.into(),
+            value: v.into(),
+            ts,
+        };
+        put(&a, &t, 10, &[meta("X-Container-Meta-Color", "red", 10)])
+            .await
+            .unwrap();
+        put(&b, &t, 12, &[meta("X-Container-Meta-Color", "blue", 12)])
+            .await
+            .unwrap();
+        // Each replica missed some updates; one row is deleted on b after a had it live.
+        for i in 0..5 {
+            object_update(&a, &t, &row(&format!("o{i}"), 20 + i, false))
+                .await
+                .unwrap();
+        }
+        object_update(&b, &t, &row("o2", 40, true)).await.unwrap();
+        object_update(&b, &t, &row("o9", 41, false)).await.unwrap();
+        let hash = |d: &Device| crate::hashes::db_hashes(d, Space::Container, 9).unwrap();
+        assert_ne!(hash(&a), hash(&b));
+        for (from, to) in [(&a, &b), (&b, &a)] {
+            for d in dump_partition(from, Kind::Container, 9).unwrap() {
+                merge_dump(to, Kind::Container, 9, &d).await.unwrap();
+            }
+        }
+        assert_eq!(hash(&a), hash(&b), "replicas agree after pushing both ways");
+        for d in [&a, &b] {
+            let i = info(d, &t).unwrap();
+            // o0, o1, o3, o4 and o9 are live; o2's deletion won.
+            assert_eq!((i.object_count, i.bytes), (5, 50));
+            assert_eq!((i.put_ts, i.meta[0].value.as_str()), (12, "blue"));
+        }
+        // Pushing again changes nothing.
+        for d in dump_partition(&a, Kind::Container, 9).unwrap() {
+            assert_eq!(merge_dump(&b, Kind::Container, 9, &d).await.unwrap(), 0);
+        }
+        // A handoff copy removed: nothing of the partition is left, dirty marks included.
+        assert!(remove_partition(&a, Kind::Container, 9).unwrap() > 0);
+        assert!(crate::hashes::db_hashes(&a, Space::Container, 9)
+            .unwrap()
+            .is_empty());
+        assert!(a.scan(CF_DIRTY, &[], false).next().is_none());
+    }
 }
