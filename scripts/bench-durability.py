@@ -86,7 +86,12 @@ def wipe_and_refill(d, n, dev):
     used = du(os.path.join(d, f"storage-{n}", dev))
     pid = int(open(os.path.join(d, f"storage-{n}", "pid")).read())
     os.kill(pid, signal.SIGKILL)
-    time.sleep(0.5)
+    while True:  # a killed process with I/O in flight takes a moment to be gone
+        try:
+            os.kill(pid, 0)
+            time.sleep(0.05)
+        except ProcessLookupError:
+            break
     shutil.rmtree(os.path.join(d, f"storage-{n}", dev))
     run("dev", "up", "--dir", d, "--meta-nodes", "1", "--worker-interval", "1")
     secs = wait_healthy(d)

@@ -180,6 +180,39 @@ async fn receive_body(
     Ok(tmp)
 }
 
+fn to_pb(h: Hashes) -> Vec<pb::SuffixHash> {
+    h.into_iter()
+        .map(|(s, h)| pb::SuffixHash {
+            suffix: u32::from(s),
+            hash: h.hash.to_vec().into(),
+        })
+        .collect()
+}
+
+/// Most partitions one BatchHashes request may name.
+pub const MAX_BATCH_PARTS: usize = 4096;
+
+/// A peer's suffix hashes of one partition: suffix → hash.
+type Remote = HashMap<u32, Vec<u8>>;
+
+/// Every peer device's hashes (or why it could not be asked): (node, device) → partition →
+/// its hashes.
+type PeerHashes = HashMap<(String, String), Result<HashMap<u32, Remote>, Status>>;
+
+fn from_pb(s: Vec<pb::SuffixHash>) -> Remote {
+    s.into_iter().map(|s| (s.suffix, s.hash.to_vec())).collect()
+}
+
+/// Whether a peer's hashes equal ours (every suffix, none extra on either side that we
+/// hold; a suffix only the peer holds is the peer's to push).
+fn differing(local: &Hashes, remote: &Remote) -> Vec<u16> {
+    local
+        .iter()
+        .filter(|(s, h)| remote.get(&u32::from(**s)).map(Vec::as_slice) != Some(&h.hash[..]))
+        .map(|(s, _)| *s)
+        .collect()
+}
+
 fn decode_record(b: &[u8]) -> Result<ObjectRecord, Status> {
     let rec = ObjectRecord::decode(b).map_err(bad)?;
     if let Some(body) = &rec.inline {
@@ -195,25 +228,32 @@ fn decode_record(b: &[u8]) -> Result<ObjectRecord, Status> {
 
 #[tonic::async_trait]
 impl Replication for ReplicationService {
-    async fn hashes(
+    async fn batch_hashes(
         &self,
-        req: Request<pb::HashesRequest>,
-    ) -> Result<Response<pb::HashesReply>, Status> {
+        req: Request<pb::BatchHashesRequest>,
+    ) -> Result<Response<pb::BatchHashesReply>, Status> {
         let req = req.into_inner();
         let space = space_of(&req.ring)?;
         let dev = self.device(&req.device)?;
-        let h = tokio::task::spawn_blocking(move || hashes::hashes(&dev, space, req.part))
-            .await
-            .map_err(blocking_err)??;
-        Ok(Response::new(pb::HashesReply {
-            suffixes: h
-                .into_iter()
-                .map(|(s, h)| pb::SuffixHash {
-                    suffix: u32::from(s),
-                    hash: h.hash.to_vec().into(),
+        if req.parts.len() > MAX_BATCH_PARTS {
+            return Err(bad(format!(
+                "at most {MAX_BATCH_PARTS} partitions per request"
+            )));
+        }
+        let parts = tokio::task::spawn_blocking(move || {
+            req.parts
+                .iter()
+                .map(|&part| {
+                    Ok(pb::PartHashes {
+                        part,
+                        suffixes: to_pb(hashes::hashes(&dev, space, part)?),
+                    })
                 })
-                .collect(),
-        }))
+                .collect::<Result<Vec<_>, DeviceError>>()
+        })
+        .await
+        .map_err(blocking_err)??;
+        Ok(Response::new(pb::BatchHashesReply { parts }))
     }
 
     async fn summaries(
@@ -366,34 +406,137 @@ impl Pass<'_> {
         d.node == self.me && d.name == dev.name
     }
 
-    /// Replicates one partition of `dev`; returns whether the device still holds it as a
-    /// handoff afterwards.
+    /// Replicates the partitions `parts` of `space` on `dev`: asks every peer device for
+    /// its hashes of all the partitions they share in one request, then repairs only the
+    /// partitions that differ. Returns how many are still held as handoffs.
+    async fn device_space(
+        &self,
+        dev: &Arc<Device>,
+        space: Space,
+        ring: &Ring,
+        parts: Vec<u32>,
+        parts_limiter: &mut Limiter,
+    ) -> u64 {
+        let parts: Vec<u32> = parts
+            .into_iter()
+            .filter(|&p| (p as usize) < ring.partitions())
+            .collect();
+        let d = dev.clone();
+        let wanted = parts.clone();
+        let local = match tokio::task::spawn_blocking(move || {
+            wanted
+                .into_iter()
+                .map(|p| Ok((p, hashes::hashes(&d, space, p)?)))
+                .collect::<Result<Vec<_>, DeviceError>>()
+        })
+        .await
+        {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => {
+                self.cx.stats.error(e);
+                return 0;
+            }
+            Err(e) => {
+                self.cx.stats.error(e);
+                return 0;
+            }
+        };
+        // Which partitions each peer device shares with us.
+        let mut by_peer: BTreeMap<(String, String), Vec<u32>> = BTreeMap::new();
+        for (part, h) in &local {
+            if h.is_empty() {
+                continue;
+            }
+            for p in ring.primaries(*part).filter(|p| !self.is_me(p, dev)) {
+                by_peer
+                    .entry((p.node.clone(), p.name.clone()))
+                    .or_default()
+                    .push(*part);
+            }
+        }
+        let mut remote = PeerHashes::new();
+        for ((node, name), parts) in by_peer {
+            let r = self.batch_hashes(&node, &name, space, &parts).await;
+            remote.insert((node, name), r);
+        }
+        let mut handoffs = 0;
+        for (part, local) in local {
+            parts_limiter
+                .take(1.0, self.cx.settings.get("parts_per_sec"))
+                .await;
+            self.cx.stats.scanned(1);
+            if !local.is_empty() {
+                match self
+                    .partition(dev, space, ring, part, &local, &remote)
+                    .await
+                {
+                    Ok(true) => handoffs += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        handoffs += 1;
+                        self.cx.stats.error(e);
+                    }
+                }
+            }
+            self.cx
+                .stats
+                .progress_done
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        handoffs
+    }
+
+    /// A peer device's hashes of `parts`, in requests of at most [`MAX_BATCH_PARTS`].
+    async fn batch_hashes(
+        &self,
+        node: &str,
+        device: &str,
+        space: Space,
+        parts: &[u32],
+    ) -> Result<HashMap<u32, Remote>, Status> {
+        let mut c = client(&self.cx.node, node)?;
+        let mut out = HashMap::new();
+        for chunk in parts.chunks(MAX_BATCH_PARTS) {
+            let r = timed(c.batch_hashes(pb::BatchHashesRequest {
+                device: device.to_string(),
+                ring: space.ring().into(),
+                parts: chunk.to_vec(),
+            }))
+            .await?;
+            for p in r.parts {
+                out.insert(p.part, from_pb(p.suffixes));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Repairs one partition of `dev` against every other primary, given their hashes;
+    /// returns whether the device still holds it as a handoff afterwards.
     async fn partition(
         &self,
         dev: &Arc<Device>,
         space: Space,
         ring: &Ring,
         part: u32,
+        local: &Hashes,
+        remote: &PeerHashes,
     ) -> Result<bool, String> {
-        if part as usize >= ring.partitions() {
-            // Not a partition of this ring (its partition power changed): nothing to do.
-            return Ok(false);
-        }
-        let d = dev.clone();
-        let local = tokio::task::spawn_blocking(move || hashes::hashes(&d, space, part))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        if local.is_empty() {
-            return Ok(false);
-        }
         let primaries: Vec<RingDevice> = ring.primaries(part).cloned().collect();
         let handoff = !primaries.iter().any(|p| self.is_me(p, dev));
         let mut all_ok = true;
         for p in primaries.iter().filter(|p| !self.is_me(p, dev)) {
-            let r = match space {
-                Space::Object => self.push_objects(dev, part, &local, p).await,
-                _ => self.push_dbs(dev, space, part, &local, p).await,
+            let theirs = match remote.get(&(p.node.clone(), p.name.clone())) {
+                Some(Ok(m)) => Ok(m.get(&part).cloned().unwrap_or_default()),
+                Some(Err(e)) => Err(e.clone()),
+                None => Err(Status::internal("peer not asked")),
+            };
+            let r = match theirs {
+                Ok(theirs) if differing(local, &theirs).is_empty() => Ok(0),
+                Ok(theirs) => match space {
+                    Space::Object => self.push_objects(dev, part, local, &theirs, p).await,
+                    _ => self.push_dbs(dev, space, part, p).await,
+                },
+                Err(e) => Err(e),
             };
             match r {
                 Ok(n) => self.cx.stats.repaired(n),
@@ -411,7 +554,7 @@ impl Pass<'_> {
             }
         }
         if handoff && all_ok {
-            self.remove_handoff(dev, space, part, local).await?;
+            self.remove_handoff(dev, space, part, local.clone()).await?;
             return Ok(false);
         }
         Ok(handoff)
@@ -423,25 +566,11 @@ impl Pass<'_> {
         dev: &Arc<Device>,
         part: u32,
         local: &Hashes,
+        remote: &Remote,
         peer: &RingDevice,
     ) -> Result<u64, Status> {
         let mut c = client(&self.cx.node, &peer.node)?;
-        let remote = timed(c.hashes(pb::HashesRequest {
-            device: peer.name.clone(),
-            ring: "object".into(),
-            part,
-        }))
-        .await?;
-        let remote: HashMap<u32, Vec<u8>> = remote
-            .suffixes
-            .into_iter()
-            .map(|s| (s.suffix, s.hash.to_vec()))
-            .collect();
-        let differ: Vec<u16> = local
-            .iter()
-            .filter(|(s, h)| remote.get(&u32::from(**s)).map(Vec::as_slice) != Some(&h.hash[..]))
-            .map(|(s, _)| *s)
-            .collect();
+        let differ = differing(local, remote);
         if differ.is_empty() {
             return Ok(0);
         }
@@ -582,32 +711,16 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// Pushes the databases of `part` to `peer` if its hash differs; returns the rows it
+    /// Pushes the databases of `part` to `peer` (whose hash differs); returns the rows it
     /// merged.
     async fn push_dbs(
         &self,
         dev: &Arc<Device>,
         space: Space,
         part: u32,
-        local: &Hashes,
         peer: &RingDevice,
     ) -> Result<u64, Status> {
         let mut c = client(&self.cx.node, &peer.node)?;
-        let remote = timed(c.hashes(pb::HashesRequest {
-            device: peer.name.clone(),
-            ring: space.ring().into(),
-            part,
-        }))
-        .await?;
-        let same = remote
-            .suffixes
-            .iter()
-            .find(|s| s.suffix == 0)
-            .zip(local.get(&0))
-            .is_some_and(|(r, l)| r.hash[..] == l.hash[..]);
-        if same {
-            return Ok(0);
-        }
         let kind = if space == Space::Container {
             Kind::Container
         } else {
@@ -778,24 +891,10 @@ impl Worker for Replicator {
                 .rings
                 .get_mut(space.ring())
                 .expect("inserted above");
-            for part in parts {
-                parts_limiter
-                    .take(1.0, cx.settings.get("parts_per_sec"))
-                    .await;
-                cx.stats.scanned(1);
-                p.parts += 1;
-                match pass.partition(&dev, space, &ring, part).await {
-                    Ok(true) => p.handoff_parts += 1,
-                    Ok(false) => {}
-                    Err(e) => {
-                        p.handoff_parts += 1;
-                        cx.stats.error(e);
-                    }
-                }
-                cx.stats
-                    .progress_done
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+            p.parts += parts.len() as u64;
+            p.handoff_parts += pass
+                .device_space(&dev, space, &ring, parts, &mut parts_limiter)
+                .await;
         }
         self.report(cx, &pass.me, progress).await;
     }
