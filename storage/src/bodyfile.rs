@@ -19,7 +19,7 @@ use crate::diskfile::BLOCK;
 
 /// Alignment `O_DIRECT` needs for buffers, offsets and lengths (a page covers every
 /// logical block size in use).
-const ALIGN: usize = 4096;
+pub const ALIGN: usize = 4096;
 
 /// A fixed-capacity byte buffer aligned to [`ALIGN`].
 pub struct AlignedBuf {

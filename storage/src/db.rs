@@ -654,7 +654,7 @@ struct DbDump {
 }
 
 /// Rows per pushed message.
-const DUMP_ROWS: usize = 2000;
+pub const DUMP_ROWS: usize = 2000;
 
 fn parse_info_key(kind: Kind, k: &[u8]) -> Option<(String, String)> {
     let s = std::str::from_utf8(k.get(5..)?).ok()?;

@@ -3,8 +3,9 @@
 //!
 //! # A pass
 //! For every partition a device holds (objects, container and account databases), the
-//! replicator asks each *other* primary of the partition for its hashes (one small RPC,
-//! answered from the peer's cache) and compares them with its own:
+//! replicator compares its hashes with each *other* primary's. It asks every peer device
+//! once per pass for all the partitions they share ([`MAX_BATCH_PARTS`] at a time,
+//! answered from the peer's cache), then repairs only the partitions that differ:
 //! - objects: for each suffix that differs it fetches the peer's summaries of that suffix
 //!   (name hash, timestamps, deletion) and streams over [`Sync`] only what the peer lacks
 //!   or holds an older version of — whole objects, metadata-only updates, tombstones;
