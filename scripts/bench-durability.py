@@ -110,11 +110,14 @@ def du(path):
     return n
 
 
-def rate(d, worker, secs=10):
-    b0 = total(d, worker, "bytes")
+def rates(d, worker, secs=10):
+    """Cluster-wide MB/s and objects/s of `worker` over `secs`."""
+    b0, n0 = total(d, worker, "bytes"), total(d, worker, "scanned")
     t0 = time.time()
     time.sleep(secs)
-    return (total(d, worker, "bytes") - b0) / (time.time() - t0)
+    dt = time.time() - t0
+    return {"mb_per_sec": (total(d, worker, "bytes") - b0) / dt / 1e6,
+            "objects_per_sec": (total(d, worker, "scanned") - n0) / dt}
 
 
 def main():
@@ -147,13 +150,14 @@ def main():
                            "objects_per_sec": items / secs, "mb_per_sec": used / secs / 1e6}
     print("refill, 4 KiB + 1 MiB objects:", res["refill_mixed"], flush=True)
 
-    # 2. Auditor throughput, back-to-back passes.
+    # 2. Auditor throughput, back-to-back passes: default rates, then unlimited.
     wset(d, "auditor", "interval", 0)
-    res["auditor_default_mb_s"] = rate(d, "auditor") / 1e6
+    res["auditor_default"] = rates(d, "auditor")
     wset(d, "auditor", "bytes_per_sec", 0)
-    res["auditor_unlimited_mb_s"] = rate(d, "auditor") / 1e6
-    print("auditor MB/s, default / unlimited:", res["auditor_default_mb_s"],
-          res["auditor_unlimited_mb_s"], flush=True)
+    wset(d, "auditor", "objects_per_sec", 0)
+    res["auditor_unlimited"] = rates(d, "auditor")
+    print("auditor, default / unlimited:", res["auditor_default"], res["auditor_unlimited"],
+          flush=True)
 
     # 3. Foreground throughput, workers quiet then busy.
     def foreground():
@@ -165,12 +169,17 @@ def main():
 
     for w in ["auditor", "replicator"]:
         wset(d, w, "interval", 3600)
-    wset(d, "auditor", "bytes_per_sec", 1)  # a pass in progress crawls: quiet
+    # A pass in progress crawls: quiet.
+    wset(d, "auditor", "bytes_per_sec", 1)
+    wset(d, "auditor", "objects_per_sec", 0.001)
     time.sleep(2)
     quiet = foreground()
+    # Busy: the auditor back to back at its default rates, the replicator every second
+    # (30 times its default).
     wset(d, "auditor", "bytes_per_sec", 32 * 1024 * 1024)
-    for w in ["auditor", "replicator"]:
-        wset(d, w, "interval", 0)
+    wset(d, "auditor", "objects_per_sec", 500)
+    wset(d, "auditor", "interval", 0)
+    wset(d, "replicator", "interval", 1)
     busy = foreground()
     res["foreground"] = {"quiet": quiet, "busy": busy,
                          "ratio": {k: busy[k] / quiet[k] for k in quiet}}

@@ -16,8 +16,11 @@ use crate::diskfile::{batch_record, data_file, key_hash, object_key, ObjectRecor
 use crate::hashes::{suffix_of, Space};
 use crate::worker::{Ctx, Limiter, Worker};
 
-/// Default audit rate per device.
+/// Default audit rate per node, bytes.
 pub const DEFAULT_BYTES_PER_SEC: f64 = 32.0 * 1024.0 * 1024.0;
+/// Default audit rate per node, objects (what bounds the cost of many small ones, whose
+/// bytes are few but each costs a database read and a decode).
+pub const DEFAULT_OBJECTS_PER_SEC: f64 = 500.0;
 
 /// Records read from the database at a time (no iterator is held across an await).
 const BATCH: usize = 256;
@@ -155,25 +158,36 @@ impl Worker for Auditor {
     }
 
     fn settings(&self) -> Vec<(&'static str, f64)> {
-        vec![("bytes_per_sec", DEFAULT_BYTES_PER_SEC)]
+        vec![
+            ("bytes_per_sec", DEFAULT_BYTES_PER_SEC),
+            ("objects_per_sec", DEFAULT_OBJECTS_PER_SEC),
+        ]
     }
 
     async fn pass(&self, cx: &Ctx) {
         let mut devices: Vec<_> = cx.node.devices.values().cloned().collect();
         devices.sort_by(|a, b| a.name.cmp(&b.name));
+        // One pace for the whole node, across its devices.
+        let mut pace = Pace::default();
         for dev in devices {
             if dev.check_present().is_err() {
                 continue;
             }
-            if let Err(e) = audit_device(cx, &dev).await {
+            if let Err(e) = audit_device(cx, &dev, &mut pace).await {
                 cx.stats.error(format!("{}: {e}", dev.name));
             }
         }
     }
 }
 
-async fn audit_device(cx: &Ctx, dev: &Arc<Device>) -> Result<(), DeviceError> {
-    let mut limiter = Limiter::new();
+/// The auditor's two limits.
+#[derive(Default)]
+struct Pace {
+    bytes: Limiter,
+    objects: Limiter,
+}
+
+async fn audit_device(cx: &Ctx, dev: &Arc<Device>, pace: &mut Pace) -> Result<(), DeviceError> {
     let rate = || cx.settings.get("bytes_per_sec");
     let mut from: Vec<u8> = Vec::new();
     loop {
@@ -191,6 +205,9 @@ async fn audit_device(cx: &Ctx, dev: &Arc<Device>) -> Result<(), DeviceError> {
             let Some((part, hash)) = key_hash(&k) else {
                 continue;
             };
+            pace.objects
+                .take(1.0, cx.settings.get("objects_per_sec"))
+                .await;
             cx.stats.scanned(1);
             cx.stats
                 .progress_done
@@ -198,7 +215,7 @@ async fn audit_device(cx: &Ctx, dev: &Arc<Device>) -> Result<(), DeviceError> {
             let (why, ts) = match ObjectRecord::decode(&v) {
                 Ok(rec) if rec.deleted => continue,
                 Ok(rec) => (
-                    verify(dev, part, &hash, &rec, &mut limiter, rate, &cx.stats).await,
+                    verify(dev, part, &hash, &rec, &mut pace.bytes, rate, &cx.stats).await,
                     rec.ts,
                 ),
                 Err(e) => (Some(e), 0),
