@@ -120,15 +120,14 @@ impl Admin for AdminService {
                     continue;
                 }
                 for part in hashes::local_partitions(&dev, space)? {
-                    let h = hashes::hashes(&dev, space, part)?;
-                    if h.is_empty() {
+                    let Some(d) = hashes::digest(&dev, space, part)? else {
                         continue;
-                    }
+                    };
                     out.push(pb::PartitionCopy {
                         device: dev.name.clone(),
                         part,
-                        hash: hashes::partition_hash(&h).to_vec().into(),
-                        items: h.values().map(|s| s.items).sum(),
+                        hash: d.hash.to_vec().into(),
+                        items: d.items,
                     });
                 }
             }

@@ -77,6 +77,24 @@ struct PartHashes {
     suffixes: Hashes,
     dirty: BTreeSet<u16>,
     generation: u64,
+    /// The whole partition's hash, while `complete` and clean.
+    digest: Option<Option<SuffixHash>>,
+}
+
+impl PartHashes {
+    fn store(&mut self, h: Hashes) {
+        self.digest = Some(digest_of(&h));
+        self.suffixes = h;
+        self.complete = true;
+        self.dirty.clear();
+    }
+}
+
+fn digest_of(h: &Hashes) -> Option<SuffixHash> {
+    (!h.is_empty()).then(|| SuffixHash {
+        hash: partition_hash(h),
+        items: h.values().map(|s| s.items).sum(),
+    })
 }
 
 /// The per-device cache of partition hashes.
@@ -92,6 +110,7 @@ impl HashCache {
         let e = parts.entry((space, part)).or_default();
         e.generation += 1;
         e.dirty.insert(suffix);
+        e.digest = None;
     }
 
     /// The partition left this device (or was rewritten wholesale): compute it afresh.
@@ -102,6 +121,7 @@ impl HashCache {
         e.complete = false;
         e.suffixes.clear();
         e.dirty.clear();
+        e.digest = None;
     }
 }
 
@@ -273,9 +293,7 @@ pub fn object_hashes(dev: &Device, part: u32) -> Result<Hashes, DeviceError> {
     }
     result.extend(fresh);
     if e.generation == generation {
-        e.suffixes = result.clone();
-        e.complete = true;
-        e.dirty.clear();
+        e.store(result.clone());
     }
     Ok(result)
 }
@@ -325,9 +343,7 @@ pub fn db_hashes(dev: &Device, space: Space, part: u32) -> Result<Hashes, Device
     let mut parts = dev.hashes.parts.lock().expect("hash cache lock");
     let e = parts.entry((space, part)).or_default();
     if e.generation == generation {
-        e.suffixes = result.clone();
-        e.complete = true;
-        e.dirty.clear();
+        e.store(result.clone());
     }
     Ok(result)
 }
@@ -338,6 +354,18 @@ pub fn hashes(dev: &Device, space: Space, part: u32) -> Result<Hashes, DeviceErr
         Space::Object => object_hashes(dev, part),
         _ => db_hashes(dev, space, part),
     }
+}
+
+/// The hash of a whole partition and the records it covers (`None`: the device holds
+/// nothing of it), from the cache without copying it when nothing changed. Blocking.
+pub fn digest(dev: &Device, space: Space, part: u32) -> Result<Option<SuffixHash>, DeviceError> {
+    {
+        let parts = dev.hashes.parts.lock().expect("hash cache lock");
+        if let Some(d) = parts.get(&(space, part)).and_then(|e| e.digest) {
+            return Ok(d);
+        }
+    }
+    Ok(digest_of(&hashes(dev, space, part)?))
 }
 
 /// One hash for a whole partition (equal on devices whose suffix hashes all agree).

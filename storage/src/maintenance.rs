@@ -23,6 +23,8 @@ use crate::worker::{Ctx, Worker};
 
 /// Default reclaim age, seconds.
 pub const RECLAIM_AGE: f64 = 7.0 * 86_400.0;
+/// Shortest default idle time between reclaimer passes, seconds.
+pub const RECLAIM_INTERVAL: f64 = 3600.0;
 
 const BATCH: usize = 256;
 
@@ -101,6 +103,11 @@ impl Worker for Reclaimer {
 
     fn settings(&self) -> Vec<(&'static str, f64)> {
         vec![("reclaim_age", RECLAIM_AGE)]
+    }
+
+    /// A pass reads every record; what it removes is days old, so once an hour is plenty.
+    fn interval(&self, node_default: f64) -> f64 {
+        node_default.max(RECLAIM_INTERVAL)
     }
 
     async fn pass(&self, cx: &Ctx) {

@@ -196,9 +196,9 @@ pub const MAX_BATCH_PARTS: usize = 4096;
 /// A peer's suffix hashes of one partition: suffix → hash.
 type Remote = HashMap<u32, Vec<u8>>;
 
-/// Every peer device's hashes (or why it could not be asked): (node, device) → partition →
-/// its hashes.
-type PeerHashes = HashMap<(String, String), Result<HashMap<u32, Remote>, Status>>;
+/// Every peer device's partition hashes (or why it could not be asked): (node, device) →
+/// partition → its hash (empty: the peer holds nothing of it).
+type PeerHashes = HashMap<(String, String), Result<HashMap<u32, Vec<u8>>, Status>>;
 
 fn from_pb(s: Vec<pb::SuffixHash>) -> Remote {
     s.into_iter().map(|s| (s.suffix, s.hash.to_vec())).collect()
@@ -245,10 +245,22 @@ impl Replication for ReplicationService {
             req.parts
                 .iter()
                 .map(|&part| {
-                    Ok(pb::PartHashes {
-                        part,
-                        suffixes: to_pb(hashes::hashes(&dev, space, part)?),
-                    })
+                    if req.suffixes {
+                        let h = hashes::hashes(&dev, space, part)?;
+                        let d = hashes::partition_hash(&h);
+                        Ok(pb::PartHashes {
+                            part,
+                            hash: if h.is_empty() { Vec::new() } else { d.to_vec() }.into(),
+                            suffixes: to_pb(h),
+                        })
+                    } else {
+                        let d = hashes::digest(&dev, space, part)?;
+                        Ok(pb::PartHashes {
+                            part,
+                            hash: d.map(|d| d.hash.to_vec()).unwrap_or_default().into(),
+                            suffixes: Vec::new(),
+                        })
+                    }
                 })
                 .collect::<Result<Vec<_>, DeviceError>>()
         })
@@ -407,9 +419,9 @@ impl Pass<'_> {
         d.node == self.me && d.name == dev.name
     }
 
-    /// Replicates the partitions `parts` of `space` on `dev`: asks every peer device for
-    /// its hashes of all the partitions they share in one request, then repairs only the
-    /// partitions that differ. Returns how many are still held as handoffs.
+    /// Replicates the partitions `parts` of `space` on `dev`. Asks every peer device once
+    /// for its hash of each partition they share, and looks closer (suffix by suffix) only
+    /// at the partitions whose hashes differ. Returns how many are still held as handoffs.
     async fn device_space(
         &self,
         dev: &Arc<Device>,
@@ -423,11 +435,10 @@ impl Pass<'_> {
             .filter(|&p| (p as usize) < ring.partitions())
             .collect();
         let d = dev.clone();
-        let wanted = parts.clone();
         let local = match tokio::task::spawn_blocking(move || {
-            wanted
+            parts
                 .into_iter()
-                .map(|p| Ok((p, hashes::hashes(&d, space, p)?)))
+                .map(|p| Ok((p, hashes::digest(&d, space, p)?)))
                 .collect::<Result<Vec<_>, DeviceError>>()
         })
         .await
@@ -444,8 +455,8 @@ impl Pass<'_> {
         };
         // Which partitions each peer device shares with us.
         let mut by_peer: BTreeMap<(String, String), Vec<u32>> = BTreeMap::new();
-        for (part, h) in &local {
-            if h.is_empty() {
+        for (part, digest) in &local {
+            if digest.is_none() {
                 continue;
             }
             for p in ring.primaries(*part).filter(|p| !self.is_me(p, dev)) {
@@ -457,18 +468,18 @@ impl Pass<'_> {
         }
         let mut remote = PeerHashes::new();
         for ((node, name), parts) in by_peer {
-            let r = self.batch_hashes(&node, &name, space, &parts).await;
+            let r = self.batch_digests(&node, &name, space, &parts).await;
             remote.insert((node, name), r);
         }
         let mut handoffs = 0;
-        for (part, local) in local {
+        for (part, digest) in local {
             parts_limiter
                 .take(1.0, self.cx.settings.get("parts_per_sec"))
                 .await;
             self.cx.stats.scanned(1);
-            if !local.is_empty() {
+            if let Some(digest) = digest {
                 match self
-                    .partition(dev, space, ring, part, &local, &remote)
+                    .partition(dev, space, ring, part, &digest.hash, &remote)
                     .await
                 {
                     Ok(true) => handoffs += 1,
@@ -487,14 +498,15 @@ impl Pass<'_> {
         handoffs
     }
 
-    /// A peer device's hashes of `parts`, in requests of at most [`MAX_BATCH_PARTS`].
-    async fn batch_hashes(
+    /// A peer device's partition hashes of `parts` (empty: it holds nothing of one), in
+    /// requests of at most [`MAX_BATCH_PARTS`].
+    async fn batch_digests(
         &self,
         node: &str,
         device: &str,
         space: Space,
         parts: &[u32],
-    ) -> Result<HashMap<u32, Remote>, Status> {
+    ) -> Result<HashMap<u32, Vec<u8>>, Status> {
         let mut c = client(&self.cx.node, node)?;
         let mut out = HashMap::new();
         for chunk in parts.chunks(MAX_BATCH_PARTS) {
@@ -502,41 +514,81 @@ impl Pass<'_> {
                 device: device.to_string(),
                 ring: space.ring().into(),
                 parts: chunk.to_vec(),
+                suffixes: false,
             }))
             .await?;
             for p in r.parts {
-                out.insert(p.part, from_pb(p.suffixes));
+                out.insert(p.part, p.hash.to_vec());
             }
         }
         Ok(out)
     }
 
-    /// Repairs one partition of `dev` against every other primary, given their hashes;
-    /// returns whether the device still holds it as a handoff afterwards.
+    /// A peer device's suffix hashes of one partition.
+    async fn suffix_hashes(
+        &self,
+        peer: &RingDevice,
+        space: Space,
+        part: u32,
+    ) -> Result<Remote, Status> {
+        let mut c = client(&self.cx.node, &peer.node)?;
+        let r = timed(c.batch_hashes(pb::BatchHashesRequest {
+            device: peer.name.clone(),
+            ring: space.ring().into(),
+            parts: vec![part],
+            suffixes: true,
+        }))
+        .await?;
+        Ok(r.parts
+            .into_iter()
+            .next()
+            .map(|p| from_pb(p.suffixes))
+            .unwrap_or_default())
+    }
+
+    /// Repairs one partition of `dev` against every other primary, given their partition
+    /// hashes; returns whether the device still holds it as a handoff afterwards.
     async fn partition(
         &self,
         dev: &Arc<Device>,
         space: Space,
         ring: &Ring,
         part: u32,
-        local: &Hashes,
+        digest: &[u8; 16],
         remote: &PeerHashes,
     ) -> Result<bool, String> {
         let primaries: Vec<RingDevice> = ring.primaries(part).cloned().collect();
         let handoff = !primaries.iter().any(|p| self.is_me(p, dev));
         let mut all_ok = true;
+        // This device's suffix hashes, read only if some peer differs.
+        let mut local: Option<Hashes> = None;
         for p in primaries.iter().filter(|p| !self.is_me(p, dev)) {
             let theirs = match remote.get(&(p.node.clone(), p.name.clone())) {
-                Some(Ok(m)) => Ok(m.get(&part).cloned().unwrap_or_default()),
+                Some(Ok(m)) => Ok(m.get(&part).map(Vec::as_slice).unwrap_or_default()),
                 Some(Err(e)) => Err(e.clone()),
                 None => Err(Status::internal("peer not asked")),
             };
             let r = match theirs {
-                Ok(theirs) if differing(local, &theirs).is_empty() => Ok(0),
-                Ok(theirs) => match space {
-                    Space::Object => self.push_objects(dev, part, local, &theirs, p).await,
-                    _ => self.push_dbs(dev, space, part, p).await,
-                },
+                Ok(theirs) if theirs == &digest[..] => Ok(0),
+                Ok(_) => {
+                    if local.is_none() {
+                        let d = dev.clone();
+                        let h =
+                            tokio::task::spawn_blocking(move || hashes::hashes(&d, space, part))
+                                .await
+                                .map_err(|e| e.to_string())?
+                                .map_err(|e| e.to_string())?;
+                        local = Some(h);
+                    }
+                    let ours = local.as_ref().expect("just read");
+                    match space {
+                        Space::Object => match self.suffix_hashes(p, space, part).await {
+                            Ok(theirs) => self.push_objects(dev, part, ours, &theirs, p).await,
+                            Err(e) => Err(e),
+                        },
+                        _ => self.push_dbs(dev, space, part, p).await,
+                    }
+                }
                 Err(e) => Err(e),
             };
             match r {
@@ -555,7 +607,17 @@ impl Pass<'_> {
             }
         }
         if handoff && all_ok {
-            self.remove_handoff(dev, space, part, local.clone()).await?;
+            let compared = match local {
+                Some(h) => h,
+                None => {
+                    let d = dev.clone();
+                    tokio::task::spawn_blocking(move || hashes::hashes(&d, space, part))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?
+                }
+            };
+            self.remove_handoff(dev, space, part, compared).await?;
             return Ok(false);
         }
         Ok(handoff)

@@ -29,6 +29,11 @@ pub trait Worker: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Its idle time between passes by default, given the node's (`--worker-interval`).
+    fn interval(&self, node_default: f64) -> f64 {
+        node_default
+    }
+
     /// One pass over the node's devices. Counts what it does in `cx.stats`.
     async fn pass(&self, cx: &Ctx);
 
@@ -226,7 +231,9 @@ pub fn spawn_all(
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-        defaults.entry(INTERVAL.to_string()).or_insert(interval);
+        defaults
+            .entry(INTERVAL.to_string())
+            .or_insert(w.interval(interval));
         let r = Arc::new(Running {
             name: w.name(),
             stats: Arc::default(),
