@@ -118,6 +118,39 @@ impl TestCluster {
         ]);
     }
 
+    /// Starts storage nodes up to `total` (the new ones with `devices` devices each; they
+    /// are in no ring until the test adds them).
+    pub fn start_nodes(&self, total: u32, devices: u32) {
+        ok(&[
+            "dev",
+            "up",
+            "--dir",
+            self.dir_str(),
+            "--meta-nodes",
+            "1",
+            "--storage-nodes",
+            &total.to_string(),
+            "--devices",
+            &devices.to_string(),
+            "--worker-interval",
+            "1",
+        ]);
+    }
+
+    /// `stratus worker set all WORKER SETTING VALUE`.
+    pub fn set_workers(&self, worker: &str, setting: &str, value: &str) {
+        ok(&[
+            "worker",
+            "--dir",
+            self.dir_str(),
+            "set",
+            "all",
+            worker,
+            setting,
+            value,
+        ]);
+    }
+
     /// `stratus cluster health --json`.
     pub fn health(&self) -> serde_json::Value {
         json(&ok(&[

@@ -328,16 +328,8 @@ async fn a_cluster_heals_itself() {
 
     // 6. With a reclaim age of 0 the reclaimer drops every tombstone (all replicas have
     // them by now); deleted objects stay deleted.
-    ok(&[
-        "worker",
-        "--dir",
-        c.dir_str(),
-        "set",
-        "all",
-        "reclaimer",
-        "reclaim_age",
-        "0",
-    ]);
+    c.set_workers("reclaimer", "interval", "1");
+    c.set_workers("reclaimer", "reclaim_age", "0");
     let probe = deleted[0];
     let deadline = std::time::Instant::now() + HEAL;
     loop {
@@ -372,20 +364,7 @@ async fn rebalance_moves_data_to_a_new_node() {
     wait_rebalance_allowed(&d, "object");
 
     // Node 5, with two devices, joins every ring.
-    ok(&[
-        "dev",
-        "up",
-        "--dir",
-        &d,
-        "--meta-nodes",
-        "1",
-        "--storage-nodes",
-        "5",
-        "--devices",
-        "2",
-        "--worker-interval",
-        "1",
-    ]);
+    c.start_nodes(5, 2);
     let addr5 = std::fs::read_to_string(c.dir.join("storage-5/addr")).unwrap();
     let addr5 = addr5.trim();
     for ring in ["object", "container", "account"] {
@@ -398,16 +377,7 @@ async fn rebalance_moves_data_to_a_new_node() {
     }
     // Slow every replicator right down, so the data cannot all have moved by the time the
     // second rebalance is tried.
-    ok(&[
-        "worker",
-        "--dir",
-        &d,
-        "set",
-        "all",
-        "replicator",
-        "parts_per_sec",
-        "0.2",
-    ]);
+    c.set_workers("replicator", "parts_per_sec", "0.2");
     let report = json(&ok(&["ring", "--dir", &d, "--json", "rebalance", "object"]));
     let (moved, slots) = (
         report["moved"].as_u64().unwrap(),
@@ -445,16 +415,7 @@ async fn rebalance_moves_data_to_a_new_node() {
             }
         })
     };
-    ok(&[
-        "worker",
-        "--dir",
-        &d,
-        "set",
-        "all",
-        "replicator",
-        "parts_per_sec",
-        "0",
-    ]);
+    c.set_workers("replicator", "parts_per_sec", "0");
     heal(&c, "after the rebalance");
     tokio::task::block_in_place(|| wait_rebalance_allowed(&d, "object"));
     stop.store(true, Ordering::Relaxed);
