@@ -97,25 +97,18 @@ impl TestCluster {
         self.dir.to_str().unwrap()
     }
 
-    /// Starts whatever is not running again (`dev up` on the same dir).
+    /// Starts whatever is not running again (`dev up` on the same dir), each storage node
+    /// with the devices node 1 has.
     pub fn up_again(&self) {
-        let nodes = std::fs::read_dir(&self.dir)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("storage-"))
-            .count();
-        ok(&[
-            "dev",
-            "up",
-            "--dir",
-            self.dir_str(),
-            "--meta-nodes",
-            "1",
-            "--storage-nodes",
-            &nodes.to_string(),
-            "--worker-interval",
-            "1",
-        ]);
+        let count = |dir: &Path, prefix: &str| {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .count() as u32
+        };
+        let devices = count(&self.dir.join("storage-1"), "d").max(1);
+        self.start_nodes(count(&self.dir, "storage-"), devices);
     }
 
     /// Starts storage nodes up to `total` (the new ones with `devices` devices each; they
