@@ -225,6 +225,26 @@ impl TestCluster {
     }
 }
 
+/// Retries `stratus ring rebalance RING` until the gate lets it through (every node has
+/// finished a replication pass on the current ring with nothing left on handoffs); returns
+/// its output.
+pub fn wait_rebalance_allowed(dir: &str, ring: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let out = stratus(&["ring", "--dir", dir, "rebalance", ring]);
+        if out.status.success() {
+            return String::from_utf8(out.stdout).unwrap();
+        }
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(err.contains("not rebalancing"), "unexpected failure: {err}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rebalance still refused: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Every ring fully in sync on its primaries, no handoff copy, every node answering.
 pub fn fully_healthy(h: &serde_json::Value) -> bool {
     h["unreachable"].as_array().is_some_and(|u| u.is_empty())

@@ -152,7 +152,9 @@ fn rings(d: &str) {
         "100",
     ]);
     assert!(added.contains("Device d6"), "{added}");
-    let out = ok(&["ring", "--dir", d, "rebalance", "object"]);
+    // The rebalance waits until the fresh storage nodes have each finished a replication
+    // pass on the current ring (nothing is moving, so that is their first pass).
+    let out = wait_rebalance_allowed(d, "object");
     let done = Instant::now();
     // Swift's wording, with our figures: 1/7 of 3 x 1024 slots move to the new device.
     let line = out.lines().next().unwrap();

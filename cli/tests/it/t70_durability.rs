@@ -440,21 +440,3 @@ async fn rebalance_moves_data_to_a_new_node() {
         "{on5} object copies on the new node, expected about {expected:.0} ({moved}/{slots} slots moved)"
     );
 }
-
-/// Retries `stratus ring rebalance RING` until the gate lets it through.
-fn wait_rebalance_allowed(dir: &str, ring: &str) {
-    let deadline = std::time::Instant::now() + HEAL;
-    loop {
-        let out = stratus(&["ring", "--dir", dir, "rebalance", ring]);
-        if out.status.success() {
-            return;
-        }
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(err.contains("not rebalancing"), "unexpected failure: {err}");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "rebalance still refused: {err}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
