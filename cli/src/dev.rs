@@ -342,10 +342,20 @@ async fn up(
             args.push(node_dir.join(format!("d{k}")).display().to_string());
         }
         spawn(&storage_bin, &args, &node_dir)?;
-        storage.push((n, addr, node_dir));
+        storage.push((n, addr, node_dir, args));
     }
-    for (n, addr, node_dir) in &storage {
-        wait_listening(&format!("storage node {n}"), addr, node_dir).await?;
+    for (n, addr, node_dir, args) in &storage {
+        let what = format!("storage node {n}");
+        match wait_listening(&what, addr, node_dir).await {
+            Ok(()) => {}
+            // A node killed just before `up` can still have looked alive (a process with
+            // I/O in flight takes a moment to go), so it was not started: start it now.
+            Err(_) if running_pid(node_dir).is_none() => {
+                spawn(&storage_bin, args, node_dir)?;
+                wait_listening(&what, addr, node_dir).await?;
+            }
+            Err(e) => return Err(e),
+        }
     }
     let proxy_dir = dir.join("proxy");
     let proxy_addr = picked_addr(&proxy_dir)?;
@@ -375,7 +385,7 @@ async fn up(
         );
     }
     println!("  rings: {rings}");
-    for (n, addr, node_dir) in &storage {
+    for (n, addr, node_dir, _) in &storage {
         println!(
             "  storage-{n}: {addr}   (log: {})",
             node_dir.join("log").display()
