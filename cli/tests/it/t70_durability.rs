@@ -168,7 +168,18 @@ async fn a_cluster_heals_itself() {
     let listed: BTreeSet<String> = s.names("c", "limit=10000").await.into_iter().collect();
     assert_eq!(listed, live, "the listing is exactly the live objects");
     assert_eq!(s.names("late", "").await.len(), 20);
-    // Account stats converge (they are reported asynchronously by each container).
+    // Every replica of each container holds the same rows: the node that missed the
+    // updates caught up (this is each replica on its own, not the proxy's merge).
+    for (container, count) in [("c", live.len()), ("late", 20)] {
+        for st in c.primaries_state(&format!("/{acct}/{container}")) {
+            assert!(
+                st.starts_with(&format!("{count} objects,")),
+                "{container}: a replica holds {st:?}, want {count} objects"
+            );
+        }
+    }
+    // Account stats converge on every account replica (each container reports them
+    // asynchronously).
     let want = (live.len() + 20).to_string();
     let deadline = std::time::Instant::now() + HEAL;
     loop {
@@ -177,12 +188,17 @@ async fn a_cluster_heals_itself() {
             .to_str()
             .unwrap()
             .to_string();
-        if got == want {
+        let replicas = c.primaries_state(&format!("/{acct}"));
+        if got == want
+            && replicas
+                .iter()
+                .all(|st| st.starts_with(&format!("{want} objects,")))
+        {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "account object count {got}, want {want}"
+            "account object count {got}, replicas {replicas:?}, want {want}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
