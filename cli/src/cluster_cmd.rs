@@ -17,6 +17,7 @@ use stratus_proto::storage as pb;
 use stratus_proto::storage::admin_client::AdminClient;
 use stratus_storage::peers::Peers;
 use stratus_storage::replication::{Progress, PROGRESS_PREFIX};
+use stratus_storage::REGISTRATION_PREFIX;
 
 use crate::{table, Conn};
 
@@ -59,9 +60,9 @@ async fn nodes(client: &MetaClient, rings: &BTreeMap<String, Ring>) -> Result<Ve
             set.insert(d.node.clone());
         }
     }
-    let regs = client.range_prefix("/nodes/storage/", 0).await?;
+    let regs = client.range_prefix(REGISTRATION_PREFIX, 0).await?;
     for kv in regs.kvs {
-        if let Some(a) = String::from_utf8_lossy(&kv.key).strip_prefix("/nodes/storage/") {
+        if let Some(a) = String::from_utf8_lossy(&kv.key).strip_prefix(REGISTRATION_PREFIX) {
             set.insert(a.to_string());
         }
     }

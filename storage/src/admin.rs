@@ -41,26 +41,31 @@ pub fn settings_key(addr: &str, worker: &str) -> String {
     format!("/settings/storage/{addr}/{worker}")
 }
 
-/// Applies the settings kept in meta for this node (after a restart).
+/// Applies the settings kept in meta for this node (after a restart), read in one request.
 pub async fn load_settings(node: &Node) {
     let Some(addr) = node.addr.get() else { return };
     let Some(workers) = node.workers.get() else {
         return;
     };
-    for w in workers {
-        match node.meta.get(settings_key(addr, w.name)).await {
-            Ok(Some(kv)) => {
-                let Ok(m) = serde_json::from_slice::<BTreeMap<String, f64>>(&kv.value) else {
-                    continue;
-                };
-                for (k, v) in m {
-                    if let Err(e) = w.settings.set(&k, v) {
-                        tracing::warn!(worker = w.name, error = %e, "ignoring a stored setting");
-                    }
-                }
+    let stored = match node.meta.range_prefix(settings_key(addr, ""), 0).await {
+        Ok(r) => r.kvs,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read worker settings from meta");
+            return;
+        }
+    };
+    for kv in stored {
+        let key = String::from_utf8_lossy(&kv.key);
+        let Some(w) = workers.iter().find(|w| key == settings_key(addr, w.name)) else {
+            continue;
+        };
+        let Ok(m) = serde_json::from_slice::<BTreeMap<String, f64>>(&kv.value) else {
+            continue;
+        };
+        for (k, v) in m {
+            if let Err(e) = w.settings.set(&k, v) {
+                tracing::warn!(worker = w.name, error = %e, "ignoring a stored setting");
             }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "could not read worker settings from meta"),
         }
     }
 }
@@ -112,13 +117,10 @@ impl Admin for AdminService {
         let ring = req.into_inner().ring;
         let space = Space::from_ring(&ring)
             .ok_or_else(|| Status::invalid_argument(format!("no ring named {ring:?}")))?;
-        let devices: Vec<_> = self.node.devices.values().cloned().collect();
+        let devices = self.node.present_devices();
         let copies = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
             for dev in devices {
-                if dev.check_present().is_err() {
-                    continue;
-                }
                 for part in hashes::local_partitions(&dev, space)? {
                     let Some(d) = hashes::digest(&dev, space, part)? else {
                         continue;

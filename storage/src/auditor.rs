@@ -165,14 +165,9 @@ impl Worker for Auditor {
     }
 
     async fn pass(&self, cx: &Ctx) {
-        let mut devices: Vec<_> = cx.node.devices.values().cloned().collect();
-        devices.sort_by(|a, b| a.name.cmp(&b.name));
         // One pace for the whole node, across its devices.
         let mut pace = Pace::default();
-        for dev in devices {
-            if dev.check_present().is_err() {
-                continue;
-            }
+        for dev in cx.node.present_devices() {
             if let Err(e) = audit_device(cx, &dev, &mut pace).await {
                 cx.stats.error(format!("{}: {e}", dev.name));
             }

@@ -207,6 +207,17 @@ pub fn info(dev: &Device, t: &Target) -> Result<Info, DeviceError> {
     Ok(load_info(dev, t)?.unwrap_or_default())
 }
 
+impl Kind {
+    /// The database kind a keyspace holds (`None` for objects).
+    pub fn of(space: Space) -> Option<Kind> {
+        match space {
+            Space::Object => None,
+            Space::Container => Some(Kind::Container),
+            Space::Account => Some(Kind::Account),
+        }
+    }
+}
+
 /// The hashes space of a database kind.
 pub fn space(kind: Kind) -> Space {
     match kind {
@@ -215,9 +226,19 @@ pub fn space(kind: Kind) -> Space {
     }
 }
 
-/// A write to `t` was applied: its partition's cached hash is stale.
-fn changed(dev: &Device, t: &Target) {
+/// Applies `batch` (a change to `t`) under the lock `guard`, marks the partition's cached
+/// hash stale, releases the lock, then makes the change durable: writers queued behind the
+/// lock share one WAL fsync instead of holding it through one each (see `sync_wal`).
+async fn commit(
+    dev: &Arc<Device>,
+    t: &Target,
+    batch: WriteBatch,
+    guard: tokio::sync::MutexGuard<'_, ()>,
+) -> Result<(), DeviceError> {
+    dev.write(batch, false)?;
     dev.hashes.invalidate(space(t.kind), t.part, 0);
+    drop(guard);
+    sync_wal(dev).await
 }
 
 fn mark_dirty(dev: &Device, batch: &mut WriteBatch, t: &Target) {
@@ -257,11 +278,7 @@ pub async fn put(
     let mut batch = WriteBatch::default();
     dev.batch_put(&mut batch, t.cf(), &key, &enc(&info));
     mark_dirty(dev, &mut batch, t);
-    // Applied under the lock, made durable after it (see `sync_wal`).
-    dev.write(batch, false)?;
-    changed(dev, t);
-    drop(_g);
-    sync_wal(dev).await?;
+    commit(dev, t, batch, _g).await?;
     Ok((info, created))
 }
 
@@ -280,11 +297,7 @@ pub async fn post(
     info.merge_meta(meta);
     let mut batch = WriteBatch::default();
     dev.batch_put(&mut batch, t.cf(), &key, &enc(&info));
-    // Applied under the lock, made durable after it (see `sync_wal`).
-    dev.write(batch, false)?;
-    changed(dev, t);
-    drop(_g);
-    sync_wal(dev).await?;
+    commit(dev, t, batch, _g).await?;
     Ok(Some(info))
 }
 
@@ -310,11 +323,7 @@ pub async fn delete(dev: &Arc<Device>, t: &Target, ts: u64) -> Result<DeleteOutc
     let mut batch = WriteBatch::default();
     dev.batch_put(&mut batch, t.cf(), &key, &enc(&info));
     mark_dirty(dev, &mut batch, t);
-    // Applied under the lock, made durable after it (see `sync_wal`).
-    dev.write(batch, false)?;
-    changed(dev, t);
-    drop(_g);
-    sync_wal(dev).await?;
+    commit(dev, t, batch, _g).await?;
     Ok(DeleteOutcome::Deleted(info))
 }
 
@@ -346,11 +355,7 @@ pub async fn object_update(
     }
     dev.batch_put(&mut batch, t.cf(), &key, &enc(&info));
     mark_dirty(dev, &mut batch, t);
-    // Applied under the lock, made durable after it (see `sync_wal`).
-    dev.write(batch, false)?;
-    changed(dev, t);
-    drop(_g);
-    sync_wal(dev).await?;
+    commit(dev, t, batch, _g).await?;
     Ok(info)
 }
 
@@ -448,11 +453,7 @@ pub async fn account_update(
         return Ok(info);
     }
     dev.batch_put(&mut batch, t.cf(), &key, &enc(&info));
-    // Applied under the lock, made durable after it (see `sync_wal`).
-    dev.write(batch, false)?;
-    changed(dev, t);
-    drop(_g);
-    sync_wal(dev).await?;
+    commit(dev, t, batch, _g).await?;
     Ok(info)
 }
 
@@ -784,10 +785,7 @@ pub async fn merge_dump(
     }
     dev.batch_put(&mut batch, t.cf(), &key, &enc(&info));
     mark_dirty(dev, &mut batch, &t);
-    dev.write(batch, false)?;
-    changed(dev, &t);
-    drop(_g);
-    sync_wal(dev).await?;
+    commit(dev, &t, batch, _g).await?;
     Ok(applied)
 }
 

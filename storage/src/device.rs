@@ -230,22 +230,27 @@ impl Device {
     }
 }
 
-/// Commits `batch` durably on a blocking thread (a synced write waits for an fsync).
-pub async fn write_sync(dev: &Arc<Device>, batch: WriteBatch) -> Result<(), DeviceError> {
+/// Runs `f` (database scans, fsyncs, file reads) on a blocking thread, off the runtime.
+pub async fn blocking<T: Send + 'static>(
+    dev: &Arc<Device>,
+    f: impl FnOnce(&Device) -> Result<T, DeviceError> + Send + 'static,
+) -> Result<T, DeviceError> {
     let d = dev.clone();
-    tokio::task::spawn_blocking(move || d.write(batch, true))
+    tokio::task::spawn_blocking(move || f(&d))
         .await
         .map_err(|e| DeviceError::Io(dev.name.clone(), std::io::Error::other(e)))?
+}
+
+/// Commits `batch` durably on a blocking thread (a synced write waits for an fsync).
+pub async fn write_sync(dev: &Arc<Device>, batch: WriteBatch) -> Result<(), DeviceError> {
+    blocking(dev, move |d| d.write(batch, true)).await
 }
 
 /// Makes every write made so far durable (fsyncs the WAL) on a blocking thread. Writers
 /// that apply an unsynced batch under a lock and call this after releasing it share
 /// fsyncs instead of queueing one per lock holder.
 pub async fn sync_wal(dev: &Arc<Device>) -> Result<(), DeviceError> {
-    let d = dev.clone();
-    tokio::task::spawn_blocking(move || d.db.flush_wal(true).map_err(|e| d.db_err(e)))
-        .await
-        .map_err(|e| DeviceError::Io(dev.name.clone(), std::io::Error::other(e)))?
+    blocking(dev, |d| d.db.flush_wal(true).map_err(|e| d.db_err(e))).await
 }
 
 /// Fsyncs a directory, making the renames and creations inside it durable.

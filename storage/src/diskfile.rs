@@ -156,6 +156,42 @@ pub fn data_file(dev: &Device, part: u32, hash: &[u8; 16], ts: u64) -> PathBuf {
     object_dir(dev, part, hash).join(format!("{ts:020}.data"))
 }
 
+/// Why a block of a body file could not be served.
+#[derive(Debug)]
+pub enum BlockError {
+    /// The read itself failed.
+    Read(std::io::Error),
+    /// The bytes do not match the block's CRC32: the copy is damaged.
+    Checksum,
+}
+
+/// Reads block `block` of `rec`'s body from `file` on a blocking thread and checks it
+/// against its CRC32 before anything can use it. Gives the file back for the next block.
+pub async fn read_block(
+    mut file: std::fs::File,
+    rec: &ObjectRecord,
+    block: u64,
+) -> (Option<std::fs::File>, Result<Vec<u8>, BlockError>) {
+    use std::io::{Read, Seek, SeekFrom};
+    let start = block * BLOCK;
+    let len = BLOCK.min(rec.size.saturating_sub(start)) as usize;
+    let want = rec.block_crcs.get(block as usize).copied();
+    let r = tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; len];
+        let r = file
+            .seek(SeekFrom::Start(start))
+            .and_then(|_| file.read_exact(&mut buf));
+        (file, r.map(|_| buf))
+    })
+    .await;
+    match r {
+        Err(e) => (None, Err(BlockError::Read(std::io::Error::other(e)))),
+        Ok((f, Err(e))) => (Some(f), Err(BlockError::Read(e))),
+        Ok((f, Ok(buf))) if want == Some(crc32fast::hash(&buf)) => (Some(f), Ok(buf)),
+        Ok((f, Ok(_))) => (Some(f), Err(BlockError::Checksum)),
+    }
+}
+
 /// Incremental digests of a body as it streams in.
 pub struct BodyHasher {
     blake: blake3::Hasher,

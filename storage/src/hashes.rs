@@ -196,17 +196,22 @@ pub fn summaries(dev: &Device, part: u32, suffixes: &[u16]) -> Result<Vec<Summar
 fn hash_suffix(dev: &Device, part: u32, suffix: u16) -> Result<Option<SuffixHash>, DeviceError> {
     let mut h = blake3::Hasher::new();
     let mut items = 0;
-    for (nh, ts, meta_ts, deleted) in summaries(dev, part, &[suffix])? {
-        h.update(&nh);
-        h.update(&ts.to_le_bytes());
-        h.update(&meta_ts.to_le_bytes());
-        h.update(&[deleted as u8]);
+    for s in summaries(dev, part, &[suffix])? {
+        feed(&mut h, &s);
         items += 1;
     }
     Ok((items > 0).then(|| SuffixHash {
         hash: first16(h.finalize()),
         items,
     }))
+}
+
+/// Adds one record's summary to a suffix hash.
+fn feed(h: &mut blake3::Hasher, (nh, ts, meta_ts, deleted): &Summary) {
+    h.update(nh);
+    h.update(&ts.to_le_bytes());
+    h.update(&meta_ts.to_le_bytes());
+    h.update(&[*deleted as u8]);
 }
 
 fn first16(h: blake3::Hash) -> [u8; 16] {
@@ -246,10 +251,7 @@ fn hash_partition(dev: &Device, part: u32) -> Result<Hashes, DeviceError> {
             continue;
         };
         let c = cur.get_or_insert_with(|| (s, blake3::Hasher::new(), 0));
-        c.1.update(&nh);
-        c.1.update(&head.ts.to_le_bytes());
-        c.1.update(&head.meta_ts.to_le_bytes());
-        c.1.update(&[head.deleted as u8]);
+        feed(&mut c.1, &(nh, head.ts, head.meta_ts, head.deleted));
         c.2 += 1;
     }
     flush(&mut cur);

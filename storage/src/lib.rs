@@ -124,6 +124,19 @@ impl Node {
             .ok_or_else(|| device::DeviceError::Unknown(name.to_string()).into())
     }
 
+    /// The devices that are there (not pulled or wiped), in name order: what a background
+    /// pass walks.
+    pub fn present_devices(&self) -> Vec<Arc<Device>> {
+        let mut v: Vec<_> = self
+            .devices
+            .values()
+            .filter(|d| d.check_present().is_ok())
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
     /// The ring placing `space`.
     pub fn ring(&self, space: hashes::Space) -> &RingWatcher {
         match space {
@@ -254,9 +267,12 @@ impl StorageServer {
     }
 }
 
+/// Meta prefix of storage node registrations.
+pub const REGISTRATION_PREFIX: &str = "/nodes/storage/";
+
 /// Meta key under which a storage node registers itself.
 pub fn registration_key(addr: &str) -> String {
-    format!("/nodes/storage/{addr}")
+    format!("{REGISTRATION_PREFIX}{addr}")
 }
 
 /// How often the node looks at its devices, and the longest it leaves its registration

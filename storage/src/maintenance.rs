@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use rocksdb::WriteBatch;
 use stratus_core::timestamp::Timestamp;
 
-use crate::device::{Device, DeviceError, CF_EXPIRING, CF_OBJECTS};
+use crate::device::{blocking, Device, DeviceError, CF_EXPIRING, CF_OBJECTS};
 use crate::diskfile::{batch_record, key_hash, ObjectRecord};
 use crate::hashes::{suffix_of, RecordHead, Space};
 use crate::worker::{Ctx, Worker};
@@ -39,11 +39,8 @@ impl Worker for Expirer {
 
     async fn pass(&self, cx: &Ctx) {
         let now = stratus_meta::rings::now_secs();
-        for dev in cx.node.devices.values() {
-            if dev.check_present().is_err() {
-                continue;
-            }
-            if let Err(e) = expire_device(cx, dev, now).await {
+        for dev in cx.node.present_devices() {
+            if let Err(e) = expire_device(cx, &dev, now).await {
                 cx.stats.error(format!("{}: {e}", dev.name));
             }
         }
@@ -115,18 +112,13 @@ impl Worker for Reclaimer {
         let before = Timestamp::now()
             .0
             .saturating_sub((age * 1e6).min(u64::MAX as f64) as u64);
-        for dev in cx.node.devices.values() {
-            if dev.check_present().is_err() {
-                continue;
-            }
-            match reclaim_objects(cx, dev, before).await {
+        for dev in cx.node.present_devices() {
+            match reclaim_objects(cx, &dev, before).await {
                 Ok(n) => cx.stats.repaired(n),
                 Err(e) => cx.stats.error(format!("{}: {e}", dev.name)),
             }
-            let d = dev.clone();
-            match tokio::task::spawn_blocking(move || crate::db::reclaim_rows(&d, before)).await {
-                Ok(Ok(n)) => cx.stats.repaired(n),
-                Ok(Err(e)) => cx.stats.error(e),
+            match blocking(&dev, move |d| crate::db::reclaim_rows(d, before)).await {
+                Ok(n) => cx.stats.repaired(n),
                 Err(e) => cx.stats.error(e),
             }
             let qdir = dev.quarantine_dir();

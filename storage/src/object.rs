@@ -4,7 +4,6 @@
 //! A write's record and its async pending are committed in one synced batch; the container
 //! update is then sent (see [`crate::updater`]).
 
-use std::io::{Read, Seek, SeekFrom};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -21,7 +20,8 @@ use crate::auditor::quarantine;
 use crate::bodyfile::TmpBody;
 use crate::device::{write_sync, Device, CF_OBJECTS, CF_PENDING};
 use crate::diskfile::{
-    batch_record, data_file, name_hash, object_key, BodyHasher, ObjectRecord, BLOCK, INLINE_MAX,
+    batch_record, data_file, name_hash, object_key, read_block, BlockError, BodyHasher,
+    ObjectRecord, BLOCK, INLINE_MAX,
 };
 use crate::hashes::{suffix_of, Space};
 use crate::updater::{send_container_update, Pending};
@@ -328,18 +328,10 @@ async fn send_body(
     let mut block = start / BLOCK;
     while block * BLOCK < end {
         let b_start = block * BLOCK;
-        let b_len = BLOCK.min(rec.size - b_start) as usize;
-        let read =
-            tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, Vec<u8>)> {
-                let mut buf = vec![0u8; b_len];
-                file.seek(SeekFrom::Start(b_start))?;
-                file.read_exact(&mut buf)?;
-                Ok((file, buf))
-            })
-            .await;
-        let (f, buf) = match read {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
+        let (f, read) = read_block(file, &rec, block).await;
+        let buf = match read {
+            Ok(buf) => buf,
+            Err(BlockError::Read(e)) => {
                 let _ = tx
                     .send(Err(Status::data_loss(format!(
                         "{}: read failed: {e}",
@@ -348,29 +340,25 @@ async fn send_body(
                     .await;
                 return;
             }
-            Err(e) => {
-                let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+            Err(BlockError::Checksum) => {
+                tracing::error!(object = %rec.name, device = %dev.name, block, "block fails its checksum");
+                let _ = tx
+                    .send(Err(Status::data_loss(format!(
+                        "{}: block {block} fails its checksum on {}",
+                        rec.name, dev.name
+                    ))))
+                    .await;
+                let _ = quarantine(&dev, part, &hash, rec.ts, "a block fails its CRC on GET").await;
                 return;
             }
         };
-        file = f;
+        file = f.expect("a finished read gives the file back");
         will_need(
             (b_start + READAHEAD).max(start + READAHEAD),
             end.min(b_start + BLOCK + READAHEAD),
         );
-        if rec.block_crcs.get(block as usize) != Some(&crc32fast::hash(&buf)) {
-            tracing::error!(object = %rec.name, device = %dev.name, block, "block fails its checksum");
-            let _ = tx
-                .send(Err(Status::data_loss(format!(
-                    "{}: block {block} fails its checksum on {}",
-                    rec.name, dev.name
-                ))))
-                .await;
-            let _ = quarantine(&dev, part, &hash, rec.ts, "a block fails its CRC on GET").await;
-            return;
-        }
         let from = start.saturating_sub(b_start) as usize;
-        let to = (end - b_start).min(b_len as u64) as usize;
+        let to = (end - b_start).min(buf.len() as u64) as usize;
         let piece = if from == 0 && to == buf.len() {
             buf
         } else {

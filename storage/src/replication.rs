@@ -22,7 +22,6 @@
 //! those to reach zero instead of making operators wait `min_part_hours`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,9 +39,9 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auditor::quarantine;
 use crate::bodyfile::TmpBody;
 use crate::db::{self, Kind};
-use crate::device::{write_sync, Device, DeviceError, CF_OBJECTS};
+use crate::device::{blocking, write_sync, Device, DeviceError, CF_OBJECTS};
 use crate::diskfile::{
-    batch_record, data_file, name_hash, object_key, BodyHasher, ObjectRecord, BLOCK,
+    batch_record, data_file, name_hash, object_key, read_block, BodyHasher, ObjectRecord, BLOCK,
 };
 use crate::hashes::{self, suffix_of, Hashes, Space};
 use crate::peers::MAX_MESSAGE_BYTES;
@@ -54,10 +53,6 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn bad(msg: impl Into<String>) -> Status {
     Status::invalid_argument(msg)
-}
-
-fn blocking_err(e: tokio::task::JoinError) -> Status {
-    Status::internal(format!("blocking task failed: {e}"))
 }
 
 /// The gRPC replication service of one node.
@@ -241,12 +236,12 @@ impl Replication for ReplicationService {
                 "at most {MAX_BATCH_PARTS} partitions per request"
             )));
         }
-        let parts = tokio::task::spawn_blocking(move || {
+        let parts = blocking(&dev, move |dev| {
             req.parts
                 .iter()
                 .map(|&part| {
                     if req.suffixes {
-                        let h = hashes::hashes(&dev, space, part)?;
+                        let h = hashes::hashes(dev, space, part)?;
                         let d = hashes::partition_hash(&h);
                         Ok(pb::PartHashes {
                             part,
@@ -254,7 +249,7 @@ impl Replication for ReplicationService {
                             suffixes: to_pb(h),
                         })
                     } else {
-                        let d = hashes::digest(&dev, space, part)?;
+                        let d = hashes::digest(dev, space, part)?;
                         Ok(pb::PartHashes {
                             part,
                             hash: d.map(|d| d.hash.to_vec()).unwrap_or_default().into(),
@@ -264,8 +259,7 @@ impl Replication for ReplicationService {
                 })
                 .collect::<Result<Vec<_>, DeviceError>>()
         })
-        .await
-        .map_err(blocking_err)??;
+        .await?;
         Ok(Response::new(pb::BatchHashesReply { parts }))
     }
 
@@ -281,10 +275,7 @@ impl Replication for ReplicationService {
             .filter(|&&s| s <= u32::from(hashes::MAX_SUFFIX))
             .map(|&s| s as u16)
             .collect();
-        let list =
-            tokio::task::spawn_blocking(move || hashes::summaries(&dev, req.part, &suffixes))
-                .await
-                .map_err(blocking_err)??;
+        let list = blocking(&dev, move |d| hashes::summaries(d, req.part, &suffixes)).await?;
         Ok(Response::new(pb::SummariesReply {
             objects: list
                 .into_iter()
@@ -335,11 +326,8 @@ impl Replication for ReplicationService {
         req: Request<pb::DbSyncRequest>,
     ) -> Result<Response<pb::SyncReply>, Status> {
         let req = req.into_inner();
-        let kind = match space_of(&req.ring)? {
-            Space::Container => Kind::Container,
-            Space::Account => Kind::Account,
-            Space::Object => return Err(bad("objects are pushed with Sync")),
-        };
+        let kind =
+            Kind::of(space_of(&req.ring)?).ok_or_else(|| bad("objects are pushed with Sync"))?;
         let dev = self.device(&req.device)?;
         let mut applied = 0;
         for d in &req.databases {
@@ -434,20 +422,14 @@ impl Pass<'_> {
             .into_iter()
             .filter(|&p| (p as usize) < ring.partitions())
             .collect();
-        let d = dev.clone();
-        let local = match tokio::task::spawn_blocking(move || {
+        let digests = blocking(dev, move |d| {
             parts
                 .into_iter()
-                .map(|p| Ok((p, hashes::digest(&d, space, p)?)))
+                .map(|p| Ok((p, hashes::digest(d, space, p)?)))
                 .collect::<Result<Vec<_>, DeviceError>>()
-        })
-        .await
-        {
-            Ok(Ok(l)) => l,
-            Ok(Err(e)) => {
-                self.cx.stats.error(e);
-                return 0;
-            }
+        });
+        let local = match digests.await {
+            Ok(l) => l,
             Err(e) => {
                 self.cx.stats.error(e);
                 return 0;
@@ -572,21 +554,16 @@ impl Pass<'_> {
                 Ok(theirs) if theirs == &digest[..] => Ok(0),
                 Ok(_) => {
                     if local.is_none() {
-                        let d = dev.clone();
-                        let h =
-                            tokio::task::spawn_blocking(move || hashes::hashes(&d, space, part))
-                                .await
-                                .map_err(|e| e.to_string())?
-                                .map_err(|e| e.to_string())?;
-                        local = Some(h);
+                        let h = blocking(dev, move |d| hashes::hashes(d, space, part));
+                        local = Some(h.await.map_err(|e| e.to_string())?);
                     }
                     let ours = local.as_ref().expect("just read");
-                    match space {
-                        Space::Object => match self.suffix_hashes(p, space, part).await {
+                    match Kind::of(space) {
+                        None => match self.suffix_hashes(p, space, part).await {
                             Ok(theirs) => self.push_objects(dev, part, ours, &theirs, p).await,
                             Err(e) => Err(e),
                         },
-                        _ => self.push_dbs(dev, space, part, p).await,
+                        Some(kind) => self.push_dbs(dev, kind, part, p).await,
                     }
                 }
                 Err(e) => Err(e),
@@ -609,13 +586,9 @@ impl Pass<'_> {
         if handoff && all_ok {
             let compared = match local {
                 Some(h) => h,
-                None => {
-                    let d = dev.clone();
-                    tokio::task::spawn_blocking(move || hashes::hashes(&d, space, part))
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|e| e.to_string())?
-                }
+                None => blocking(dev, move |d| hashes::hashes(d, space, part))
+                    .await
+                    .map_err(|e| e.to_string())?,
             };
             self.remove_handoff(dev, space, part, compared).await?;
             return Ok(false);
@@ -648,10 +621,7 @@ impl Pass<'_> {
             .into_iter()
             .map(|o| (o.name_hash.to_vec(), (o.ts, o.meta_ts)))
             .collect();
-        let d = dev.clone();
-        let ours = tokio::task::spawn_blocking(move || hashes::summaries(&d, part, &differ))
-            .await
-            .map_err(blocking_err)??;
+        let ours = blocking(dev, move |d| hashes::summaries(d, part, &differ)).await?;
         // (name hash, metadata only)
         let mut send = Vec::new();
         for (nh, ts, meta_ts, deleted) in ours {
@@ -738,31 +708,19 @@ impl Pass<'_> {
             };
             let mut block = 0u64;
             while block * BLOCK < rec.size {
-                let len = BLOCK.min(rec.size - block * BLOCK) as usize;
-                let off = block * BLOCK;
-                let r = tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; len];
-                    let r = file
-                        .seek(SeekFrom::Start(off))
-                        .and_then(|_| file.read_exact(&mut buf));
-                    (file, buf, r)
-                })
-                .await
-                .map_err(blocking_err)?;
-                file = r.0;
-                let ok = r.2.is_ok()
-                    && rec.block_crcs.get(block as usize) == Some(&crc32fast::hash(&r.1));
-                if !ok {
+                let (f, read) = read_block(file, &rec, block).await;
+                let Ok(buf) = read else {
                     let _ = quarantine(dev, part, &nh, rec.ts, "block fails its CRC").await;
                     // Ending the stream mid-body makes the receiver drop the partial copy.
                     return Err(Status::data_loss(format!(
                         "{}: block {block} is damaged here; quarantined",
                         rec.name
                     )));
-                }
-                self.pace_bytes(len).await;
+                };
+                file = f.expect("a finished read gives the file back");
+                self.pace_bytes(buf.len()).await;
                 if tx
-                    .send(msg(pb::sync_msg::Msg::Data(r.1.into())))
+                    .send(msg(pb::sync_msg::Msg::Data(buf.into())))
                     .await
                     .is_err()
                 {
@@ -779,20 +737,13 @@ impl Pass<'_> {
     async fn push_dbs(
         &self,
         dev: &Arc<Device>,
-        space: Space,
+        kind: Kind,
         part: u32,
         peer: &RingDevice,
     ) -> Result<u64, Status> {
         let mut c = client(&self.cx.node, &peer.node)?;
-        let kind = if space == Space::Container {
-            Kind::Container
-        } else {
-            Kind::Account
-        };
-        let d = dev.clone();
-        let dumps = tokio::task::spawn_blocking(move || db::dump_partition(&d, kind, part))
-            .await
-            .map_err(blocking_err)??;
+        let ring = db::space(kind).ring();
+        let dumps = blocking(dev, move |d| db::dump_partition(d, kind, part)).await?;
         let mut applied = 0;
         let mut batch: Vec<Vec<u8>> = Vec::new();
         let mut size = 0;
@@ -807,7 +758,7 @@ impl Pass<'_> {
                 self.pace_bytes(size).await;
                 let req = pb::DbSyncRequest {
                     device: peer.name.clone(),
-                    ring: space.ring().into(),
+                    ring: ring.into(),
                     part,
                     databases: std::mem::take(&mut batch)
                         .into_iter()
@@ -830,30 +781,22 @@ impl Pass<'_> {
         part: u32,
         compared: Hashes,
     ) -> Result<(), String> {
-        let d = dev.clone();
-        if space != Space::Object {
-            let kind = if space == Space::Container {
-                Kind::Container
-            } else {
-                Kind::Account
-            };
-            let n = tokio::task::spawn_blocking(move || {
+        if let Some(kind) = Kind::of(space) {
+            let n = blocking(dev, move |d| {
                 // Unchanged since it was pushed (else the next pass pushes the change first).
-                if hashes::hashes(&d, space, part)? != compared {
+                if hashes::hashes(d, space, part)? != compared {
                     return Ok(0);
                 }
-                db::remove_partition(&d, kind, part)
+                db::remove_partition(d, kind, part)
             })
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
             tracing::info!(device = %dev.name, ring = space.ring(), part, rows = n, "handoff partition moved to its primaries");
             return Ok(());
         }
         let suffixes: Vec<u16> = compared.keys().copied().collect();
-        let list = tokio::task::spawn_blocking(move || hashes::summaries(&d, part, &suffixes))
+        let list = blocking(dev, move |d| hashes::summaries(d, part, &suffixes))
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         let mut removed = 0;
         for (nh, ts, meta_ts, deleted) in list {
@@ -919,8 +862,7 @@ impl Worker for Replicator {
             me,
             bytes: tokio::sync::Mutex::new(Limiter::new()),
         };
-        let mut devices: Vec<_> = cx.node.devices.values().cloned().collect();
-        devices.sort_by(|a, b| a.name.cmp(&b.name));
+        let devices = cx.node.present_devices();
         let mut work = Vec::new();
         let mut progress = Progress::default();
         for space in Space::ALL {
@@ -934,12 +876,9 @@ impl Worker for Replicator {
                     ..Default::default()
                 },
             );
-            for dev in devices.iter().filter(|d| d.check_present().is_ok()) {
-                let d = dev.clone();
-                match tokio::task::spawn_blocking(move || hashes::local_partitions(&d, space)).await
-                {
-                    Ok(Ok(parts)) => work.push((dev.clone(), space, ring.clone(), parts)),
-                    Ok(Err(e)) => cx.stats.error(e),
+            for dev in &devices {
+                match blocking(dev, move |d| hashes::local_partitions(d, space)).await {
+                    Ok(parts) => work.push((dev.clone(), space, ring.clone(), parts)),
                     Err(e) => cx.stats.error(e),
                 }
             }
