@@ -11,6 +11,7 @@ use stratus_core::token::{self, Claims};
 use stratus_meta::rings::now_secs;
 use stratus_meta::users::{UserStore, ROLE_ADMIN, ROLE_RESELLER};
 
+use crate::acl::Identity;
 use crate::error::{unavailable, SwiftError, SwiftResult};
 use crate::headers::hv;
 
@@ -27,7 +28,8 @@ pub struct Auth {
     ttl: u64,
 }
 
-fn unauthorized() -> SwiftError {
+/// 401, as TempAuth answers it.
+pub fn unauthorized() -> SwiftError {
     SwiftError::new(
         StatusCode::UNAUTHORIZED,
         "<html><h1>Unauthorized</h1><p>This server could not verify that you are authorized to access the document you requested.</p></html>",
@@ -35,7 +37,8 @@ fn unauthorized() -> SwiftError {
     .with_header("www-authenticate", "Swift realm=\"unknown\"".into())
 }
 
-fn forbidden() -> SwiftError {
+/// 403, as TempAuth answers it.
+pub fn forbidden() -> SwiftError {
     SwiftError::new(
         StatusCode::FORBIDDEN,
         "<html><h1>Forbidden</h1><p>Access was denied to this resource.</p></html>",
@@ -92,22 +95,32 @@ impl Auth {
         Ok(r)
     }
 
-    /// Checks the request's token against `account` (as it appears in the path).
-    pub fn authorize(&self, h: &HeaderMap, account: &str) -> SwiftResult<Claims> {
-        let tok = hv(h, "x-auth-token")
-            .or_else(|| hv(h, "x-storage-token"))
-            .ok_or_else(unauthorized)?;
+    /// Who the request comes from, for `account` (as it appears in the path): anonymous
+    /// without a token, 401 with a bad or expired one.
+    pub fn identify(&self, h: &HeaderMap, account: &str) -> SwiftResult<Identity> {
+        let Some(tok) = hv(h, "x-auth-token").or_else(|| hv(h, "x-storage-token")) else {
+            return Ok(Identity::Anonymous);
+        };
         let claims = token::verify(&self.secret, tok, now_secs()).map_err(|_| unauthorized())?;
-        if claims.roles.iter().any(|r| r == ROLE_RESELLER) {
-            return Ok(claims);
-        }
-        let own = account
-            .strip_prefix(RESELLER_PREFIX)
-            .is_some_and(|a| a == claims.account);
-        if own && claims.roles.iter().any(|r| r == ROLE_ADMIN) {
-            Ok(claims)
-        } else {
-            Err(forbidden())
-        }
+        Ok(identity(&claims, account))
+    }
+}
+
+/// The groups of a user (`account:user`, `account`, `AUTH_account`) and whether it owns
+/// `account`: a reseller owns every account, an admin its own.
+pub fn identity(c: &Claims, account: &str) -> Identity {
+    let reseller = c.roles.iter().any(|r| r == ROLE_RESELLER);
+    let own = account
+        .strip_prefix(RESELLER_PREFIX)
+        .is_some_and(|a| a == c.account);
+    let owner = reseller || (own && c.roles.iter().any(|r| r == ROLE_ADMIN));
+    Identity::User {
+        groups: vec![
+            format!("{}:{}", c.account, c.user),
+            c.account.clone(),
+            format!("{RESELLER_PREFIX}{}", c.account),
+        ],
+        owner,
+        reseller,
     }
 }

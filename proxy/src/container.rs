@@ -12,7 +12,9 @@ use stratus_core::timestamp::Timestamp;
 use stratus_proto::storage as pb;
 
 use crate::cluster::{Placement, RingKind};
-use crate::error::{not_found, precondition_failed, unavailable, SwiftError, SwiftResult};
+use crate::error::{
+    bad_request, not_found, precondition_failed, unavailable, SwiftError, SwiftResult,
+};
 use crate::headers::{self, http_date, hv, iso_date, title_case};
 use crate::router::decode;
 use crate::Proxy;
@@ -222,12 +224,55 @@ async fn read(
     Ok(Merged { info, entries })
 }
 
-/// Whether the container exists (any replica answering; 503 if none does).
-pub async fn exists(p: &Proxy, account: &str, container: &str) -> SwiftResult<bool> {
-    Ok(read(p, RingKind::Container, account, container, None)
-        .await?
-        .info
-        .exists)
+/// The merged info of an account (`container` empty) or container (503 if no replica
+/// answers).
+pub async fn info(p: &Proxy, account: &str, container: &str) -> SwiftResult<pb::DbInfo> {
+    let kind = if container.is_empty() {
+        RingKind::Account
+    } else {
+        RingKind::Container
+    };
+    Ok(read(p, kind, account, container, None).await?.info)
+}
+
+/// One page of a container's listing (404 if the container does not exist).
+pub async fn list(
+    p: &Proxy,
+    account: &str,
+    container: &str,
+    q: &ListQuery,
+) -> SwiftResult<Vec<pb::ListEntry>> {
+    let m = read(p, RingKind::Container, account, container, Some(q)).await?;
+    if !m.info.exists {
+        return Err(not_found());
+    }
+    Ok(m.entries)
+}
+
+/// Every object under `prefix`, in name order, reading page after page.
+pub async fn list_all(
+    p: &Proxy,
+    account: &str,
+    container: &str,
+    prefix: &str,
+) -> SwiftResult<Vec<pb::ListEntry>> {
+    let mut q = ListQuery {
+        prefix: prefix.to_string(),
+        limit: LISTING_LIMIT,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    loop {
+        let page = list(p, account, container, &q).await?;
+        let full = page.len() == LISTING_LIMIT as usize;
+        if let Some(last) = page.last() {
+            q.marker = last.name.clone();
+        }
+        out.extend(page);
+        if !full {
+            return Ok(out);
+        }
+    }
 }
 
 fn xml_escape(s: &str) -> String {
@@ -407,6 +452,43 @@ pub async fn get(
     Ok(with_headers(r, hdrs))
 }
 
+/// Headers an account or container stores besides its `X-*-Meta-*`: ACLs and versioning.
+const CONTAINER_HEADERS: &[&str] = &[
+    "x-container-read",
+    "x-container-write",
+    "x-versions-location",
+    "x-history-location",
+];
+const ACCOUNT_HEADERS: &[&str] = &["x-account-access-control"];
+
+/// The metadata of an account or container write, with its ACL and versioning headers
+/// checked (400 when malformed).
+fn system_metadata(h: &HeaderMap, what: &str) -> SwiftResult<Vec<(String, String)>> {
+    let extra = if what == "account" {
+        ACCOUNT_HEADERS
+    } else {
+        CONTAINER_HEADERS
+    };
+    let meta = headers::metadata(h, what, extra)?;
+    let set = |k: &str| meta.iter().any(|(n, v)| n == k && !v.is_empty());
+    if set("x-versions-location") && set("x-history-location") {
+        return Err(bad_request(
+            "Only one of X-Versions-Location or X-History-Location may be specified",
+        ));
+    }
+    for (k, v) in &meta {
+        crate::acl::validate(k, v)?;
+        crate::quota::validate_container_meta(k, v)?;
+        if (k == "x-versions-location" || k == "x-history-location") && v.contains('/') {
+            return Err(precondition_failed(format!(
+                "{} container name cannot contain slashes",
+                title_case(k)
+            )));
+        }
+    }
+    Ok(meta)
+}
+
 fn items(meta: Vec<(String, String)>, ts: u64) -> Vec<pb::MetaItem> {
     meta.into_iter()
         .map(|(key, value)| pb::MetaItem { key, value, ts })
@@ -427,7 +509,7 @@ pub async fn put(
     } else {
         "container"
     };
-    let meta = items(headers::metadata(h, what, &[])?, ts);
+    let meta = items(system_metadata(h, what)?, ts);
     let c = (!container.is_empty()).then_some(container);
     let place = p.cluster.place(kind, account, c, None)?;
     let results = p
@@ -445,10 +527,10 @@ pub async fn put(
     if ok.len() < place.quorum() {
         return Err(unavailable(format!("{what} PUT reached no quorum")));
     }
+    p.forget(account, container);
     if kind == RingKind::Account {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    p.remember_container(account, container);
     let status = if ok.iter().any(|r| r.changed) {
         StatusCode::CREATED
     } else {
@@ -465,7 +547,7 @@ pub async fn post(
     h: &HeaderMap,
 ) -> SwiftResult<Response> {
     let ts = Timestamp::now().0;
-    let meta = items(headers::metadata(h, "container", &[])?, ts);
+    let meta = items(system_metadata(h, "container")?, ts);
     let place = p
         .cluster
         .place(RingKind::Container, account, Some(container), None)?;
@@ -479,6 +561,7 @@ pub async fn post(
             async move { Ok(p.cluster.peers.db(&dev.node)?.post(req).await?.into_inner()) }
         })
         .await;
+    p.forget(account, container);
     let ok = results.iter().filter(|r| r.is_ok()).count();
     if ok >= place.quorum() {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -498,7 +581,7 @@ pub async fn delete(p: &Proxy, account: &str, container: &str) -> SwiftResult<Re
     let place = p
         .cluster
         .place(RingKind::Container, account, Some(container), None)?;
-    p.forget_container(account, container);
+    p.forget(account, container);
     let results = p
         .cluster
         .write_all(&place, |dev, _| {

@@ -65,6 +65,12 @@ pub fn metadata(h: &HeaderMap, kind: &str, extra: &[&str]) -> SwiftResult<Vec<(S
             (name.to_string(), v.to_string())
         } else if let Some(short) = name.strip_prefix(&remove) {
             (format!("{prefix}{short}"), String::new())
+        } else if name
+            .strip_prefix("x-remove-")
+            .is_some_and(|short| extra.contains(&format!("x-{short}").as_str()))
+        {
+            // X-Remove-Container-Read and the like clear a stored header.
+            (format!("x-{}", &name["x-remove-".len()..]), String::new())
         } else if extra.contains(&name) {
             let v = v
                 .to_str()

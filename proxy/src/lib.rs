@@ -14,13 +14,19 @@
 // tonic::Status (176 bytes) is the error type of every storage call.
 #![allow(clippy::result_large_err)]
 
+pub mod acl;
 pub mod auth;
+pub mod bulk;
 pub mod cluster;
 pub mod container;
 pub mod error;
 pub mod headers;
+pub mod large;
 pub mod object;
+pub mod quota;
 pub mod router;
+pub mod tempurl;
+pub mod versioning;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -29,20 +35,23 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use stratus_meta::client::MetaClient;
 use stratus_meta::users::UserStore;
+use stratus_proto::storage as pb;
 use tokio::net::TcpListener;
 
+use crate::acl::{AccountAcl, ContainerAcl, Decision, Identity, Want};
 use crate::auth::Auth;
 use crate::cluster::{Cluster, RingKind};
 use crate::error::{not_found, SwiftError, SwiftResult};
+use crate::headers::hv;
 use crate::object::ObjPath;
-use crate::router::Endpoint;
+use crate::router::{Endpoint, Query};
 
-/// How long a proxy trusts that a container it saw exists.
-const CONTAINER_CACHE: Duration = Duration::from_secs(5);
+/// How long a proxy trusts the account and container info it read.
+pub const INFO_CACHE: Duration = Duration::from_secs(5);
 
 /// How to run a proxy.
 #[derive(Debug, Clone)]
@@ -62,11 +71,13 @@ pub enum ProxyError {
     Io(#[from] std::io::Error),
 }
 
-/// The proxy: rings, auth and a small cache of containers known to exist.
+type InfoCache = HashMap<(String, String), (Instant, Arc<pb::DbInfo>)>;
+
+/// The proxy: rings, auth and a small cache of account and container info.
 pub struct Proxy {
     cluster: Cluster,
     auth: Auth,
-    containers: Mutex<HashMap<(String, String), Instant>>,
+    infos: Mutex<InfoCache>,
 }
 
 impl Proxy {
@@ -83,7 +94,7 @@ impl Proxy {
         Ok(Arc::new(Self {
             cluster,
             auth,
-            containers: Mutex::new(HashMap::new()),
+            infos: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -101,36 +112,61 @@ impl Proxy {
         Ok(())
     }
 
-    /// 404 unless the container exists (a positive answer is cached briefly).
-    pub async fn require_container(&self, account: &str, container: &str) -> SwiftResult<()> {
+    /// An account's (`container` empty) or container's merged info, trusted for
+    /// [`INFO_CACHE`] once seen (Swift's cached container and account info); this
+    /// proxy's own writes to it drop the cached copy.
+    pub async fn db_info(&self, account: &str, container: &str) -> SwiftResult<Arc<pb::DbInfo>> {
         let key = (account.to_string(), container.to_string());
-        if let Some(t) = self.containers.lock().expect("lock").get(&key) {
-            if t.elapsed() < CONTAINER_CACHE {
-                return Ok(());
+        if let Some((t, i)) = self.infos.lock().expect("lock").get(&key) {
+            if t.elapsed() < INFO_CACHE {
+                return Ok(i.clone());
             }
         }
-        if container::exists(self, account, container).await? {
-            self.remember_container(account, container);
-            Ok(())
+        let i = Arc::new(container::info(self, account, container).await?);
+        if i.exists || container.is_empty() {
+            let mut m = self.infos.lock().expect("lock");
+            if m.len() > 100_000 {
+                m.clear();
+            }
+            m.insert(key, (Instant::now(), i.clone()));
+        }
+        Ok(i)
+    }
+
+    /// The container's info, or 404 unless it exists.
+    pub async fn container_info(
+        &self,
+        account: &str,
+        container: &str,
+    ) -> SwiftResult<Arc<pb::DbInfo>> {
+        let i = self.db_info(account, container).await?;
+        if i.exists {
+            Ok(i)
         } else {
             Err(not_found())
         }
     }
 
-    fn remember_container(&self, account: &str, container: &str) {
-        let mut m = self.containers.lock().expect("lock");
-        if m.len() > 100_000 {
-            m.clear();
-        }
-        m.insert((account.into(), container.into()), Instant::now());
+    /// 404 unless the container exists.
+    pub async fn require_container(&self, account: &str, container: &str) -> SwiftResult<()> {
+        self.container_info(account, container).await.map(|_| ())
     }
 
-    fn forget_container(&self, account: &str, container: &str) {
-        self.containers
+    /// Drops the cached info of an account (`container` empty) or container.
+    pub fn forget(&self, account: &str, container: &str) {
+        self.infos
             .lock()
             .expect("lock")
             .remove(&(account.to_string(), container.to_string()));
     }
+}
+
+/// A metadata value of an account or container (`key` lower-case).
+pub fn meta_value<'a>(i: &'a pb::DbInfo, key: &str) -> Option<&'a str> {
+    i.meta
+        .iter()
+        .find(|m| m.key == key && !m.value.is_empty())
+        .map(|m| m.value.as_str())
 }
 
 /// `GET /info`: the constraints this cluster enforces and the features it really has.
@@ -153,7 +189,32 @@ pub fn info_json() -> serde_json::Value {
             "extra_header_count": 0,
             "policies": [{"name": "Policy-0", "default": true}],
         },
-        "tempauth": {"account_acls": false},
+        "tempauth": {"account_acls": true},
+        "slo": {
+            "max_manifest_segments": large::MAX_SEGMENTS,
+            "max_manifest_size": large::MAX_MANIFEST_SIZE,
+            "min_segment_size": large::MIN_SEGMENT_SIZE,
+        },
+        "dlo": {"max_segments": 10000},
+        "tempurl": {
+            "methods": tempurl::METHODS,
+            "allowed_digests": tempurl::DIGESTS,
+            "incoming_remove_headers": ["x-timestamp"],
+            "incoming_allow_headers": [],
+            "outgoing_remove_headers": ["x-object-meta-*"],
+            "outgoing_allow_headers": ["x-object-meta-public-*"],
+        },
+        "bulk_delete": {
+            "max_deletes_per_request": bulk::MAX_DELETES,
+            "max_failed_deletes": bulk::MAX_FAILED,
+        },
+        "bulk_upload": {
+            "max_containers_per_extraction": bulk::MAX_CONTAINERS,
+            "max_failed_extractions": bulk::MAX_FAILED,
+        },
+        "versioned_writes": {"allowed_flags": ["x-versions-location", "x-history-location"]},
+        "container_quotas": {},
+        "account_quotas": {},
     })
 }
 
@@ -182,17 +243,89 @@ async fn handle(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     resp
 }
 
-async fn route(p: &Proxy, req: Request) -> SwiftResult<Response> {
+impl Proxy {
+    /// What `who` may do with a request on `account[/container[/object]]` (401/403 if
+    /// nothing): owners pass at once; anyone else is judged by the account's and the
+    /// container's ACLs (see [`acl`]).
+    pub async fn access(
+        &self,
+        who: &Identity,
+        read: bool,
+        account: &str,
+        container: Option<&str>,
+        object: bool,
+        h: &HeaderMap,
+    ) -> SwiftResult<Decision> {
+        if matches!(who, Identity::User { owner: true, .. }) {
+            return Ok(Decision::Owner);
+        }
+        let acct = self.db_info(account, "").await?;
+        let account_acl =
+            meta_value(&acct, "x-account-access-control").and_then(|v| AccountAcl::parse(v).ok());
+        let container_acl = match container {
+            Some(c) => {
+                let info = self.db_info(account, c).await?;
+                let name = if read {
+                    "x-container-read"
+                } else {
+                    "x-container-write"
+                };
+                meta_value(&info, name).and_then(|v| ContainerAcl::parse(v).ok())
+            }
+            None => None,
+        };
+        let want = Want {
+            read,
+            container: container.is_some(),
+            object,
+        };
+        match acl::decide(
+            who,
+            want,
+            hv(h, "referer"),
+            account_acl.as_ref(),
+            container_acl.as_ref(),
+        ) {
+            Decision::Unauthorized => Err(auth::unauthorized()),
+            Decision::Forbidden => Err(auth::forbidden()),
+            d => Ok(d),
+        }
+    }
+}
+
+/// Removes the headers only owners see from an answer to someone else.
+fn for_non_owner(mut r: Response) -> Response {
+    for name in acl::OWNER_HEADERS {
+        r.headers_mut().remove(*name);
+    }
+    r
+}
+
+/// Without ownership, ACL and versioning headers on a request are ignored (Swift's rule).
+fn owner_headers_dropped(h: &HeaderMap, owner: bool) -> std::borrow::Cow<'_, HeaderMap> {
+    if owner {
+        return std::borrow::Cow::Borrowed(h);
+    }
+    let mut h = h.clone();
+    for name in acl::OWNER_HEADERS {
+        h.remove(*name);
+    }
+    std::borrow::Cow::Owned(h)
+}
+
+async fn route(p: &Arc<Proxy>, req: Request) -> SwiftResult<Response> {
     let (parts, body) = req.into_parts();
     let h = &parts.headers;
     let m = &parts.method;
     let ep = router::parse(parts.uri.path())?;
-    let query = parts.uri.query();
+    let raw_query = parts.uri.query();
+    let q = Query::parse(raw_query);
     let head = *m == Method::HEAD;
+    let read = *m == Method::GET || head;
     let not_allowed = || SwiftError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
     match ep {
         Endpoint::Healthcheck => Ok("OK".into_response()),
-        Endpoint::Info if *m == Method::GET || head => Ok((
+        Endpoint::Info if read => Ok((
             [("content-type", "application/json; charset=utf-8")],
             info_json().to_string(),
         )
@@ -200,48 +333,116 @@ async fn route(p: &Proxy, req: Request) -> SwiftResult<Response> {
         Endpoint::Auth if *m == Method::GET => p.auth.authenticate(h).await,
         Endpoint::Info | Endpoint::Auth => Err(not_allowed()),
         Endpoint::Account { account } => {
-            p.auth.authorize(h, &account)?;
-            match m.as_str() {
+            let who = p.auth.identify(h, &account)?;
+            let d = p.access(&who, read, &account, None, false, h).await?;
+            let owner = d == Decision::Owner;
+            let h = owner_headers_dropped(h, owner);
+            let h = &*h;
+            let r = match m.as_str() {
                 "GET" | "HEAD" => {
-                    container::get(p, RingKind::Account, &account, "", query, h, head).await
+                    container::get(p, RingKind::Account, &account, "", raw_query, h, head).await
                 }
-                "POST" => container::put(p, RingKind::Account, &account, "", h).await,
+                "POST" if q.has("bulk-delete") => bulk::delete(p, &who, &account, h, body).await,
+                "PUT" if q.has("extract-archive") => {
+                    bulk::extract(p, &who, &account, "", "", &q, h, body).await
+                }
+                "POST" => {
+                    quota::check_account_post(&who, h)?;
+                    container::put(p, RingKind::Account, &account, "", h).await
+                }
                 "PUT" | "DELETE" => Err(container::account_management_refused()),
                 _ => Err(not_allowed()),
-            }
+            }?;
+            Ok(if owner { r } else { for_non_owner(r) })
         }
         Endpoint::Container { account, container } => {
-            p.auth.authorize(h, &account)?;
-            match m.as_str() {
+            let who = p.auth.identify(h, &account)?;
+            if *m == Method::PUT && q.has("extract-archive") {
+                return bulk::extract(p, &who, &account, &container, "", &q, h, body).await;
+            }
+            let d = p
+                .access(&who, read, &account, Some(&container), false, h)
+                .await?;
+            let owner = d == Decision::Owner;
+            let h = owner_headers_dropped(h, owner);
+            let h = &*h;
+            let r = match m.as_str() {
                 "GET" | "HEAD" => {
-                    container::get(p, RingKind::Container, &account, &container, query, h, head)
-                        .await
+                    container::get(
+                        p,
+                        RingKind::Container,
+                        &account,
+                        &container,
+                        raw_query,
+                        h,
+                        head,
+                    )
+                    .await
                 }
                 "PUT" => container::put(p, RingKind::Container, &account, &container, h).await,
                 "POST" => container::post(p, &account, &container, h).await,
                 "DELETE" => container::delete(p, &account, &container).await,
                 _ => Err(not_allowed()),
-            }
+            }?;
+            Ok(if owner { r } else { for_non_owner(r) })
         }
         Endpoint::Object {
             account,
             container,
             object,
         } => {
-            p.auth.authorize(h, &account)?;
+            let who = p.auth.identify(h, &account)?;
             let path = ObjPath {
                 account,
                 container,
                 object,
             };
-            match m.as_str() {
-                "GET" | "HEAD" => object::get(p, &path, h, head).await,
-                "PUT" => object::put(p, &path, h, body).await,
-                "POST" => object::post(p, &path, h).await,
-                "DELETE" => object::delete(p, &path).await,
-                "COPY" => object::copy_verb(p, &path, h).await,
-                _ => Err(not_allowed()),
+            if *m == Method::PUT && q.has("extract-archive") {
+                return bulk::extract(
+                    p,
+                    &who,
+                    &path.account,
+                    &path.container,
+                    &path.object,
+                    &q,
+                    h,
+                    body,
+                )
+                .await;
             }
+            let temp = if who == Identity::Anonymous && q.has("temp_url_sig") {
+                Some(tempurl::check(p, m, &path, &q).await?)
+            } else {
+                // COPY reads its source here; the destination is checked by the copy.
+                p.access(
+                    &who,
+                    read || m.as_str() == "COPY",
+                    &path.account,
+                    Some(&path.container),
+                    true,
+                    h,
+                )
+                .await?;
+                None
+            };
+            let r = match m.as_str() {
+                "GET" | "HEAD" => large::get(p, &who, &path, &q, h, head).await,
+                "PUT" if q.get("multipart-manifest") == Some("put") => {
+                    large::put_slo(p, &who, &path, h, body).await
+                }
+                "PUT" => object::put(p, &who, &path, h, body).await,
+                "POST" => object::post(p, &path, h).await,
+                "DELETE" if q.get("multipart-manifest") == Some("delete") => {
+                    large::delete_slo(p, &who, &path, h).await
+                }
+                "DELETE" => versioning::delete(p, &path).await,
+                "COPY" => object::copy_verb(p, &who, &path, h).await,
+                _ => Err(not_allowed()),
+            }?;
+            Ok(match temp {
+                Some(t) => t.finish(r, &path, &q),
+                None => r,
+            })
         }
     }
 }

@@ -19,6 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
+use crate::acl::Identity;
 use crate::cluster::{node_failure, timed, Placement, RingKind};
 use crate::error::{
     bad_request, not_found, precondition_failed, unavailable, SwiftError, SwiftResult,
@@ -34,12 +35,13 @@ pub const MAX_FILE_SIZE: u64 = 5 * 1024 * 1024 * 1024 + 2;
 const CHUNK: usize = 1 << 20;
 
 /// Stored headers besides `X-Object-Meta-*`.
-const STORED_HEADERS: &[&str] = &[
+pub const STORED_HEADERS: &[&str] = &[
     "content-disposition",
     "content-encoding",
     "content-language",
     "cache-control",
     "expires",
+    "x-object-manifest",
 ];
 
 /// An object's address.
@@ -73,9 +75,11 @@ impl ObjPath {
     }
 }
 
-type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, SwiftError>> + Send>>;
+/// A body, as the proxy streams it.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, SwiftError>> + Send>>;
 
-fn client_disconnect() -> SwiftError {
+/// 499: the client went away mid-body.
+pub fn client_disconnect() -> SwiftError {
     SwiftError::new(
         StatusCode::from_u16(499).expect("valid status"),
         "Client Disconnect",
@@ -478,6 +482,10 @@ pub async fn fetch(
     if newest.deleted || (newest.delete_at != 0 && newest.delete_at <= now_secs()) {
         return Err(not_found());
     }
+    // A large object's manifest is read whole: the range applies to its segments.
+    let manifest = crate::large::is_manifest(&newest);
+    let reuse_ok = !(manifest && spec.is_some());
+    let spec = if manifest { None } else { spec };
     let range = spec.map(|s| s.resolve(newest.size)).transpose()?;
     if head_only {
         return Ok(Found {
@@ -499,7 +507,7 @@ pub async fn fetch(
         .filter_map(|a| Some((a.0.clone(), p.cluster.peers.object(&a.0.node).ok()?)))
         .collect();
     for (dev, _, stream, streaming) in sources {
-        let mut s = if streaming && (hint.is_some() || spec.is_none()) {
+        let mut s = if streaming && reuse_ok && (hint.is_some() || spec.is_none()) {
             match stream {
                 Some(s) => s,
                 None => continue,
@@ -557,7 +565,8 @@ pub async fn fetch(
     Err(unavailable("no replica could serve the object body"))
 }
 
-fn object_headers(r: &mut Response, m: &pb::ObjectMeta) {
+/// Sets an object's headers on an answer (system metadata stays inside).
+pub fn object_headers(r: &mut Response, m: &pb::ObjectMeta) {
     let h = r.headers_mut();
     let mut put = |k: &str, v: &str| {
         if let (Ok(k), Ok(v)) = (
@@ -576,15 +585,19 @@ fn object_headers(r: &mut Response, m: &pb::ObjectMeta) {
         put("x-delete-at", &m.delete_at.to_string());
     }
     for item in &m.meta {
-        if !item.value.is_empty() {
+        if !item.value.is_empty() && !item.key.starts_with("x-object-sysmeta-") {
             put(&title_case(&item.key), &item.value);
         }
     }
 }
 
-/// GET or HEAD.
+/// GET or HEAD of an object as stored (a manifest is returned as itself).
 pub async fn get(p: &Proxy, path: &ObjPath, h: &HeaderMap, head: bool) -> SwiftResult<Response> {
-    let found = fetch(p, path, h, head).await?;
+    respond(fetch(p, path, h, head).await?, h)
+}
+
+/// The answer to a GET or HEAD that found `found`.
+pub fn respond(found: Found, h: &HeaderMap) -> SwiftResult<Response> {
     let m = &found.meta;
     if conditions(h, &m.etag, m.meta_ts.max(m.ts))? == Condition::NotModified {
         let mut r = StatusCode::NOT_MODIFIED.into_response();
@@ -616,7 +629,8 @@ pub async fn get(p: &Proxy, path: &ObjPath, h: &HeaderMap, head: bool) -> SwiftR
 }
 
 /// `X-Delete-At` / `X-Delete-After` of a request, as seconds since the epoch (0: none).
-fn delete_at(h: &HeaderMap) -> SwiftResult<u64> {
+/// `X-Delete-At`/`X-Delete-After` of a request.
+pub fn delete_at(h: &HeaderMap) -> SwiftResult<u64> {
     let now = now_secs();
     if let Some(v) = hv(h, "x-delete-after") {
         let n: u64 = v
@@ -641,7 +655,8 @@ fn delete_at(h: &HeaderMap) -> SwiftResult<u64> {
     Ok(0)
 }
 
-fn meta_items(items: Vec<(String, String)>) -> Vec<pb::MetaItem> {
+/// Turns stored metadata pairs into the wire form (empty values dropped).
+pub fn meta_items(items: Vec<(String, String)>) -> Vec<pb::MetaItem> {
     items
         .into_iter()
         .filter(|(_, v)| !v.is_empty())
@@ -649,7 +664,8 @@ fn meta_items(items: Vec<(String, String)>) -> Vec<pb::MetaItem> {
         .collect()
 }
 
-fn created(stored: &Stored) -> Response {
+/// 201 with the new object's ETag and Last-Modified.
+pub fn created(stored: &Stored) -> Response {
     let mut r = SwiftError::new(StatusCode::CREATED, "").into_response();
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&stored.etag) {
@@ -662,16 +678,35 @@ fn created(stored: &Stored) -> Response {
 }
 
 /// PUT (plain, or a copy with `X-Copy-From`).
-pub async fn put(p: &Proxy, path: &ObjPath, h: &HeaderMap, body: Body) -> SwiftResult<Response> {
+pub async fn put(
+    p: &Proxy,
+    who: &Identity,
+    path: &ObjPath,
+    h: &HeaderMap,
+    body: Body,
+) -> SwiftResult<Response> {
     p.require_container(&path.account, &path.container).await?;
     if let Some(src) = hv(h, "x-copy-from") {
         let (c, o) = parse_copy_path(src)?;
+        p.access(who, true, &path.account, Some(&c), true, h)
+            .await?;
         let src = ObjPath {
             account: path.account.clone(),
             container: c,
             object: o,
         };
         return copy(p, &src, path, h).await;
+    }
+    if let Some(m) = hv(h, "x-object-manifest") {
+        let valid = decode(m)
+            .ok()
+            .and_then(|m| m.split_once('/').map(|(c, _)| !c.is_empty()))
+            .unwrap_or(false);
+        if !valid {
+            return Err(bad_request(
+                "X-Object-Manifest must be in the format container/prefix",
+            ));
+        }
     }
     let content_length: Option<u64> = match hv(h, "content-length") {
         Some(v) => Some(
@@ -711,6 +746,8 @@ pub async fn put(p: &Proxy, path: &ObjPath, h: &HeaderMap, body: Body) -> SwiftR
         delete_at: delete_at(h)?,
         content_length: if chunked { None } else { content_length },
     };
+    crate::quota::check_put(p, path, content_length.unwrap_or(0)).await?;
+    crate::versioning::archive_current(p, path).await?;
     let stream: ByteStream = Box::pin(
         body.into_data_stream()
             .map(|r| r.map_err(|_| client_disconnect())),
@@ -763,6 +800,8 @@ pub async fn copy(p: &Proxy, src: &ObjPath, dst: &ObjPath, h: &HeaderMap) -> Swi
     let body = found
         .body
         .unwrap_or_else(|| Box::pin(futures::stream::empty()));
+    crate::quota::check_put(p, dst, m.size).await?;
+    crate::versioning::archive_current(p, dst).await?;
     let stored = store(p, dst, header, body, None).await?;
     let mut r = created(&stored);
     let hs = r.headers_mut();
@@ -776,7 +815,12 @@ pub async fn copy(p: &Proxy, src: &ObjPath, dst: &ObjPath, h: &HeaderMap) -> Swi
 }
 
 /// COPY with a `Destination: container/object` header.
-pub async fn copy_verb(p: &Proxy, src: &ObjPath, h: &HeaderMap) -> SwiftResult<Response> {
+pub async fn copy_verb(
+    p: &Proxy,
+    who: &Identity,
+    src: &ObjPath,
+    h: &HeaderMap,
+) -> SwiftResult<Response> {
     let dest =
         hv(h, "destination").ok_or_else(|| precondition_failed("Destination header required"))?;
     let (c, o) = parse_copy_path(dest)?;
@@ -786,6 +830,8 @@ pub async fn copy_verb(p: &Proxy, src: &ObjPath, h: &HeaderMap) -> SwiftResult<R
         object: o,
     };
     p.require_container(&dst.account, &dst.container).await?;
+    p.access(who, false, &dst.account, Some(&dst.container), true, h)
+        .await?;
     copy(p, src, &dst, h).await
 }
 

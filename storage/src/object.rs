@@ -491,7 +491,22 @@ impl Object for ObjectService {
         let old = rec.clone();
         if rec.meta_ts < req.ts {
             rec.meta_ts = req.ts;
-            rec.meta = req.meta.into_iter().map(|m| (m.key, m.value)).collect();
+            // System metadata (a static large object's flag and totals) is set by the
+            // object's PUT and outlives POSTs, which replace only user metadata (Swift's
+            // rule).
+            let mut meta: Vec<(String, String)> = rec
+                .meta
+                .iter()
+                .filter(|(k, _)| is_sysmeta(k))
+                .cloned()
+                .collect();
+            meta.extend(
+                req.meta
+                    .into_iter()
+                    .filter(|m| !is_sysmeta(&m.key))
+                    .map(|m| (m.key, m.value)),
+            );
+            rec.meta = meta;
             if let Some(ct) = req.content_type {
                 rec.content_type = ct;
             }
@@ -565,4 +580,9 @@ pub async fn expire(
     loc.commit(node, &tomb, Some(&old), index.is_some(), guard)
         .await?;
     Ok(true)
+}
+
+/// Metadata a POST keeps: `X-Object-Sysmeta-*` and `X-Static-Large-Object`.
+pub fn is_sysmeta(key: &str) -> bool {
+    key.starts_with("x-object-sysmeta-") || key == "x-static-large-object"
 }
