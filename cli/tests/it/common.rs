@@ -348,3 +348,26 @@ pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Runs the real `swift` client as `user` (`account:user`) in `cwd`.
+pub fn swift_as(c: &TestCluster, cwd: &Path, user: &str, key: &str, args: &[&str]) -> Output {
+    std::process::Command::new("swift")
+        .args(["-A", &c.auth_url, "-U", user, "-K", key])
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("OS_AUTH_URL")
+        .output()
+        .expect("the swift client is installed by scripts/deps.sh (python3-swiftclient)")
+}
+
+/// [`swift_as`] that must succeed; its standard output.
+pub fn swift_ok(c: &TestCluster, cwd: &Path, user: &str, key: &str, args: &[&str]) -> String {
+    let out = swift_as(c, cwd, user, key, args);
+    assert!(
+        out.status.success(),
+        "swift {args:?} as {user} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

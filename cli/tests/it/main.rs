@@ -9,3 +9,4 @@ mod t40_failures;
 mod t50_concurrency;
 mod t60_bench;
 mod t70_durability;
+mod t80_swift_client_extras;
