@@ -61,6 +61,16 @@ pub enum SwiftCmd {
         /// Object name for a single file.
         #[arg(long)]
         object_name: Option<String>,
+        /// Upload files larger than this in segments (bytes, or with a K/M/G suffix), as a
+        /// static large object unless `--use-dlo`.
+        #[arg(long, short = 'S', value_parser = parse_size)]
+        segment_size: Option<u64>,
+        /// Make segmented uploads dynamic large objects (`X-Object-Manifest`).
+        #[arg(long)]
+        use_dlo: bool,
+        /// Container for the segments (default: `<container>_segments`).
+        #[arg(long)]
+        segment_container: Option<String>,
     },
     /// Download objects (all of the container's if none are named).
     Download {
@@ -75,13 +85,86 @@ pub enum SwiftCmd {
         container: String,
         objects: Vec<String>,
     },
-    /// Create a container or set metadata (`-m key:value`).
+    /// Create a container or set metadata (`-m key:value`) and ACLs.
     Post {
         container: Option<String>,
         object: Option<String>,
         #[arg(long = "meta", short = 'm')]
         meta: Vec<String>,
+        /// The container's read ACL (`account:user`, `account`, `.r:*`, `.rlistings`, …;
+        /// empty to clear).
+        #[arg(long, short = 'r')]
+        read_acl: Option<String>,
+        /// The container's write ACL (empty to clear).
+        #[arg(long, short = 'w')]
+        write_acl: Option<String>,
     },
+    /// Print a temporary URL: `stratus tempurl GET 3600 /v1/AUTH_test/c/o KEY`.
+    Tempurl {
+        /// The method it allows (GET, HEAD, PUT, POST, DELETE).
+        method: String,
+        /// Seconds it stays valid (or, with --absolute, when it expires).
+        seconds: u64,
+        /// `/v1/<account>/<container>/<object>` (or `/v1/a/c/<prefix>` with --prefix-based).
+        path: String,
+        /// The account's or container's Temp-URL-Key.
+        key: String,
+        /// sha1, sha256 or sha512.
+        #[arg(long, default_value = "sha256")]
+        digest: String,
+        /// `seconds` is an expiry time (seconds since the epoch).
+        #[arg(long)]
+        absolute: bool,
+        /// Sign every object whose name starts with the path's last part.
+        #[arg(long)]
+        prefix_based: bool,
+    },
+}
+
+/// `1048576`, `1024K`, `1M`, `2G`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M') => (&s[..s.len() - 1], 1 << 20),
+        Some('G') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    match num.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n * mult),
+        _ => Err(format!("not a size: {s:?} (bytes, or with a K/M/G suffix)")),
+    }
+}
+
+/// The path and query of a temp URL.
+fn tempurl(
+    method: &str,
+    expires: u64,
+    path: &str,
+    key: &str,
+    digest: &str,
+    prefix: bool,
+) -> Result<String> {
+    if !stratus_core::tempurl::DIGESTS.contains(&digest) {
+        bail!("--digest must be one of sha1, sha256, sha512");
+    }
+    let parts: Vec<&str> = path.splitn(5, '/').collect();
+    let needed = if prefix { 4 } else { 5 };
+    if parts.len() < 5 || !parts[0].is_empty() || parts[1..needed].iter().any(|p| p.is_empty()) {
+        bail!("the path must be /v1/<account>/<container>/<object>");
+    }
+    let signed = if prefix {
+        format!("prefix:{path}")
+    } else {
+        path.to_string()
+    };
+    let method = method.to_ascii_uppercase();
+    let sig = stratus_core::tempurl::sign(digest, key, &method, expires, &signed);
+    let mut url = format!("{path}?temp_url_sig={sig}&temp_url_expires={expires}");
+    if prefix {
+        url.push_str(&format!("&temp_url_prefix={}", parts[4]));
+    }
+    Ok(url)
 }
 
 /// An authenticated Swift API session.
@@ -326,6 +409,125 @@ async fn upload_file(s: &Swift, container: &str, file: &Path, name: &str) -> Res
     Ok(())
 }
 
+/// Where a segmented upload goes.
+struct Segmented<'a> {
+    container: &'a str,
+    name: &'a str,
+    seg_container: &'a str,
+    seg_size: u64,
+    dynamic: bool,
+}
+
+/// Segments uploaded at once.
+const SEGMENT_PARALLELISM: usize = 4;
+
+/// Uploads `file` in segments, then its manifest: an SLO listing each segment's path, ETag
+/// and size (checked by the proxy), or a DLO naming the segments' prefix.
+async fn upload_large(s: &Swift, file: &Path, len: u64, t: &Segmented<'_>) -> Result<()> {
+    let mt = mtime(file);
+    let prefix = if t.dynamic {
+        format!("{}/{mt}/{len}/{}/", t.name, t.seg_size)
+    } else {
+        format!("{}/slo/{mt}/{len}/{}/", t.name, t.seg_size)
+    };
+    let count = len.div_ceil(t.seg_size);
+    let progress = std::sync::Arc::new(std::sync::Mutex::new(Progress::new(t.name, len)));
+    let uploads = (0..count).map(|i| {
+        let seg_name = format!("{prefix}{i:08}");
+        let offset = i * t.seg_size;
+        let size = t.seg_size.min(len - offset);
+        let progress = progress.clone();
+        async move {
+            let mut f = tokio::fs::File::open(file).await?;
+            tokio::io::AsyncSeekExt::seek(&mut f, std::io::SeekFrom::Start(offset)).await?;
+            let mut buf = vec![0u8; size as usize];
+            f.read_exact(&mut buf).await?;
+            let etag = hex::encode(Md5::digest(&buf));
+            let r = s
+                .req(Method::PUT, &format!("{}/{seg_name}", t.seg_container))
+                .header("etag", &etag)
+                .body(buf)
+                .send()
+                .await?;
+            Swift::check(r, &format!("uploading segment {seg_name}")).await?;
+            progress.lock().expect("lock").add(size);
+            anyhow::Ok(serde_json::json!({
+                "path": format!("/{}/{seg_name}", t.seg_container),
+                "etag": etag,
+                "size_bytes": size,
+            }))
+        }
+    });
+    let segments: Vec<serde_json::Value> = futures::stream::iter(uploads)
+        .buffered(SEGMENT_PARALLELISM)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    progress.lock().expect("lock").finish();
+    let path = format!("{}/{}", t.container, t.name);
+    let r = if t.dynamic {
+        s.req(Method::PUT, &path)
+            .header("x-object-manifest", format!("{}/{prefix}", t.seg_container))
+            .header("x-object-meta-mtime", &mt)
+            .header("content-length", 0)
+            .body("")
+            .send()
+            .await?
+    } else {
+        s.req(Method::PUT, &path)
+            .query(&[("multipart-manifest", "put")])
+            .header("x-object-meta-mtime", &mt)
+            .body(serde_json::to_vec(&segments)?)
+            .send()
+            .await?
+    };
+    Swift::check(r, &format!("uploading the manifest of {}", t.name)).await?;
+    println!("{} ({count} segments)", t.name);
+    Ok(())
+}
+
+/// Deletes an object; a large object's segments go with it.
+async fn delete_object(s: &Swift, container: &str, name: &str) -> Result<()> {
+    let path = format!("{container}/{name}");
+    let head = s.req(Method::HEAD, &path).send().await?;
+    let h = |k: &str| {
+        head.headers()
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    if h("x-static-large-object").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        let r = s
+            .req(Method::DELETE, &path)
+            .query(&[("multipart-manifest", "delete")])
+            .send()
+            .await?;
+        let r = Swift::check(r, &format!("deleting {name}")).await?;
+        let report = r.text().await.unwrap_or_default();
+        if !report.contains("Response Status: 200") {
+            bail!("deleting {name}: {report}");
+        }
+        return Ok(());
+    }
+    let r = s.req(Method::DELETE, &path).send().await?;
+    Swift::check(r, &format!("deleting {name}")).await?;
+    if let Some(m) = h("x-object-manifest") {
+        let m = percent_encoding::percent_decode_str(&m)
+            .decode_utf8_lossy()
+            .into_owned();
+        if let Some((c, prefix)) = m.split_once('/') {
+            for e in s.names(c, Some(prefix), None).await? {
+                if let Some(seg) = e["name"].as_str() {
+                    let r = s.req(Method::DELETE, &format!("{c}/{seg}")).send().await?;
+                    Swift::check(r, &format!("deleting segment {seg}")).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn mtime(p: &Path) -> String {
     std::fs::metadata(p)
         .and_then(|m| m.modified())
@@ -361,10 +563,15 @@ async fn download(s: &Swift, container: &str, name: &str, dir: &Path) -> Result<
         .send()
         .await?;
     let r = Swift::check(r, &format!("downloading {name}")).await?;
+    // A large object's ETag is not the MD5 of its bytes (each segment was checked by the
+    // proxy instead).
+    let large = r.headers().contains_key("x-static-large-object")
+        || r.headers().contains_key("x-object-manifest");
     let etag = r
         .headers()
         .get("etag")
         .and_then(|v| v.to_str().ok())
+        .filter(|_| !large)
         .map(|e| e.trim_matches('"').to_string());
     let total = r.content_length().unwrap_or(0);
     let dest = dir.join(name);
@@ -420,6 +627,26 @@ fn print_headers(r: &reqwest::Response) {
 
 /// Runs an object storage command.
 pub async fn run(creds: &Creds, cmd: SwiftCmd) -> Result<()> {
+    if let SwiftCmd::Tempurl {
+        method,
+        seconds,
+        path,
+        key,
+        digest,
+        absolute,
+        prefix_based,
+    } = &cmd
+    {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let expires = if *absolute { *seconds } else { now + seconds };
+        println!(
+            "{}",
+            tempurl(method, expires, path, key, digest, *prefix_based)?
+        );
+        return Ok(());
+    }
     let s = Swift::connect(creds).await?;
     match cmd {
         SwiftCmd::Stat { container, object } => {
@@ -458,6 +685,9 @@ pub async fn run(creds: &Creds, cmd: SwiftCmd) -> Result<()> {
             container,
             paths,
             object_name,
+            segment_size,
+            use_dlo,
+            segment_container,
         } => {
             let r = s.req(Method::PUT, &container).send().await?;
             Swift::check(r, &format!("creating container {container}")).await?;
@@ -468,9 +698,26 @@ pub async fn run(creds: &Creds, cmd: SwiftCmd) -> Result<()> {
             if object_name.is_some() && files.len() != 1 {
                 bail!("--object-name needs exactly one file");
             }
+            let seg_container =
+                segment_container.unwrap_or_else(|| format!("{container}_segments"));
             for f in files {
                 let name = object_name.clone().unwrap_or_else(|| name_for(&f));
-                upload_file(&s, &container, &f, &name).await?;
+                let len = std::fs::metadata(&f)?.len();
+                match segment_size {
+                    Some(seg) if len > seg => {
+                        let r = s.req(Method::PUT, &seg_container).send().await?;
+                        Swift::check(r, &format!("creating container {seg_container}")).await?;
+                        let target = Segmented {
+                            container: &container,
+                            name: &name,
+                            seg_container: &seg_container,
+                            seg_size: seg,
+                            dynamic: use_dlo,
+                        };
+                        upload_large(&s, &f, len, &target).await?;
+                    }
+                    _ => upload_file(&s, &container, &f, &name).await?,
+                }
             }
         }
         SwiftCmd::Download {
@@ -495,11 +742,7 @@ pub async fn run(creds: &Creds, cmd: SwiftCmd) -> Result<()> {
                 objects
             };
             for n in names {
-                let r = s
-                    .req(Method::DELETE, &format!("{container}/{n}"))
-                    .send()
-                    .await?;
-                Swift::check(r, &format!("deleting {n}")).await?;
+                delete_object(&s, &container, &n).await?;
                 println!("{n}");
             }
             if whole {
@@ -508,10 +751,13 @@ pub async fn run(creds: &Creds, cmd: SwiftCmd) -> Result<()> {
                 println!("{container}");
             }
         }
+        SwiftCmd::Tempurl { .. } => unreachable!("handled before connecting"),
         SwiftCmd::Post {
             container,
             object,
             meta,
+            read_acl,
+            write_acl,
         } => {
             let (path, kind) = match (&container, &object) {
                 (Some(c), Some(o)) => (format!("{c}/{o}"), "Object"),
@@ -529,6 +775,15 @@ pub async fn run(creds: &Creds, cmd: SwiftCmd) -> Result<()> {
                     bail!("metadata is key:value, got {m:?}");
                 };
                 req = req.header(format!("x-{}-meta-{k}", kind.to_lowercase()), v);
+            }
+            if (read_acl.is_some() || write_acl.is_some()) && kind != "Container" {
+                bail!("--read-acl and --write-acl apply to a container");
+            }
+            if let Some(acl) = &read_acl {
+                req = req.header("x-container-read", acl);
+            }
+            if let Some(acl) = &write_acl {
+                req = req.header("x-container-write", acl);
             }
             Swift::check(req.send().await?, "post").await?;
         }

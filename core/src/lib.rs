@@ -12,5 +12,6 @@
 pub mod id;
 pub mod limits;
 pub mod ring;
+pub mod tempurl;
 pub mod timestamp;
 pub mod token;

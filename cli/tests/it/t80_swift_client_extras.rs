@@ -2,7 +2,9 @@
 //! objects: a 20 MiB file uploaded in 1 MiB segments as a static (`--use-slo`) and as a
 //! dynamic large object, downloaded byte for byte, deleted with its segments; a temp URL
 //! made by `swift tempurl` and fetched by `curl` (and refused once forged); `swift post -r`
-//! granting another account read access, and revoking it.
+//! granting another account read access, and revoking it. Then the same through `stratus`:
+//! `upload --segment-size` (SLO by default, `--use-dlo`), `download`, `delete` (segments
+//! included), `tempurl`, `post --read-acl`.
 
 use std::process::Command;
 
@@ -162,5 +164,100 @@ fn large_objects_temp_urls_and_acls_through_the_swift_client() {
         String::from_utf8_lossy(&revoked.stderr).contains("403"),
         "{}",
         String::from_utf8_lossy(&revoked.stderr)
+    );
+
+    // The same through `stratus`.
+    let run = |cwd: &std::path::Path, args: &[&str]| {
+        let out = Command::new(STRATUS)
+            .args(["--dir", c.dir_str()])
+            .args(args)
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "stratus {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let up = run(&src, &["upload", "--segment-size", "1M", "mine", "big.bin"]);
+    assert!(up.contains("20 segments"), "{up}");
+    run(
+        &src,
+        &[
+            "upload",
+            "--segment-size",
+            "3M",
+            "--use-dlo",
+            "mine",
+            "big.bin",
+            "--object-name",
+            "dyn.bin",
+        ],
+    );
+    let stat = swift(&["stat", "mine", "big.bin"]);
+    assert!(stat.contains("Content Length: 20971520"), "{stat}");
+    let stat_head = run(&src, &["stat", "mine", "big.bin"]);
+    assert!(
+        stat_head.contains("x-static-large-object: True"),
+        "{stat_head}"
+    );
+    let stat_head = run(&src, &["stat", "mine", "dyn.bin"]);
+    assert!(
+        stat_head.contains("x-object-manifest: mine_segments/dyn.bin/"),
+        "{stat_head}"
+    );
+    let back = work.path().join("back");
+    std::fs::create_dir_all(&back).unwrap();
+    run(&back, &["download", "mine", "big.bin", "dyn.bin"]);
+    assert!(std::fs::read(back.join("big.bin")).unwrap() == big);
+    assert!(std::fs::read(back.join("dyn.bin")).unwrap() == big);
+    assert_eq!(
+        run(&src, &["list", "mine_segments"]).lines().count(),
+        20 + 7
+    );
+    run(&src, &["delete", "mine", "big.bin", "dyn.bin"]);
+    assert!(run(&src, &["list", "mine_segments"]).trim().is_empty());
+
+    let path = run(
+        &src,
+        &[
+            "tempurl",
+            "GET",
+            "600",
+            "/v1/AUTH_test/pub/file.bin",
+            "sekrit",
+            "--digest",
+            "sha512",
+        ],
+    );
+    assert_eq!(curl(&format!("{}{}", c.proxy, path.trim()), &fetched), 200);
+    assert!(std::fs::read(&fetched).unwrap() == big);
+    let expired = run(
+        &src,
+        &[
+            "tempurl",
+            "GET",
+            "1",
+            "/v1/AUTH_test/pub/file.bin",
+            "sekrit",
+            "--absolute",
+        ],
+    );
+    assert_eq!(
+        curl(&format!("{}{}", c.proxy, expired.trim()), &fetched),
+        401
+    );
+
+    run(&src, &["post", "pub", "--read-acl", "other"]);
+    assert!(
+        as_other(&["stat", "pub", "file.bin"]).status.success(),
+        "granted by stratus post"
+    );
+    run(&src, &["post", "pub", "--read-acl", ""]);
+    assert!(
+        !as_other(&["stat", "pub", "file.bin"]).status.success(),
+        "revoked by stratus post"
     );
 }
