@@ -5,7 +5,8 @@
 //!   [`MAX_DELETES`] per request) with the requester's rights.
 //! - `PUT /v1/<account>[/<container>[/<prefix>]]?extract-archive=tar|tar.gz|tar.bz2`
 //!   stores every regular file of the archive as an object under that path (at the
-//!   account level, the first path component names the container, created if need be).
+//!   account level, the first path component names the container); containers are
+//!   created as needed.
 //!   The archive is streamed: a decoder thread reads it as it arrives, and each file is
 //!   streamed to its replicas in turn, so memory use does not grow with the archive.
 //!
@@ -295,20 +296,18 @@ fn destination(container: &str, prefix: &str, member: &str) -> Option<(String, S
     (!c.is_empty() && !o.is_empty() && o.len() <= MAX_OBJECT_NAME).then_some((c, o))
 }
 
-/// Checks and prepares one member's destination: rights, container (created at the
-/// account level), quota.
+/// Checks and prepares one member's destination: rights, its container (created if need
+/// be, as Swift does), quota.
 async fn prepare(
     p: &Proxy,
     who: &Identity,
     path: &ObjPath,
-    at_account: bool,
     h: &HeaderMap,
     created: &mut usize,
 ) -> SwiftResult<()> {
-    if at_account
-        && p.require_container(&path.account, &path.container)
-            .await
-            .is_err()
+    if p.require_container(&path.account, &path.container)
+        .await
+        .is_err()
     {
         if *created >= MAX_CONTAINERS {
             return Err(bad_request("More than max_containers_per_extraction"));
@@ -387,17 +386,7 @@ pub async fn extract(
             object: o,
         });
         let ready = match &dest {
-            Some(path) => {
-                prepare(
-                    p,
-                    who,
-                    path,
-                    container.is_empty(),
-                    h,
-                    &mut containers_created,
-                )
-                .await
-            }
+            Some(path) => prepare(p, who, path, h, &mut containers_created).await,
             None => Err(bad_request("bad name")),
         };
         // The member's bytes flow through `file_tx` into the PUT (or are drained).

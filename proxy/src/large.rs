@@ -696,6 +696,8 @@ pub async fn delete_slo(
         .map_err(|_| conflict("stored manifest is not valid JSON"))?;
     let mut targets = segments_of(p, &path.account, entries, 0).await?;
     targets.push(path.clone());
+    let mut seen = std::collections::HashSet::new();
+    targets.retain(|t| seen.insert((t.container.clone(), t.object.clone())));
     let mut report = Report::default();
     for t in targets {
         let name = format!("/{}/{}", t.container, t.object);

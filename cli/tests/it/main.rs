@@ -10,3 +10,4 @@ mod t50_concurrency;
 mod t60_bench;
 mod t70_durability;
 mod t80_swift_client_extras;
+mod t81_swift_extras_http;
