@@ -94,7 +94,7 @@ impl Loc {
             replica_index: self.t.replica_index,
             name: self.t.object.clone(),
             ts: rec.ts,
-            size: rec.size,
+            size: listed_size(rec),
             content_type: rec.content_type.clone(),
             etag: rec.etag.clone(),
             deleted: rec.deleted,
@@ -585,4 +585,14 @@ pub async fn expire(
 /// Metadata a POST keeps: `X-Object-Sysmeta-*` and `X-Static-Large-Object`.
 pub fn is_sysmeta(key: &str) -> bool {
     key.starts_with("x-object-sysmeta-") || key == "x-static-large-object"
+}
+
+/// The size a container listing shows: a static large object's manifest counts as the
+/// total of its segments (what a GET returns, as Swift lists it).
+pub fn listed_size(rec: &ObjectRecord) -> u64 {
+    rec.meta
+        .iter()
+        .find(|(k, _)| k == "x-object-sysmeta-slo-size")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(rec.size)
 }

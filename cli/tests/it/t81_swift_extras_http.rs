@@ -162,6 +162,14 @@ async fn large_objects() {
     assert_eq!(r.status(), 201);
     let slo_etag = format!("\"{}\"", md5_hex(etags.concat().as_bytes()));
     assert_eq!(header(&r, "etag"), slo_etag);
+    let listing: serde_json::Value = s.get("big?format=json").await.json().await.unwrap();
+    let row = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "slo")
+        .unwrap();
+    assert_eq!(row["bytes"], whole.len(), "listed at its full size: {row}");
     let r = s.get("big/slo").await;
     assert_eq!(header(&r, "etag"), slo_etag);
     assert_eq!(header(&r, "x-static-large-object"), "True");
