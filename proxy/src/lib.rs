@@ -334,6 +334,14 @@ async fn route(p: &Arc<Proxy>, req: Request) -> SwiftResult<Response> {
         Endpoint::Info | Endpoint::Auth => Err(not_allowed()),
         Endpoint::Account { account } => {
             let who = p.auth.identify(h, &account)?;
+            // Bulk requests are judged item by item, with the requester's rights (Swift's
+            // `bulk` sits before auth and sends each item through it).
+            if *m == Method::POST && q.has("bulk-delete") {
+                return bulk::delete(p, &who, &account, h, body).await;
+            }
+            if *m == Method::PUT && q.has("extract-archive") {
+                return bulk::extract(p, &who, &account, "", "", &q, h, body).await;
+            }
             let d = p.access(&who, read, &account, None, false, h).await?;
             let owner = d == Decision::Owner;
             let h = owner_headers_dropped(h, owner);
@@ -341,10 +349,6 @@ async fn route(p: &Arc<Proxy>, req: Request) -> SwiftResult<Response> {
             let r = match m.as_str() {
                 "GET" | "HEAD" => {
                     container::get(p, RingKind::Account, &account, "", raw_query, h, head).await
-                }
-                "POST" if q.has("bulk-delete") => bulk::delete(p, &who, &account, h, body).await,
-                "PUT" if q.has("extract-archive") => {
-                    bulk::extract(p, &who, &account, "", "", &q, h, body).await
                 }
                 "POST" => {
                     quota::check_account_post(&who, h)?;

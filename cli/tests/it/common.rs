@@ -371,3 +371,19 @@ pub fn swift_ok(c: &TestCluster, cwd: &Path, user: &str, key: &str, args: &[&str
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Runs `stratus --dir <cluster>` in `cwd`; it must succeed; its standard output.
+pub fn stratus_in(c: &TestCluster, cwd: &Path, args: &[&str]) -> String {
+    let out = Command::new(STRATUS)
+        .args(["--dir", c.dir_str()])
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stratus {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

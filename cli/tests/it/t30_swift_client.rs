@@ -2,25 +2,11 @@
 //! files and a directory tree, list with a prefix, download compared byte for byte, delete.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::common::*;
 
 fn swift(c: &TestCluster, cwd: &Path, args: &[&str]) -> String {
-    let out = Command::new("swift")
-        .args(["-A", &c.auth_url, "-U", "test:tester", "-K", "testing"])
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("OS_AUTH_URL")
-        .output()
-        .expect("the swift client is installed by scripts/deps.sh (python3-swiftclient)");
-    assert!(
-        out.status.success(),
-        "swift {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    swift_ok(c, cwd, "test:tester", "testing", args)
 }
 
 #[test]
@@ -95,20 +81,7 @@ fn the_real_swift_client_works() {
     assert!(!list.contains("docs"), "{list}");
 
     // `stratus` itself against the same cluster: upload a tree, list, download, compare.
-    let run = |cwd: &Path, args: &[&str]| {
-        let out = Command::new(STRATUS)
-            .args(["--dir", c.dir_str()])
-            .args(args)
-            .current_dir(cwd)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "stratus {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |cwd: &Path, args: &[&str]| stratus_in(&c, cwd, args);
     run(&src, &["upload", "mine", "tree"]);
     assert_eq!(
         run(&src, &["list", "mine", "--prefix", "tree/deep/"])

@@ -167,20 +167,7 @@ fn large_objects_temp_urls_and_acls_through_the_swift_client() {
     );
 
     // The same through `stratus`.
-    let run = |cwd: &std::path::Path, args: &[&str]| {
-        let out = Command::new(STRATUS)
-            .args(["--dir", c.dir_str()])
-            .args(args)
-            .current_dir(cwd)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "stratus {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |cwd: &std::path::Path, args: &[&str]| stratus_in(&c, cwd, args);
     let up = run(&src, &["upload", "--segment-size", "1M", "mine", "big.bin"]);
     assert!(up.contains("20 segments"), "{up}");
     run(

@@ -265,6 +265,28 @@ async fn acls_temp_urls_and_quotas() {
         "r00t",
         "--reseller",
     ]);
+    let info: serde_json::Value = http
+        .get(format!("{}/info", c.proxy))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for feature in [
+        "slo",
+        "dlo",
+        "tempurl",
+        "bulk_delete",
+        "bulk_upload",
+        "versioned_writes",
+        "container_quotas",
+        "account_quotas",
+    ] {
+        assert!(info.get(feature).is_some(), "/info lacks {feature}: {info}");
+    }
+    assert_eq!(info["tempauth"]["account_acls"], true);
+    assert_eq!(info["slo"]["max_manifest_segments"], 1000);
     let bob = c.login("bob:bob", "b0b").await;
     let carol = c.login("carol:carol", "c4r").await;
     let root = c.login("root:admin", "r00t").await;
@@ -296,6 +318,25 @@ async fn acls_temp_urls_and_quotas() {
         status(as_(&bob, Method::DELETE, "shared/from-bob")).await,
         204
     );
+    // Bulk deletes are judged item by item with the requester's rights.
+    assert_eq!(
+        status(as_(&bob, Method::PUT, "shared/bulk-bob").body("b")).await,
+        201
+    );
+    let r = as_(&bob, Method::POST, "?bulk-delete")
+        .body("/shared/bulk-bob\n")
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    assert!(text.contains("Number Deleted: 1\n"), "{text}");
+    let r = as_(&carol, Method::POST, "?bulk-delete")
+        .body("/shared/doc\n")
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    assert!(text.contains("/shared/doc, 403 Forbidden"), "{text}");
     assert_eq!(status(as_(&carol, Method::GET, "shared/doc")).await, 403);
     let r = as_(&bob, Method::HEAD, "shared").send().await.unwrap();
     assert!(
