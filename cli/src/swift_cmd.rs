@@ -436,21 +436,37 @@ async fn upload_large(s: &Swift, file: &Path, len: u64, t: &Segmented<'_>) -> Re
         let seg_name = format!("{prefix}{i:08}");
         let offset = i * t.seg_size;
         let size = t.seg_size.min(len - offset);
-        let progress = progress.clone();
+        let progress = &progress;
         async move {
-            let mut f = tokio::fs::File::open(file).await?;
-            tokio::io::AsyncSeekExt::seek(&mut f, std::io::SeekFrom::Start(offset)).await?;
-            let mut buf = vec![0u8; size as usize];
-            f.read_exact(&mut buf).await?;
-            let etag = hex::encode(Md5::digest(&buf));
+            // Two reads of the segment (the second mostly from the page cache): one for its
+            // MD5, sent as the ETag so the proxy refuses a corrupted transfer (422), and one
+            // streamed, so memory does not grow with the segment size.
+            let open = || async {
+                let mut f = tokio::fs::File::open(file).await?;
+                tokio::io::AsyncSeekExt::seek(&mut f, std::io::SeekFrom::Start(offset)).await?;
+                anyhow::Ok(f.take(size))
+            };
+            let mut md5 = Md5::new();
+            let mut f = open().await?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = f.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                md5.update(&buf[..n]);
+            }
+            let etag = hex::encode(md5.finalize());
+            let p2 = progress.clone();
+            let body = file_stream(open().await?, move |n| p2.lock().expect("lock").add(n));
             let r = s
                 .req(Method::PUT, &format!("{}/{seg_name}", t.seg_container))
                 .header("etag", &etag)
-                .body(buf)
+                .header("content-length", size)
+                .body(reqwest::Body::wrap_stream(body))
                 .send()
                 .await?;
             Swift::check(r, &format!("uploading segment {seg_name}")).await?;
-            progress.lock().expect("lock").add(size);
             anyhow::Ok(serde_json::json!({
                 "path": format!("/{}/{seg_name}", t.seg_container),
                 "etag": etag,
@@ -539,7 +555,7 @@ fn mtime(p: &Path) -> String {
 
 /// The file as a stream of 1 MiB chunks, reporting each chunk's size to `on_chunk`.
 fn file_stream(
-    f: tokio::fs::File,
+    f: impl tokio::io::AsyncRead + Unpin + Send + 'static,
     on_chunk: impl FnMut(u64) + Send + 'static,
 ) -> impl futures::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static {
     futures::stream::unfold(Some((f, on_chunk)), |state| async move {
