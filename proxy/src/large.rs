@@ -242,33 +242,64 @@ async fn open_piece(p: &Proxy, x: &Piece) -> SwiftResult<ByteStream> {
         .unwrap_or_else(|| Box::pin(futures::stream::empty())))
 }
 
-/// Streams the pieces in order; the first is already open.
+/// Streams the pieces in order; the first is already open. While one piece streams, the
+/// next is being opened, so a segment boundary costs no round trip.
 fn stream_pieces(p: Arc<Proxy>, first: ByteStream, rest: Vec<Piece>) -> ByteStream {
-    type State = (Arc<Proxy>, std::vec::IntoIter<Piece>, Option<ByteStream>);
-    let state: State = (p, rest.into_iter(), Some(first));
-    Box::pin(futures::stream::unfold(
-        state,
-        |(p, mut it, mut cur)| async move {
-            loop {
-                if let Some(s) = cur.as_mut() {
-                    match s.next().await {
-                        Some(Ok(b)) => return Some((Ok(b), (p, it, cur))),
-                        Some(Err(e)) => return Some((Err(e), (p, Vec::new().into_iter(), None))),
-                        // Exhausted: replaced by the next piece below.
-                        None => {}
+    type Opening = tokio::task::JoinHandle<(Piece, SwiftResult<ByteStream>)>;
+    fn open_next(p: &Arc<Proxy>, it: &mut std::vec::IntoIter<Piece>) -> Option<Opening> {
+        let x = it.next()?;
+        let p = p.clone();
+        Some(tokio::spawn(async move {
+            let r = open_piece(&p, &x).await;
+            (x, r)
+        }))
+    }
+    struct State {
+        p: Arc<Proxy>,
+        rest: std::vec::IntoIter<Piece>,
+        cur: Option<ByteStream>,
+        next: Option<Opening>,
+    }
+    let mut rest = rest.into_iter();
+    let next = open_next(&p, &mut rest);
+    let state = State {
+        p,
+        rest,
+        cur: Some(first),
+        next,
+    };
+    Box::pin(futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(s) = st.cur.as_mut() {
+                match s.next().await {
+                    Some(Ok(b)) => return Some((Ok(b), st)),
+                    Some(Err(e)) => {
+                        st.cur = None;
+                        st.next = None;
+                        st.rest = Vec::new().into_iter();
+                        return Some((Err(e), st));
                     }
-                }
-                let x = it.next()?;
-                match open_piece(&p, &x).await {
-                    Ok(s) => cur = Some(s),
-                    Err(e) => {
-                        tracing::error!(segment = %x.path.object, error = %e.body, "large object segment failed mid-body");
-                        return Some((Err(e), (p, Vec::new().into_iter(), None)));
-                    }
+                    None => st.cur = None,
                 }
             }
-        },
-    ))
+            let opening = st.next.take()?;
+            let (x, opened) = match opening.await {
+                Ok(r) => r,
+                Err(e) => return Some((Err(conflict(format!("segment task failed: {e}"))), st)),
+            };
+            match opened {
+                Ok(s) => {
+                    st.cur = Some(s);
+                    st.next = open_next(&st.p, &mut st.rest);
+                }
+                Err(e) => {
+                    tracing::error!(segment = %x.path.object, error = %e.body, "large object segment failed mid-body");
+                    st.rest = Vec::new().into_iter();
+                    return Some((Err(e), st));
+                }
+            }
+        }
+    }))
 }
 
 /// Answers a GET/HEAD of a large object of `size` bytes made of `pieces`.
@@ -322,30 +353,25 @@ async fn respond(
     Ok(r)
 }
 
-/// GET or HEAD of an object: large objects are assembled from their segments.
-pub async fn get(
-    p: &Arc<Proxy>,
+/// A large object, resolved from its manifest.
+struct Large {
+    manifest: pb::ObjectMeta,
+    etag: String,
+    size: u64,
+    /// The segments' bytes in order (not read for a HEAD of an SLO).
+    pieces: Option<Vec<Piece>>,
+}
+
+/// What `found` stands for: a large object, or (given back) a plain one.
+async fn resolve(
+    p: &Proxy,
     who: &Identity,
     path: &ObjPath,
-    q: &crate::router::Query,
+    found: Found,
     h: &HeaderMap,
     head: bool,
-) -> SwiftResult<Response> {
-    let as_stored = q.get("multipart-manifest") == Some("get");
-    if as_stored {
-        let mut r = object::get(p, path, h, head).await?;
-        if r.headers().contains_key(SLO_FLAG) {
-            r.headers_mut().insert(
-                "content-type",
-                HeaderValue::from_static("application/json; charset=utf-8"),
-            );
-        }
-        return Ok(r);
-    }
-    // A plain object's GET streams at once; a manifest is read whole first.
-    let found = object::fetch(p, path, h, head).await?;
+) -> SwiftResult<Result<Large, Found>> {
     if let Some(m) = meta(&found.meta, DLO_HEADER).map(str::to_string) {
-        let manifest = found.meta;
         let m = decode(&m)?;
         let (c, prefix) = m
             .split_once('/')
@@ -374,25 +400,100 @@ pub async fn get(
                 etag: None,
             })
             .collect();
-        let etag = hex::encode(md5.finalize());
-        return respond(p, &manifest, &etag, size, (!head).then_some(pieces), h).await;
+        return Ok(Ok(Large {
+            manifest: found.meta,
+            etag: hex::encode(md5.finalize()),
+            size,
+            pieces: Some(pieces),
+        }));
     }
-    if is_slo(&found.meta) {
-        let manifest = found.meta.clone();
-        let etag = meta(&manifest, SLO_ETAG).unwrap_or_default().to_string();
-        let size: u64 = meta(&manifest, SLO_SIZE)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        if head {
-            return respond(p, &manifest, &etag, size, None, h).await;
-        }
+    if !is_slo(&found.meta) {
+        return Ok(Err(found));
+    }
+    let manifest = found.meta.clone();
+    let etag = meta(&manifest, SLO_ETAG).unwrap_or_default().to_string();
+    let size: u64 = meta(&manifest, SLO_SIZE)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let pieces = if head {
+        None
+    } else {
         let entries: Vec<Entry> =
             serde_json::from_slice(&read_body(found, MAX_MANIFEST_SIZE).await?)
                 .map_err(|_| conflict("stored manifest is not valid JSON"))?;
-        let pieces = expand(p, who, &path.account, entries, 0, h).await?;
-        return respond(p, &manifest, &etag, size, Some(pieces), h).await;
+        Some(expand(p, who, &path.account, entries, 0, h).await?)
+    };
+    Ok(Ok(Large {
+        manifest,
+        etag,
+        size,
+        pieces,
+    }))
+}
+
+/// GET or HEAD of an object: large objects are assembled from their segments.
+pub async fn get(
+    p: &Arc<Proxy>,
+    who: &Identity,
+    path: &ObjPath,
+    q: &crate::router::Query,
+    h: &HeaderMap,
+    head: bool,
+) -> SwiftResult<Response> {
+    let as_stored = q.get("multipart-manifest") == Some("get");
+    if as_stored {
+        let mut r = object::get(p, path, h, head).await?;
+        if r.headers().contains_key(SLO_FLAG) {
+            r.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
+        }
+        return Ok(r);
     }
-    object::respond(found, h)
+    // A plain object's GET streams at once; a manifest is read whole first.
+    let found = object::fetch(p, path, h, head).await?;
+    match resolve(p, who, path, found, h, head).await? {
+        Ok(l) => {
+            // A DLO HEAD lists its segments for the size and ETag, but reads none.
+            let pieces = l.pieces.filter(|_| !head);
+            respond(p, &l.manifest, &l.etag, l.size, pieces, h).await
+        }
+        Err(found) => object::respond(found, h),
+    }
+}
+
+/// The assembled body of a large object `found` at `path`, for a server-side copy: its
+/// size and bytes. `None` if `found` is a plain object (handed back).
+pub async fn assembled(
+    p: &Arc<Proxy>,
+    who: &Identity,
+    path: &ObjPath,
+    found: Found,
+    h: &HeaderMap,
+) -> SwiftResult<Result<(u64, ByteStream), Found>> {
+    let l = match resolve(p, who, path, found, h, false).await? {
+        Ok(l) => l,
+        Err(found) => return Ok(Err(found)),
+    };
+    let mut pieces: Vec<Piece> = l
+        .pieces
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|x| x.end > x.start)
+        .collect();
+    if pieces.is_empty() {
+        return Ok(Ok((0, Box::pin(futures::stream::empty()))));
+    }
+    let rest = pieces.split_off(1);
+    let first = open_piece(p, &pieces[0]).await?;
+    Ok(Ok((l.size, stream_pieces(p.clone(), first, rest))))
+}
+
+/// Whether metadata belongs to a manifest (and is not carried over to a copy of the
+/// assembled object).
+pub fn is_manifest_meta(key: &str) -> bool {
+    key == DLO_HEADER || key == SLO_FLAG || key.starts_with("x-object-sysmeta-slo-")
 }
 
 /// One manifest entry as a client sends it.

@@ -429,18 +429,19 @@ async fn route(p: &Arc<Proxy>, req: Request) -> SwiftResult<Response> {
                 .await?;
                 None
             };
+            let as_stored = q.get("multipart-manifest") == Some("get");
             let r = match m.as_str() {
                 "GET" | "HEAD" => large::get(p, &who, &path, &q, h, head).await,
                 "PUT" if q.get("multipart-manifest") == Some("put") => {
                     large::put_slo(p, &who, &path, h, body).await
                 }
-                "PUT" => object::put(p, &who, &path, h, body).await,
+                "PUT" => object::put(p, &who, &path, h, body, as_stored).await,
                 "POST" => object::post(p, &path, h).await,
                 "DELETE" if q.get("multipart-manifest") == Some("delete") => {
                     large::delete_slo(p, &who, &path, h).await
                 }
                 "DELETE" => versioning::delete(p, &path).await,
-                "COPY" => object::copy_verb(p, &who, &path, h).await,
+                "COPY" => object::copy_verb(p, &who, &path, h, as_stored).await,
                 _ => Err(not_allowed()),
             }?;
             Ok(match temp {

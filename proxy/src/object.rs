@@ -2,6 +2,7 @@
 //! (newest timestamp wins, ranges, conditionals), DELETE, POST, COPY and `X-Copy-From`.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -679,11 +680,12 @@ pub fn created(stored: &Stored) -> Response {
 
 /// PUT (plain, or a copy with `X-Copy-From`).
 pub async fn put(
-    p: &Proxy,
+    p: &Arc<Proxy>,
     who: &Identity,
     path: &ObjPath,
     h: &HeaderMap,
     body: Body,
+    as_stored: bool,
 ) -> SwiftResult<Response> {
     p.require_container(&path.account, &path.container).await?;
     if let Some(src) = hv(h, "x-copy-from") {
@@ -695,7 +697,7 @@ pub async fn put(
             container: c,
             object: o,
         };
-        return copy(p, &src, path, h).await;
+        return copy(p, who, &src, path, h, as_stored).await;
     }
     if let Some(m) = hv(h, "x-object-manifest") {
         let valid = decode(m)
@@ -771,15 +773,34 @@ fn parse_copy_path(v: &str) -> SwiftResult<(String, String)> {
 }
 
 /// Server-side copy of `src` to `dst`: the source streams straight into the new PUT.
-pub async fn copy(p: &Proxy, src: &ObjPath, dst: &ObjPath, h: &HeaderMap) -> SwiftResult<Response> {
+///
+/// A large object is copied assembled, as a plain object (its segments are read with the
+/// requester's rights); with `?multipart-manifest=get` (`as_stored`), its manifest is copied.
+pub async fn copy(
+    p: &Arc<Proxy>,
+    who: &Identity,
+    src: &ObjPath,
+    dst: &ObjPath,
+    h: &HeaderMap,
+    as_stored: bool,
+) -> SwiftResult<Response> {
     let found = fetch(p, src, &HeaderMap::new(), false).await?;
-    let m = found.meta;
+    let m = found.meta.clone();
+    let (size, body, assembled) = if as_stored || !crate::large::is_manifest(&m) {
+        (m.size, found.body, false)
+    } else {
+        match crate::large::assembled(p, who, src, found, h).await? {
+            Ok((size, body)) => (size, Some(body), true),
+            Err(found) => (m.size, found.body, false),
+        }
+    };
     let fresh = hv(h, "x-fresh-metadata").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let mut meta: Vec<(String, String)> = if fresh {
         Vec::new()
     } else {
         m.meta
             .iter()
+            .filter(|i| !(assembled && crate::large::is_manifest_meta(&i.key)))
             .map(|i| (i.key.clone(), i.value.clone()))
             .collect()
     };
@@ -795,12 +816,10 @@ pub async fn copy(p: &Proxy, src: &ObjPath, dst: &ObjPath, h: &HeaderMap) -> Swi
             .unwrap_or(m.content_type.clone()),
         meta: meta_items(meta),
         delete_at: delete_at(h)?,
-        content_length: Some(m.size),
+        content_length: Some(size),
     };
-    let body = found
-        .body
-        .unwrap_or_else(|| Box::pin(futures::stream::empty()));
-    crate::quota::check_put(p, dst, m.size).await?;
+    let body = body.unwrap_or_else(|| Box::pin(futures::stream::empty()));
+    crate::quota::check_put(p, dst, size).await?;
     crate::versioning::archive_current(p, dst).await?;
     let stored = store(p, dst, header, body, None).await?;
     let mut r = created(&stored);
@@ -816,10 +835,11 @@ pub async fn copy(p: &Proxy, src: &ObjPath, dst: &ObjPath, h: &HeaderMap) -> Swi
 
 /// COPY with a `Destination: container/object` header.
 pub async fn copy_verb(
-    p: &Proxy,
+    p: &Arc<Proxy>,
     who: &Identity,
     src: &ObjPath,
     h: &HeaderMap,
+    as_stored: bool,
 ) -> SwiftResult<Response> {
     let dest =
         hv(h, "destination").ok_or_else(|| precondition_failed("Destination header required"))?;
@@ -832,7 +852,7 @@ pub async fn copy_verb(
     p.require_container(&dst.account, &dst.container).await?;
     p.access(who, false, &dst.account, Some(&dst.container), true, h)
         .await?;
-    copy(p, src, &dst, h).await
+    copy(p, who, src, &dst, h, as_stored).await
 }
 
 /// DELETE: a tombstone on every replica.

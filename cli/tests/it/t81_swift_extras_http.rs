@@ -191,6 +191,35 @@ async fn large_objects() {
     assert_eq!(stored[1]["bytes"], 2500);
     assert_eq!(stored[1]["hash"], etags[1].as_str());
 
+    // A copy of a large object is the assembled object, and with
+    // ?multipart-manifest=get the manifest itself.
+    let r = s
+        .req(Method::PUT, "big/copy")
+        .header("x-copy-from", "big/slo")
+        .header("content-length", 0)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(header(&r, "etag"), md5_hex(&whole));
+    let r = s.get("big/copy").await;
+    assert!(!r.headers().contains_key("x-static-large-object"));
+    assert!(r.bytes().await.unwrap() == whole);
+    let r = s
+        .req(
+            Method::from_bytes(b"COPY").unwrap(),
+            "big/slo?multipart-manifest=get",
+        )
+        .header("destination", "big/slo-copy")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = s.get("big/slo-copy").await;
+    assert_eq!(header(&r, "x-static-large-object"), "True");
+    assert_eq!(header(&r, "etag"), slo_etag);
+    assert!(r.bytes().await.unwrap() == whole);
+
     let ranged = serde_json::json!([
         {"path": "/segs/part/01", "range": "100-199"},
         {"path": "/big/slo", "etag": slo_etag.trim_matches('"'), "size_bytes": whole.len()},
