@@ -725,16 +725,7 @@ pub async fn put_slo(
     items.push((SLO_FLAG.into(), "True".into()));
     items.push((SLO_ETAG.into(), etag.clone()));
     items.push((SLO_SIZE.into(), size.to_string()));
-    let header = pb::PutHeader {
-        target: None,
-        ts: 0,
-        content_type: hv(h, "content-type")
-            .unwrap_or("application/octet-stream")
-            .to_string(),
-        meta: object::meta_items(items),
-        delete_at: object::delete_at(h)?,
-        content_length: Some(stored_json.len() as u64),
-    };
+    let header = object::client_put_header(h, items, Some(stored_json.len() as u64))?;
     let body: ByteStream = Box::pin(futures::stream::once(async move {
         Ok(Bytes::from(stored_json))
     }));

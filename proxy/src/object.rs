@@ -678,6 +678,25 @@ pub fn created(stored: &Stored) -> Response {
     r
 }
 
+/// The storage header of a client's PUT: its content type (by default
+/// `application/octet-stream`), metadata `meta`, expiry, and body length if known.
+pub fn client_put_header(
+    h: &HeaderMap,
+    meta: Vec<(String, String)>,
+    content_length: Option<u64>,
+) -> SwiftResult<pb::PutHeader> {
+    Ok(pb::PutHeader {
+        target: None,
+        ts: 0,
+        content_type: hv(h, "content-type")
+            .unwrap_or("application/octet-stream")
+            .to_string(),
+        meta: meta_items(meta),
+        delete_at: delete_at(h)?,
+        content_length,
+    })
+}
+
 /// PUT (plain, or a copy with `X-Copy-From`).
 pub async fn put(
     p: &Arc<Proxy>,
@@ -738,16 +757,8 @@ pub async fn put(
             Err(e) => return Err(e),
         }
     }
-    let header = pb::PutHeader {
-        target: None,
-        ts: 0,
-        content_type: hv(h, "content-type")
-            .unwrap_or("application/octet-stream")
-            .to_string(),
-        meta: meta_items(headers::metadata(h, "object", STORED_HEADERS)?),
-        delete_at: delete_at(h)?,
-        content_length: if chunked { None } else { content_length },
-    };
+    let meta = headers::metadata(h, "object", STORED_HEADERS)?;
+    let header = client_put_header(h, meta, if chunked { None } else { content_length })?;
     crate::quota::check_put(p, path, content_length.unwrap_or(0)).await?;
     crate::versioning::archive_current(p, path).await?;
     let stream: ByteStream = Box::pin(
