@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::acl::Identity;
 use crate::cluster::RingKind;
-use crate::error::{bad_request, SwiftError, SwiftResult};
+use crate::error::{bad_request, status_line, SwiftError, SwiftResult};
 use crate::headers::hv;
 use crate::object::{self, ByteStream, ObjPath};
 use crate::router::{decode, Query, MAX_OBJECT_NAME};
@@ -51,14 +51,7 @@ pub struct Report {
 impl Report {
     /// Records a failure on `name`.
     pub fn error(&mut self, name: String, status: StatusCode) {
-        self.errors.push((
-            name,
-            format!(
-                "{} {}",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or("")
-            ),
-        ));
+        self.errors.push((name, status_line(status)));
     }
 }
 
@@ -66,7 +59,7 @@ impl Report {
 /// failed.
 pub fn render(r: Report, h: &HeaderMap, ok: StatusCode) -> Response {
     let status = if r.errors.is_empty() {
-        format!("{} {}", ok.as_u16(), ok.canonical_reason().unwrap_or(""))
+        status_line(ok)
     } else {
         "400 Bad Request".to_string()
     };

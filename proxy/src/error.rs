@@ -80,3 +80,8 @@ impl IntoResponse for SwiftError {
 
 /// Result of a handler.
 pub type SwiftResult<T = Response> = Result<T, SwiftError>;
+
+/// `404 Not Found` and the like, as Swift's reports word a status.
+pub fn status_line(s: StatusCode) -> String {
+    format!("{} {}", s.as_u16(), s.canonical_reason().unwrap_or(""))
+}

@@ -146,7 +146,12 @@ pub enum RangeSpec {
 /// Parses `Range`. `None`: serve the whole object (no header, a malformed one, or several
 /// ranges, which RFC 9110 lets a server ignore).
 pub fn range_spec(h: &HeaderMap) -> Option<RangeSpec> {
-    let spec = hv(h, "range")?.trim().strip_prefix("bytes=")?;
+    parse_range(hv(h, "range")?.trim().strip_prefix("bytes=")?)
+}
+
+/// Parses one range `S-E`, `S-` or `-N` (what follows `bytes=`; also an SLO segment's
+/// `range`).
+pub fn parse_range(spec: &str) -> Option<RangeSpec> {
     if spec.contains(',') {
         return None;
     }

@@ -34,11 +34,12 @@ use stratus_proto::storage as pb;
 use crate::acl::Identity;
 use crate::bulk::{self, Report};
 use crate::container;
+use crate::error::status_line;
 use crate::error::{bad_request, SwiftError, SwiftResult};
-use crate::headers::{self, conditions, http_date, hv, iso_date, range_spec, Condition};
+use crate::headers::{self, conditions, hv, iso_date, range_spec, Condition};
 use crate::object::{self, ByteStream, Found, ObjPath};
 use crate::router::decode;
-use crate::Proxy;
+use crate::{meta_value, Proxy};
 
 /// Most segments in one SLO manifest (Swift's `max_manifest_segments`).
 pub const MAX_SEGMENTS: usize = 1000;
@@ -54,20 +55,13 @@ const SLO_ETAG: &str = "x-object-sysmeta-slo-etag";
 const SLO_SIZE: &str = "x-object-sysmeta-slo-size";
 const DLO_HEADER: &str = "x-object-manifest";
 
-fn meta<'a>(m: &'a pb::ObjectMeta, key: &str) -> Option<&'a str> {
-    m.meta
-        .iter()
-        .find(|i| i.key == key && !i.value.is_empty())
-        .map(|i| i.value.as_str())
-}
-
 fn is_slo(m: &pb::ObjectMeta) -> bool {
-    meta(m, SLO_FLAG).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    meta_value(&m.meta, SLO_FLAG).is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 /// Whether an object is a DLO or SLO manifest.
 pub fn is_manifest(m: &pb::ObjectMeta) -> bool {
-    is_slo(m) || meta(m, DLO_HEADER).is_some()
+    is_slo(m) || meta_value(&m.meta, DLO_HEADER).is_some()
 }
 
 /// One stored SLO segment.
@@ -111,11 +105,7 @@ fn entry_path(account: &str, name: &str) -> Option<ObjPath> {
 
 /// `a-b`, `a-` or `-n` of a segment of `size` bytes, as `[start, end)`.
 fn segment_range(r: &str, size: u64) -> Option<(u64, u64)> {
-    let h = HeaderMap::from_iter([(
-        axum::http::header::RANGE,
-        HeaderValue::from_str(&format!("bytes={r}")).ok()?,
-    )]);
-    let b = range_spec(&h)?.resolve(size).ok()?;
+    let b = headers::parse_range(r)?.resolve(size).ok()?;
     Some((b.start, b.end))
 }
 
@@ -371,7 +361,7 @@ async fn resolve(
     h: &HeaderMap,
     head: bool,
 ) -> SwiftResult<Result<Large, Found>> {
-    if let Some(m) = meta(&found.meta, DLO_HEADER).map(str::to_string) {
+    if let Some(m) = meta_value(&found.meta.meta, DLO_HEADER).map(str::to_string) {
         let m = decode(&m)?;
         let (c, prefix) = m
             .split_once('/')
@@ -411,8 +401,10 @@ async fn resolve(
         return Ok(Err(found));
     }
     let manifest = found.meta.clone();
-    let etag = meta(&manifest, SLO_ETAG).unwrap_or_default().to_string();
-    let size: u64 = meta(&manifest, SLO_SIZE)
+    let etag = meta_value(&manifest.meta, SLO_ETAG)
+        .unwrap_or_default()
+        .to_string();
+    let size: u64 = meta_value(&manifest.meta, SLO_SIZE)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let pieces = if head {
@@ -613,13 +605,17 @@ async fn check_segment(
     };
     let m = found.meta;
     let sub_slo = is_slo(&m);
-    if meta(&m, DLO_HEADER).is_some() {
+    if meta_value(&m.meta, DLO_HEADER).is_some() {
         return Err("Dynamic large objects cannot be segments".into());
     }
     let (etag, size) = if sub_slo {
         (
-            meta(&m, SLO_ETAG).unwrap_or_default().to_string(),
-            meta(&m, SLO_SIZE).and_then(|v| v.parse().ok()).unwrap_or(0),
+            meta_value(&m.meta, SLO_ETAG)
+                .unwrap_or_default()
+                .to_string(),
+            meta_value(&m.meta, SLO_SIZE)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
         )
     } else {
         (m.etag.clone(), m.size)
@@ -659,11 +655,6 @@ async fn check_segment(
             .and_then(|r| segment_range(r, size).map(|(a, b)| format!("{a}-{}", b - 1))),
         sub_slo,
     })
-}
-
-/// `404 Not Found` and the like.
-fn status_line(s: StatusCode) -> String {
-    format!("{} {}", s.as_u16(), s.canonical_reason().unwrap_or(""))
 }
 
 /// `PUT ?multipart-manifest=put`: checks and stores an SLO manifest.
@@ -733,9 +724,6 @@ pub async fn put_slo(
     let mut r = object::created(&stored);
     if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
         r.headers_mut().insert("etag", v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&http_date(stored.ts.0)) {
-        r.headers_mut().insert("last-modified", v);
     }
     Ok(r)
 }

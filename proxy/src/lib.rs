@@ -161,9 +161,9 @@ impl Proxy {
     }
 }
 
-/// A metadata value of an account or container (`key` lower-case).
-pub fn meta_value<'a>(i: &'a pb::DbInfo, key: &str) -> Option<&'a str> {
-    i.meta
+/// A non-empty metadata value of an object, account or container (`key` lower-case).
+pub fn meta_value<'a>(items: &'a [pb::MetaItem], key: &str) -> Option<&'a str> {
+    items
         .iter()
         .find(|m| m.key == key && !m.value.is_empty())
         .map(|m| m.value.as_str())
@@ -260,8 +260,8 @@ impl Proxy {
             return Ok(Decision::Owner);
         }
         let acct = self.db_info(account, "").await?;
-        let account_acl =
-            meta_value(&acct, "x-account-access-control").and_then(|v| AccountAcl::parse(v).ok());
+        let account_acl = meta_value(&acct.meta, "x-account-access-control")
+            .and_then(|v| AccountAcl::parse(v).ok());
         let container_acl = match container {
             Some(c) => {
                 let info = self.db_info(account, c).await?;
@@ -270,7 +270,7 @@ impl Proxy {
                 } else {
                     "x-container-write"
                 };
-                meta_value(&info, name).and_then(|v| ContainerAcl::parse(v).ok())
+                meta_value(&info.meta, name).and_then(|v| ContainerAcl::parse(v).ok())
             }
             None => None,
         };

@@ -65,8 +65,8 @@ pub fn validate_container_meta(key: &str, value: &str) -> SwiftResult<()> {
 /// the container's or the account's quota.
 pub async fn check_put(p: &Proxy, path: &ObjPath, len: u64) -> SwiftResult<()> {
     let cached = p.container_info(&path.account, &path.container).await?;
-    let max_bytes = limit(meta_value(&cached, "x-container-meta-quota-bytes"));
-    let max_count = limit(meta_value(&cached, "x-container-meta-quota-count"));
+    let max_bytes = limit(meta_value(&cached.meta, "x-container-meta-quota-bytes"));
+    let max_count = limit(meta_value(&cached.meta, "x-container-meta-quota-count"));
     if max_bytes.is_some() || max_count.is_some() {
         let now = container::info(p, &path.account, &path.container).await?;
         if max_count.is_some_and(|m| now.object_count + 1 > m)
@@ -76,7 +76,7 @@ pub async fn check_put(p: &Proxy, path: &ObjPath, len: u64) -> SwiftResult<()> {
         }
     }
     let acct = p.db_info(&path.account, "").await?;
-    if let Some(m) = limit(meta_value(&acct, ACCOUNT_QUOTA)) {
+    if let Some(m) = limit(meta_value(&acct.meta, ACCOUNT_QUOTA)) {
         let now = container::info(p, &path.account, "").await?;
         if now.bytes + len > m {
             return Err(exceeded());

@@ -41,11 +41,7 @@ pub struct Granted {
 
 /// `temp_url_expires`: seconds since the epoch, or ISO 8601 `YYYY-MM-DDThh:mm:ssZ`.
 pub fn parse_expires(v: &str) -> Option<u64> {
-    if let Ok(n) = v.parse::<u64>() {
-        return Some(n);
-    }
-    let t = httpdate_from_iso(v)?;
-    Some(t)
+    v.parse::<u64>().ok().or_else(|| httpdate_from_iso(v))
 }
 
 fn httpdate_from_iso(v: &str) -> Option<u64> {
@@ -122,10 +118,10 @@ pub async fn check(p: &Proxy, method: &Method, path: &ObjPath, q: &Query) -> Swi
     let acct = p.db_info(&path.account, "").await?;
     let cont = p.db_info(&path.account, &path.container).await?;
     let keys: Vec<&str> = [
-        meta_value(&acct, "x-account-meta-temp-url-key"),
-        meta_value(&acct, "x-account-meta-temp-url-key-2"),
-        meta_value(&cont, "x-container-meta-temp-url-key"),
-        meta_value(&cont, "x-container-meta-temp-url-key-2"),
+        meta_value(&acct.meta, "x-account-meta-temp-url-key"),
+        meta_value(&acct.meta, "x-account-meta-temp-url-key-2"),
+        meta_value(&cont.meta, "x-container-meta-temp-url-key"),
+        meta_value(&cont.meta, "x-container-meta-temp-url-key-2"),
     ]
     .into_iter()
     .flatten()

@@ -33,10 +33,10 @@ enum Mode {
 /// The container's versioning mode and archive container, if any.
 async fn mode(p: &Proxy, path: &ObjPath) -> SwiftResult<Option<(Mode, String)>> {
     let info = p.container_info(&path.account, &path.container).await?;
-    let found = if let Some(v) = meta_value(&info, "x-versions-location") {
+    let found = if let Some(v) = meta_value(&info.meta, "x-versions-location") {
         Some((Mode::Stack, v))
     } else {
-        meta_value(&info, "x-history-location").map(|v| (Mode::History, v))
+        meta_value(&info.meta, "x-history-location").map(|v| (Mode::History, v))
     };
     let Some((mode, loc)) = found else {
         return Ok(None);
