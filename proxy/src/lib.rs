@@ -223,10 +223,18 @@ async fn handle(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = Instant::now();
+    let sends_body = req.headers().contains_key("transfer-encoding")
+        || hv(req.headers(), "content-length").is_some_and(|l| l.trim() != "0");
     let mut resp = match route(&p, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
+    if sends_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
+        // A refusal may come before the body was read (a quota, a denial): the rest of it
+        // is still on the wire, so the connection cannot carry another request.
+        resp.headers_mut()
+            .insert("connection", HeaderValue::from_static("close"));
+    }
     if method == Method::HEAD {
         // HEAD answers carry no body but keep their Content-Length.
         let len = resp.headers().get("content-length").cloned();
