@@ -8,10 +8,10 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use md5::Digest;
 use rocksdb::WriteBatch;
 use stratus_proto::storage as pb;
-use stratus_storage::bodyfile::TmpBody;
-use stratus_storage::db::{self, Kind, Target};
-use stratus_storage::device::{write_sync, Device, CF_OBJECTS};
-use stratus_storage::diskfile::{data_file, name_hash, object_key, BodyHasher, ObjectRecord};
+use stratus_storage_node::bodyfile::TmpBody;
+use stratus_storage_node::db::{self, Kind, Target};
+use stratus_storage_node::device::{write_sync, Device, CF_OBJECTS};
+use stratus_storage_node::diskfile::{data_file, name_hash, object_key, BodyHasher, ObjectRecord};
 
 fn hashing(c: &mut Criterion) {
     let data = vec![7u8; 1 << 20];

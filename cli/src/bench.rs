@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::json;
-use stratus_meta::client::MetaClient;
+use stratus_client::meta::MetaClient;
 
 use crate::table;
 

@@ -10,14 +10,14 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use serde_json::json;
+use stratus_client::meta::MetaClient;
+use stratus_client::peers::Peers;
+use stratus_client::records::REGISTRATION_PREFIX;
+use stratus_client::records::{Progress, PROGRESS_PREFIX};
+use stratus_client::rings::RingStore;
 use stratus_core::ring::{object_path, parse_path, Ring};
-use stratus_meta::client::MetaClient;
-use stratus_meta::rings::RingStore;
 use stratus_proto::storage as pb;
 use stratus_proto::storage::admin_client::AdminClient;
-use stratus_storage::peers::Peers;
-use stratus_storage::replication::{Progress, PROGRESS_PREFIX};
-use stratus_storage::REGISTRATION_PREFIX;
 
 use crate::{table, Conn};
 
@@ -616,10 +616,11 @@ pub async fn run_lookup(conn: &Conn, path: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stratus_storage::replication::RingProgress;
+    use stratus_client::records::RingProgress;
 
     fn progress(version: u64, handoffs: u64) -> Progress {
         Progress {
+            v: 1,
             rings: BTreeMap::from([(
                 "object".to_string(),
                 RingProgress {

@@ -26,9 +26,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use stratus_client::meta::MetaClient;
+use stratus_client::rings::{RingStore, RingStoreError};
 use stratus_core::ring::NewDevice;
-use stratus_meta::client::MetaClient;
-use stratus_meta::rings::{RingStore, RingStoreError};
 use tokio::time::Instant;
 
 use crate::table;
@@ -213,7 +213,7 @@ async fn start_meta(bin: &Path, id: u64, node_dir: &Path) -> Result<String> {
     spawn(bin, &args, node_dir)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(addr) = stratus_meta::server::read_addr(node_dir) {
+        if let Some(addr) = stratus_client::service::read_addr(node_dir) {
             let addr = addr.to_string();
             if MetaClient::new(&[&addr])?.status_of(&addr).await.is_ok() {
                 return Ok(addr);
@@ -417,14 +417,14 @@ pub const DEV_USER: &str = "test:tester";
 pub const DEV_KEY: &str = "testing";
 
 async fn ensure_test_user(client: &MetaClient) -> Result<()> {
-    let users = stratus_meta::users::UserStore::new(client.clone());
+    let users = stratus_client::users::UserStore::new(client.clone());
     if users.get("test", "tester").await?.is_none() {
         users
             .add(
                 "test",
                 "tester",
                 DEV_KEY,
-                &[stratus_meta::users::ROLE_ADMIN],
+                &[stratus_client::users::ROLE_ADMIN],
             )
             .await?;
     }
@@ -519,7 +519,7 @@ async fn status(dir: &Path, json: bool) -> Result<()> {
     let mut out = Vec::new();
     for (id, node_dir) in nodes {
         let pid = running_pid(&node_dir);
-        let addr = stratus_meta::server::read_addr(&node_dir)
+        let addr = stratus_client::service::read_addr(&node_dir)
             .map(|a| a.to_string())
             .unwrap_or_default();
         let st = match (&pid, addr.is_empty()) {

@@ -105,14 +105,14 @@ pub struct Conn {
 
 impl Conn {
     /// A client for the endpoints given, or for the dev cluster's.
-    pub fn client(&self) -> anyhow::Result<stratus_meta::client::MetaClient> {
+    pub fn client(&self) -> anyhow::Result<stratus_client::meta::MetaClient> {
         let endpoints = if self.meta.is_empty() {
             let dir = self.dir.clone().unwrap_or_else(dev::default_dir);
             dev::read_endpoints(&dir)?
         } else {
             self.meta.clone()
         };
-        Ok(stratus_meta::client::MetaClient::new(&endpoints)?)
+        Ok(stratus_client::meta::MetaClient::new(&endpoints)?)
     }
 }
 

@@ -6,8 +6,9 @@
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use serde_json::json;
+use stratus_client::rings::{RingStore, RingWatcher};
 use stratus_core::ring::{object_path, parse_path, DevId, Device, NewDevice, Ring, RingBuilder};
-use stratus_meta::rings::{now_secs, RingStore, RingWatcher};
+use stratus_core::time::now_secs;
 
 use crate::{table, Conn};
 

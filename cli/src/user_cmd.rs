@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 use clap::Subcommand;
-use stratus_meta::users::{UserStore, ROLE_ADMIN, ROLE_RESELLER};
+use stratus_client::users::{UserStore, ROLE_ADMIN, ROLE_RESELLER};
 
 use crate::{table, Conn};
 

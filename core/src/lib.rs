@@ -13,5 +13,6 @@ pub mod id;
 pub mod limits;
 pub mod ring;
 pub mod tempurl;
+pub mod time;
 pub mod timestamp;
 pub mod token;

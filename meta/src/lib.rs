@@ -10,21 +10,18 @@
 //! - [`network`]: openraft's transport over tonic channels.
 //! - [`grpc`]: the Raft service between nodes and the client-facing `Meta` service.
 //! - [`server`]: [`server::MetaServer`], one node built from a [`server::Config`].
-//! - [`client`]: [`client::MetaClient`], which follows the leader and retries safely.
-//! - [`rings`]: ring builder state and published rings in meta, and the ring watcher.
-//! - [`users`]: TempAuth users and the token-signing secret.
+//!
+//! The client side (`MetaClient`, rings, users) lives in `stratus-client`, which links
+//! neither RocksDB nor openraft.
 
 // tonic::Status (176 bytes) is the error type of every gRPC handler and client call.
 #![allow(clippy::result_large_err)]
 
-pub mod client;
 pub mod grpc;
 pub mod kv;
 pub mod network;
-pub mod rings;
 pub mod server;
 pub mod store;
-pub mod users;
 
 /// Node ids are small integers chosen by the operator.
 pub type NodeId = u64;

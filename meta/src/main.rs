@@ -36,7 +36,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    stratus_meta::server::init_tracing("info,openraft=warn");
+    stratus_client::service::init_tracing("info,openraft=warn");
     let a = Args::parse();
     let listen = server::resolve_listen(&a.data_dir, a.listen);
     let listener = tokio::net::TcpListener::bind(listen)
@@ -56,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("starting the meta node")?;
     println!("stratus-meta node {} listening on {addr}", a.id);
-    node.run(listener, stratus_meta::server::shutdown_signal())
+    node.run(listener, stratus_client::service::shutdown_signal())
         .await?;
     Ok(())
 }

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -18,21 +17,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use stratus_proto::raft::raft_client::RaftClient;
 use stratus_proto::raft::RaftRequest;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::{NodeId, TypeConfig};
 
 /// Largest gRPC message between nodes (a batch of entries or a snapshot chunk).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
-/// Make a lazily connected channel to `addr` (`host:port`).
-pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .connect_lazy())
-}
+pub use stratus_client::meta::channel;
 
 /// Hands openraft a connection per target, sharing channels by address.
 #[derive(Clone, Default)]

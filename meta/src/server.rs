@@ -2,7 +2,6 @@
 //! listener the caller bound (tests bind port 0).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,8 +16,7 @@ use crate::network::{Network, MAX_MESSAGE_BYTES};
 use crate::store::{self, SmReader};
 use crate::{MetaError, NodeId, Raft};
 
-/// Largest client message (a txn of 4 MiB plus framing).
-pub const MAX_CLIENT_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+pub use stratus_client::meta::MAX_CLIENT_MESSAGE_BYTES;
 
 /// Default Raft heartbeat interval (ms).
 pub const DEFAULT_HEARTBEAT_MS: u64 = 150;
@@ -138,60 +136,4 @@ impl MetaServer {
     }
 }
 
-/// Name of the file in a data dir that records the node's address.
-pub const ADDR_FILE: &str = "addr";
-
-/// The address to bind: `listen` as given, except that port 0 reuses the address this data
-/// dir had before (a restarted node must keep the address its peers know).
-pub fn resolve_listen(data_dir: &Path, listen: SocketAddr) -> SocketAddr {
-    if listen.port() == 0 {
-        if let Some(prev) = read_addr(data_dir) {
-            return prev;
-        }
-    }
-    listen
-}
-
-/// The address recorded in `data_dir`, if any.
-pub fn read_addr(data_dir: &Path) -> Option<SocketAddr> {
-    std::fs::read_to_string(data_dir.join(ADDR_FILE))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Record `addr` in `data_dir` atomically.
-pub fn write_addr(data_dir: &Path, addr: SocketAddr) -> std::io::Result<()> {
-    std::fs::create_dir_all(data_dir)?;
-    let tmp = data_dir.join(format!("{ADDR_FILE}.tmp"));
-    std::fs::write(&tmp, format!("{addr}\n"))?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, data_dir.join(ADDR_FILE))
-}
-
-/// Resolves on SIGTERM or Ctrl-C: the shutdown signal every Stratus service binary serves
-/// until.
-pub async fn shutdown_signal() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
-/// Sets up logging for a service binary: `RUST_LOG` if set, else `default_filter`.
-pub fn init_tracing(default_filter: &str) {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_filter.into()),
-        )
-        .init();
-}
+pub use stratus_client::service::{read_addr, resolve_listen, write_addr, ADDR_FILE};

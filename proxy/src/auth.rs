@@ -2,14 +2,14 @@
 //! with a signed, expiring token and the account's storage URL; every API request must then
 //! carry a valid token for its account (or a reseller's token).
 //!
-//! Users live in meta ([`stratus_meta::users`]); tokens are checked locally with the
+//! Users live in meta ([`stratus_client::users`]); tokens are checked locally with the
 //! cluster's token secret, so any proxy accepts a token any other proxy issued.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use stratus_client::users::{UserStore, ROLE_ADMIN, ROLE_RESELLER};
+use stratus_core::time::now_secs;
 use stratus_core::token::{self, Claims};
-use stratus_meta::rings::now_secs;
-use stratus_meta::users::{UserStore, ROLE_ADMIN, ROLE_RESELLER};
 
 use crate::acl::Identity;
 use crate::error::{unavailable, SwiftError, SwiftResult};
@@ -47,7 +47,7 @@ pub fn forbidden() -> SwiftError {
 
 impl Auth {
     /// Loads the token secret (created on first use).
-    pub async fn new(users: UserStore, ttl: u64) -> Result<Self, stratus_meta::users::UserError> {
+    pub async fn new(users: UserStore, ttl: u64) -> Result<Self, stratus_client::users::UserError> {
         let secret = users.token_secret().await?;
         Ok(Self { users, secret, ttl })
     }

@@ -11,10 +11,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::Future;
+use stratus_client::meta::MetaClient;
+use stratus_client::peers::Peers;
+use stratus_client::rings::{RingStore, RingWatcher};
 use stratus_core::ring::{object_path, Device, Ring};
-use stratus_meta::client::MetaClient;
-use stratus_meta::rings::{RingStore, RingWatcher};
-use stratus_storage::peers::Peers;
 use tonic::{Code, Status};
 
 use crate::error::{unavailable, SwiftError};
@@ -90,7 +90,7 @@ pub async fn timed<T>(rpc: impl Future<Output = Result<T, Status>>) -> Result<T,
 
 impl Cluster {
     /// Starts watching the rings.
-    pub fn new(meta: MetaClient) -> Result<Self, stratus_meta::rings::RingStoreError> {
+    pub fn new(meta: MetaClient) -> Result<Self, stratus_client::rings::RingStoreError> {
         let store = RingStore::new(meta);
         Ok(Self {
             account: RingWatcher::spawn(store.clone(), "account")?,

@@ -37,8 +37,8 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use stratus_meta::client::MetaClient;
-use stratus_meta::users::UserStore;
+use stratus_client::meta::MetaClient;
+use stratus_client::users::UserStore;
 use stratus_proto::storage as pb;
 use tokio::net::TcpListener;
 

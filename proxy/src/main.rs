@@ -24,7 +24,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    stratus_meta::server::init_tracing("info");
+    stratus_client::service::init_tracing("info");
     let a = Args::parse();
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
@@ -40,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
         listener.local_addr()?
     );
     proxy
-        .run(listener, stratus_meta::server::shutdown_signal())
+        .run(listener, stratus_client::service::shutdown_signal())
         .await?;
     Ok(())
 }

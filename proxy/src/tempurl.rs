@@ -13,7 +13,7 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use base64::Engine;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-use stratus_meta::rings::now_secs;
+use stratus_core::time::now_secs;
 
 use crate::error::{SwiftError, SwiftResult};
 use crate::object::ObjPath;

@@ -20,10 +20,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::convert::{self, invalid};
-use crate::client;
 use crate::kv::{self, OpResult, RangeQuery, Txn};
 use crate::store::SmReader;
 use crate::{NodeId, Raft};
+use stratus_client::meta as client;
 
 /// How long a membership change may take before the caller is told to check status.
 const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(60);

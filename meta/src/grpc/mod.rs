@@ -8,5 +8,4 @@ pub mod convert;
 pub mod meta_service;
 pub mod raft_service;
 
-/// gRPC metadata key carrying the leader's address on an UNAVAILABLE "not leader" answer.
-pub const LEADER_HEADER: &str = "x-stratus-leader";
+pub use stratus_client::meta::LEADER_HEADER;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use stratus_meta::client::MetaClient;
+use stratus_client::meta::MetaClient;
 use stratus_proto::meta as pb;
 use tokio::time::Instant;
 
@@ -103,7 +103,7 @@ impl Cluster {
         let addr = eventually("node address", || {
             let dir = dir.clone();
             async move {
-                let addr = stratus_meta::server::read_addr(&dir)?.to_string();
+                let addr = stratus_client::service::read_addr(&dir)?.to_string();
                 MetaClient::new(&[&addr])
                     .ok()?
                     .status_of(&addr)

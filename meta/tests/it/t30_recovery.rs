@@ -77,7 +77,7 @@ async fn killed_follower_catches_up_and_wiped_follower_gets_a_snapshot() {
     let st = c.status(victim).await.unwrap();
     assert!(st.members.iter().any(|m| m.id == victim && m.voter));
     // Its state machine holds keys written before and after the wipe.
-    let local = stratus_meta::client::MetaClient::new(&[&addr]).unwrap();
+    let local = stratus_client::meta::MetaClient::new(&[&addr]).unwrap();
     for key in ["down/0000", "down/0149", "gone/0000", "gone/0249"] {
         let r = local
             .get_req(stratus_proto::meta::GetRequest {

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use stratus_client::rings::{RingStore, RingStoreError, RingWatcher};
 use stratus_core::ring::{NewDevice, RingError};
-use stratus_meta::rings::{RingStore, RingStoreError, RingWatcher};
 use tokio::time::Instant;
 
 use crate::common::{Cluster, WAIT};

@@ -120,7 +120,7 @@ fn bench_reports_add_up_and_count_injected_failures() {
     assert!(!s.contains("bench-"), "{s}");
 
     // Two of three storage nodes die mid-run: PUTs get 503, and the report says so.
-    let mut child = Command::new(STRATUS)
+    let mut child = Command::new(&*STRATUS)
         .args([
             "--dir",
             d,

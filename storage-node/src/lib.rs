@@ -33,7 +33,6 @@ pub mod diskfile;
 pub mod hashes;
 pub mod maintenance;
 pub mod object;
-pub mod peers;
 pub mod replication;
 pub mod updater;
 pub mod worker;
@@ -44,9 +43,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use serde::Serialize;
-use stratus_meta::client::MetaClient;
-use stratus_meta::rings::{RingStore, RingWatcher};
+use stratus_client::meta::MetaClient;
+use stratus_client::rings::{RingStore, RingWatcher};
 use stratus_proto::storage::admin_server::AdminServer;
 use stratus_proto::storage::db_server::DbServer;
 use stratus_proto::storage::object_server::ObjectServer;
@@ -54,7 +52,8 @@ use stratus_proto::storage::replication_server::ReplicationServer;
 use tokio::net::TcpListener;
 
 use crate::device::Device;
-use crate::peers::{Peers, MAX_MESSAGE_BYTES};
+use stratus_client::peers::{self, Peers, MAX_MESSAGE_BYTES};
+use stratus_client::records::{registration_key, DeviceReport, Registration, RECORD_VERSION};
 
 /// Free bytes each device keeps back by default (writes that would use them get 507).
 pub const DEFAULT_RESERVE: u64 = 64 << 20;
@@ -151,21 +150,6 @@ impl Node {
 pub struct StorageServer {
     node: Arc<Node>,
     worker_interval: f64,
-}
-
-#[derive(Serialize)]
-struct Registration<'a> {
-    addr: &'a str,
-    devices: &'a [DeviceReport],
-    updated: u64,
-}
-
-#[derive(Serialize)]
-struct DeviceReport {
-    name: String,
-    capacity: u64,
-    free: u64,
-    ok: bool,
 }
 
 impl StorageServer {
@@ -267,14 +251,6 @@ impl StorageServer {
     }
 }
 
-/// Meta prefix of storage node registrations.
-pub const REGISTRATION_PREFIX: &str = "/nodes/storage/";
-
-/// Meta key under which a storage node registers itself.
-pub fn registration_key(addr: &str) -> String {
-    format!("{REGISTRATION_PREFIX}{addr}")
-}
-
 /// How often the node looks at its devices, and the longest it leaves its registration
 /// unrefreshed.
 const REGISTER_CHECK: Duration = Duration::from_secs(10);
@@ -315,9 +291,10 @@ async fn register(node: Arc<Node>, addr: String) {
         };
         if due {
             let reg = Registration {
-                addr: &addr,
-                devices: &devices,
-                updated: stratus_meta::rings::now_secs(),
+                v: RECORD_VERSION,
+                addr: addr.clone(),
+                devices: devices.clone(),
+                updated: stratus_core::time::now_secs(),
             };
             let body = serde_json::to_vec(&reg).expect("plain struct serializes");
             match node.meta.put(registration_key(&addr), body).await {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use stratus_storage::{Config, StorageServer, DEFAULT_RESERVE, DEFAULT_WORKER_INTERVAL};
+use stratus_storage_node::{Config, StorageServer, DEFAULT_RESERVE, DEFAULT_WORKER_INTERVAL};
 
 /// A Stratus storage node: objects, container and account databases on local devices.
 #[derive(Parser, Debug)]
@@ -30,7 +30,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    stratus_meta::server::init_tracing("info");
+    stratus_client::service::init_tracing("info");
     let a = Args::parse();
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
@@ -46,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
         .context("starting the storage node")?;
     println!("stratus-storage listening on {}", listener.local_addr()?);
     server
-        .run(listener, stratus_meta::server::shutdown_signal())
+        .run(listener, stratus_client::service::shutdown_signal())
         .await?;
     Ok(())
 }

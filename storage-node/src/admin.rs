@@ -2,9 +2,9 @@
 //! ask a node. Worker settings changed here are kept in meta
 //! (`/settings/storage/<addr>/<worker>`) and applied again when the node restarts.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use stratus_client::records::{settings_key, WorkerSettings, RECORD_VERSION};
 use stratus_proto::storage as pb;
 use stratus_proto::storage::admin_server::Admin;
 use tonic::{Request, Response, Status};
@@ -36,11 +36,6 @@ impl AdminService {
     }
 }
 
-/// Meta key of one worker's settings on node `addr`.
-pub fn settings_key(addr: &str, worker: &str) -> String {
-    format!("/settings/storage/{addr}/{worker}")
-}
-
 /// Applies the settings kept in meta for this node (after a restart), read in one request.
 pub async fn load_settings(node: &Node) {
     let Some(addr) = node.addr.get() else { return };
@@ -59,10 +54,10 @@ pub async fn load_settings(node: &Node) {
         let Some(w) = workers.iter().find(|w| key == settings_key(addr, w.name)) else {
             continue;
         };
-        let Ok(m) = serde_json::from_slice::<BTreeMap<String, f64>>(&kv.value) else {
+        let Some(m) = WorkerSettings::from_json(&kv.value) else {
             continue;
         };
-        for (k, v) in m {
+        for (k, v) in m.settings {
             if let Err(e) = w.settings.set(&k, v) {
                 tracing::warn!(worker = w.name, error = %e, "ignoring a stored setting");
             }
@@ -98,7 +93,10 @@ impl Admin for AdminService {
             .map_err(Status::invalid_argument)?;
         // Kept in meta so the change survives a restart; the node keeps it either way.
         if let Some(addr) = self.node.addr.get() {
-            let all: BTreeMap<String, f64> = w.status().settings.into_iter().collect();
+            let all = WorkerSettings {
+                v: RECORD_VERSION,
+                settings: w.status().settings.into_iter().collect(),
+            };
             let body = serde_json::to_vec(&all).expect("a map serializes");
             if let Err(e) = self.node.meta.put(settings_key(addr, w.name), body).await {
                 return Err(Status::unavailable(format!(

@@ -22,7 +22,7 @@
 //!   after the publish that retires them (their history entries stay).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use stratus_core::ring::{RebalanceReport, Ring, RingBuilder, RingError};
@@ -31,7 +31,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 
-use crate::client::{ClientError, MetaClient};
+use stratus_core::time::now_secs;
+
+use crate::meta::{ClientError, MetaClient};
 
 /// The rings a cluster has.
 pub const RING_NAMES: &[&str] = &["account", "container", "object", "volume"];
@@ -132,13 +134,6 @@ fn history_key(name: &str, version: u64) -> String {
 
 fn chunk_key(name: &str, blob: &str, i: u32) -> String {
     format!("/rings/{name}/blobs/{blob}/{i:04}")
-}
-
-/// Unix seconds now (rebalances are stamped with it).
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn put_op(key: String, value: Vec<u8>) -> pb::RequestOp {

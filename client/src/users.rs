@@ -8,8 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::{ClientError, MetaClient};
-use crate::rings::now_secs;
+use stratus_core::time::now_secs;
+
+use crate::meta::{ClientError, MetaClient};
 
 const USERS: &str = "/auth/users/";
 const TOKEN_SECRET: &str = "/auth/token-secret";

@@ -38,7 +38,7 @@ impl Worker for Expirer {
     }
 
     async fn pass(&self, cx: &Ctx) {
-        let now = stratus_meta::rings::now_secs();
+        let now = stratus_core::time::now_secs();
         for dev in cx.node.present_devices() {
             if let Err(e) = expire_device(cx, &dev, now).await {
                 cx.stats.error(format!("{}: {e}", dev.name));

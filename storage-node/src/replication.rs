@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rocksdb::WriteBatch;
-use serde::{Deserialize, Serialize};
+
 use stratus_core::ring::{Device as RingDevice, Ring};
 use stratus_proto::storage as pb;
 use stratus_proto::storage::replication_client::ReplicationClient;
@@ -44,9 +44,10 @@ use crate::diskfile::{
     batch_record, data_file, name_hash, object_key, read_block, BodyHasher, ObjectRecord, BLOCK,
 };
 use crate::hashes::{self, suffix_of, Hashes, Space};
-use crate::peers::MAX_MESSAGE_BYTES;
 use crate::worker::{Ctx, Limiter, Worker};
 use crate::Node;
+use stratus_client::peers::MAX_MESSAGE_BYTES;
+use stratus_client::records::{progress_key, Progress, RingProgress};
 
 /// How long a hashes or summaries RPC may take.
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -346,31 +347,6 @@ pub struct Replicator {
     /// The last progress report written to meta (rewritten only when it changes).
     reported: Mutex<Option<(Progress, tokio::time::Instant)>>,
 }
-
-/// A node's replication progress, per ring, as stored in meta.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct Progress {
-    pub rings: BTreeMap<String, RingProgress>,
-}
-
-/// Where a node's last replication pass over one ring got.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct RingProgress {
-    /// The ring version the pass started with.
-    pub version: u64,
-    /// Partitions still held as handoffs when the pass ended (data not yet moved home).
-    pub handoff_parts: u64,
-    /// Partitions (with data) the node holds.
-    pub parts: u64,
-}
-
-/// Meta key of a node's replication progress.
-pub fn progress_key(addr: &str) -> String {
-    format!("/replication/{addr}")
-}
-
-/// Meta prefix of every node's progress.
-pub const PROGRESS_PREFIX: &str = "/replication/";
 
 /// How often an unchanged progress report is rewritten anyway.
 const PROGRESS_REFRESH: Duration = Duration::from_secs(300);

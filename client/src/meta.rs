@@ -24,9 +24,22 @@ use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use crate::grpc::LEADER_HEADER;
-use crate::network::channel;
-use crate::server::MAX_CLIENT_MESSAGE_BYTES;
+/// gRPC metadata key carrying the leader's address on an UNAVAILABLE "not leader" answer.
+pub const LEADER_HEADER: &str = "x-stratus-leader";
+
+/// Largest client message (a txn of 4 MiB plus framing).
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Make a lazily connected channel to `addr` (`host:port`).
+pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .connect_lazy(),
+    )
+}
 
 /// How long one attempt may take before the next endpoint is tried.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);

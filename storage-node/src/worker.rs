@@ -256,7 +256,7 @@ pub fn spawn_all(
                 *cx.stats.state.lock().expect("stats lock") = (
                     false,
                     started.elapsed().as_secs_f64(),
-                    stratus_meta::rings::now_secs(),
+                    stratus_core::time::now_secs(),
                 );
                 let idle = Duration::from_secs_f64(cx.settings.get(INTERVAL).min(86_400.0));
                 tokio::select! {

@@ -4,7 +4,6 @@
 //! ring`, and a `stratus ring watch` process picks each new version up by itself.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -13,7 +12,7 @@ use crate::common::*;
 
 #[test]
 fn dev_cluster_up_use_down_and_up_again() {
-    let meta_bin = Path::new(STRATUS).with_file_name("stratus-meta");
+    let meta_bin = STRATUS.with_file_name("stratus-meta");
     assert!(
         meta_bin.exists(),
         "build stratus-meta first (cargo test --workspace does)"
@@ -116,7 +115,7 @@ fn rings(d: &str) {
         assert_eq!(show["dispersion"], 0.0);
     }
 
-    let mut watcher = Command::new(STRATUS)
+    let mut watcher = Command::new(&*STRATUS)
         .args([
             "ring", "--dir", d, "watch", "object", "--json", "--count", "2",
         ])

@@ -6,12 +6,30 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-pub const STRATUS: &str = env!("CARGO_BIN_EXE_stratus");
+/// The `stratus` binary: `$STRATUS_BIN`, else the one cargo built beside this test binary
+/// (`target/<profile>/stratus`; `scripts/test.sh` builds every binary first).
+pub static STRATUS: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| {
+    if let Some(p) = std::env::var_os("STRATUS_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let bin = dir.join("stratus");
+    assert!(
+        bin.exists(),
+        "{} is missing: build the binaries first (cargo build --workspace --bins)",
+        bin.display()
+    );
+    bin
+});
 /// Upper bound for any wait; far above what a healthy run needs.
 pub const WAIT: Duration = Duration::from_secs(60);
 
 pub fn stratus(args: &[&str]) -> Output {
-    Command::new(STRATUS)
+    Command::new(&*STRATUS)
         .args(args)
         .env_remove("STRATUS_META")
         .env_remove("STRATUS_DEV_DIR")
@@ -374,7 +392,7 @@ pub fn swift_ok(c: &TestCluster, cwd: &Path, user: &str, key: &str, args: &[&str
 
 /// Runs `stratus --dir <cluster>` in `cwd`; it must succeed; its standard output.
 pub fn stratus_in(c: &TestCluster, cwd: &Path, args: &[&str]) -> String {
-    let out = Command::new(STRATUS)
+    let out = Command::new(&*STRATUS)
         .args(["--dir", c.dir_str()])
         .args(args)
         .current_dir(cwd)

@@ -1,0 +1,24 @@
+//! `stratus-client`: what every caller of a Stratus cluster needs, and nothing more. The
+//! proxy and the CLI link this crate, never the meta or storage-node crates, so they link
+//! neither RocksDB nor openraft.
+//!
+//! # Layout
+//! - [`meta`]: [`MetaClient`], which follows the Raft leader and retries safely.
+//! - [`rings`]: ring builder state and published rings in meta, and the ring watcher.
+//! - [`users`]: TempAuth users and the token-signing secret kept in meta.
+//! - [`peers`]: the shared cache of gRPC channels to storage nodes.
+//! - [`records`]: the typed, versioned records storage nodes keep in meta.
+//! - [`service`]: the process skeleton every service shares (logging, shutdown, config,
+//!   admin port with metrics, request ids).
+
+// tonic::Status (176 bytes) is the error type of every gRPC client call.
+#![allow(clippy::result_large_err)]
+
+pub mod meta;
+pub mod peers;
+pub mod records;
+pub mod rings;
+pub mod service;
+pub mod users;
+
+pub use meta::{ClientError, MetaClient};
