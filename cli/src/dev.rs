@@ -10,6 +10,9 @@
 //! <dir>/storage-<n>/d<k>  its devices (directories)
 //! <dir>/storage-<n>/{pid,log}
 //! <dir>/proxy/{addr,pid,log}  the Swift API proxy
+//! <dir>/<service>/<kind>.toml   the config file each process is started with
+//!                                (`meta.toml`, `storage.toml`, `proxy.toml`)
+//! <dir>/<service>/admin-addr    its admin port: /metrics (Prometheus text), /healthz
 //! ```
 //! The first `up` also creates the `account`, `container` and `object` rings in meta with
 //! every device of every storage node (one zone per node) and publishes them, and the
@@ -158,6 +161,41 @@ fn log_tail(node_dir: &Path) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
+/// The file in a service's directory that names its admin port.
+pub const ADMIN_ADDR_FILE: &str = "admin-addr";
+
+/// A TOML value for a service config file.
+enum Setting {
+    Str(String),
+    List(Vec<String>),
+    Num(f64),
+    Int(u64),
+}
+
+/// Writes the config file `node_dir/<name>.toml` of a service (keys are its long flag
+/// names) and returns the arguments that start the service with it.
+fn write_config(node_dir: &Path, name: &str, settings: &[(&str, Setting)]) -> Result<Vec<String>> {
+    fs::create_dir_all(node_dir)?;
+    let quote = |s: &str| serde_json::to_string(s).expect("strings serialize");
+    let mut text =
+        format!("# {name}: written by `stratus dev up`; flags given to the process win.\n");
+    for (key, value) in settings {
+        let v = match value {
+            Setting::Str(s) => quote(s),
+            Setting::List(l) => format!(
+                "[{}]",
+                l.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ")
+            ),
+            Setting::Num(n) => format!("{n:?}"),
+            Setting::Int(n) => n.to_string(),
+        };
+        text.push_str(&format!("{key} = {v}\n"));
+    }
+    let path = node_dir.join(format!("{name}.toml"));
+    fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(vec!["--config".into(), path.display().to_string()])
+}
+
 /// Starts `bin args…` with its pid and log in `node_dir`, unless it already runs there.
 fn spawn(bin: &Path, args: &[String], node_dir: &Path) -> Result<()> {
     fs::create_dir_all(node_dir)?;
@@ -207,9 +245,16 @@ async fn wait_listening(what: &str, addr: &str, node_dir: &Path) -> Result<()> {
 
 /// Start meta node `id` in `node_dir` unless it already runs; returns its address.
 async fn start_meta(bin: &Path, id: u64, node_dir: &Path) -> Result<String> {
-    let mut args = vec!["--id".to_string(), id.to_string(), "--data-dir".into()];
-    args.push(node_dir.display().to_string());
-    args.extend(["--listen".to_string(), "127.0.0.1:0".to_string()]);
+    let args = write_config(
+        node_dir,
+        "meta",
+        &[
+            ("id", Setting::Int(id)),
+            ("data_dir", Setting::Str(node_dir.display().to_string())),
+            ("listen", Setting::Str("127.0.0.1:0".into())),
+            ("admin_listen", Setting::Str(admin_addr(node_dir)?)),
+        ],
+    )?;
     spawn(bin, &args, node_dir)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -323,24 +368,25 @@ async fn up(
     let leader = wait_healthy(&client, &addrs, Duration::from_secs(60)).await?;
     fs::write(dir.join("endpoints"), endpoints.join(","))?;
     let rings = ensure_rings(&client, &dir, storage_nodes, devices).await?;
-    let meta_arg = endpoints.join(",");
     let storage_bin = sibling_binary("stratus-storage")?;
     let mut storage = Vec::new();
     for n in 1..=storage_nodes {
         let node_dir = dir.join(format!("storage-{n}"));
         let addr = storage_addr(&dir, n)?;
-        let mut args = vec![
-            "--listen".to_string(),
-            addr.clone(),
-            "--meta".into(),
-            meta_arg.clone(),
-            "--worker-interval".into(),
-            worker_interval.to_string(),
-        ];
-        for k in 1..=devices {
-            args.push("--device".into());
-            args.push(node_dir.join(format!("d{k}")).display().to_string());
-        }
+        let device_dirs = (1..=devices)
+            .map(|k| node_dir.join(format!("d{k}")).display().to_string())
+            .collect();
+        let args = write_config(
+            &node_dir,
+            "storage",
+            &[
+                ("listen", Setting::Str(addr.clone())),
+                ("meta", Setting::List(endpoints.clone())),
+                ("worker_interval", Setting::Num(worker_interval)),
+                ("device", Setting::List(device_dirs)),
+                ("admin_listen", Setting::Str(admin_addr(&node_dir)?)),
+            ],
+        )?;
         spawn(&storage_bin, &args, &node_dir)?;
         storage.push((n, addr, node_dir, args));
     }
@@ -359,16 +405,16 @@ async fn up(
     }
     let proxy_dir = dir.join("proxy");
     let proxy_addr = picked_addr(&proxy_dir)?;
-    spawn(
-        &sibling_binary("stratus-proxy")?,
-        &[
-            "--listen".into(),
-            proxy_addr.clone(),
-            "--meta".into(),
-            meta_arg.clone(),
-        ],
+    let proxy_args = write_config(
         &proxy_dir,
+        "proxy",
+        &[
+            ("listen", Setting::Str(proxy_addr.clone())),
+            ("meta", Setting::List(endpoints.clone())),
+            ("admin_listen", Setting::Str(admin_addr(&proxy_dir)?)),
+        ],
     )?;
+    spawn(&sibling_binary("stratus-proxy")?, &proxy_args, &proxy_dir)?;
     ensure_test_user(&client).await?;
     wait_listening("the proxy", &proxy_addr, &proxy_dir).await?;
     let auth_url = format!("http://{proxy_addr}/auth/v1.0");
@@ -449,8 +495,18 @@ fn storage_addr(dir: &Path, n: u32) -> Result<String> {
 
 /// An address picked once for the service in `node_dir` (a free loopback port) and kept.
 fn picked_addr(node_dir: &Path) -> Result<String> {
+    picked_port(node_dir, "addr")
+}
+
+/// The admin port (`/metrics`, `/healthz`) of the service in `node_dir`, picked once.
+fn admin_addr(node_dir: &Path) -> Result<String> {
+    picked_port(node_dir, ADMIN_ADDR_FILE)
+}
+
+/// A free loopback address picked once and kept in `node_dir/file`.
+fn picked_port(node_dir: &Path, file: &str) -> Result<String> {
     fs::create_dir_all(node_dir)?;
-    let file = node_dir.join("addr");
+    let file = node_dir.join(file);
     if let Ok(a) = fs::read_to_string(&file) {
         return Ok(a.trim().to_string());
     }
@@ -510,6 +566,13 @@ async fn ensure_rings(client: &MetaClient, dir: &Path, nodes: u32, devices: u32)
     Ok(out.join(", "))
 }
 
+/// The admin address recorded in a service's directory, if any.
+fn read_admin(node_dir: &Path) -> Option<String> {
+    fs::read_to_string(node_dir.join(ADMIN_ADDR_FILE))
+        .ok()
+        .map(|a| a.trim().to_string())
+}
+
 async fn status(dir: &Path, json: bool) -> Result<()> {
     let nodes = node_dirs(dir);
     if nodes.is_empty() {
@@ -537,6 +600,7 @@ async fn status(dir: &Path, json: bool) -> Result<()> {
         );
         out.push(serde_json::json!({
             "service": "meta", "id": id, "addr": addr, "pid": pid, "role": role,
+            "admin": read_admin(&node_dir),
             "term": st.as_ref().map(|s| s.term), "applied": st.as_ref().and_then(|s| s.applied),
             "revision": st.as_ref().map(|s| s.revision),
         }));
@@ -562,7 +626,10 @@ async fn status(dir: &Path, json: bool) -> Result<()> {
             .trim()
             .to_string();
         let state = if pid.is_some() { "running" } else { "stopped" };
-        out.push(serde_json::json!({"service": name, "addr": addr, "pid": pid, "role": state}));
+        out.push(serde_json::json!({
+            "service": name, "addr": addr, "pid": pid, "role": state,
+            "admin": read_admin(&node_dir),
+        }));
         let dash = || "-".to_string();
         rows.push(vec![
             name,

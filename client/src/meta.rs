@@ -22,6 +22,8 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
+
+use crate::service::trace::{Stamp, Traced};
 use tonic::{Code, Status};
 
 /// gRPC metadata key carrying the leader's address on an UNAVAILABLE "not leader" answer.
@@ -132,7 +134,7 @@ impl MetaClient {
         self.state.lock().expect("lock").endpoints.clone()
     }
 
-    fn grpc(&self, addr: &str) -> Grpc<Channel> {
+    fn grpc(&self, addr: &str) -> Grpc<Traced> {
         let mut st = self.state.lock().expect("lock");
         let ch = match st.channels.get(addr) {
             Some(c) => c.clone(),
@@ -142,7 +144,7 @@ impl MetaClient {
                 c
             }
         };
-        Grpc::new(ch)
+        Grpc::with_interceptor(ch, Stamp)
             .max_decoding_message_size(64 * 1024 * 1024)
             .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
     }
@@ -170,7 +172,7 @@ impl MetaClient {
     /// retryable failures until the client's timeout.
     async fn call<T, F, Fut>(&self, mut f: F) -> Result<T, ClientError>
     where
-        F: FnMut(Grpc<Channel>) -> Fut,
+        F: FnMut(Grpc<Traced>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let start = Instant::now();

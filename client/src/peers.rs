@@ -1,4 +1,6 @@
 //! Connections to storage nodes: one lazily connected gRPC channel per address, shared.
+//! Clients made here stamp the current transaction id on every call
+//! ([`crate::service::trace`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -7,6 +9,8 @@ use std::time::Duration;
 use stratus_proto::storage::db_client::DbClient;
 use stratus_proto::storage::object_client::ObjectClient;
 use tonic::transport::{Channel, Endpoint};
+
+use crate::service::trace::{Stamp, Traced};
 
 /// Largest gRPC message a storage client or server accepts (data chunks are ≤ 1 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
@@ -46,16 +50,16 @@ impl Peers {
         Ok(ch)
     }
 
-    /// An object client for `addr`.
-    pub fn object(&self, addr: &str) -> Result<ObjectClient<Channel>, tonic::Status> {
-        Ok(ObjectClient::new(self.channel(addr)?)
+    /// An object client for `addr` (its calls carry the current transaction id).
+    pub fn object(&self, addr: &str) -> Result<ObjectClient<Traced>, tonic::Status> {
+        Ok(ObjectClient::with_interceptor(self.channel(addr)?, Stamp)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
 
-    /// A database client for `addr`.
-    pub fn db(&self, addr: &str) -> Result<DbClient<Channel>, tonic::Status> {
-        Ok(DbClient::new(self.channel(addr)?)
+    /// A database client for `addr` (its calls carry the current transaction id).
+    pub fn db(&self, addr: &str) -> Result<DbClient<Traced>, tonic::Status> {
+        Ok(DbClient::with_interceptor(self.channel(addr)?, Stamp)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }

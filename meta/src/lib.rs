@@ -19,6 +19,7 @@
 
 pub mod grpc;
 pub mod kv;
+pub mod metrics;
 pub mod network;
 pub mod server;
 pub mod store;

@@ -2,9 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use stratus_client::service::admin;
+use stratus_client::service::metrics::Health;
 use stratus_meta::server::{self, Config, MetaServer};
 
 /// One node of the Stratus metadata cluster.
@@ -32,12 +35,15 @@ struct Args {
     /// Log entries kept behind a snapshot.
     #[arg(long, default_value_t = server::DEFAULT_KEEP_LOGS)]
     keep_logs: u64,
+    /// Address of the admin HTTP port (`/metrics`, `/healthz`); none if not given.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     stratus_client::service::init_tracing("info,openraft=warn");
-    let a = Args::parse();
+    let a: Args = stratus_client::service::config::parse();
     let listen = server::resolve_listen(&a.data_dir, a.listen);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -55,6 +61,18 @@ async fn main() -> anyhow::Result<()> {
     let node = MetaServer::new(cfg, addr.to_string())
         .await
         .context("starting the meta node")?;
+    if let Some(addr) = a.admin_listen {
+        let raft = node.raft().clone();
+        // Healthy while the node knows a leader (it can serve reads and forward writes).
+        let health: Health = Arc::new(move || match raft.metrics().borrow().current_leader {
+            Some(_) => Ok(()),
+            None => Err("no Raft leader known".to_string()),
+        });
+        let bound = admin::start(addr, health)
+            .await
+            .with_context(|| format!("binding the admin port {addr}"))?;
+        println!("stratus-meta admin on http://{bound}");
+    }
     println!("stratus-meta node {} listening on {addr}", a.id);
     node.run(listener, stratus_client::service::shutdown_signal())
         .await?;

@@ -2,10 +2,11 @@
 //! listener the caller bound (tests bind port 0).
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use openraft::SnapshotPolicy;
+use stratus_client::service::metrics::RpcLayer;
 use stratus_proto::meta::meta_server::MetaServer as MetaGrpcServer;
 use stratus_proto::raft::raft_server::RaftServer;
 use tokio::net::TcpListener;
@@ -126,7 +127,9 @@ impl MetaServer {
         .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
         .max_encoding_message_size(64 * 1024 * 1024);
         tracing::info!(id = self.cfg.id, addr = %self.addr, "meta node serving");
+        crate::metrics::install(self.raft.clone());
         let served = tonic::transport::Server::builder()
+            .layer(RpcLayer)
             .add_service(raft_svc)
             .add_service(meta_svc)
             .serve_with_incoming_shutdown(incoming, shutdown)

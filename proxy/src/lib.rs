@@ -22,6 +22,7 @@ pub mod container;
 pub mod error;
 pub mod headers;
 pub mod large;
+pub mod metrics;
 pub mod object;
 pub mod quota;
 pub mod router;
@@ -37,10 +38,13 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::TryStreamExt;
 use stratus_client::meta::MetaClient;
+use stratus_client::service::trace;
 use stratus_client::users::UserStore;
 use stratus_proto::storage as pb;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 use crate::acl::{AccountAcl, ContainerAcl, Decision, Identity, Want};
 use crate::auth::Auth;
@@ -218,8 +222,25 @@ pub fn info_json() -> serde_json::Value {
     })
 }
 
+/// Every request: a transaction id (on every log line and storage or meta call it causes,
+/// and in the answer), counted body bytes, and its metrics.
 async fn handle(State(p): State<Arc<Proxy>>, req: Request) -> Response {
-    let trans_id = format!("tx{:032x}", rand::random::<u128>());
+    let trans_id: Arc<str> = Arc::from(trace::new_trans_id());
+    let span = tracing::info_span!("request", trans_id = %trans_id);
+    trace::scope(
+        trans_id.clone(),
+        handle_traced(p, req, trans_id).instrument(span),
+    )
+    .await
+}
+
+async fn handle_traced(p: Arc<Proxy>, req: Request, trans_id: Arc<str>) -> Response {
+    let req = req.map(|body| {
+        Body::from_stream(
+            body.into_data_stream()
+                .inspect_ok(|b| metrics::bytes_in(b.len() as u64)),
+        )
+    });
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = Instant::now();
@@ -247,7 +268,19 @@ async fn handle(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         resp.headers_mut().insert("x-trans-id", v.clone());
         resp.headers_mut().insert("x-openstack-request-id", v);
     }
-    tracing::debug!(%trans_id, %method, %path, status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    let elapsed = started.elapsed();
+    let status = resp.status().as_u16();
+    let bytes_out = if method == Method::HEAD {
+        0
+    } else {
+        hv(resp.headers(), "content-length")
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    metrics::request(method.as_str(), status, elapsed.as_secs_f64(), bytes_out);
+    // One line per request, as Swift's proxy logs them.
+    let ms = elapsed.as_secs_f64() * 1e3;
+    tracing::info!(%method, %path, status, ms = format_args!("{ms:.2}"), "request");
     resp
 }
 

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::Parser;
+use stratus_client::service::admin;
 use stratus_proxy::auth::DEFAULT_TOKEN_TTL;
 use stratus_proxy::{Config, Proxy};
 
@@ -20,12 +21,15 @@ struct Args {
     /// Auth token lifetime, seconds.
     #[arg(long, default_value_t = DEFAULT_TOKEN_TTL)]
     token_ttl: u64,
+    /// Address of the admin HTTP port (`/metrics`, `/healthz`); none if not given.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     stratus_client::service::init_tracing("info");
-    let a = Args::parse();
+    let a: Args = stratus_client::service::config::parse();
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("binding {}", a.listen))?;
@@ -35,6 +39,13 @@ async fn main() -> anyhow::Result<()> {
     })
     .await
     .context("starting the proxy")?;
+    if let Some(addr) = a.admin_listen {
+        stratus_proxy::metrics::init();
+        let bound = admin::start(addr, admin::always_healthy())
+            .await
+            .with_context(|| format!("binding the admin port {addr}"))?;
+        println!("stratus-proxy admin on http://{bound}");
+    }
     println!(
         "stratus-proxy listening on http://{}",
         listener.local_addr()?

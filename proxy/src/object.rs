@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use md5::{Digest, Md5};
+use stratus_client::service::trace::Traced;
 use stratus_core::ring::Device;
 use stratus_core::time::now_secs;
 use stratus_core::timestamp::Timestamp;
@@ -17,7 +18,6 @@ use stratus_proto::storage as pb;
 use stratus_proto::storage::object_client::ObjectClient;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
 use crate::acl::Identity;
@@ -303,7 +303,7 @@ async fn open_get(
 
 /// Sends a GET to a node and reads the metadata that starts its answer.
 async fn start_get(
-    mut client: ObjectClient<Channel>,
+    mut client: ObjectClient<Traced>,
     req: pb::GetRequest,
 ) -> Result<(pb::ObjectMeta, Streaming<pb::GetMsg>), Status> {
     let mut s = client.get(req).await?.into_inner();
@@ -330,7 +330,7 @@ struct BodyStream {
     ts: u64,
     target: pb::ObjectTarget,
     /// Every replica of this version, the one being read included.
-    replicas: Vec<(Device, ObjectClient<Channel>)>,
+    replicas: Vec<(Device, ObjectClient<Traced>)>,
     current: usize,
     /// Where each replica last failed: it is not asked for that offset again.
     failed_at: Vec<Option<u64>>,
@@ -503,7 +503,7 @@ pub async fn fetch(
         .filter(|a| a.1.ts == newest.ts)
         .collect();
     sources.sort_by_key(|a| !a.3); // an already-streaming body first
-    let replicas: Vec<(Device, ObjectClient<Channel>)> = sources
+    let replicas: Vec<(Device, ObjectClient<Traced>)> = sources
         .iter()
         .filter_map(|a| Some((a.0.clone(), p.cluster.peers.object(&a.0.node).ok()?)))
         .collect();

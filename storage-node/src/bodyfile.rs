@@ -157,7 +157,7 @@ impl TmpBody {
         let file = self.file.take().expect("file present");
         let tmp = self.path.clone();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            file.sync_all()?;
+            stratus_client::service::metrics::timed_fsync(|| file.sync_all())?;
             drop(file);
             let dir = dest.parent().expect("data file has a directory");
             let mut fresh = Vec::new();

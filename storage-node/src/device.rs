@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+use stratus_client::service::metrics;
 use tokio::sync::Mutex;
 
 /// Column family of object records, keyed by [`crate::diskfile::object_key`].
@@ -148,6 +149,7 @@ impl Device {
     pub fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), DeviceError> {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
+        let _t = sync.then(metrics::fsync_timer);
         self.db.write_opt(batch, &wo).map_err(|e| self.db_err(e))
     }
 
@@ -250,10 +252,15 @@ pub async fn write_sync(dev: &Arc<Device>, batch: WriteBatch) -> Result<(), Devi
 /// that apply an unsynced batch under a lock and call this after releasing it share
 /// fsyncs instead of queueing one per lock holder.
 pub async fn sync_wal(dev: &Arc<Device>) -> Result<(), DeviceError> {
-    blocking(dev, |d| d.db.flush_wal(true).map_err(|e| d.db_err(e))).await
+    blocking(dev, |d| {
+        let _t = metrics::fsync_timer();
+        d.db.flush_wal(true).map_err(|e| d.db_err(e))
+    })
+    .await
 }
 
 /// Fsyncs a directory, making the renames and creations inside it durable.
 pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
+    let d = std::fs::File::open(dir)?;
+    metrics::timed_fsync(|| d.sync_all())
 }

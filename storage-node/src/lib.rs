@@ -32,6 +32,7 @@ pub mod device;
 pub mod diskfile;
 pub mod hashes;
 pub mod maintenance;
+pub mod metrics;
 pub mod object;
 pub mod replication;
 pub mod updater;
@@ -54,6 +55,7 @@ use tokio::net::TcpListener;
 use crate::device::Device;
 use stratus_client::peers::{self, Peers, MAX_MESSAGE_BYTES};
 use stratus_client::records::{registration_key, DeviceReport, Registration, RECORD_VERSION};
+use stratus_client::service::metrics::RpcLayer;
 
 /// Free bytes each device keeps back by default (writes that would use them get 507).
 pub const DEFAULT_RESERVE: u64 = 64 << 20;
@@ -235,9 +237,11 @@ impl StorageServer {
         // TCP_NODELAY: a reply written in two segments must not wait for a delayed ACK.
         let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
             .map_err(|e| StorageError::Io(std::io::Error::other(e)))?;
+        metrics::install(self.node.clone());
         let r = tonic::transport::Server::builder()
             .initial_stream_window_size(peers::STREAM_WINDOW)
             .initial_connection_window_size(peers::CONNECTION_WINDOW)
+            .layer(RpcLayer)
             .add_service(object)
             .add_service(db)
             .add_service(replication)

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use stratus_client::service::admin;
 use stratus_storage_node::{Config, StorageServer, DEFAULT_RESERVE, DEFAULT_WORKER_INTERVAL};
 
 /// A Stratus storage node: objects, container and account databases on local devices.
@@ -26,12 +27,15 @@ struct Args {
     /// Seconds the background workers (replicator, auditor, …) idle between passes.
     #[arg(long, default_value_t = DEFAULT_WORKER_INTERVAL)]
     worker_interval: f64,
+    /// Address of the admin HTTP port (`/metrics`, `/healthz`); none if not given.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     stratus_client::service::init_tracing("info");
-    let a = Args::parse();
+    let a: Args = stratus_client::service::config::parse();
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("binding {}", a.listen))?;
@@ -44,6 +48,12 @@ async fn main() -> anyhow::Result<()> {
     let server = StorageServer::new(cfg)
         .await
         .context("starting the storage node")?;
+    if let Some(addr) = a.admin_listen {
+        let bound = admin::start(addr, admin::always_healthy())
+            .await
+            .with_context(|| format!("binding the admin port {addr}"))?;
+        println!("stratus-storage admin on http://{bound}");
+    }
     println!("stratus-storage listening on {}", listener.local_addr()?);
     server
         .run(listener, stratus_client::service::shutdown_signal())

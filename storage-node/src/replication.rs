@@ -874,6 +874,7 @@ impl Worker for Replicator {
                 .device_space(&dev, space, &ring, parts, &mut parts_limiter)
                 .await;
         }
+        crate::metrics::replication(&progress);
         self.report(cx, &pass.me, progress).await;
     }
 }

@@ -59,9 +59,12 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Sets up logging for a service binary: `RUST_LOG` if set, else `default_filter`.
+/// Sets up logging for a service binary: `RUST_LOG` if set, else `default_filter`; colours
+/// only on a terminal (dev clusters write logs to files).
 pub fn init_tracing(default_filter: &str) {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default_filter.into()),

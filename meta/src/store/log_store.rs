@@ -167,10 +167,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let b = bincode::serialize(&ent).map_err(|e| StorageIOError::write_logs(&e))?;
             batch.put_cf(log, idx_key(ent.get_log_id().index), b);
         }
-        let res = self
-            .db
-            .write_opt(batch, &synced())
-            .map_err(std::io::Error::other);
+        let res = {
+            let _t = stratus_client::service::metrics::fsync_timer();
+            self.db
+                .write_opt(batch, &synced())
+                .map_err(std::io::Error::other)
+        };
         let failed = res.as_ref().err().map(StorageIOError::write_logs);
         callback.log_io_completed(res);
         match failed {
