@@ -2,11 +2,12 @@
 # Install the system packages Stratus needs to build, when they are missing.
 # RocksDB's Rust bindings need libclang (bindgen) and a C++ toolchain; protoc is vendored.
 # The integration tests drive the cluster with the real `swift` client (python3-swiftclient),
-# fetch temp URLs with curl, and build tar, tar.gz and tar.bz2 archives (tar, gzip, bzip2).
+# fetch temp URLs with curl, build tar, tar.gz and tar.bz2 archives (tar, gzip, bzip2), and
+# parse every service's /metrics with the Prometheus text parser of prometheus_client.
 set -euo pipefail
 
 need=()
-for pkg in libclang-dev build-essential pkg-config python3-swiftclient curl tar gzip bzip2; do
+for pkg in libclang-dev build-essential pkg-config python3-swiftclient python3-prometheus-client curl tar gzip bzip2; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -1,14 +1,37 @@
 #!/usr/bin/env bash
-# Run the whole Stratus test suite: unit tests, openraft's storage conformance suite and the
-# integration tests that start real processes on loopback.
+# Run the whole Stratus test suite: formatting, lints, the layout rule, unit tests,
+# openraft's storage conformance suite and the integration tests that start real processes
+# on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-# Integration tests each run a cluster of real processes; two at a time suits 2 cores.
-# The criterion benchmarks (stratus-benches) are not tests; leaving them out keeps criterion
-# out of the CI build. Run them with `cargo bench -p stratus-benches`.
-# The integration tests start every service binary (meta, storage, proxy) through `stratus
-# dev up`; cargo builds only the tested package's own binaries for its tests, so build all
-# of them first.
+
+echo "== cargo fmt --check" >&2
+cargo fmt --all --check
+
+# The stateless proxy and the CLI reach the cluster through stratus-client only: neither
+# may link RocksDB or openraft (only meta and storage-node do).
+echo "== layout: proxy and cli link neither RocksDB nor openraft" >&2
+for pkg in stratus-proxy stratus-cli; do
+  linked=$(cargo tree --locked -p "$pkg" -e normal,build --prefix none \
+    | awk '{print $1}' | grep -E '^(rocksdb|librocksdb-sys|openraft)$' | sort -u || true)
+  if [ -n "$linked" ]; then
+    echo "$pkg links $(echo "$linked" | tr '\n' ' ')— it must reach meta and storage nodes through stratus-client" >&2
+    exit 1
+  fi
+done
+
+echo "== cargo clippy (warnings are errors)" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# The criterion benchmarks are not tests, but they must keep compiling.
+echo "== benches compile" >&2
+cargo check -p stratus-benches --benches --examples --locked
+
+# The integration tests (the stratus-tests crate) start every service binary (meta,
+# storage, proxy) through `stratus dev up`: build all of them first.
+echo "== build" >&2
 cargo build --workspace --exclude stratus-benches --bins --locked
+# Integration tests each run a cluster of real processes; two at a time suits 2 cores.
+echo "== tests" >&2
 cargo test --workspace --exclude stratus-benches --locked -- --test-threads=2

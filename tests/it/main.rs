@@ -11,3 +11,4 @@ mod t60_bench;
 mod t70_durability;
 mod t80_swift_client_extras;
 mod t81_swift_extras_http;
+mod t90_service;
