@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 /// The format version this build writes.
 pub const RECORD_VERSION: u32 = 1;
 
-fn v1() -> u32 {
+/// The version of a record written before records carried one.
+pub(crate) fn v1() -> u32 {
     1
 }
 
@@ -129,5 +130,10 @@ mod tests {
         assert_eq!((w.v, w.settings["bytes_per_sec"]), (1, 3.0));
         let w2 = WorkerSettings::from_json(&serde_json::to_vec(&w).unwrap()).unwrap();
         assert_eq!(w, w2);
+        let u: crate::users::User = serde_json::from_str(
+            r#"{"account":"a","user":"u","salt":"00","key_hash":"11","roles":[],"created":1}"#,
+        )
+        .unwrap();
+        assert_eq!(u.v, 1);
     }
 }

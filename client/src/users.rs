@@ -23,6 +23,9 @@ pub const ROLE_RESELLER: &str = "reseller";
 /// A stored user.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct User {
+    /// Format version (records written before the field existed read as 1).
+    #[serde(default = "crate::records::v1")]
+    pub v: u32,
     pub account: String,
     pub user: String,
     /// Hex salt.
@@ -104,6 +107,7 @@ impl UserStore {
         }
         let salt: [u8; 16] = rand::random();
         let u = User {
+            v: crate::records::RECORD_VERSION,
             account: account.into(),
             user: user.into(),
             salt: hex::encode(salt),
