@@ -16,8 +16,8 @@
 use std::io::Read;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
 use stratus_proto::storage as pb;
@@ -25,11 +25,13 @@ use tokio::sync::mpsc;
 
 use crate::acl::Identity;
 use crate::cluster::RingKind;
-use crate::error::{bad_request, status_line, SwiftError, SwiftResult};
-use crate::headers::hv;
-use crate::object::{self, ByteStream, ObjPath};
-use crate::router::{decode, Query, MAX_OBJECT_NAME};
-use crate::{container, versioning, Proxy};
+use crate::error::{bad_request, SwiftError, SwiftResult};
+use crate::names::{decode, Query, MAX_OBJECT_NAME};
+use crate::ops::object::{ByteStream, ObjPath};
+use crate::ops::report::{render, Report};
+use crate::ops::store::store;
+use crate::ops::{database, quota, versions};
+use crate::proxy::Proxy;
 
 /// Most paths one bulk delete may name (Swift's `max_deletes_per_request`).
 pub const MAX_DELETES: usize = 10_000;
@@ -37,87 +39,6 @@ pub const MAX_DELETES: usize = 10_000;
 pub const MAX_FAILED: usize = 1_000;
 /// Most containers one archive may create (Swift's `max_containers_per_extraction`).
 pub const MAX_CONTAINERS: usize = 10_000;
-
-/// What a bulk request did.
-#[derive(Debug, Default)]
-pub struct Report {
-    pub deleted: u64,
-    pub not_found: u64,
-    pub created: u64,
-    pub extract: bool,
-    pub errors: Vec<(String, String)>,
-}
-
-impl Report {
-    /// Records a failure on `name`.
-    pub fn error(&mut self, name: String, status: StatusCode) {
-        self.errors.push((name, status_line(status)));
-    }
-}
-
-/// Renders a report in the client's format; `ok` is the status reported when nothing
-/// failed.
-pub fn render(r: Report, h: &HeaderMap, ok: StatusCode) -> Response {
-    let status = if r.errors.is_empty() {
-        status_line(ok)
-    } else {
-        "400 Bad Request".to_string()
-    };
-    let mut fields: Vec<(&str, serde_json::Value)> = if r.extract {
-        vec![("Number Files Created", r.created.into())]
-    } else {
-        vec![
-            ("Number Deleted", r.deleted.into()),
-            ("Number Not Found", r.not_found.into()),
-        ]
-    };
-    fields.push(("Response Body", "".into()));
-    fields.push(("Response Status", status.into()));
-    let accept = hv(h, "accept").unwrap_or("");
-    let (body, ctype) = if accept.contains("application/json") {
-        let mut m = serde_json::Map::new();
-        for (k, v) in fields {
-            m.insert(k.to_string(), v);
-        }
-        let errs = r
-            .errors
-            .iter()
-            .map(|(n, s)| serde_json::json!([n, s]))
-            .collect();
-        m.insert("Errors".into(), serde_json::Value::Array(errs));
-        (serde_json::Value::Object(m).to_string(), "application/json")
-    } else if accept.contains("xml") {
-        let tag = |k: &str| k.to_lowercase().replace(' ', "_");
-        let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<delete>\n");
-        for (k, v) in &fields {
-            let v = v.as_str().map(str::to_string).unwrap_or(v.to_string());
-            s.push_str(&format!("<{0}>{v}</{0}>\n", tag(k)));
-        }
-        s.push_str("<errors>\n");
-        for (n, st) in &r.errors {
-            s.push_str(&format!(
-                "<object><name>{n}</name><status>{st}</status></object>\n"
-            ));
-        }
-        s.push_str("</errors>\n</delete>\n");
-        (s, "application/xml")
-    } else {
-        let mut s = String::new();
-        for (k, v) in &fields {
-            let v = v.as_str().map(str::to_string).unwrap_or(v.to_string());
-            s.push_str(&format!("{k}: {v}\n"));
-        }
-        s.push_str("Errors:\n");
-        for (n, st) in &r.errors {
-            s.push_str(&format!("{n}, {st}\n"));
-        }
-        (s, "text/plain")
-    };
-    let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut()
-        .insert("content-type", HeaderValue::from_static(ctype));
-    resp
-}
 
 /// `POST ?bulk-delete`.
 pub async fn delete(
@@ -182,9 +103,9 @@ pub async fn delete(
                     container: c,
                     object: o,
                 };
-                versioning::delete(p, &path).await
+                versions::delete(p, &path).await
             }
-            None => container::delete(p, account, &c).await,
+            None => database::delete(p, account, &c).await,
         };
         match r {
             Ok(_) => report.deleted += 1,
@@ -307,7 +228,7 @@ async fn prepare(
         }
         p.access(who, false, &path.account, Some(&path.container), false, h)
             .await?;
-        container::put(
+        database::put(
             p,
             RingKind::Container,
             &path.account,
@@ -320,7 +241,7 @@ async fn prepare(
     p.require_container(&path.account, &path.container).await?;
     p.access(who, false, &path.account, Some(&path.container), true, h)
         .await?;
-    crate::quota::check_put(p, path, 0).await
+    quota::check_put(p, path, 0).await
 }
 
 /// `PUT ?extract-archive=…`.
@@ -415,8 +336,7 @@ pub async fn extract(
                 };
                 let stream: ByteStream =
                     Box::pin(tokio_stream::wrappers::ReceiverStream::new(file_rx));
-                let (stored, fail) =
-                    tokio::join!(object::store(p, &path, header, stream, None), forward);
+                let (stored, fail) = tokio::join!(store(p, &path, header, stream, None), forward);
                 match stored {
                     Ok(_) => report.created += 1,
                     Err(e) => report.error(name, e.status),
@@ -473,16 +393,5 @@ mod tests {
             destination("c", "pre/", "x"),
             Some(("c".into(), "pre/x".into()))
         );
-    }
-
-    #[test]
-    fn reports_read_as_swift_writes_them() {
-        let mut r = Report {
-            deleted: 2,
-            ..Default::default()
-        };
-        r.error("/c".into(), StatusCode::CONFLICT);
-        let resp = render(r, &HeaderMap::new(), StatusCode::OK);
-        assert_eq!(resp.status(), StatusCode::OK);
     }
 }

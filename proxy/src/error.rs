@@ -53,6 +53,11 @@ pub fn unavailable(why: impl std::fmt::Display) -> SwiftError {
     )
 }
 
+/// 409, with why.
+pub fn conflict(msg: impl Into<String>) -> SwiftError {
+    SwiftError::new(StatusCode::CONFLICT, msg)
+}
+
 /// 412.
 pub fn precondition_failed(msg: impl Into<String>) -> SwiftError {
     SwiftError::new(StatusCode::PRECONDITION_FAILED, msg)

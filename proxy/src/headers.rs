@@ -4,6 +4,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, StatusCode};
+use stratus_proto::storage as pb;
 
 use crate::error::{bad_request, precondition_failed, SwiftError, SwiftResult};
 
@@ -92,6 +93,14 @@ pub fn metadata(h: &HeaderMap, kind: &str, extra: &[&str]) -> SwiftResult<Vec<(S
         )));
     }
     Ok(out)
+}
+
+/// A non-empty metadata value of an object, account or container (`key` lower-case).
+pub fn meta_value<'a>(items: &'a [pb::MetaItem], key: &str) -> Option<&'a str> {
+    items
+        .iter()
+        .find(|m| m.key == key && !m.value.is_empty())
+        .map(|m| m.value.as_str())
 }
 
 /// Swift's `Last-Modified`: the timestamp rounded up to the second, as an HTTP date.

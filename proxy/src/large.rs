@@ -12,13 +12,11 @@
 //!   with `X-Static-Large-Object: True` and its total size and ETag as system metadata.
 //!   Its ETag is the quoted MD5 of the segments' ETags (`etag:range;` for a ranged one).
 //!
-//! GET streams the segments one after another, each read with the same replica fallback as
-//! any object; a `Range` is mapped onto the segments it covers. A segment that has gone or
-//! changed (its ETag no longer the manifest's) fails the GET with 409 before the first byte,
-//! or cuts the body short after. `?multipart-manifest=get` returns the manifest itself;
-//! `?multipart-manifest=delete` deletes an SLO's segments (nested ones too) and then it.
-//! Segments are read with the requester's rights: reading a manifest grants nothing on
-//! the containers its segments live in.
+//! GET streams the segments one after another (read in [`crate::ops::segments`]); a
+//! `Range` is mapped onto the segments it covers. `?multipart-manifest=get` returns the
+//! manifest itself; `?multipart-manifest=delete` deletes an SLO's segments (nested ones
+//! too) and then it. Segments are read with the requester's rights: reading a manifest
+//! grants nothing on the containers its segments live in.
 
 use std::sync::Arc;
 
@@ -28,86 +26,32 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
 use md5::{Digest, Md5};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use stratus_proto::storage as pb;
 
 use crate::acl::Identity;
-use crate::bulk::{self, Report};
-use crate::container;
-use crate::error::status_line;
-use crate::error::{bad_request, SwiftError, SwiftResult};
-use crate::headers::{self, conditions, hv, iso_date, range_spec, Condition};
-use crate::object::{self, ByteStream, Found, ObjPath};
-use crate::router::decode;
-use crate::{meta_value, Proxy};
+use crate::error::{bad_request, conflict, status_line, SwiftError, SwiftResult};
+use crate::headers::{self, conditions, hv, iso_date, meta_value, range_spec, Condition};
+use crate::names::Query;
+use crate::ops::fetch::{self, fetch};
+use crate::ops::manifest::{
+    entry_path, is_slo, segment_range, Entry, DLO_HEADER, MAX_MANIFEST_SIZE, SLO_ETAG, SLO_FLAG,
+    SLO_SIZE,
+};
+use crate::ops::object::{self, client_disconnect, ByteStream, ObjPath, STORED_HEADERS};
+use crate::ops::report::{render, Report};
+use crate::ops::segments::{
+    clip, open_piece, read_body, resolve, segments_of, stream_pieces, Piece,
+};
+use crate::ops::store::{client_put_header, created, store};
+use crate::ops::{quota, versions};
+use crate::proxy::Proxy;
 
 /// Most segments in one SLO manifest (Swift's `max_manifest_segments`).
 pub const MAX_SEGMENTS: usize = 1000;
-/// Largest SLO manifest body (Swift's `max_manifest_size`).
-pub const MAX_MANIFEST_SIZE: usize = 8 * 1024 * 1024;
+
 /// Smallest segment (Swift's `min_segment_size`).
 pub const MIN_SEGMENT_SIZE: u64 = 1;
-/// Deepest nesting of SLOs within SLOs.
-const MAX_NESTING: usize = 10;
-
-const SLO_FLAG: &str = "x-static-large-object";
-const SLO_ETAG: &str = "x-object-sysmeta-slo-etag";
-const SLO_SIZE: &str = "x-object-sysmeta-slo-size";
-const DLO_HEADER: &str = "x-object-manifest";
-
-fn is_slo(m: &pb::ObjectMeta) -> bool {
-    meta_value(&m.meta, SLO_FLAG).is_some_and(|v| v.eq_ignore_ascii_case("true"))
-}
-
-/// Whether an object is a DLO or SLO manifest.
-pub fn is_manifest(m: &pb::ObjectMeta) -> bool {
-    is_slo(m) || meta_value(&m.meta, DLO_HEADER).is_some()
-}
-
-/// One stored SLO segment.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Entry {
-    pub name: String,
-    pub bytes: u64,
-    pub hash: String,
-    #[serde(default)]
-    pub content_type: String,
-    #[serde(default)]
-    pub last_modified: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub range: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub sub_slo: bool,
-}
-
-/// Bytes `[start, end)` of one object, expected to carry `etag`.
-#[derive(Debug, Clone)]
-struct Piece {
-    path: ObjPath,
-    start: u64,
-    end: u64,
-    etag: Option<String>,
-}
-
-fn conflict(msg: impl Into<String>) -> SwiftError {
-    SwiftError::new(StatusCode::CONFLICT, msg)
-}
-
-/// `/container/object` of a manifest entry, in `account`.
-fn entry_path(account: &str, name: &str) -> Option<ObjPath> {
-    let (c, o) = name.trim_start_matches('/').split_once('/')?;
-    (!c.is_empty() && !o.is_empty()).then(|| ObjPath {
-        account: account.to_string(),
-        container: c.to_string(),
-        object: o.to_string(),
-    })
-}
-
-/// `a-b`, `a-` or `-n` of a segment of `size` bytes, as `[start, end)`.
-fn segment_range(r: &str, size: u64) -> Option<(u64, u64)> {
-    let b = headers::parse_range(r)?.resolve(size).ok()?;
-    Some((b.start, b.end))
-}
 
 /// The SLO ETag of entries.
 fn slo_etag(entries: &[Entry]) -> String {
@@ -119,177 +63,6 @@ fn slo_etag(entries: &[Entry]) -> String {
         }
     }
     hex::encode(md5.finalize())
-}
-
-async fn read_body(found: Found, limit: usize) -> SwiftResult<Vec<u8>> {
-    let mut out = Vec::new();
-    if let Some(mut b) = found.body {
-        while let Some(piece) = b.next().await {
-            out.extend_from_slice(&piece?);
-            if out.len() > limit {
-                return Err(conflict("manifest too large"));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The pieces an SLO's entries stand for, nested manifests expanded.
-fn expand<'a>(
-    p: &'a Proxy,
-    who: &'a Identity,
-    account: &'a str,
-    entries: Vec<Entry>,
-    depth: usize,
-    h: &'a HeaderMap,
-) -> futures::future::BoxFuture<'a, SwiftResult<Vec<Piece>>> {
-    Box::pin(async move {
-        if depth > MAX_NESTING {
-            return Err(conflict("Max recursion depth exceeded on large object"));
-        }
-        let mut out = Vec::new();
-        for e in entries {
-            let path = entry_path(account, &e.name)
-                .ok_or_else(|| conflict(format!("invalid segment name {}", e.name)))?;
-            p.access(who, true, account, Some(&path.container), true, h)
-                .await?;
-            if e.sub_slo {
-                let found = object::fetch(p, &path, &HeaderMap::new(), false)
-                    .await
-                    .map_err(|_| conflict(format!("Object segment {} is missing", e.name)))?;
-                let inner: Vec<Entry> =
-                    serde_json::from_slice(&read_body(found, MAX_MANIFEST_SIZE).await?)
-                        .map_err(|_| conflict(format!("bad nested manifest {}", e.name)))?;
-                let pieces = expand(p, who, account, inner, depth + 1, h).await?;
-                let (lo, hi) = match &e.range {
-                    Some(r) => segment_range(r, pieces.iter().map(|x| x.end - x.start).sum())
-                        .ok_or_else(|| conflict("bad range in manifest"))?,
-                    None => (0, u64::MAX),
-                };
-                out.extend(clip(pieces, lo, hi));
-                continue;
-            }
-            let (start, end) = match &e.range {
-                Some(r) => segment_range(r, u64::MAX)
-                    .map(|(s, _)| (s, s + e.bytes))
-                    .ok_or_else(|| conflict("bad range in manifest"))?,
-                None => (0, e.bytes),
-            };
-            out.push(Piece {
-                path,
-                start,
-                end,
-                etag: Some(e.hash),
-            });
-        }
-        Ok(out)
-    })
-}
-
-/// The part of `pieces` (laid end to end) within `[lo, hi)`.
-fn clip(pieces: Vec<Piece>, lo: u64, hi: u64) -> Vec<Piece> {
-    let mut out = Vec::new();
-    let mut at = 0u64;
-    for mut x in pieces {
-        let len = x.end - x.start;
-        let (a, b) = (at, at + len);
-        at = b;
-        if b <= lo || a >= hi {
-            continue;
-        }
-        x.start += lo.saturating_sub(a);
-        x.end -= b.saturating_sub(hi);
-        out.push(x);
-    }
-    out
-}
-
-/// Opens one piece for streaming (409 if it has gone or changed).
-async fn open_piece(p: &Proxy, x: &Piece) -> SwiftResult<ByteStream> {
-    let mut h = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&format!("bytes={}-{}", x.start, x.end - 1)) {
-        h.insert(axum::http::header::RANGE, v);
-    }
-    let name = format!("/{}/{}", x.path.container, x.path.object);
-    let found = object::fetch(p, &x.path, &h, false)
-        .await
-        .map_err(|e| match e.status {
-            StatusCode::NOT_FOUND | StatusCode::RANGE_NOT_SATISFIABLE => {
-                conflict(format!("Object segment {name} is missing"))
-            }
-            _ => e,
-        })?;
-    if is_manifest(&found.meta) {
-        return Err(conflict(format!(
-            "Object segment {name} is itself a manifest"
-        )));
-    }
-    if x.etag.as_ref().is_some_and(|e| *e != found.meta.etag) {
-        return Err(conflict(format!("Object segment {name} no longer valid")));
-    }
-    Ok(found
-        .body
-        .unwrap_or_else(|| Box::pin(futures::stream::empty())))
-}
-
-/// Streams the pieces in order; the first is already open. While one piece streams, the
-/// next is being opened, so a segment boundary costs no round trip.
-fn stream_pieces(p: Arc<Proxy>, first: ByteStream, rest: Vec<Piece>) -> ByteStream {
-    type Opening = tokio::task::JoinHandle<(Piece, SwiftResult<ByteStream>)>;
-    fn open_next(p: &Arc<Proxy>, it: &mut std::vec::IntoIter<Piece>) -> Option<Opening> {
-        let x = it.next()?;
-        let p = p.clone();
-        Some(tokio::spawn(async move {
-            let r = open_piece(&p, &x).await;
-            (x, r)
-        }))
-    }
-    struct State {
-        p: Arc<Proxy>,
-        rest: std::vec::IntoIter<Piece>,
-        cur: Option<ByteStream>,
-        next: Option<Opening>,
-    }
-    let mut rest = rest.into_iter();
-    let next = open_next(&p, &mut rest);
-    let state = State {
-        p,
-        rest,
-        cur: Some(first),
-        next,
-    };
-    Box::pin(futures::stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(s) = st.cur.as_mut() {
-                match s.next().await {
-                    Some(Ok(b)) => return Some((Ok(b), st)),
-                    Some(Err(e)) => {
-                        st.cur = None;
-                        st.next = None;
-                        st.rest = Vec::new().into_iter();
-                        return Some((Err(e), st));
-                    }
-                    None => st.cur = None,
-                }
-            }
-            let opening = st.next.take()?;
-            let (x, opened) = match opening.await {
-                Ok(r) => r,
-                Err(e) => return Some((Err(conflict(format!("segment task failed: {e}"))), st)),
-            };
-            match opened {
-                Ok(s) => {
-                    st.cur = Some(s);
-                    st.next = open_next(&st.p, &mut st.rest);
-                }
-                Err(e) => {
-                    tracing::error!(segment = %x.path.object, error = %e.body, "large object segment failed mid-body");
-                    st.rest = Vec::new().into_iter();
-                    return Some((Err(e), st));
-                }
-            }
-        }
-    }))
 }
 
 /// Answers a GET/HEAD of a large object of `size` bytes made of `pieces`.
@@ -304,7 +77,7 @@ async fn respond(
     let ts = manifest.meta_ts.max(manifest.ts);
     let quoted = format!("\"{etag}\"");
     let mut r = Response::new(Body::empty());
-    object::object_headers(&mut r, manifest);
+    fetch::object_headers(&mut r, manifest);
     if let Ok(v) = HeaderValue::from_str(&quoted) {
         r.headers_mut().insert("etag", v);
     }
@@ -343,98 +116,18 @@ async fn respond(
     Ok(r)
 }
 
-/// A large object, resolved from its manifest.
-struct Large {
-    manifest: pb::ObjectMeta,
-    etag: String,
-    size: u64,
-    /// The segments' bytes in order (not read for a HEAD of an SLO).
-    pieces: Option<Vec<Piece>>,
-}
-
-/// What `found` stands for: a large object, or (given back) a plain one.
-async fn resolve(
-    p: &Proxy,
-    who: &Identity,
-    path: &ObjPath,
-    found: Found,
-    h: &HeaderMap,
-    head: bool,
-) -> SwiftResult<Result<Large, Found>> {
-    if let Some(m) = meta_value(&found.meta.meta, DLO_HEADER).map(str::to_string) {
-        let m = decode(&m)?;
-        let (c, prefix) = m
-            .split_once('/')
-            .ok_or_else(|| conflict("bad X-Object-Manifest"))?;
-        p.access(who, true, &path.account, Some(c), true, h).await?;
-        let segs = match container::list_all(p, &path.account, c, prefix).await {
-            Ok(s) => s,
-            Err(e) if e.status == StatusCode::NOT_FOUND => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        let mut md5 = Md5::new();
-        for s in &segs {
-            md5.update(&s.etag);
-        }
-        let size = segs.iter().map(|s| s.bytes).sum();
-        let pieces = segs
-            .into_iter()
-            .map(|s| Piece {
-                path: ObjPath {
-                    account: path.account.clone(),
-                    container: c.to_string(),
-                    object: s.name,
-                },
-                start: 0,
-                end: s.bytes,
-                etag: None,
-            })
-            .collect();
-        return Ok(Ok(Large {
-            manifest: found.meta,
-            etag: hex::encode(md5.finalize()),
-            size,
-            pieces: Some(pieces),
-        }));
-    }
-    if !is_slo(&found.meta) {
-        return Ok(Err(found));
-    }
-    let manifest = found.meta.clone();
-    let etag = meta_value(&manifest.meta, SLO_ETAG)
-        .unwrap_or_default()
-        .to_string();
-    let size: u64 = meta_value(&manifest.meta, SLO_SIZE)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let pieces = if head {
-        None
-    } else {
-        let entries: Vec<Entry> =
-            serde_json::from_slice(&read_body(found, MAX_MANIFEST_SIZE).await?)
-                .map_err(|_| conflict("stored manifest is not valid JSON"))?;
-        Some(expand(p, who, &path.account, entries, 0, h).await?)
-    };
-    Ok(Ok(Large {
-        manifest,
-        etag,
-        size,
-        pieces,
-    }))
-}
-
 /// GET or HEAD of an object: large objects are assembled from their segments.
 pub async fn get(
     p: &Arc<Proxy>,
     who: &Identity,
     path: &ObjPath,
-    q: &crate::router::Query,
+    q: &Query,
     h: &HeaderMap,
     head: bool,
 ) -> SwiftResult<Response> {
     let as_stored = q.get("multipart-manifest") == Some("get");
     if as_stored {
-        let mut r = object::get(p, path, h, head).await?;
+        let mut r = fetch::get(p, path, h, head).await?;
         if r.headers().contains_key(SLO_FLAG) {
             r.headers_mut().insert(
                 "content-type",
@@ -444,48 +137,15 @@ pub async fn get(
         return Ok(r);
     }
     // A plain object's GET streams at once; a manifest is read whole first.
-    let found = object::fetch(p, path, h, head).await?;
+    let found = fetch(p, path, h, head).await?;
     match resolve(p, who, path, found, h, head).await? {
         Ok(l) => {
             // A DLO HEAD lists its segments for the size and ETag, but reads none.
             let pieces = l.pieces.filter(|_| !head);
             respond(p, &l.manifest, &l.etag, l.size, pieces, h).await
         }
-        Err(found) => object::respond(found, h),
+        Err(found) => fetch::respond(found, h),
     }
-}
-
-/// The assembled body of a large object `found` at `path`, for a server-side copy: its
-/// size and bytes. `None` if `found` is a plain object (handed back).
-pub async fn assembled(
-    p: &Arc<Proxy>,
-    who: &Identity,
-    path: &ObjPath,
-    found: Found,
-    h: &HeaderMap,
-) -> SwiftResult<Result<(u64, ByteStream), Found>> {
-    let l = match resolve(p, who, path, found, h, false).await? {
-        Ok(l) => l,
-        Err(found) => return Ok(Err(found)),
-    };
-    let mut pieces: Vec<Piece> = l
-        .pieces
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|x| x.end > x.start)
-        .collect();
-    if pieces.is_empty() {
-        return Ok(Ok((0, Box::pin(futures::stream::empty()))));
-    }
-    let rest = pieces.split_off(1);
-    let first = open_piece(p, &pieces[0]).await?;
-    Ok(Ok((l.size, stream_pieces(p.clone(), first, rest))))
-}
-
-/// Whether metadata belongs to a manifest (and is not carried over to a copy of the
-/// assembled object).
-pub fn is_manifest_meta(key: &str) -> bool {
-    key == DLO_HEADER || key == SLO_FLAG || key.starts_with("x-object-sysmeta-slo-")
 }
 
 /// One manifest entry as a client sends it.
@@ -599,7 +259,7 @@ async fn check_segment(
     {
         return Err(status_line(e.status));
     }
-    let found = match object::fetch(p, &w.path, &HeaderMap::new(), true).await {
+    let found = match fetch(p, &w.path, &HeaderMap::new(), true).await {
         Ok(f) => f,
         Err(e) => return Err(status_line(e.status)),
     };
@@ -669,7 +329,7 @@ pub async fn put_slo(
     let mut raw = Vec::new();
     let mut stream = body.into_data_stream();
     while let Some(piece) = stream.next().await {
-        raw.extend_from_slice(&piece.map_err(|_| object::client_disconnect())?);
+        raw.extend_from_slice(&piece.map_err(|_| client_disconnect())?);
         if raw.len() > MAX_MANIFEST_SIZE {
             return Err(SwiftError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -709,55 +369,23 @@ pub async fn put_slo(
         }
     }
     let stored_json = serde_json::to_vec(&entries).expect("entries serialize");
-    crate::quota::check_put(p, path, stored_json.len() as u64).await?;
-    crate::versioning::archive_current(p, path).await?;
-    let mut items = headers::metadata(h, "object", object::STORED_HEADERS)?;
+    quota::check_put(p, path, stored_json.len() as u64).await?;
+    versions::archive_current(p, path).await?;
+    let mut items = headers::metadata(h, "object", STORED_HEADERS)?;
     items.retain(|(k, _)| k != DLO_HEADER);
     items.push((SLO_FLAG.into(), "True".into()));
     items.push((SLO_ETAG.into(), etag.clone()));
     items.push((SLO_SIZE.into(), size.to_string()));
-    let header = object::client_put_header(h, items, Some(stored_json.len() as u64))?;
+    let header = client_put_header(h, items, Some(stored_json.len() as u64))?;
     let body: ByteStream = Box::pin(futures::stream::once(async move {
         Ok(Bytes::from(stored_json))
     }));
-    let stored = object::store(p, path, header, body, None).await?;
-    let mut r = object::created(&stored);
+    let stored = store(p, path, header, body, None).await?;
+    let mut r = created(&stored);
     if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
         r.headers_mut().insert("etag", v);
     }
     Ok(r)
-}
-
-/// Every object an SLO is made of (nested manifests and their segments included), leaves
-/// first.
-fn segments_of<'a>(
-    p: &'a Proxy,
-    account: &'a str,
-    entries: Vec<Entry>,
-    depth: usize,
-) -> futures::future::BoxFuture<'a, SwiftResult<Vec<ObjPath>>> {
-    Box::pin(async move {
-        if depth > MAX_NESTING {
-            return Err(conflict("Max recursion depth exceeded on large object"));
-        }
-        let mut out = Vec::new();
-        for e in entries {
-            let Some(path) = entry_path(account, &e.name) else {
-                continue;
-            };
-            if e.sub_slo {
-                if let Ok(found) = object::fetch(p, &path, &HeaderMap::new(), false).await {
-                    if let Ok(inner) = serde_json::from_slice::<Vec<Entry>>(
-                        &read_body(found, MAX_MANIFEST_SIZE).await?,
-                    ) {
-                        out.extend(segments_of(p, account, inner, depth + 1).await?);
-                    }
-                }
-            }
-            out.push(path);
-        }
-        Ok(out)
-    })
 }
 
 /// `DELETE ?multipart-manifest=delete`: an SLO's segments, then the manifest, reported as a
@@ -768,7 +396,7 @@ pub async fn delete_slo(
     path: &ObjPath,
     h: &HeaderMap,
 ) -> SwiftResult<Response> {
-    let found = object::fetch(p, path, &HeaderMap::new(), false).await?;
+    let found = fetch(p, path, &HeaderMap::new(), false).await?;
     if !is_slo(&found.meta) {
         return Err(bad_request("Not an SLO manifest"));
     }
@@ -794,42 +422,12 @@ pub async fn delete_slo(
             Err(e) => report.error(name, e.status),
         }
     }
-    Ok(bulk::render(report, h, StatusCode::OK))
+    Ok(render(report, h, StatusCode::OK))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn piece(o: &str, start: u64, end: u64) -> Piece {
-        Piece {
-            path: ObjPath {
-                account: "a".into(),
-                container: "c".into(),
-                object: o.into(),
-            },
-            start,
-            end,
-            etag: None,
-        }
-    }
-
-    #[test]
-    fn clipping_maps_a_range_onto_segments() {
-        let pieces = vec![piece("1", 0, 10), piece("2", 5, 15), piece("3", 0, 10)];
-        let got: Vec<_> = clip(pieces, 8, 22)
-            .into_iter()
-            .map(|x| (x.path.object, x.start, x.end))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("1".to_string(), 8, 10),
-                ("2".into(), 5, 15),
-                ("3".into(), 0, 2)
-            ]
-        );
-    }
 
     #[test]
     fn manifest_errors_are_listed_by_index() {

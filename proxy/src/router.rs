@@ -1,17 +1,29 @@
-//! Typed routing: method-independent parsing of a request path into an [`Endpoint`], with
-//! Swift's checks on names (UTF-8, NUL, lengths, `.`/`..`).
+//! Typed routing: the request path parsed into an [`Endpoint`] (with Swift's checks on
+//! names: UTF-8, NUL, lengths, `.`/`..`), then the method dispatched to its handler, after
+//! authentication and the access decision. Bulk requests, temp URLs and `/info` are told
+//! apart here too.
+//!
+//! Handlers ([`crate::object`], [`crate::container`], [`crate::large`], [`crate::bulk`],
+//! [`crate::tempurl`]) never call each other: what they share is in [`crate::ops`].
 
-use axum::http::StatusCode;
-use percent_encoding::percent_decode_str;
+use std::sync::Arc;
 
-use crate::error::{bad_request, not_found, precondition_failed, SwiftError};
+use axum::extract::Request;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 
-/// Longest account name (Swift's `max_account_name_length`).
-pub const MAX_ACCOUNT_NAME: usize = 256;
-/// Longest container name.
-pub const MAX_CONTAINER_NAME: usize = 256;
-/// Longest object name.
-pub const MAX_OBJECT_NAME: usize = 1024;
+use crate::acl::{self, Decision, Identity};
+use crate::cluster::RingKind;
+use crate::error::{bad_request, not_found, SwiftError, SwiftResult};
+use crate::headers;
+use crate::names::{decode, Query, MAX_ACCOUNT_NAME, MAX_CONTAINER_NAME, MAX_OBJECT_NAME};
+use crate::ops::listing::LISTING_LIMIT;
+use crate::ops::manifest::MAX_MANIFEST_SIZE;
+use crate::ops::object::ObjPath;
+use crate::ops::store::MAX_FILE_SIZE;
+use crate::ops::{database, quota, versions};
+use crate::proxy::Proxy;
+use crate::{bulk, container, large, object, tempurl};
 
 /// What a request addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,53 +44,6 @@ pub enum Endpoint {
         container: String,
         object: String,
     },
-}
-
-/// A request's query string, decoded (`+` is a space).
-#[derive(Debug, Default, Clone)]
-pub struct Query(Vec<(String, String)>);
-
-impl Query {
-    /// Parses a raw query string; undecodable pairs are skipped.
-    pub fn parse(raw: Option<&str>) -> Self {
-        let pairs = raw
-            .unwrap_or("")
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .filter_map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                Some((
-                    decode(&k.replace('+', " ")).ok()?,
-                    decode(&v.replace('+', " ")).ok()?,
-                ))
-            })
-            .collect();
-        Self(pairs)
-    }
-
-    /// The value of `name` (empty if given without one).
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Whether `name` is present.
-    pub fn has(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
-}
-
-/// Percent-decodes a path or query component, refusing bad UTF-8 and NUL as Swift does (412).
-pub fn decode(s: &str) -> Result<String, SwiftError> {
-    let d = percent_decode_str(s)
-        .decode_utf8()
-        .map_err(|_| precondition_failed("Invalid UTF8 or contains NULL"))?;
-    if d.contains('\0') {
-        return Err(precondition_failed("Invalid UTF8 or contains NULL"));
-    }
-    Ok(d.into_owned())
 }
 
 fn check_segment(kind: &str, name: &str, max: usize) -> Result<(), SwiftError> {
@@ -132,6 +97,216 @@ pub fn parse(raw_path: &str) -> Result<Endpoint, SwiftError> {
         container,
         object,
     })
+}
+
+/// `GET /info`: the constraints this cluster enforces and the features it really has.
+pub fn info_json() -> serde_json::Value {
+    serde_json::json!({
+        "swift": {
+            "version": concat!("stratus-", env!("CARGO_PKG_VERSION")),
+            "max_file_size": MAX_FILE_SIZE,
+            "max_meta_name_length": headers::MAX_META_NAME,
+            "max_meta_value_length": headers::MAX_META_VALUE,
+            "max_meta_count": headers::MAX_META_COUNT,
+            "max_meta_overall_size": headers::MAX_META_OVERALL,
+            "max_object_name_length": MAX_OBJECT_NAME,
+            "max_account_name_length": MAX_ACCOUNT_NAME,
+            "max_container_name_length": MAX_CONTAINER_NAME,
+            "container_listing_limit": LISTING_LIMIT,
+            "account_listing_limit": LISTING_LIMIT,
+            "account_autocreate": true,
+            "allow_account_management": false,
+            "extra_header_count": 0,
+            "policies": [{"name": "Policy-0", "default": true}],
+        },
+        "tempauth": {"account_acls": true},
+        "slo": {
+            "max_manifest_segments": large::MAX_SEGMENTS,
+            "max_manifest_size": MAX_MANIFEST_SIZE,
+            "min_segment_size": large::MIN_SEGMENT_SIZE,
+        },
+        "dlo": {"max_segments": 10000},
+        "tempurl": {
+            "methods": tempurl::METHODS,
+            "allowed_digests": tempurl::DIGESTS,
+            "incoming_remove_headers": ["x-timestamp"],
+            "incoming_allow_headers": [],
+            "outgoing_remove_headers": ["x-object-meta-*"],
+            "outgoing_allow_headers": ["x-object-meta-public-*"],
+        },
+        "bulk_delete": {
+            "max_deletes_per_request": bulk::MAX_DELETES,
+            "max_failed_deletes": bulk::MAX_FAILED,
+        },
+        "bulk_upload": {
+            "max_containers_per_extraction": bulk::MAX_CONTAINERS,
+            "max_failed_extractions": bulk::MAX_FAILED,
+        },
+        "versioned_writes": {"allowed_flags": ["x-versions-location", "x-history-location"]},
+        "container_quotas": {},
+        "account_quotas": {},
+    })
+}
+
+/// Removes the headers only owners see from an answer to someone else.
+fn for_non_owner(mut r: Response) -> Response {
+    for name in acl::OWNER_HEADERS {
+        r.headers_mut().remove(*name);
+    }
+    r
+}
+
+/// Without ownership, ACL and versioning headers on a request are ignored (Swift's rule).
+fn owner_headers_dropped(h: &HeaderMap, owner: bool) -> std::borrow::Cow<'_, HeaderMap> {
+    if owner {
+        return std::borrow::Cow::Borrowed(h);
+    }
+    let mut h = h.clone();
+    for name in acl::OWNER_HEADERS {
+        h.remove(*name);
+    }
+    std::borrow::Cow::Owned(h)
+}
+
+/// Answers one request: parses its path, authenticates, judges access, and hands it to
+/// its handler.
+pub async fn route(p: &Arc<Proxy>, req: Request) -> SwiftResult<Response> {
+    let (parts, body) = req.into_parts();
+    let h = &parts.headers;
+    let m = &parts.method;
+    let ep = parse(parts.uri.path())?;
+    let raw_query = parts.uri.query();
+    let q = Query::parse(raw_query);
+    let head = *m == Method::HEAD;
+    let read = *m == Method::GET || head;
+    let not_allowed = || SwiftError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    match ep {
+        Endpoint::Healthcheck => Ok("OK".into_response()),
+        Endpoint::Info if read => Ok((
+            [("content-type", "application/json; charset=utf-8")],
+            info_json().to_string(),
+        )
+            .into_response()),
+        Endpoint::Auth if *m == Method::GET => p.auth.authenticate(h).await,
+        Endpoint::Info | Endpoint::Auth => Err(not_allowed()),
+        Endpoint::Account { account } => {
+            let who = p.auth.identify(h, &account)?;
+            // Bulk requests are judged item by item, with the requester's rights (Swift's
+            // `bulk` sits before auth and sends each item through it).
+            if *m == Method::POST && q.has("bulk-delete") {
+                return bulk::delete(p, &who, &account, h, body).await;
+            }
+            if *m == Method::PUT && q.has("extract-archive") {
+                return bulk::extract(p, &who, &account, "", "", &q, h, body).await;
+            }
+            let d = p.access(&who, read, &account, None, false, h).await?;
+            let owner = d == Decision::Owner;
+            let h = owner_headers_dropped(h, owner);
+            let h = &*h;
+            let r = match m.as_str() {
+                "GET" | "HEAD" => {
+                    container::get(p, RingKind::Account, &account, "", raw_query, h, head).await
+                }
+                "POST" => {
+                    quota::check_account_post(&who, h)?;
+                    database::put(p, RingKind::Account, &account, "", h).await
+                }
+                "PUT" | "DELETE" => Err(container::account_management_refused()),
+                _ => Err(not_allowed()),
+            }?;
+            Ok(if owner { r } else { for_non_owner(r) })
+        }
+        Endpoint::Container { account, container } => {
+            let who = p.auth.identify(h, &account)?;
+            if *m == Method::PUT && q.has("extract-archive") {
+                return bulk::extract(p, &who, &account, &container, "", &q, h, body).await;
+            }
+            let d = p
+                .access(&who, read, &account, Some(&container), false, h)
+                .await?;
+            let owner = d == Decision::Owner;
+            let h = owner_headers_dropped(h, owner);
+            let h = &*h;
+            let r = match m.as_str() {
+                "GET" | "HEAD" => {
+                    container::get(
+                        p,
+                        RingKind::Container,
+                        &account,
+                        &container,
+                        raw_query,
+                        h,
+                        head,
+                    )
+                    .await
+                }
+                "PUT" => database::put(p, RingKind::Container, &account, &container, h).await,
+                "POST" => database::post(p, &account, &container, h).await,
+                "DELETE" => database::delete(p, &account, &container).await,
+                _ => Err(not_allowed()),
+            }?;
+            Ok(if owner { r } else { for_non_owner(r) })
+        }
+        Endpoint::Object {
+            account,
+            container,
+            object,
+        } => {
+            let who = p.auth.identify(h, &account)?;
+            let path = ObjPath {
+                account,
+                container,
+                object,
+            };
+            if *m == Method::PUT && q.has("extract-archive") {
+                return bulk::extract(
+                    p,
+                    &who,
+                    &path.account,
+                    &path.container,
+                    &path.object,
+                    &q,
+                    h,
+                    body,
+                )
+                .await;
+            }
+            let temp = if who == Identity::Anonymous && q.has("temp_url_sig") {
+                Some(tempurl::check(p, m, &path, &q).await?)
+            } else {
+                // COPY reads its source here; the destination is checked by the copy.
+                p.access(
+                    &who,
+                    read || m.as_str() == "COPY",
+                    &path.account,
+                    Some(&path.container),
+                    true,
+                    h,
+                )
+                .await?;
+                None
+            };
+            let as_stored = q.get("multipart-manifest") == Some("get");
+            let r = match m.as_str() {
+                "GET" | "HEAD" => large::get(p, &who, &path, &q, h, head).await,
+                "PUT" if q.get("multipart-manifest") == Some("put") => {
+                    large::put_slo(p, &who, &path, h, body).await
+                }
+                "PUT" => object::put(p, &who, &path, h, body, as_stored).await,
+                "POST" => object::post(p, &path, h).await,
+                "DELETE" if q.get("multipart-manifest") == Some("delete") => {
+                    large::delete_slo(p, &who, &path, h).await
+                }
+                "DELETE" => versions::delete(p, &path).await,
+                "COPY" => object::copy_verb(p, &who, &path, h, as_stored).await,
+                _ => Err(not_allowed()),
+            }?;
+            Ok(match temp {
+                Some(t) => t.finish(r, &path, &q),
+                None => r,
+            })
+        }
+    }
 }
 
 #[cfg(test)]

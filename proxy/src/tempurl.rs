@@ -16,9 +16,10 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use stratus_core::time::now_secs;
 
 use crate::error::{SwiftError, SwiftResult};
-use crate::object::ObjPath;
-use crate::router::Query;
-use crate::{meta_value, Proxy};
+use crate::headers::meta_value;
+use crate::names::Query;
+use crate::ops::object::ObjPath;
+use crate::proxy::Proxy;
 
 /// Methods a temp URL may grant (Swift's default `methods`).
 pub const METHODS: &[&str] = &["GET", "HEAD", "PUT", "POST", "DELETE"];

@@ -16,10 +16,14 @@ use axum::response::{IntoResponse, Response};
 use stratus_core::timestamp::Timestamp;
 use stratus_proto::storage as pb;
 
-use crate::container::{self, ListQuery};
 use crate::error::{precondition_failed, SwiftError, SwiftResult};
-use crate::object::{self, Found, ObjPath};
-use crate::{meta_value, Proxy};
+use crate::headers::meta_value;
+use crate::names::decode;
+use crate::ops::fetch::{fetch, Found};
+use crate::ops::listing::{list, ListQuery};
+use crate::ops::object::{self, ObjPath};
+use crate::ops::store::store;
+use crate::proxy::Proxy;
 
 /// Content type of a history-mode delete marker.
 pub const DELETE_MARKER: &str = "application/x-deleted;swift_versions_deleted=1";
@@ -41,7 +45,7 @@ async fn mode(p: &Proxy, path: &ObjPath) -> SwiftResult<Option<(Mode, String)>> 
     let Some((mode, loc)) = found else {
         return Ok(None);
     };
-    let loc = crate::router::decode(loc)?;
+    let loc = decode(loc)?;
     if p.require_container(&path.account, &loc).await.is_err() {
         return Err(precondition_failed(format!(
             "The versions container {loc} does not exist"
@@ -69,13 +73,13 @@ async fn put_found(p: &Proxy, found: Found, dst: &ObjPath) -> SwiftResult<()> {
     let body = found
         .body
         .unwrap_or_else(|| Box::pin(futures::stream::empty()));
-    object::store(p, dst, header, body, None).await?;
+    store(p, dst, header, body, None).await?;
     Ok(())
 }
 
 /// The current version of `path`, if any (a manifest as itself).
 async fn current(p: &Proxy, path: &ObjPath) -> SwiftResult<Option<Found>> {
-    match object::fetch(p, path, &HeaderMap::new(), false).await {
+    match fetch(p, path, &HeaderMap::new(), false).await {
         Ok(f) => Ok(Some(f)),
         Err(e) if e.status == StatusCode::NOT_FOUND => Ok(None),
         Err(e) => Err(e),
@@ -126,7 +130,7 @@ pub async fn delete(p: &Proxy, path: &ObjPath) -> SwiftResult<Response> {
                 delete_at: 0,
                 content_length: Some(0),
             };
-            object::store(p, &marker, header, Box::pin(futures::stream::empty()), None).await?;
+            store(p, &marker, header, Box::pin(futures::stream::empty()), None).await?;
             object::delete(p, path).await
         }
         Some((Mode::Stack, loc)) => {
@@ -136,7 +140,7 @@ pub async fn delete(p: &Proxy, path: &ObjPath) -> SwiftResult<Response> {
                 reverse: true,
                 ..Default::default()
             };
-            let newest = container::list(p, &path.account, &loc, &q).await?;
+            let newest = list(p, &path.account, &loc, &q).await?;
             let Some(entry) = newest.into_iter().next() else {
                 return object::delete(p, path).await;
             };

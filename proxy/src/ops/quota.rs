@@ -13,11 +13,11 @@ use axum::http::{HeaderMap, StatusCode};
 
 use crate::acl::Identity;
 use crate::auth::forbidden;
-use crate::container;
 use crate::error::{bad_request, SwiftError, SwiftResult};
-use crate::headers::hv;
-use crate::object::ObjPath;
-use crate::{meta_value, Proxy};
+use crate::headers::{hv, meta_value};
+use crate::ops::listing::info;
+use crate::ops::object::ObjPath;
+use crate::proxy::Proxy;
 
 /// The account quota header.
 const ACCOUNT_QUOTA: &str = "x-account-meta-quota-bytes";
@@ -68,7 +68,7 @@ pub async fn check_put(p: &Proxy, path: &ObjPath, len: u64) -> SwiftResult<()> {
     let max_bytes = limit(meta_value(&cached.meta, "x-container-meta-quota-bytes"));
     let max_count = limit(meta_value(&cached.meta, "x-container-meta-quota-count"));
     if max_bytes.is_some() || max_count.is_some() {
-        let now = container::info(p, &path.account, &path.container).await?;
+        let now = info(p, &path.account, &path.container).await?;
         if max_count.is_some_and(|m| now.object_count + 1 > m)
             || max_bytes.is_some_and(|m| now.bytes + len > m)
         {
@@ -77,7 +77,7 @@ pub async fn check_put(p: &Proxy, path: &ObjPath, len: u64) -> SwiftResult<()> {
     }
     let acct = p.db_info(&path.account, "").await?;
     if let Some(m) = limit(meta_value(&acct.meta, ACCOUNT_QUOTA)) {
-        let now = container::info(p, &path.account, "").await?;
+        let now = info(p, &path.account, "").await?;
         if now.bytes + len > m {
             return Err(exceeded());
         }

@@ -1,0 +1,182 @@
+//! Writing accounts and containers: PUT (or an account's POST), POST and DELETE, each sent
+//! to every replica of the database and acknowledged on a quorum. The metadata they carry
+//! is checked first: ACLs, versioning locations and quotas must be well formed (400, 412).
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use stratus_core::timestamp::Timestamp;
+use stratus_proto::storage as pb;
+
+use crate::cluster::RingKind;
+use crate::error::{
+    bad_request, not_found, precondition_failed, unavailable, SwiftError, SwiftResult,
+};
+use crate::headers::{self, title_case};
+use crate::ops::listing::db_target;
+use crate::proxy::Proxy;
+
+/// Headers an account or container stores besides its `X-*-Meta-*`: ACLs and versioning.
+const CONTAINER_HEADERS: &[&str] = &[
+    "x-container-read",
+    "x-container-write",
+    "x-versions-location",
+    "x-history-location",
+];
+const ACCOUNT_HEADERS: &[&str] = &["x-account-access-control"];
+
+/// The metadata of an account or container write, with its ACL and versioning headers
+/// checked (400 when malformed).
+fn system_metadata(h: &HeaderMap, what: &str) -> SwiftResult<Vec<(String, String)>> {
+    let extra = if what == "account" {
+        ACCOUNT_HEADERS
+    } else {
+        CONTAINER_HEADERS
+    };
+    let meta = headers::metadata(h, what, extra)?;
+    let set = |k: &str| meta.iter().any(|(n, v)| n == k && !v.is_empty());
+    if set("x-versions-location") && set("x-history-location") {
+        return Err(bad_request(
+            "Only one of X-Versions-Location or X-History-Location may be specified",
+        ));
+    }
+    for (k, v) in &meta {
+        crate::acl::validate(k, v)?;
+        crate::ops::quota::validate_container_meta(k, v)?;
+        if (k == "x-versions-location" || k == "x-history-location") && v.contains('/') {
+            return Err(precondition_failed(format!(
+                "{} container name cannot contain slashes",
+                title_case(k)
+            )));
+        }
+    }
+    Ok(meta)
+}
+
+fn items(meta: Vec<(String, String)>, ts: u64) -> Vec<pb::MetaItem> {
+    meta.into_iter()
+        .map(|(key, value)| pb::MetaItem { key, value, ts })
+        .collect()
+}
+
+/// PUT of a container, or POST of an account (which creates it): Db.Put on every replica.
+pub async fn put(
+    p: &Proxy,
+    kind: RingKind,
+    account: &str,
+    container: &str,
+    h: &HeaderMap,
+) -> SwiftResult<Response> {
+    let ts = Timestamp::now().0;
+    let what = if container.is_empty() {
+        "account"
+    } else {
+        "container"
+    };
+    let meta = items(system_metadata(h, what)?, ts);
+    let c = (!container.is_empty()).then_some(container);
+    let place = p.cluster.place(kind, account, c, None)?;
+    let results = p
+        .cluster
+        .write_all(&place, |dev, _| {
+            let req = pb::DbPutRequest {
+                target: Some(db_target(&place, &dev.name, account, container)),
+                ts,
+                meta: meta.clone(),
+            };
+            async move { Ok(p.cluster.peers.db(&dev.node)?.put(req).await?.into_inner()) }
+        })
+        .await;
+    let ok: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    if ok.len() < place.quorum() {
+        return Err(unavailable(format!("{what} PUT reached no quorum")));
+    }
+    p.forget(account, container);
+    if kind == RingKind::Account {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let status = if ok.iter().any(|r| r.changed) {
+        StatusCode::CREATED
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok(SwiftError::new(status, "").into_response())
+}
+
+/// POST of a container: metadata.
+pub async fn post(
+    p: &Proxy,
+    account: &str,
+    container: &str,
+    h: &HeaderMap,
+) -> SwiftResult<Response> {
+    let ts = Timestamp::now().0;
+    let meta = items(system_metadata(h, "container")?, ts);
+    let place = p
+        .cluster
+        .place(RingKind::Container, account, Some(container), None)?;
+    let results = p
+        .cluster
+        .write_all(&place, |dev, _| {
+            let req = pb::DbPostRequest {
+                target: Some(db_target(&place, &dev.name, account, container)),
+                meta: meta.clone(),
+            };
+            async move { Ok(p.cluster.peers.db(&dev.node)?.post(req).await?.into_inner()) }
+        })
+        .await;
+    p.forget(account, container);
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    if ok >= place.quorum() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    if results
+        .iter()
+        .any(|r| matches!(r, Err(s) if s.code() == tonic::Code::NotFound))
+    {
+        return Err(not_found());
+    }
+    Err(unavailable("container POST reached no quorum"))
+}
+
+/// DELETE of an empty container.
+pub async fn delete(p: &Proxy, account: &str, container: &str) -> SwiftResult<Response> {
+    let ts = Timestamp::now().0;
+    let place = p
+        .cluster
+        .place(RingKind::Container, account, Some(container), None)?;
+    p.forget(account, container);
+    let results = p
+        .cluster
+        .write_all(&place, |dev, _| {
+            let req = pb::DbDeleteRequest {
+                target: Some(db_target(&place, &dev.name, account, container)),
+                ts,
+            };
+            async move {
+                Ok(p.cluster
+                    .peers
+                    .db(&dev.node)?
+                    .delete(req)
+                    .await?
+                    .into_inner())
+            }
+        })
+        .await;
+    if results
+        .iter()
+        .any(|r| matches!(r, Err(s) if s.code() == tonic::Code::FailedPrecondition))
+    {
+        return Err(SwiftError::new(
+            StatusCode::CONFLICT,
+            "<html><h1>Conflict</h1><p>There was a conflict when trying to complete your request.</p></html>",
+        ));
+    }
+    let ok: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    if ok.len() < place.quorum() {
+        return Err(unavailable("container DELETE reached no quorum"));
+    }
+    if !ok.iter().any(|r| r.changed) {
+        return Err(not_found());
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,378 @@
+//! Reading an object: every primary is asked (the newest timestamp wins, handoffs if none
+//! has it), the body streams from one replica holding the newest version and falls back on
+//! the others mid-body; and the answer a plain GET or HEAD gets.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use stratus_client::service::trace::Traced;
+use stratus_core::ring::Device;
+use stratus_core::time::now_secs;
+use stratus_core::timestamp::Timestamp;
+use stratus_proto::storage as pb;
+use stratus_proto::storage::object_client::ObjectClient;
+use tonic::{Status, Streaming};
+
+use crate::cluster::timed;
+use crate::error::{not_found, unavailable, SwiftError, SwiftResult};
+use crate::headers::{self, conditions, http_date, range_spec, title_case, Condition};
+use crate::ops::manifest::is_manifest;
+use crate::ops::object::{ByteStream, ObjPath};
+use crate::proxy::Proxy;
+
+/// An object found for a GET or HEAD.
+pub struct Found {
+    pub meta: pb::ObjectMeta,
+    /// The body (or the requested range of it) unless HEAD.
+    pub body: Option<ByteStream>,
+    /// The range served, if one was asked for and satisfiable.
+    pub range: Option<headers::ByteRange>,
+}
+
+async fn open_get(
+    p: &Proxy,
+    dev: &Device,
+    target: &pb::ObjectTarget,
+    head_only: bool,
+    hint: Option<(u64, Option<u64>)>,
+) -> Result<(pb::ObjectMeta, Streaming<pb::GetMsg>), Status> {
+    let mut t = target.clone();
+    t.device = dev.name.clone();
+    let req = pb::GetRequest {
+        target: Some(t),
+        head_only,
+        offset: hint.map(|h| h.0),
+        length: hint.and_then(|h| h.1),
+    };
+    start_get(p.cluster.peers.object(&dev.node)?, req).await
+}
+
+/// Sends a GET to a node and reads the metadata that starts its answer.
+async fn start_get(
+    mut client: ObjectClient<Traced>,
+    req: pb::GetRequest,
+) -> Result<(pb::ObjectMeta, Streaming<pb::GetMsg>), Status> {
+    let mut s = client.get(req).await?.into_inner();
+    match s.message().await? {
+        Some(pb::GetMsg {
+            msg: Some(pb::get_msg::Msg::Meta(m)),
+        }) => Ok((m, s)),
+        _ => Err(Status::internal(
+            "object stream did not start with metadata",
+        )),
+    }
+}
+
+/// A body being streamed to a client from one replica, with the other replicas of the same
+/// version to fall back on: if the replica fails mid-body (a block fails its checksum, the
+/// node dies), the rest of the range is read from the next one, so the client still gets
+/// every byte, and no byte that failed verification.
+struct BodyStream {
+    cur: Streaming<pb::GetMsg>,
+    first: Option<Bytes>,
+    /// Absolute offset of the next byte to send, and the end of the range.
+    pos: u64,
+    end: u64,
+    ts: u64,
+    target: pb::ObjectTarget,
+    /// Every replica of this version, the one being read included.
+    replicas: Vec<(Device, ObjectClient<Traced>)>,
+    current: usize,
+    /// Where each replica last failed: it is not asked for that offset again.
+    failed_at: Vec<Option<u64>>,
+}
+
+impl BodyStream {
+    /// The next piece of the body, switching replicas as needed.
+    async fn next_piece(&mut self) -> Option<Result<Bytes, SwiftError>> {
+        if let Some(b) = self.first.take() {
+            self.pos += b.len() as u64;
+            return Some(Ok(b));
+        }
+        while self.pos < self.end {
+            match self.cur.message().await {
+                Ok(Some(pb::GetMsg {
+                    msg: Some(pb::get_msg::Msg::Data(d)),
+                })) => {
+                    self.pos += d.len() as u64;
+                    return Some(Ok(d));
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) => tracing::error!(at = self.pos, "replica ended the body early"),
+                Err(e) => {
+                    tracing::error!(at = self.pos, error = %e.message(), "replica failed mid-body; resuming from another")
+                }
+            }
+            if !self.switch().await {
+                return Some(Err(unavailable(
+                    "no replica could serve the rest of the body",
+                )));
+            }
+        }
+        None
+    }
+
+    /// Continues from `pos` on another replica of the same version. A replica that failed
+    /// at an earlier offset is tried again: rot in one block says nothing about the others.
+    async fn switch(&mut self) -> bool {
+        self.failed_at[self.current] = Some(self.pos);
+        for i in 0..self.replicas.len() {
+            if self.failed_at[i] == Some(self.pos) {
+                continue;
+            }
+            let (dev, client) = &self.replicas[i];
+            let mut t = self.target.clone();
+            t.device = dev.name.clone();
+            let req = pb::GetRequest {
+                target: Some(t),
+                head_only: false,
+                offset: Some(self.pos),
+                length: Some(self.end - self.pos),
+            };
+            let opened = timed(start_get(client.clone(), req)).await;
+            match opened {
+                Ok((m, s)) if m.ts == self.ts => {
+                    self.cur = s;
+                    self.current = i;
+                    return true;
+                }
+                _ => {
+                    tracing::info!(node = %dev.node, "replica unusable to resume the body");
+                    self.failed_at[i] = Some(self.pos);
+                }
+            }
+        }
+        false
+    }
+
+    fn into_stream(self) -> ByteStream {
+        Box::pin(futures::stream::unfold(self, |mut b| async move {
+            let piece = b.next_piece().await?;
+            let failed = piece.is_err();
+            // After an error the stream ends (the state is dropped).
+            if failed {
+                b.end = b.pos;
+            }
+            Some((piece, b))
+        }))
+    }
+}
+
+/// Reads an object: primaries first (the newest timestamp wins), then handoffs.
+pub async fn fetch(
+    p: &Proxy,
+    path: &ObjPath,
+    h: &HeaderMap,
+    head_only: bool,
+) -> SwiftResult<Found> {
+    let place = path.place(p)?;
+    let target = path.target(&place);
+    let spec = if head_only { None } else { range_spec(h) };
+    let hint = spec.and_then(|s| s.hint());
+    // The first primary is asked for the body straight away (unless the range needs the
+    // size first); the others only for metadata, to find the newest version.
+    let speculate = !head_only && (spec.is_none() || hint.is_some());
+    let calls = place
+        .primaries
+        .iter()
+        .enumerate()
+        .map(|(i, d)| timed(open_get(p, d, &target, !(speculate && i == 0), hint)));
+    let mut answers: Vec<(Device, pb::ObjectMeta, Option<Streaming<pb::GetMsg>>, bool)> =
+        Vec::new();
+    let mut missing = 0;
+    let mut failed = 0;
+    for (i, r) in futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        match r {
+            Ok((m, s)) if m.found => {
+                answers.push((place.primaries[i].clone(), m, Some(s), speculate && i == 0))
+            }
+            Ok(_) => missing += 1,
+            Err(e) => {
+                tracing::info!(node = %place.primaries[i].node, error = %e.message(), "primary failed for GET");
+                failed += 1;
+            }
+        }
+    }
+    if answers.is_empty() {
+        for d in place.handoffs() {
+            match timed(open_get(p, d, &target, head_only, None)).await {
+                Ok((m, s)) if m.found => {
+                    answers.push((
+                        d.clone(),
+                        m,
+                        Some(s),
+                        !head_only && hint.is_none() && spec.is_none(),
+                    ));
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => {}
+            }
+        }
+    }
+    let Some(best) = answers.iter().map(|a| (a.1.ts, a.1.meta_ts)).max() else {
+        if missing == 0 && failed > 0 {
+            return Err(unavailable("no replica of the object answered"));
+        }
+        return Err(not_found());
+    };
+    let newest = answers
+        .iter()
+        .find(|a| (a.1.ts, a.1.meta_ts) == best)
+        .expect("best exists")
+        .1
+        .clone();
+    if newest.deleted || (newest.delete_at != 0 && newest.delete_at <= now_secs()) {
+        return Err(not_found());
+    }
+    // A large object's manifest is read whole: the range applies to its segments.
+    let manifest = is_manifest(&newest);
+    let reuse_ok = !(manifest && spec.is_some());
+    let spec = if manifest { None } else { spec };
+    let range = spec.map(|s| s.resolve(newest.size)).transpose()?;
+    if head_only {
+        return Ok(Found {
+            meta: newest,
+            body: None,
+            range: None,
+        });
+    }
+    // Read the body from a replica holding the newest data, verifying the first chunk
+    // arrives before committing to it; a corrupt or failing copy hands over to the next.
+    let (start, end) = range.map_or((0, newest.size), |r| (r.start, r.end));
+    let mut sources: Vec<_> = answers
+        .into_iter()
+        .filter(|a| a.1.ts == newest.ts)
+        .collect();
+    sources.sort_by_key(|a| !a.3); // an already-streaming body first
+    let replicas: Vec<(Device, ObjectClient<Traced>)> = sources
+        .iter()
+        .filter_map(|a| Some((a.0.clone(), p.cluster.peers.object(&a.0.node).ok()?)))
+        .collect();
+    for (dev, _, stream, streaming) in sources {
+        let mut s = if streaming && reuse_ok && (hint.is_some() || spec.is_none()) {
+            match stream {
+                Some(s) => s,
+                None => continue,
+            }
+        } else {
+            match timed(open_get(
+                p,
+                &dev,
+                &target,
+                false,
+                Some((start, Some(end - start))),
+            ))
+            .await
+            {
+                Ok((m, s)) if m.ts == newest.ts => s,
+                _ => continue,
+            }
+        };
+        if start == end {
+            return Ok(Found {
+                meta: newest,
+                body: Some(Box::pin(futures::stream::empty())),
+                range,
+            });
+        }
+        match s.message().await {
+            Ok(Some(pb::GetMsg {
+                msg: Some(pb::get_msg::Msg::Data(d)),
+            })) => {
+                let current = replicas.iter().position(|r| r.0 == dev).unwrap_or(0);
+                let failed_at = vec![None; replicas.len()];
+                let body = BodyStream {
+                    cur: s,
+                    first: Some(d),
+                    pos: start,
+                    end,
+                    ts: newest.ts,
+                    target: target.clone(),
+                    replicas,
+                    current,
+                    failed_at,
+                };
+                return Ok(Found {
+                    meta: newest,
+                    body: Some(body.into_stream()),
+                    range,
+                });
+            }
+            Ok(_) => tracing::error!(node = %dev.node, "object body missing"),
+            Err(e) => {
+                tracing::error!(node = %dev.node, error = %e.message(), "replica failed verification; trying another")
+            }
+        }
+    }
+    Err(unavailable("no replica could serve the object body"))
+}
+
+/// Sets an object's headers on an answer (system metadata stays inside).
+pub fn object_headers(r: &mut Response, m: &pb::ObjectMeta) {
+    let h = r.headers_mut();
+    let mut put = |k: &str, v: &str| {
+        if let (Ok(k), Ok(v)) = (
+            axum::http::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            h.insert(k, v);
+        }
+    };
+    put("etag", &m.etag);
+    put("content-type", &m.content_type);
+    put("last-modified", &http_date(m.meta_ts.max(m.ts)));
+    put("x-timestamp", &Timestamp(m.meta_ts.max(m.ts)).to_string());
+    put("accept-ranges", "bytes");
+    if m.delete_at != 0 {
+        put("x-delete-at", &m.delete_at.to_string());
+    }
+    for item in &m.meta {
+        if !item.value.is_empty() && !item.key.starts_with("x-object-sysmeta-") {
+            put(&title_case(&item.key), &item.value);
+        }
+    }
+}
+
+/// GET or HEAD of an object as stored (a manifest is returned as itself).
+pub async fn get(p: &Proxy, path: &ObjPath, h: &HeaderMap, head: bool) -> SwiftResult<Response> {
+    respond(fetch(p, path, h, head).await?, h)
+}
+
+/// The answer to a GET or HEAD that found `found`.
+pub fn respond(found: Found, h: &HeaderMap) -> SwiftResult<Response> {
+    let m = &found.meta;
+    if conditions(h, &m.etag, m.meta_ts.max(m.ts))? == Condition::NotModified {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        object_headers(&mut r, m);
+        r.headers_mut().remove("content-type");
+        return Ok(r);
+    }
+    let (status, len) = match found.range {
+        Some(rg) => (StatusCode::PARTIAL_CONTENT, rg.end - rg.start),
+        None => (StatusCode::OK, m.size),
+    };
+    let body = match found.body {
+        Some(b) => Body::from_stream(b.map(|r| r.map_err(|e| std::io::Error::other(e.body)))),
+        None => Body::empty(),
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    object_headers(&mut r, m);
+    r.headers_mut()
+        .insert("content-length", HeaderValue::from(len));
+    if let Some(rg) = found.range {
+        if let Ok(v) =
+            HeaderValue::from_str(&format!("bytes {}-{}/{}", rg.start, rg.end - 1, m.size))
+        {
+            r.headers_mut().insert("content-range", v);
+        }
+    }
+    Ok(r)
+}

@@ -1,0 +1,352 @@
+//! Reading accounts and containers: their info and listings, merged across replicas.
+//!
+//! Reads ask every primary and merge: the newest row for each name wins (deleted rows
+//! included), so after a write acknowledged by a quorum every listing shows it
+//! (read-your-writes), even though each replica was updated separately.
+
+use std::collections::BTreeMap;
+
+use axum::http::HeaderMap;
+use stratus_proto::storage as pb;
+
+use crate::cluster::{Placement, RingKind};
+use crate::error::{not_found, precondition_failed, unavailable, SwiftResult};
+use crate::headers::hv;
+use crate::names::decode;
+use crate::proxy::Proxy;
+
+/// Largest listing page (Swift's `container_listing_limit` / `account_listing_limit`).
+pub const LISTING_LIMIT: u32 = 10_000;
+
+/// Listing parameters from the query string.
+#[derive(Debug, Default, Clone)]
+pub struct ListQuery {
+    pub prefix: String,
+    pub delimiter: String,
+    pub marker: String,
+    pub end_marker: String,
+    pub limit: u32,
+    pub reverse: bool,
+    pub format: Format,
+}
+
+/// Listing output format.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    #[default]
+    Plain,
+    Json,
+    Xml,
+}
+
+/// Parses the query string and `Accept` header of a listing.
+pub fn list_query(query: Option<&str>, h: &HeaderMap) -> SwiftResult<ListQuery> {
+    let mut q = ListQuery {
+        limit: LISTING_LIMIT,
+        ..Default::default()
+    };
+    if let Some(accept) = hv(h, "accept") {
+        if accept.contains("application/json") {
+            q.format = Format::Json;
+        } else if accept.contains("application/xml") || accept.contains("text/xml") {
+            q.format = Format::Xml;
+        }
+    }
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = decode(&v.replace('+', " "))?;
+        match k {
+            "prefix" => q.prefix = v,
+            "delimiter" => {
+                if v.chars().count() > 1 {
+                    return Err(precondition_failed("Bad delimiter"));
+                }
+                q.delimiter = v
+            }
+            "marker" => q.marker = v,
+            "end_marker" => q.end_marker = v,
+            "limit" => {
+                let n: u64 = v.parse().map_err(|_| {
+                    precondition_failed("Value of limit must be a positive integer")
+                })?;
+                if n > u64::from(LISTING_LIMIT) {
+                    return Err(precondition_failed(format!(
+                        "Maximum limit is {LISTING_LIMIT}"
+                    )));
+                }
+                q.limit = n as u32;
+            }
+            "reverse" => {
+                q.reverse = matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "true" | "1" | "yes" | "on" | "t" | "y"
+                )
+            }
+            "format" => {
+                q.format = match v.as_str() {
+                    "json" => Format::Json,
+                    "xml" => Format::Xml,
+                    "plain" => Format::Plain,
+                    _ => q.format,
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(q)
+}
+
+/// The merged view of a database's replicas.
+pub struct Merged {
+    /// The merged info.
+    pub info: pb::DbInfo,
+    /// The merged listing page (empty unless one was asked for).
+    pub entries: Vec<pb::ListEntry>,
+}
+
+fn merge_info(infos: &[pb::DbInfo]) -> pb::DbInfo {
+    let put = infos.iter().map(|i| i.put_ts).max().unwrap_or(0);
+    let del = infos.iter().map(|i| i.delete_ts).max().unwrap_or(0);
+    let mut best = infos
+        .iter()
+        .filter(|i| i.exists)
+        .max_by_key(|i| (i.object_count, i.bytes, i.container_count))
+        .cloned()
+        .unwrap_or_default();
+    best.put_ts = put;
+    best.delete_ts = del;
+    best.exists = put > del;
+    best.created_ts = infos
+        .iter()
+        .filter(|i| i.exists)
+        .map(|i| i.created_ts)
+        .max()
+        .unwrap_or(0);
+    let mut meta: BTreeMap<String, pb::MetaItem> = BTreeMap::new();
+    for it in infos.iter().flat_map(|i| &i.meta) {
+        let k = it.key.to_ascii_lowercase();
+        if !matches!(meta.get(&k), Some(m) if m.ts >= it.ts) {
+            meta.insert(k, it.clone());
+        }
+    }
+    best.meta = meta.into_values().filter(|m| !m.value.is_empty()).collect();
+    best
+}
+
+fn merge_entries(lists: Vec<Vec<pb::ListEntry>>, q: &ListQuery) -> Vec<pb::ListEntry> {
+    let mut by_name: BTreeMap<String, pb::ListEntry> = BTreeMap::new();
+    for e in lists.into_iter().flatten() {
+        match by_name.get(&e.name) {
+            Some(old) if old.subdir || old.ts >= e.ts => {}
+            _ => {
+                by_name.insert(e.name.clone(), e);
+            }
+        }
+    }
+    let live = by_name.into_values().filter(|e| !e.deleted);
+    let mut out: Vec<_> = if q.reverse {
+        live.rev().collect()
+    } else {
+        live.collect()
+    };
+    out.truncate(q.limit as usize);
+    out
+}
+
+/// The database target of `account`/`container` on the device `dev_name` of `p`.
+pub fn db_target(p: &Placement, dev_name: &str, account: &str, container: &str) -> pb::DbTarget {
+    pb::DbTarget {
+        device: dev_name.to_string(),
+        part: p.part,
+        account: account.to_string(),
+        container: container.to_string(),
+    }
+}
+
+/// Reads info (and a listing, if `q` is given) from every replica and merges them.
+pub async fn read(
+    p: &Proxy,
+    kind: RingKind,
+    account: &str,
+    container: &str,
+    q: Option<&ListQuery>,
+) -> SwiftResult<Merged> {
+    let c = (!container.is_empty()).then_some(container);
+    let place = p.cluster.place(kind, account, c, None)?;
+    let results = p
+        .cluster
+        .read_all(&place, |dev| {
+            let target = db_target(&place, &dev.name, account, container);
+            async move {
+                let mut cl = p.cluster.peers.db(&dev.node)?;
+                match q {
+                    Some(q) => {
+                        let req = pb::ListRequest {
+                            target: Some(target),
+                            prefix: q.prefix.clone(),
+                            delimiter: q.delimiter.clone(),
+                            marker: q.marker.clone(),
+                            end_marker: q.end_marker.clone(),
+                            limit: q.limit.max(1),
+                            reverse: q.reverse,
+                        };
+                        let r = cl.list(req).await?.into_inner();
+                        Ok((r.info.unwrap_or_default(), r.entries))
+                    }
+                    None => {
+                        let r = cl.info(target).await?.into_inner();
+                        Ok((r.info.unwrap_or_default(), Vec::new()))
+                    }
+                }
+            }
+        })
+        .await;
+    let mut infos = Vec::new();
+    let mut lists = Vec::new();
+    for r in results {
+        match r {
+            Ok((i, e)) => {
+                infos.push(i);
+                lists.push(e);
+            }
+            Err(e) => tracing::info!(error = %e.message(), "database replica failed a read"),
+        }
+    }
+    if infos.is_empty() {
+        return Err(unavailable("no database replica answered"));
+    }
+    let info = merge_info(&infos);
+    let entries = match q {
+        Some(q) if info.exists => merge_entries(lists, q),
+        _ => Vec::new(),
+    };
+    Ok(Merged { info, entries })
+}
+
+/// The merged info of an account (`container` empty) or container (503 if no replica
+/// answers).
+pub async fn info(p: &Proxy, account: &str, container: &str) -> SwiftResult<pb::DbInfo> {
+    let kind = if container.is_empty() {
+        RingKind::Account
+    } else {
+        RingKind::Container
+    };
+    Ok(read(p, kind, account, container, None).await?.info)
+}
+
+/// One page of a container's listing (404 if the container does not exist).
+pub async fn list(
+    p: &Proxy,
+    account: &str,
+    container: &str,
+    q: &ListQuery,
+) -> SwiftResult<Vec<pb::ListEntry>> {
+    let m = read(p, RingKind::Container, account, container, Some(q)).await?;
+    if !m.info.exists {
+        return Err(not_found());
+    }
+    Ok(m.entries)
+}
+
+/// Every object under `prefix`, in name order, reading page after page.
+pub async fn list_all(
+    p: &Proxy,
+    account: &str,
+    container: &str,
+    prefix: &str,
+) -> SwiftResult<Vec<pb::ListEntry>> {
+    let mut q = ListQuery {
+        prefix: prefix.to_string(),
+        limit: LISTING_LIMIT,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    loop {
+        let page = list(p, account, container, &q).await?;
+        let full = page.len() == LISTING_LIMIT as usize;
+        if let Some(last) = page.last() {
+            q.marker = last.name.clone();
+        }
+        out.extend(page);
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate_query(query: Option<&str>) -> SwiftResult<()> {
+        list_query(query, &HeaderMap::new()).map(|_| ())
+    }
+
+    fn e(name: &str, ts: u64, deleted: bool) -> pb::ListEntry {
+        pb::ListEntry {
+            name: name.into(),
+            ts,
+            deleted,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn merge_honours_newest_rows_and_deletions() {
+        let q = ListQuery {
+            limit: 10,
+            ..Default::default()
+        };
+        let a = vec![e("a", 1, false), e("b", 5, false), e("c", 1, false)];
+        let b = vec![e("b", 6, true), e("c", 1, false), e("d", 2, false)];
+        let names: Vec<_> = merge_entries(vec![a.clone(), b.clone()], &q)
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["a", "c", "d"]);
+        let q = ListQuery {
+            limit: 2,
+            reverse: true,
+            ..Default::default()
+        };
+        let names: Vec<_> = merge_entries(vec![a, b], &q)
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["d", "c"]);
+    }
+
+    #[test]
+    fn query_validation() {
+        assert_eq!(
+            validate_query(Some("limit=10001"))
+                .unwrap_err()
+                .status
+                .as_u16(),
+            412
+        );
+        assert_eq!(
+            validate_query(Some("limit=abc"))
+                .unwrap_err()
+                .status
+                .as_u16(),
+            412
+        );
+        assert_eq!(
+            validate_query(Some("delimiter=ab"))
+                .unwrap_err()
+                .status
+                .as_u16(),
+            412
+        );
+        let q = list_query(
+            Some("prefix=a%2Fb&format=json&reverse=true&limit=5"),
+            &HeaderMap::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            (q.prefix.as_str(), q.format, q.reverse, q.limit),
+            ("a/b", Format::Json, true, 5)
+        );
+    }
+}

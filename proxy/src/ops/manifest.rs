@@ -1,0 +1,75 @@
+//! What marks a large object's manifest, and what an SLO manifest stores.
+//!
+//! A **DLO** manifest carries `X-Object-Manifest: container/prefix`; an **SLO** manifest
+//! carries `X-Static-Large-Object: True`, its total size and ETag as system metadata, and a
+//! JSON list of [`Entry`] as its body. Both are ordinary objects to the storage nodes: only
+//! the proxy reads them as large objects (see [`crate::ops::segments`]).
+
+use serde::{Deserialize, Serialize};
+use stratus_proto::storage as pb;
+
+use crate::headers::{self, meta_value};
+use crate::ops::object::ObjPath;
+
+/// Largest SLO manifest body (Swift's `max_manifest_size`).
+pub const MAX_MANIFEST_SIZE: usize = 8 * 1024 * 1024;
+
+/// Deepest nesting of SLOs within SLOs.
+pub const MAX_NESTING: usize = 10;
+
+/// The metadata that marks an SLO manifest (`True`).
+pub const SLO_FLAG: &str = "x-static-large-object";
+/// An SLO's ETag, kept as system metadata of its manifest.
+pub const SLO_ETAG: &str = "x-object-sysmeta-slo-etag";
+/// An SLO's total size, kept as system metadata of its manifest.
+pub const SLO_SIZE: &str = "x-object-sysmeta-slo-size";
+/// The metadata that makes an object a DLO manifest: `container/prefix`.
+pub const DLO_HEADER: &str = "x-object-manifest";
+
+/// Whether an object is an SLO manifest.
+pub fn is_slo(m: &pb::ObjectMeta) -> bool {
+    meta_value(&m.meta, SLO_FLAG).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// Whether an object is a DLO or SLO manifest.
+pub fn is_manifest(m: &pb::ObjectMeta) -> bool {
+    is_slo(m) || meta_value(&m.meta, DLO_HEADER).is_some()
+}
+
+/// One stored SLO segment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub bytes: u64,
+    pub hash: String,
+    #[serde(default)]
+    pub content_type: String,
+    #[serde(default)]
+    pub last_modified: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sub_slo: bool,
+}
+
+/// `/container/object` of a manifest entry, in `account`.
+pub fn entry_path(account: &str, name: &str) -> Option<ObjPath> {
+    let (c, o) = name.trim_start_matches('/').split_once('/')?;
+    (!c.is_empty() && !o.is_empty()).then(|| ObjPath {
+        account: account.to_string(),
+        container: c.to_string(),
+        object: o.to_string(),
+    })
+}
+
+/// `a-b`, `a-` or `-n` of a segment of `size` bytes, as `[start, end)`.
+pub fn segment_range(r: &str, size: u64) -> Option<(u64, u64)> {
+    let b = headers::parse_range(r)?.resolve(size).ok()?;
+    Some((b.start, b.end))
+}
+
+/// Whether metadata belongs to a manifest (and is not carried over to a copy of the
+/// assembled object).
+pub fn is_manifest_meta(key: &str) -> bool {
+    key == DLO_HEADER || key == SLO_FLAG || key.starts_with("x-object-sysmeta-slo-")
+}

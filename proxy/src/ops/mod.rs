@@ -1,0 +1,19 @@
+//! The cluster operations every handler stands on: the replicated store, fetch and delete
+//! of an object, reading large objects, the merged reads and quorum writes of accounts and
+//! containers, the cached info and access decisions, and the rules that more than one
+//! handler applies (quotas, versioned writes, multi-object reports).
+//!
+//! Files here import only each other (downwards: [`object`] and [`manifest`] at the
+//! bottom, [`versions`] and [`segments`] at the top) and the leaf helpers; never a handler.
+
+pub mod database;
+pub mod fetch;
+pub mod info;
+pub mod listing;
+pub mod manifest;
+pub mod object;
+pub mod quota;
+pub mod report;
+pub mod segments;
+pub mod store;
+pub mod versions;

@@ -1,0 +1,138 @@
+//! An object's address and the object rules every handler shares: which headers an object
+//! stores, its expiry, its body as a stream, whether its metadata marks a large-object
+//! manifest, and its DELETE (a tombstone on every replica).
+
+use std::pin::Pin;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::Stream;
+use stratus_core::time::now_secs;
+use stratus_core::timestamp::Timestamp;
+use stratus_proto::storage as pb;
+
+use crate::cluster::{Placement, RingKind};
+use crate::error::{bad_request, not_found, unavailable, SwiftError, SwiftResult};
+use crate::headers::hv;
+use crate::proxy::Proxy;
+
+/// Stored headers besides `X-Object-Meta-*`.
+pub const STORED_HEADERS: &[&str] = &[
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "cache-control",
+    "expires",
+    "x-object-manifest",
+];
+
+/// An object's address.
+#[derive(Clone, Debug)]
+pub struct ObjPath {
+    pub account: String,
+    pub container: String,
+    pub object: String,
+}
+
+impl ObjPath {
+    /// Where the object lives.
+    pub fn place(&self, p: &Proxy) -> SwiftResult<Placement> {
+        p.cluster.place(
+            RingKind::Object,
+            &self.account,
+            Some(&self.container),
+            Some(&self.object),
+        )
+    }
+
+    /// The storage target of the object in `p`, its device and replica yet to fill in.
+    pub fn target(&self, p: &Placement) -> pb::ObjectTarget {
+        pb::ObjectTarget {
+            device: String::new(),
+            part: p.part,
+            account: self.account.clone(),
+            container: self.container.clone(),
+            object: self.object.clone(),
+            replica_index: 0,
+        }
+    }
+}
+
+/// A body, as the proxy streams it.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, SwiftError>> + Send>>;
+
+/// 499: the client went away mid-body.
+pub fn client_disconnect() -> SwiftError {
+    SwiftError::new(
+        StatusCode::from_u16(499).expect("valid status"),
+        "Client Disconnect",
+    )
+}
+
+/// `X-Delete-At` / `X-Delete-After` of a request, as seconds since the epoch (0: none).
+pub fn delete_at(h: &HeaderMap) -> SwiftResult<u64> {
+    let now = now_secs();
+    if let Some(v) = hv(h, "x-delete-after") {
+        let n: u64 = v
+            .trim()
+            .parse()
+            .map_err(|_| bad_request("Non-integer X-Delete-After"))?;
+        return Ok(now + n);
+    }
+    if let Some(v) = hv(h, "x-delete-at") {
+        let at: u64 = v
+            .trim()
+            .split('.')
+            .next()
+            .unwrap_or("")
+            .parse()
+            .map_err(|_| bad_request("Non-integer X-Delete-At"))?;
+        if at <= now {
+            return Err(bad_request("X-Delete-At in past"));
+        }
+        return Ok(at);
+    }
+    Ok(0)
+}
+
+/// Turns stored metadata pairs into the wire form (empty values dropped).
+pub fn meta_items(items: Vec<(String, String)>) -> Vec<pb::MetaItem> {
+    items
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(key, value)| pb::MetaItem { key, value, ts: 0 })
+        .collect()
+}
+
+/// DELETE: a tombstone on every replica.
+pub async fn delete(p: &Proxy, path: &ObjPath) -> SwiftResult<Response> {
+    let place = path.place(p)?;
+    let ts = Timestamp::now().0;
+    let target = path.target(&place);
+    let results = p
+        .cluster
+        .write_all(&place, |dev, i| {
+            let mut t = target.clone();
+            t.device = dev.name.clone();
+            t.replica_index = i;
+            async move {
+                let mut c = p.cluster.peers.object(&dev.node)?;
+                Ok(c.delete(pb::DeleteRequest {
+                    target: Some(t),
+                    ts,
+                })
+                .await?
+                .into_inner())
+            }
+        })
+        .await;
+    let ok: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    if ok.len() < place.quorum() {
+        return Err(unavailable("object DELETE reached no quorum"));
+    }
+    if ok.iter().filter(|r| r.existed).count() * 2 < ok.len() {
+        return Err(not_found());
+    }
+    Ok(SwiftError::new(StatusCode::NO_CONTENT, "").into_response())
+}

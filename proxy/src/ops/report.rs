@@ -1,0 +1,106 @@
+//! The report of a request that acts on many objects (a bulk delete or extraction, an SLO's
+//! deletion), worded as Swift words it: plain text by default, JSON or XML by `Accept`,
+//! whose `Response Status` says whether all went well.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::status_line;
+use crate::headers::hv;
+
+/// What a bulk request did.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub deleted: u64,
+    pub not_found: u64,
+    pub created: u64,
+    pub extract: bool,
+    pub errors: Vec<(String, String)>,
+}
+
+impl Report {
+    /// Records a failure on `name`.
+    pub fn error(&mut self, name: String, status: StatusCode) {
+        self.errors.push((name, status_line(status)));
+    }
+}
+
+/// Renders a report in the client's format; `ok` is the status reported when nothing
+/// failed.
+pub fn render(r: Report, h: &HeaderMap, ok: StatusCode) -> Response {
+    let status = if r.errors.is_empty() {
+        status_line(ok)
+    } else {
+        "400 Bad Request".to_string()
+    };
+    let mut fields: Vec<(&str, serde_json::Value)> = if r.extract {
+        vec![("Number Files Created", r.created.into())]
+    } else {
+        vec![
+            ("Number Deleted", r.deleted.into()),
+            ("Number Not Found", r.not_found.into()),
+        ]
+    };
+    fields.push(("Response Body", "".into()));
+    fields.push(("Response Status", status.into()));
+    let accept = hv(h, "accept").unwrap_or("");
+    let (body, ctype) = if accept.contains("application/json") {
+        let mut m = serde_json::Map::new();
+        for (k, v) in fields {
+            m.insert(k.to_string(), v);
+        }
+        let errs = r
+            .errors
+            .iter()
+            .map(|(n, s)| serde_json::json!([n, s]))
+            .collect();
+        m.insert("Errors".into(), serde_json::Value::Array(errs));
+        (serde_json::Value::Object(m).to_string(), "application/json")
+    } else if accept.contains("xml") {
+        let tag = |k: &str| k.to_lowercase().replace(' ', "_");
+        let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<delete>\n");
+        for (k, v) in &fields {
+            let v = v.as_str().map(str::to_string).unwrap_or(v.to_string());
+            s.push_str(&format!("<{0}>{v}</{0}>\n", tag(k)));
+        }
+        s.push_str("<errors>\n");
+        for (n, st) in &r.errors {
+            s.push_str(&format!(
+                "<object><name>{n}</name><status>{st}</status></object>\n"
+            ));
+        }
+        s.push_str("</errors>\n</delete>\n");
+        (s, "application/xml")
+    } else {
+        let mut s = String::new();
+        for (k, v) in &fields {
+            let v = v.as_str().map(str::to_string).unwrap_or(v.to_string());
+            s.push_str(&format!("{k}: {v}\n"));
+        }
+        s.push_str("Errors:\n");
+        for (n, st) in &r.errors {
+            s.push_str(&format!("{n}, {st}\n"));
+        }
+        (s, "text/plain")
+    };
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut()
+        .insert("content-type", HeaderValue::from_static(ctype));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_read_as_swift_writes_them() {
+        let mut r = Report {
+            deleted: 2,
+            ..Default::default()
+        };
+        r.error("/c".into(), StatusCode::CONFLICT);
+        let resp = render(r, &HeaderMap::new(), StatusCode::OK);
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+}

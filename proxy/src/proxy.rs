@@ -1,0 +1,66 @@
+//! The proxy itself: one struct that owns what every request needs — the cluster's rings
+//! and storage-node channels, TempAuth, and a small cache of account and container info.
+//! It keeps no state that matters across restarts: run as many proxies as you like.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use stratus_client::meta::MetaClient;
+use stratus_client::users::UserStore;
+use stratus_proto::storage as pb;
+
+use crate::auth::Auth;
+use crate::cluster::Cluster;
+
+/// How long a proxy trusts the account and container info it read.
+pub const INFO_CACHE: Duration = Duration::from_secs(5);
+
+/// How to run a proxy.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Meta endpoints.
+    pub meta: Vec<String>,
+    /// Token lifetime in seconds.
+    pub token_ttl: u64,
+}
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("meta: {0}")]
+    Meta(String),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub(crate) type InfoCache = HashMap<(String, String), (Instant, Arc<pb::DbInfo>)>;
+
+/// The proxy: rings, auth and a small cache of account and container info.
+pub struct Proxy {
+    /// Rings, placement and the storage nodes' channels.
+    pub(crate) cluster: Cluster,
+    /// TempAuth.
+    pub(crate) auth: Auth,
+    /// Account and container info, by `(account, container)` (see [`crate::ops::info`]).
+    pub(crate) infos: Mutex<InfoCache>,
+}
+
+impl Proxy {
+    /// Connects to meta, loads the token secret and starts watching the rings.
+    pub async fn new(cfg: Config) -> Result<Arc<Self>, ProxyError> {
+        let meta = MetaClient::new(&cfg.meta).map_err(|e| ProxyError::Meta(e.to_string()))?;
+        let auth = Auth::new(UserStore::new(meta.clone()), cfg.token_ttl)
+            .await
+            .map_err(|e| ProxyError::Meta(e.to_string()))?;
+        let cluster = Cluster::new(meta).map_err(|e| ProxyError::Meta(e.to_string()))?;
+        if !cluster.wait_ready(Duration::from_secs(30)).await {
+            tracing::warn!("rings are not all published yet; requests get 503 until they are");
+        }
+        Ok(Arc::new(Self {
+            cluster,
+            auth,
+            infos: Mutex::new(HashMap::new()),
+        }))
+    }
+}
