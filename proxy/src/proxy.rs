@@ -34,6 +34,7 @@ pub enum ProxyError {
     Io(#[from] std::io::Error),
 }
 
+/// Cached info by `(account, container)`, with when it was read.
 pub(crate) type InfoCache = HashMap<(String, String), (Instant, Arc<pb::DbInfo>)>;
 
 /// The proxy: rings, auth and a small cache of account and container info.

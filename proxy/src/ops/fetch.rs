@@ -24,6 +24,7 @@ use crate::proxy::Proxy;
 
 /// An object found for a GET or HEAD.
 pub struct Found {
+    /// The newest version's metadata.
     pub meta: pb::ObjectMeta,
     /// The body (or the requested range of it) unless HEAD.
     pub body: Option<ByteStream>,

@@ -21,21 +21,31 @@ pub const LISTING_LIMIT: u32 = 10_000;
 /// Listing parameters from the query string.
 #[derive(Debug, Default, Clone)]
 pub struct ListQuery {
+    /// Only names starting with this.
     pub prefix: String,
+    /// Roll names up to the first occurrence of this after the prefix (one character).
     pub delimiter: String,
+    /// Only names after this.
     pub marker: String,
+    /// Only names before this.
     pub end_marker: String,
+    /// Most entries in the page.
     pub limit: u32,
+    /// Names in reverse order.
     pub reverse: bool,
+    /// How the page is rendered.
     pub format: Format,
 }
 
 /// Listing output format.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// One name a line.
     #[default]
     Plain,
+    /// A JSON array.
     Json,
+    /// An XML document.
     Xml,
 }
 

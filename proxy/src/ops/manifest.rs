@@ -39,15 +39,22 @@ pub fn is_manifest(m: &pb::ObjectMeta) -> bool {
 /// One stored SLO segment.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Entry {
+    /// `/container/object` of the segment.
     pub name: String,
+    /// Bytes the segment contributes (its range's length, if ranged).
     pub bytes: u64,
+    /// The segment's ETag (an SLO's own ETag if nested).
     pub hash: String,
+    /// The segment's content type.
     #[serde(default)]
     pub content_type: String,
+    /// When the segment was last modified, as listings show it.
     #[serde(default)]
     pub last_modified: String,
+    /// The byte range of the segment used, `first-last`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub range: Option<String>,
+    /// Whether the segment is itself an SLO.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sub_slo: bool,
 }

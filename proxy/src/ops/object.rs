@@ -30,8 +30,11 @@ pub const STORED_HEADERS: &[&str] = &[
 /// An object's address.
 #[derive(Clone, Debug)]
 pub struct ObjPath {
+    /// The account.
     pub account: String,
+    /// The container.
     pub container: String,
+    /// The object's name within the container.
     pub object: String,
 }
 

@@ -8,6 +8,9 @@
 //! fresh (not from the proxy's cache) whenever a quota is set, so a quota holds as soon as
 //! the usage it counts is recorded. Account usage is reported by the storage nodes'
 //! account reporters, so it trails container usage by one reporting pass.
+//!
+//! Every handler that writes (object PUT and COPY, SLO PUT, archive extraction, account
+//! and container metadata) applies these checks, so they stand with the cluster operations.
 
 use axum::http::{HeaderMap, StatusCode};
 

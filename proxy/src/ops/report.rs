@@ -11,10 +11,15 @@ use crate::headers::hv;
 /// What a bulk request did.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// Objects or containers deleted.
     pub deleted: u64,
+    /// Paths that named nothing.
     pub not_found: u64,
+    /// Files created from an archive.
     pub created: u64,
+    /// Whether this reports an extraction (else a deletion).
     pub extract: bool,
+    /// Each failure: the path and its status line.
     pub errors: Vec<(String, String)>,
 }
 

@@ -107,7 +107,9 @@ async fn send_all(writers: &mut Vec<Writer>, data: Bytes) {
 
 /// What a stored PUT produced.
 pub struct Stored {
+    /// The MD5 of the body, hex.
     pub etag: String,
+    /// The timestamp the object was stored under.
     pub ts: Timestamp,
 }
 

@@ -10,6 +10,9 @@
 //!   `application/x-deleted;swift_versions_deleted=1`) and deletes the object.
 //!
 //! The archive container must exist and belong to the same account (412 otherwise).
+//!
+//! Object PUT and COPY, SLO PUT, object DELETE and bulk delete all honour it, so it stands
+//! with the cluster operations rather than beside the handlers.
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
