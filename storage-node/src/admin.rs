@@ -9,7 +9,8 @@ use stratus_proto::storage as pb;
 use stratus_proto::storage::admin_server::Admin;
 use tonic::{Request, Response, Status};
 
-use crate::hashes::{self, Space};
+use crate::device::Space;
+use crate::hashes;
 use crate::Node;
 
 /// The gRPC admin service of one node.

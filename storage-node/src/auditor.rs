@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use rocksdb::WriteBatch;
 
-use crate::device::{write_sync, Device, DeviceError, CF_OBJECTS};
+use crate::device::{write_sync, Device, DeviceError, Space, CF_OBJECTS};
 use crate::diskfile::{batch_record, data_file, key_hash, object_key, ObjectRecord};
-use crate::hashes::{suffix_of, Space};
+use crate::hashes::suffix_of;
 use crate::worker::{Ctx, Limiter, Worker};
 
 /// Default audit rate per node, bytes.

@@ -117,7 +117,7 @@ pub fn expiring_key(delete_at: u64, key: &[u8]) -> Vec<u8> {
 
 /// Adds to `batch` everything that replaces record `old` by `new` (or removes it, `None`)
 /// at `key`: the record itself and its place in the expirer's index. After the batch is
-/// committed the caller invalidates the suffix ([`crate::hashes::HashCache::invalidate`]).
+/// committed the caller invalidates the suffix ([`crate::device::hash_cache::HashCache::invalidate`]).
 pub fn batch_record(
     dev: &Device,
     batch: &mut rocksdb::WriteBatch,

@@ -13,117 +13,19 @@
 //! databases' put/delete timestamps and metadata and of every row.
 //!
 //! # Cache
-//! [`HashCache`] keeps the hashes of every partition it has computed. A write marks its
-//! suffix dirty and bumps the partition's generation; the next [`object_hashes`] rescans
-//! only dirty suffixes, so asking for an unchanged partition's hashes costs a map lookup.
-//! A recomputation that raced with a write is returned but not cached (the generation moved).
-
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+//! Every device keeps the hashes it computed in its
+//! [`HashCache`](crate::device::hash_cache::HashCache). A write marks its
+//! suffix dirty; the next [`object_hashes`] rescans only dirty suffixes, so asking for an
+//! unchanged partition's hashes costs a map lookup. A recomputation that raced with a
+//! write is returned but not cached (see [`crate::device::hash_cache`]).
 
 use serde::Deserialize;
 
-use crate::device::{Device, DeviceError, CF_ACCOUNTS, CF_CONTAINERS, CF_OBJECTS};
+use crate::db::records::info_digest;
+use crate::device::hash_cache::{digest_of, first16, Cached};
+use crate::device::{Device, DeviceError, Space, CF_OBJECTS};
 
-/// A keyspace of a device, named like the ring that places it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Space {
-    Object,
-    Container,
-    Account,
-}
-
-impl Space {
-    /// All three, in the order workers visit them.
-    pub const ALL: [Space; 3] = [Space::Object, Space::Container, Space::Account];
-
-    /// The ring's name.
-    pub fn ring(self) -> &'static str {
-        match self {
-            Space::Object => "object",
-            Space::Container => "container",
-            Space::Account => "account",
-        }
-    }
-
-    /// From a ring name.
-    pub fn from_ring(name: &str) -> Option<Space> {
-        Space::ALL.into_iter().find(|s| s.ring() == name)
-    }
-
-    fn cf(self) -> &'static str {
-        match self {
-            Space::Object => CF_OBJECTS,
-            Space::Container => CF_CONTAINERS,
-            Space::Account => CF_ACCOUNTS,
-        }
-    }
-}
-
-/// A suffix's (or database partition's) hash and how many records it covers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SuffixHash {
-    pub hash: [u8; 16],
-    pub items: u64,
-}
-
-/// Suffix → hash of one partition (suffixes without records are absent).
-pub type Hashes = BTreeMap<u16, SuffixHash>;
-
-#[derive(Default)]
-struct PartHashes {
-    /// Every suffix has been computed at least once.
-    complete: bool,
-    suffixes: Hashes,
-    dirty: BTreeSet<u16>,
-    generation: u64,
-    /// The whole partition's hash, while `complete` and clean.
-    digest: Option<Option<SuffixHash>>,
-}
-
-impl PartHashes {
-    fn store(&mut self, h: Hashes) {
-        self.digest = Some(digest_of(&h));
-        self.suffixes = h;
-        self.complete = true;
-        self.dirty.clear();
-    }
-}
-
-fn digest_of(h: &Hashes) -> Option<SuffixHash> {
-    (!h.is_empty()).then(|| SuffixHash {
-        hash: partition_hash(h),
-        items: h.values().map(|s| s.items).sum(),
-    })
-}
-
-/// The per-device cache of partition hashes.
-#[derive(Default)]
-pub struct HashCache {
-    parts: Mutex<HashMap<(Space, u32), PartHashes>>,
-}
-
-impl HashCache {
-    /// A record of `suffix` in `part` changed.
-    pub fn invalidate(&self, space: Space, part: u32, suffix: u16) {
-        let mut parts = self.parts.lock().expect("hash cache lock");
-        let e = parts.entry((space, part)).or_default();
-        e.generation += 1;
-        e.dirty.insert(suffix);
-        e.digest = None;
-    }
-
-    /// The partition left this device (or was rewritten wholesale): compute it afresh.
-    pub fn forget(&self, space: Space, part: u32) {
-        let mut parts = self.parts.lock().expect("hash cache lock");
-        let e = parts.entry((space, part)).or_default();
-        e.generation += 1;
-        e.complete = false;
-        e.suffixes.clear();
-        e.dirty.clear();
-        e.digest = None;
-    }
-}
+pub use crate::device::hash_cache::{partition_hash, Hashes, SuffixHash};
 
 /// The suffix of a name hash: its top 12 bits.
 pub fn suffix_of(hash: &[u8; 16]) -> u16 {
@@ -153,9 +55,13 @@ fn suffix_range(part: u32, suffix: u16) -> (Vec<u8>, Vec<u8>) {
 /// struct's fields in order and ignores what follows, so the body is never decoded.)
 #[derive(Deserialize)]
 pub struct RecordHead {
+    /// The object's name.
     pub name: String,
+    /// Its data timestamp.
     pub ts: u64,
+    /// Its metadata timestamp.
     pub meta_ts: u64,
+    /// Whether the record is a tombstone.
     pub deleted: bool,
 }
 
@@ -214,12 +120,6 @@ fn feed(h: &mut blake3::Hasher, (nh, ts, meta_ts, deleted): &Summary) {
     h.update(&[*deleted as u8]);
 }
 
-fn first16(h: blake3::Hash) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&h.as_bytes()[..16]);
-    out
-}
-
 /// Every suffix of every record of `part` (one scan).
 fn hash_partition(dev: &Device, part: u32) -> Result<Hashes, DeviceError> {
     let mut out = Hashes::new();
@@ -261,14 +161,9 @@ fn hash_partition(dev: &Device, part: u32) -> Result<Hashes, DeviceError> {
 /// The suffix hashes of object partition `part` (from the cache when nothing changed).
 /// Blocking: call it off the async runtime.
 pub fn object_hashes(dev: &Device, part: u32) -> Result<Hashes, DeviceError> {
-    let (generation, todo) = {
-        let mut parts = dev.hashes.parts.lock().expect("hash cache lock");
-        let e = parts.entry((Space::Object, part)).or_default();
-        if e.complete && e.dirty.is_empty() {
-            return Ok(e.suffixes.clone());
-        }
-        let todo = e.complete.then(|| e.dirty.clone());
-        (e.generation, todo)
+    let (generation, todo) = match dev.hashes.lookup(Space::Object, part) {
+        Cached::Clean(h) => return Ok(h),
+        Cached::Stale { generation, dirty } => (generation, dirty),
     };
     let fresh = match &todo {
         None => hash_partition(dev, part)?,
@@ -282,34 +177,17 @@ pub fn object_hashes(dev: &Device, part: u32) -> Result<Hashes, DeviceError> {
             m
         }
     };
-    let mut parts = dev.hashes.parts.lock().expect("hash cache lock");
-    let e = parts.entry((Space::Object, part)).or_default();
-    let mut result = match &todo {
-        None => Hashes::new(),
-        Some(_) => e.suffixes.clone(),
-    };
-    if let Some(dirty) = &todo {
-        for s in dirty {
-            result.remove(s);
-        }
-    }
-    result.extend(fresh);
-    if e.generation == generation {
-        e.store(result.clone());
-    }
-    Ok(result)
+    Ok(dev
+        .hashes
+        .store(Space::Object, part, generation, todo.as_ref(), fresh))
 }
 
 /// The hash of database partition `part` of `space` (container or account), as suffix 0;
 /// empty if the partition holds nothing. Blocking.
 pub fn db_hashes(dev: &Device, space: Space, part: u32) -> Result<Hashes, DeviceError> {
-    let generation = {
-        let mut parts = dev.hashes.parts.lock().expect("hash cache lock");
-        let e = parts.entry((space, part)).or_default();
-        if e.complete && e.dirty.is_empty() {
-            return Ok(e.suffixes.clone());
-        }
-        e.generation
+    let generation = match dev.hashes.lookup(space, part) {
+        Cached::Clean(h) => return Ok(h),
+        Cached::Stale { generation, .. } => generation,
     };
     let mut h = blake3::Hasher::new();
     let mut items = 0u64;
@@ -325,7 +203,7 @@ pub fn db_hashes(dev: &Device, space: Space, part: u32) -> Result<Hashes, Device
             h.update(&k);
             if tag == b'I' {
                 // Timestamps and metadata only: created_ts and totals are local facts.
-                h.update(&crate::db::info_digest(dev, &v)?);
+                h.update(&info_digest(dev, &v)?);
             } else {
                 h.update(&v);
             }
@@ -342,12 +220,7 @@ pub fn db_hashes(dev: &Device, space: Space, part: u32) -> Result<Hashes, Device
             },
         );
     }
-    let mut parts = dev.hashes.parts.lock().expect("hash cache lock");
-    let e = parts.entry((space, part)).or_default();
-    if e.generation == generation {
-        e.store(result.clone());
-    }
-    Ok(result)
+    Ok(dev.hashes.store(space, part, generation, None, result))
 }
 
 /// The hashes of a partition of any space. Blocking.
@@ -361,23 +234,10 @@ pub fn hashes(dev: &Device, space: Space, part: u32) -> Result<Hashes, DeviceErr
 /// The hash of a whole partition and the records it covers (`None`: the device holds
 /// nothing of it), from the cache without copying it when nothing changed. Blocking.
 pub fn digest(dev: &Device, space: Space, part: u32) -> Result<Option<SuffixHash>, DeviceError> {
-    {
-        let parts = dev.hashes.parts.lock().expect("hash cache lock");
-        if let Some(d) = parts.get(&(space, part)).and_then(|e| e.digest) {
-            return Ok(d);
-        }
+    if let Some(d) = dev.hashes.digest(space, part) {
+        return Ok(d);
     }
     Ok(digest_of(&hashes(dev, space, part)?))
-}
-
-/// One hash for a whole partition (equal on devices whose suffix hashes all agree).
-pub fn partition_hash(h: &Hashes) -> [u8; 16] {
-    let mut b = blake3::Hasher::new();
-    for (s, sh) in h {
-        b.update(&s.to_le_bytes());
-        b.update(&sh.hash);
-    }
-    first16(b.finalize())
 }
 
 /// The partitions of `space` this device holds anything of, in order. Jumps from one

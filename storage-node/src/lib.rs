@@ -3,7 +3,8 @@
 //! is alive.
 //!
 //! # Layout
-//! - [`device`]: one device directory: its RocksDB, locks, space checks.
+//! - [`device`]: one device directory: its RocksDB and column families, locks, space
+//!   checks, and the cache of its partition hashes.
 //! - [`diskfile`]: object records (small bodies inline) and body files.
 //! - [`bodyfile`]: writing large bodies (direct I/O, tmp → fsync → rename).
 //! - [`object`]: the `Object` gRPC service (PUT/GET/HEAD/DELETE/POST).
@@ -139,11 +140,11 @@ impl Node {
     }
 
     /// The ring placing `space`.
-    pub fn ring(&self, space: hashes::Space) -> &RingWatcher {
+    pub fn ring(&self, space: device::Space) -> &RingWatcher {
         match space {
-            hashes::Space::Object => &self.object_ring,
-            hashes::Space::Container => &self.container_ring,
-            hashes::Space::Account => &self.account_ring,
+            device::Space::Object => &self.object_ring,
+            device::Space::Container => &self.container_ring,
+            device::Space::Account => &self.account_ring,
         }
     }
 }

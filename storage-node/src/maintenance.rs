@@ -16,9 +16,9 @@ use std::time::{Duration, SystemTime};
 use rocksdb::WriteBatch;
 use stratus_core::timestamp::Timestamp;
 
-use crate::device::{blocking, Device, DeviceError, CF_EXPIRING, CF_OBJECTS};
+use crate::device::{blocking, Device, DeviceError, Space, CF_EXPIRING, CF_OBJECTS};
 use crate::diskfile::{batch_record, key_hash, ObjectRecord};
-use crate::hashes::{suffix_of, RecordHead, Space};
+use crate::hashes::{suffix_of, RecordHead};
 use crate::worker::{Ctx, Worker};
 
 /// Default reclaim age, seconds.

@@ -18,12 +18,12 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auditor::quarantine;
 use crate::bodyfile::TmpBody;
-use crate::device::{write_sync, Device, CF_OBJECTS, CF_PENDING};
+use crate::device::{write_sync, Device, Space, CF_OBJECTS, CF_PENDING};
 use crate::diskfile::{
     batch_record, data_file, name_hash, object_key, read_block, BlockError, BodyHasher,
     ObjectRecord, BLOCK, INLINE_MAX,
 };
-use crate::hashes::{suffix_of, Space};
+use crate::hashes::suffix_of;
 use crate::updater::{send_container_update, Pending};
 use crate::Node;
 

@@ -15,6 +15,10 @@
 //! concurrent writers are group-committed by RocksDB, so one WAL fsync covers many small
 //! objects. A device whose directory disappears, or whose free space falls under the
 //! reserve, refuses writes with [`DeviceError::Insufficient`] (Swift's 507).
+//!
+//! The device is the bottom of the crate: it imports nothing of the code above it. Its
+//! column families and keyspaces are in [`keyspace`]; the partition hashes it caches for
+//! [`crate::hashes`] are kept in [`hash_cache`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,18 +27,13 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOp
 use stratus_client::service::metrics;
 use tokio::sync::Mutex;
 
-/// Column family of object records, keyed by [`crate::diskfile::object_key`].
-pub const CF_OBJECTS: &str = "objects";
-/// Column family of container databases (info and object rows).
-pub const CF_CONTAINERS: &str = "containers";
-/// Column family of account databases (info and container rows).
-pub const CF_ACCOUNTS: &str = "accounts";
-/// Container updates not yet acknowledged by their container replica.
-pub const CF_PENDING: &str = "pending";
-/// Containers whose stats changed since they were last reported to their account.
-pub const CF_DIRTY: &str = "dirty";
-/// Objects with an expiry: `delete_at (be64) ++ object key` → nothing (the expirer's queue).
-pub const CF_EXPIRING: &str = "expiring";
+pub mod hash_cache;
+pub mod keyspace;
+
+use hash_cache::HashCache;
+pub use keyspace::{
+    Space, CF_ACCOUNTS, CF_CONTAINERS, CF_DIRTY, CF_EXPIRING, CF_OBJECTS, CF_PENDING,
+};
 
 const STRIPES: usize = 256;
 
@@ -44,14 +43,19 @@ pub type Row = (Box<[u8]>, Box<[u8]>);
 /// Why a device cannot serve a request.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
+    /// The device is gone or too full (device, why).
     #[error("insufficient storage on device {0}: {1}")]
     Insufficient(String, String),
+    /// No device of that name on this node.
     #[error("no device {0} on this node")]
     Unknown(String),
+    /// RocksDB failed (device, error).
     #[error("database error on device {0}: {1}")]
     Db(String, rocksdb::Error),
+    /// A file operation failed (device, error).
     #[error("I/O error on device {0}: {1}")]
     Io(String, std::io::Error),
+    /// A stored record does not decode (device, why).
     #[error("stored record on device {0} is damaged: {1}")]
     Damaged(String, String),
 }
@@ -78,8 +82,8 @@ pub struct Device {
     pub reserve: u64,
     db: DB,
     stripes: Vec<Mutex<()>>,
-    /// Cached partition hashes (see [`crate::hashes`]).
-    pub hashes: crate::hashes::HashCache,
+    /// Cached partition hashes (see [`hash_cache`] and [`crate::hashes`]).
+    pub hashes: HashCache,
 }
 
 impl Device {

@@ -1,0 +1,235 @@
+//! Pushing copies to a peer device whose hashes differ from ours.
+//!
+//! Objects: the peer's summaries of the differing suffixes say what it lacks or holds
+//! older; only that is streamed over one `Sync` call — whole records (with their body
+//! blocks, each verified on the way: a rotten copy is quarantined here, never pushed) or
+//! metadata-only records. Databases: every database of the partition is dumped and sent
+//! in `DbSync` requests of at most half a message each; the peer merges them row by row.
+//! Every byte pushed is paced by the replicator's `bytes_per_sec` setting.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use stratus_client::peers::MAX_MESSAGE_BYTES;
+use stratus_core::ring::Device as RingDevice;
+use stratus_proto::storage as pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::peer::{client, timed, Remote};
+use crate::auditor::quarantine;
+use crate::db::{self, Kind};
+use crate::device::{blocking, Device, CF_OBJECTS};
+use crate::diskfile::{data_file, object_key, read_block, ObjectRecord, BLOCK};
+use crate::hashes::{self, Hashes};
+use crate::worker::{Ctx, Limiter};
+
+/// Whether a peer's hashes equal ours (every suffix, none extra on either side that we
+/// hold; a suffix only the peer holds is the peer's to push).
+fn differing(local: &Hashes, remote: &Remote) -> Vec<u16> {
+    local
+        .iter()
+        .filter(|(s, h)| remote.get(&u32::from(**s)).map(Vec::as_slice) != Some(&h.hash[..]))
+        .map(|(s, _)| *s)
+        .collect()
+}
+
+/// Pushes copies to peers for one pass; every push of the pass shares its byte pace.
+pub(super) struct Pusher<'a> {
+    cx: &'a Ctx,
+    bytes: tokio::sync::Mutex<Limiter>,
+}
+
+impl<'a> Pusher<'a> {
+    /// A pusher for a pass run by `cx`.
+    pub(super) fn new(cx: &'a Ctx) -> Self {
+        Pusher {
+            cx,
+            bytes: tokio::sync::Mutex::new(Limiter::new()),
+        }
+    }
+
+    /// Counts `n` bytes pushed and waits as long as `bytes_per_sec` asks.
+    async fn pace_bytes(&self, n: usize) {
+        self.cx.stats.bytes(n as u64);
+        let rate = self.cx.settings.get("bytes_per_sec");
+        self.bytes.lock().await.take(n as f64, rate).await;
+    }
+
+    /// Pushes to `peer` the objects of `part` it lacks or holds older; returns how many.
+    pub(super) async fn push_objects(
+        &self,
+        dev: &Arc<Device>,
+        part: u32,
+        local: &Hashes,
+        remote: &Remote,
+        peer: &RingDevice,
+    ) -> Result<u64, Status> {
+        let mut c = client(&self.cx.node, &peer.node)?;
+        let differ = differing(local, remote);
+        if differ.is_empty() {
+            return Ok(0);
+        }
+        let theirs = timed(c.summaries(pb::SummariesRequest {
+            device: peer.name.clone(),
+            part,
+            suffixes: differ.iter().map(|&s| u32::from(s)).collect(),
+        }))
+        .await?;
+        let theirs: HashMap<Vec<u8>, (u64, u64)> = theirs
+            .objects
+            .into_iter()
+            .map(|o| (o.name_hash.to_vec(), (o.ts, o.meta_ts)))
+            .collect();
+        let ours = blocking(dev, move |d| hashes::summaries(d, part, &differ)).await?;
+        // (name hash, metadata only)
+        let mut send = Vec::new();
+        for (nh, ts, meta_ts, deleted) in ours {
+            match theirs.get(&nh[..]) {
+                None => send.push((nh, false)),
+                Some(&(t, _)) if t < ts => send.push((nh, false)),
+                Some(&(t, mt)) if t == ts && mt < meta_ts && !deleted => send.push((nh, true)),
+                _ => {}
+            }
+        }
+        if send.is_empty() {
+            return Ok(0);
+        }
+        let (tx, rx) = mpsc::channel(4);
+        let target = pb::SyncMsg {
+            msg: Some(pb::sync_msg::Msg::Target(pb::SyncTarget {
+                device: peer.name.clone(),
+                part,
+            })),
+        };
+        let _ = tx.send(target).await;
+        let call = c.sync(ReceiverStream::new(rx));
+        let produce = self.produce(dev, part, send, tx);
+        let (reply, produced) = tokio::join!(call, produce);
+        let applied = reply?.into_inner().applied;
+        produced?;
+        Ok(applied)
+    }
+
+    /// Streams the records (and bodies) named by `send` into `tx`, verifying every body
+    /// block on the way: a rotten copy is quarantined here, never pushed.
+    async fn produce(
+        &self,
+        dev: &Arc<Device>,
+        part: u32,
+        send: Vec<([u8; 16], bool)>,
+        tx: mpsc::Sender<pb::SyncMsg>,
+    ) -> Result<(), Status> {
+        let msg = |m| pb::SyncMsg { msg: Some(m) };
+        for (nh, meta_only) in send {
+            let key = object_key(part, &nh);
+            let Some(raw) = dev.get(CF_OBJECTS, &key)? else {
+                continue; // gone since the summary: nothing to push
+            };
+            let Ok(rec) = ObjectRecord::decode(&raw) else {
+                continue; // the auditor deals with it
+            };
+            if meta_only {
+                let mut m = rec;
+                m.inline = None;
+                if tx
+                    .send(msg(pb::sync_msg::Msg::MetaRecord(m.encode().into())))
+                    .await
+                    .is_err()
+                {
+                    return Ok(()); // the call ended; its status says why
+                }
+                continue;
+            }
+            if let Some(body) = &rec.inline {
+                if blake3::hash(body).as_bytes() != &rec.blake3 {
+                    let _ = quarantine(dev, part, &nh, rec.ts, "inline body fails BLAKE3").await;
+                    continue;
+                }
+            }
+            self.pace_bytes(raw.len()).await;
+            if tx
+                .send(msg(pb::sync_msg::Msg::Record(raw.into())))
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+            if !rec.has_file() {
+                continue;
+            }
+            let path = data_file(dev, part, &nh, rec.ts);
+            let mut file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = quarantine(dev, part, &nh, rec.ts, "body file missing").await;
+                    return Err(Status::data_loss(format!("{}: {e}", rec.name)));
+                }
+            };
+            let mut block = 0u64;
+            while block * BLOCK < rec.size {
+                let (f, read) = read_block(file, &rec, block).await;
+                let Ok(buf) = read else {
+                    let _ = quarantine(dev, part, &nh, rec.ts, "block fails its CRC").await;
+                    // Ending the stream mid-body makes the receiver drop the partial copy.
+                    return Err(Status::data_loss(format!(
+                        "{}: block {block} is damaged here; quarantined",
+                        rec.name
+                    )));
+                };
+                file = f.expect("a finished read gives the file back");
+                self.pace_bytes(buf.len()).await;
+                if tx
+                    .send(msg(pb::sync_msg::Msg::Data(buf.into())))
+                    .await
+                    .is_err()
+                {
+                    return Ok(());
+                }
+                block += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pushes the databases of `part` to `peer` (whose hash differs); returns the rows it
+    /// merged.
+    pub(super) async fn push_dbs(
+        &self,
+        dev: &Arc<Device>,
+        kind: Kind,
+        part: u32,
+        peer: &RingDevice,
+    ) -> Result<u64, Status> {
+        let mut c = client(&self.cx.node, &peer.node)?;
+        let ring = db::space(kind).ring();
+        let dumps = blocking(dev, move |d| db::dump_partition(d, kind, part)).await?;
+        let mut applied = 0;
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut size = 0;
+        let mut iter = dumps.into_iter().peekable();
+        while let Some(d) = iter.next() {
+            size += d.len();
+            batch.push(d);
+            let full = iter
+                .peek()
+                .is_some_and(|n| size + n.len() > MAX_MESSAGE_BYTES / 2);
+            if full || iter.peek().is_none() {
+                self.pace_bytes(size).await;
+                let req = pb::DbSyncRequest {
+                    device: peer.name.clone(),
+                    ring: ring.into(),
+                    part,
+                    databases: std::mem::take(&mut batch)
+                        .into_iter()
+                        .map(Into::into)
+                        .collect(),
+                };
+                applied += timed(c.db_sync(req)).await?.applied;
+                size = 0;
+            }
+        }
+        Ok(applied)
+    }
+}

@@ -1,0 +1,287 @@
+//! The `Replication` gRPC service: what a device holds (partition and suffix hashes,
+//! summaries of a suffix's records) and taking the copies a peer pushes.
+//!
+//! A pushed record is stored only if it is newer than the device's copy, under the same
+//! lock and in the same order as a PUT: its body is written, checked against the record's
+//! checksums and made durable under its final name before the record that names it is
+//! committed. A metadata-only record updates the version the device already holds. A
+//! pushed database piece is merged by [`crate::db::merge_dump`].
+
+use std::sync::Arc;
+
+use rocksdb::WriteBatch;
+use stratus_proto::storage as pb;
+use stratus_proto::storage::replication_server::Replication;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::bodyfile::TmpBody;
+use crate::db::{self, Kind};
+use crate::device::{blocking, write_sync, Device, DeviceError, Space, CF_OBJECTS};
+use crate::diskfile::{batch_record, data_file, name_hash, object_key, BodyHasher, ObjectRecord};
+use crate::hashes::{self, suffix_of, Hashes};
+use crate::Node;
+
+fn bad(msg: impl Into<String>) -> Status {
+    Status::invalid_argument(msg)
+}
+
+/// The gRPC replication service of one node.
+pub struct ReplicationService {
+    node: Arc<Node>,
+}
+
+impl ReplicationService {
+    /// Serves `node`'s devices.
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    fn device(&self, name: &str) -> Result<Arc<Device>, Status> {
+        let dev = self.node.device(name)?;
+        dev.check_present()?;
+        Ok(dev)
+    }
+}
+
+fn space_of(ring: &str) -> Result<Space, Status> {
+    Space::from_ring(ring).ok_or_else(|| bad(format!("no ring named {ring:?}")))
+}
+
+/// Stores a pushed record (its body, if any, already written to `body`) if it is newer
+/// than what the device holds. Returns whether it changed anything.
+async fn apply_record(
+    dev: &Arc<Device>,
+    part: u32,
+    rec: ObjectRecord,
+    body: Option<TmpBody>,
+) -> Result<bool, Status> {
+    let hash = name_hash(&rec.name);
+    let key = object_key(part, &hash);
+    let io = |e| Status::from(DeviceError::Io(dev.name.clone(), e));
+    // As in a PUT: the body is durable under its final name before a record names it.
+    let wrote_file = body.is_some();
+    if let Some(b) = body {
+        b.finish(data_file(dev, part, &hash, rec.ts))
+            .await
+            .map_err(io)?;
+    }
+    let _g = dev.lock_for(&key).lock().await;
+    let old = match dev.get(CF_OBJECTS, &key)? {
+        Some(b) => ObjectRecord::decode(&b).ok(),
+        None => None,
+    };
+    if old.as_ref().is_some_and(|o| o.ts >= rec.ts) {
+        if wrote_file && old.as_ref().is_some_and(|o| o.ts != rec.ts) {
+            let _ = std::fs::remove_file(data_file(dev, part, &hash, rec.ts));
+        }
+        return Ok(false);
+    }
+    let mut batch = WriteBatch::default();
+    batch_record(dev, &mut batch, &key, Some(&rec), old.as_ref());
+    write_sync(dev, batch).await?;
+    dev.hashes.invalidate(Space::Object, part, suffix_of(&hash));
+    if let Some(o) = old.filter(|o| o.has_file()) {
+        let _ = std::fs::remove_file(data_file(dev, part, &hash, o.ts));
+    }
+    Ok(true)
+}
+
+/// Applies newer metadata to the version the device already holds.
+async fn apply_meta(dev: &Arc<Device>, part: u32, rec: ObjectRecord) -> Result<bool, Status> {
+    let hash = name_hash(&rec.name);
+    let key = object_key(part, &hash);
+    let _g = dev.lock_for(&key).lock().await;
+    let Some(old) = dev
+        .get(CF_OBJECTS, &key)?
+        .and_then(|b| ObjectRecord::decode(&b).ok())
+    else {
+        return Ok(false);
+    };
+    if old.deleted || old.ts != rec.ts || old.meta_ts >= rec.meta_ts {
+        return Ok(false);
+    }
+    let mut new = old.clone();
+    new.meta_ts = rec.meta_ts;
+    new.meta = rec.meta;
+    new.content_type = rec.content_type;
+    new.delete_at = rec.delete_at;
+    let mut batch = WriteBatch::default();
+    batch_record(dev, &mut batch, &key, Some(&new), Some(&old));
+    write_sync(dev, batch).await?;
+    dev.hashes.invalidate(Space::Object, part, suffix_of(&hash));
+    Ok(true)
+}
+
+/// Receives the `size` body bytes of a pushed record and checks them against it.
+async fn receive_body(
+    dev: &Arc<Device>,
+    rec: &ObjectRecord,
+    inbound: &mut Streaming<pb::SyncMsg>,
+) -> Result<TmpBody, Status> {
+    dev.check_space(rec.size)?;
+    let io = |e| Status::from(DeviceError::Io(dev.name.clone(), e));
+    let mut tmp = TmpBody::create(dev).map_err(io)?;
+    let mut hasher = BodyHasher::new();
+    while hasher.size < rec.size {
+        let msg = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::aborted(format!("{}: body cut short", rec.name)))?;
+        let Some(pb::sync_msg::Msg::Data(d)) = msg.msg else {
+            return Err(bad(format!("{}: expected body data", rec.name)));
+        };
+        hasher.update(&d);
+        if hasher.size > rec.size {
+            return Err(bad(format!("{}: body longer than its record", rec.name)));
+        }
+        tmp.push(&d).await.map_err(io)?;
+    }
+    let (b3, crcs) = hasher.finish();
+    if b3 != rec.blake3 || crcs != rec.block_crcs {
+        return Err(Status::data_loss(format!(
+            "{}: pushed body does not match its record's checksums",
+            rec.name
+        )));
+    }
+    Ok(tmp)
+}
+
+fn to_pb(h: Hashes) -> Vec<pb::SuffixHash> {
+    h.into_iter()
+        .map(|(s, h)| pb::SuffixHash {
+            suffix: u32::from(s),
+            hash: h.hash.to_vec().into(),
+        })
+        .collect()
+}
+
+/// Most partitions one BatchHashes request may name.
+pub const MAX_BATCH_PARTS: usize = 4096;
+
+fn decode_record(b: &[u8]) -> Result<ObjectRecord, Status> {
+    let rec = ObjectRecord::decode(b).map_err(bad)?;
+    if let Some(body) = &rec.inline {
+        if body.len() as u64 != rec.size || blake3::hash(body).as_bytes() != &rec.blake3 {
+            return Err(Status::data_loss(format!(
+                "{}: pushed inline body does not match its record",
+                rec.name
+            )));
+        }
+    }
+    Ok(rec)
+}
+
+#[tonic::async_trait]
+impl Replication for ReplicationService {
+    async fn batch_hashes(
+        &self,
+        req: Request<pb::BatchHashesRequest>,
+    ) -> Result<Response<pb::BatchHashesReply>, Status> {
+        let req = req.into_inner();
+        let space = space_of(&req.ring)?;
+        let dev = self.device(&req.device)?;
+        if req.parts.len() > MAX_BATCH_PARTS {
+            return Err(bad(format!(
+                "at most {MAX_BATCH_PARTS} partitions per request"
+            )));
+        }
+        let parts = blocking(&dev, move |dev| {
+            req.parts
+                .iter()
+                .map(|&part| {
+                    if req.suffixes {
+                        let h = hashes::hashes(dev, space, part)?;
+                        let d = hashes::partition_hash(&h);
+                        Ok(pb::PartHashes {
+                            part,
+                            hash: if h.is_empty() { Vec::new() } else { d.to_vec() }.into(),
+                            suffixes: to_pb(h),
+                        })
+                    } else {
+                        let d = hashes::digest(dev, space, part)?;
+                        Ok(pb::PartHashes {
+                            part,
+                            hash: d.map(|d| d.hash.to_vec()).unwrap_or_default().into(),
+                            suffixes: Vec::new(),
+                        })
+                    }
+                })
+                .collect::<Result<Vec<_>, DeviceError>>()
+        })
+        .await?;
+        Ok(Response::new(pb::BatchHashesReply { parts }))
+    }
+
+    async fn summaries(
+        &self,
+        req: Request<pb::SummariesRequest>,
+    ) -> Result<Response<pb::SummariesReply>, Status> {
+        let req = req.into_inner();
+        let dev = self.device(&req.device)?;
+        let suffixes: Vec<u16> = req
+            .suffixes
+            .iter()
+            .filter(|&&s| s <= u32::from(hashes::MAX_SUFFIX))
+            .map(|&s| s as u16)
+            .collect();
+        let list = blocking(&dev, move |d| hashes::summaries(d, req.part, &suffixes)).await?;
+        Ok(Response::new(pb::SummariesReply {
+            objects: list
+                .into_iter()
+                .map(|(nh, ts, meta_ts, deleted)| pb::Summary {
+                    name_hash: nh.to_vec().into(),
+                    ts,
+                    meta_ts,
+                    deleted,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn sync(
+        &self,
+        req: Request<Streaming<pb::SyncMsg>>,
+    ) -> Result<Response<pb::SyncReply>, Status> {
+        let mut inbound = req.into_inner();
+        let first = inbound.message().await?.ok_or_else(|| bad("empty sync"))?;
+        let Some(pb::sync_msg::Msg::Target(t)) = first.msg else {
+            return Err(bad("a sync starts with its target"));
+        };
+        let dev = self.device(&t.device)?;
+        let mut applied = 0;
+        while let Some(msg) = inbound.message().await? {
+            match msg.msg {
+                Some(pb::sync_msg::Msg::Record(b)) => {
+                    let rec = decode_record(&b)?;
+                    let body = if rec.has_file() {
+                        Some(receive_body(&dev, &rec, &mut inbound).await?)
+                    } else {
+                        None
+                    };
+                    applied += apply_record(&dev, t.part, rec, body).await? as u64;
+                }
+                Some(pb::sync_msg::Msg::MetaRecord(b)) => {
+                    let rec = ObjectRecord::decode(&b).map_err(bad)?;
+                    applied += apply_meta(&dev, t.part, rec).await? as u64;
+                }
+                _ => return Err(bad("expected a record")),
+            }
+        }
+        Ok(Response::new(pb::SyncReply { applied }))
+    }
+
+    async fn db_sync(
+        &self,
+        req: Request<pb::DbSyncRequest>,
+    ) -> Result<Response<pb::SyncReply>, Status> {
+        let req = req.into_inner();
+        let kind =
+            Kind::of(space_of(&req.ring)?).ok_or_else(|| bad("objects are pushed with Sync"))?;
+        let dev = self.device(&req.device)?;
+        let mut applied = 0;
+        for d in &req.databases {
+            applied += db::merge_dump(&dev, kind, req.part, d).await?;
+        }
+        Ok(Response::new(pb::SyncReply { applied }))
+    }
+}
