@@ -61,18 +61,13 @@ async fn main() -> anyhow::Result<()> {
     let node = MetaServer::new(cfg, addr.to_string())
         .await
         .context("starting the meta node")?;
-    if let Some(addr) = a.admin_listen {
-        let raft = node.raft().clone();
-        // Healthy while the node knows a leader (it can serve reads and forward writes).
-        let health: Health = Arc::new(move || match raft.metrics().borrow().current_leader {
-            Some(_) => Ok(()),
-            None => Err("no Raft leader known".to_string()),
-        });
-        let bound = admin::start(addr, health)
-            .await
-            .with_context(|| format!("binding the admin port {addr}"))?;
-        println!("stratus-meta admin on http://{bound}");
-    }
+    let raft = node.raft().clone();
+    // Healthy while the node knows a leader (it can serve reads and forward writes).
+    let health: Health = Arc::new(move || match raft.metrics().borrow().current_leader {
+        Some(_) => Ok(()),
+        None => Err("no Raft leader known".to_string()),
+    });
+    admin::start_if_asked("stratus-meta", a.admin_listen, health).await?;
     println!("stratus-meta node {} listening on {addr}", a.id);
     node.run(listener, stratus_client::service::shutdown_signal())
         .await?;

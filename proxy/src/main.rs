@@ -39,13 +39,8 @@ async fn main() -> anyhow::Result<()> {
     })
     .await
     .context("starting the proxy")?;
-    if let Some(addr) = a.admin_listen {
-        stratus_proxy::metrics::init();
-        let bound = admin::start(addr, admin::always_healthy())
-            .await
-            .with_context(|| format!("binding the admin port {addr}"))?;
-        println!("stratus-proxy admin on http://{bound}");
-    }
+    stratus_proxy::metrics::init();
+    admin::start_if_asked("stratus-proxy", a.admin_listen, admin::always_healthy()).await?;
     println!(
         "stratus-proxy listening on http://{}",
         listener.local_addr()?

@@ -48,12 +48,7 @@ async fn main() -> anyhow::Result<()> {
     let server = StorageServer::new(cfg)
         .await
         .context("starting the storage node")?;
-    if let Some(addr) = a.admin_listen {
-        let bound = admin::start(addr, admin::always_healthy())
-            .await
-            .with_context(|| format!("binding the admin port {addr}"))?;
-        println!("stratus-storage admin on http://{bound}");
-    }
+    admin::start_if_asked("stratus-storage", a.admin_listen, admin::always_healthy()).await?;
     println!("stratus-storage listening on {}", listener.local_addr()?);
     server
         .run(listener, stratus_client::service::shutdown_signal())

@@ -38,6 +38,23 @@ pub async fn start(addr: SocketAddr, health: Health) -> std::io::Result<SocketAd
     Ok(bound)
 }
 
+/// Starts the admin port if the service was given `--admin-listen`, and prints where it
+/// serves, as the service prints its own address.
+pub async fn start_if_asked(
+    service: &str,
+    addr: Option<SocketAddr>,
+    health: Health,
+) -> std::io::Result<()> {
+    let Some(addr) = addr else {
+        return Ok(());
+    };
+    let bound = start(addr, health).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("binding the admin port {addr}: {e}"))
+    })?;
+    println!("{service} admin on http://{bound}");
+    Ok(())
+}
+
 async fn serve_metrics() -> impl IntoResponse {
     let body = tokio::task::spawn_blocking(metrics::render)
         .await
