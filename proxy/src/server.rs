@@ -50,17 +50,22 @@ async fn handle(State(p): State<Arc<Proxy>>, req: Request) -> Response {
 }
 
 async fn handle_traced(p: Arc<Proxy>, req: Request, trans_id: Arc<str>) -> Response {
-    let req = req.map(|body| {
-        Body::from_stream(
-            body.into_data_stream()
-                .inspect_ok(|b| metrics::bytes_in(b.len() as u64)),
-        )
-    });
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
     let started = Instant::now();
     let sends_body = req.headers().contains_key("transfer-encoding")
         || hv(req.headers(), "content-length").is_some_and(|l| l.trim() != "0");
+    // Count body bytes as they are read (only requests that have a body pay for it).
+    let req = if sends_body {
+        req.map(|body| {
+            Body::from_stream(
+                body.into_data_stream()
+                    .inspect_ok(|b| metrics::bytes_in(b.len() as u64)),
+            )
+        })
+    } else {
+        req
+    };
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
     let mut resp = match route(&p, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),

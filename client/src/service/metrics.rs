@@ -138,9 +138,9 @@ pub fn timed_fsync<T>(f: impl FnOnce() -> T) -> T {
 
 /// A tower layer for tonic servers: counts and times each call, and runs it in a `rpc` span
 /// carrying the caller's transaction id (and in that id's [`trace::scope`], so calls it
-/// makes carry the id on). A call that arrived with a transaction id is logged at info
-/// level, the way Swift's servers log each request; background traffic (Raft, replication
-/// passes) at debug.
+/// makes carry the id on). A call that arrived with a transaction id and changed something
+/// (or failed) is logged at info level, the way Swift's servers log each request; reads
+/// and background traffic (Raft, replication passes) at debug.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RpcLayer;
 
@@ -175,20 +175,17 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let path = req.uri().path();
-        // "/stratus.storage.Object/Put" → "Object/Put".
-        let op = path
-            .trim_start_matches('/')
-            .rsplit_once('/')
-            .map(|(svc, m)| format!("{}/{m}", svc.rsplit('.').next().unwrap_or(svc)))
-            .unwrap_or_else(|| path.to_string());
+        let op = op_metrics(req.uri().path());
         let id = req
             .headers()
             .get(TRANS_ID_HEADER)
             .and_then(|v| trace::accept(v.as_bytes()));
+        // An info span formats its fields for every call: only calls logged at info get
+        // one (a failed read logs its transaction id on the line itself).
         let span = match &id {
-            Some(id) => tracing::info_span!("rpc", trans_id = %id, %op),
-            None => tracing::debug_span!("rpc", %op),
+            Some(id) if !op.read => tracing::info_span!("rpc", trans_id = %id, op = %op.name),
+            Some(id) => tracing::debug_span!("rpc", trans_id = %id, op = %op.name),
+            None => tracing::debug_span!("rpc", op = %op.name),
         };
         let fut = self.inner.call(req);
         let timed = async move {
@@ -200,18 +197,24 @@ where
                     .headers()
                     .get("grpc-status")
                     .and_then(|v| v.to_str().ok())
-                    .unwrap_or("0")
-                    .to_string(),
-                Err(_) => "transport".to_string(),
+                    .unwrap_or("0"),
+                Err(_) => "transport",
             };
-            RPC.requests
-                .get_or_create(&labels(&[("op", &op), ("code", &code)]))
-                .inc();
-            RPC.duration
-                .get_or_create(&labels(&[("op", &op)]))
-                .observe(elapsed.as_secs_f64());
+            if code == "0" {
+                op.ok.inc();
+            } else {
+                RPC.requests
+                    .get_or_create(&labels(&[("op", &op.name), ("code", code)]))
+                    .inc();
+            }
+            op.duration.observe(elapsed.as_secs_f64());
             let ms = elapsed.as_secs_f64() * 1e3;
-            if trace::current().is_some() {
+            // Changes and failures of a user's request are logged at info, one line each,
+            // as Swift's servers log requests; reads (the hot path: a GET asks every
+            // replica) and background traffic at debug.
+            if let (Some(id), true) = (trace::current(), code != "0") {
+                tracing::info!(trans_id = %id, op = %op.name, code = %code, ms = format_args!("{ms:.2}"), "rpc");
+            } else if trace::current().is_some() && !op.read {
                 tracing::info!(code = %code, ms = format_args!("{ms:.2}"), "rpc");
             } else {
                 tracing::debug!(code = %code, ms = format_args!("{ms:.2}"), "rpc");
@@ -224,6 +227,59 @@ where
             None => Box::pin(timed),
         }
     }
+}
+
+/// The metric handles of one gRPC method, made once so a call allocates nothing for them.
+struct OpMetrics {
+    /// `Object/Put`.
+    name: String,
+    /// Whether the method only reads (its successes are logged at debug).
+    read: bool,
+    ok: Counter,
+    duration: Histogram,
+}
+
+static OPS: LazyLock<std::sync::RwLock<std::collections::HashMap<String, Arc<OpMetrics>>>> =
+    LazyLock::new(Default::default);
+
+/// Methods given their own metrics; any beyond (made-up names) share one entry.
+const MAX_OPS: usize = 256;
+
+/// The handles of the method at `path` (`/stratus.storage.Object/Put`).
+fn op_metrics(path: &str) -> Arc<OpMetrics> {
+    if let Some(m) = OPS.read().expect("ops lock").get(path) {
+        return Arc::clone(m);
+    }
+    // "/stratus.storage.Object/Put" → "Object/Put".
+    let name = path
+        .trim_start_matches('/')
+        .rsplit_once('/')
+        .map(|(svc, m)| format!("{}/{m}", svc.rsplit('.').next().unwrap_or(svc)))
+        .unwrap_or_else(|| path.to_string());
+    let method = name.rsplit('/').next().unwrap_or("");
+    let read = [
+        "Get", "Head", "Info", "List", "Range", "Status", "Watch", "Hashes",
+    ]
+    .iter()
+    .any(|p| method.starts_with(p));
+    let m = Arc::new(OpMetrics {
+        ok: RPC
+            .requests
+            .get_or_create(&labels(&[("op", &name), ("code", "0")]))
+            .clone(),
+        duration: RPC
+            .duration
+            .get_or_create(&labels(&[("op", &name)]))
+            .clone(),
+        read,
+        name,
+    });
+    let mut ops = OPS.write().expect("ops lock");
+    if ops.len() >= MAX_OPS {
+        // Only a peer sending made-up method names gets here: count those as one.
+        return Arc::clone(ops.entry("/other".to_string()).or_insert(m));
+    }
+    Arc::clone(ops.entry(path.to_string()).or_insert(m))
 }
 
 /// Shared handle to a service's health check: `Ok` when it can serve, or why not.
