@@ -405,3 +405,20 @@ pub fn stratus_in(c: &TestCluster, cwd: &Path, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Removes a device directory under a running storage node, as pulling a disk would. The
+/// node may create files in it while it goes (`DirectoryNotEmpty`): try again, bounded.
+pub fn pull_device(dir: &Path) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("removing {}: {e}; again", dir.display());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("removing {}: {e}", dir.display()),
+        }
+    }
+}

@@ -104,7 +104,7 @@ async fn one_node_down_uploads_still_succeed() {
     assert!(r.bytes().await.unwrap()[..] == big[1_048_000..2_200_001]);
     // Node 2's disks are pulled while it runs: it answers 507 and handoffs take over.
     for d in ["d1", "d2"] {
-        std::fs::remove_dir_all(c.dir.join("storage-2").join(d)).unwrap();
+        pull_device(&c.dir.join("storage-2").join(d));
     }
     for i in 0..20u64 {
         let body = random_bytes(5_000, 100 + i);

@@ -308,7 +308,7 @@ async fn a_cluster_heals_itself() {
     let before = items_on(&c.health(), "object");
     assert!(before > 0);
     c.kill_storage(4);
-    std::fs::remove_dir_all(c.dir.join("storage-4/d1")).unwrap();
+    pull_device(&c.dir.join("storage-4/d1"));
     c.up_again();
     heal(&c, "after wiping storage-4/d1");
     assert_eq!(
