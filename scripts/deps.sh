@@ -4,10 +4,12 @@
 # The integration tests drive the cluster with the real `swift` client (python3-swiftclient),
 # fetch temp URLs with curl, build tar, tar.gz and tar.bz2 archives (tar, gzip, bzip2), and
 # parse every service's /metrics with the Prometheus text parser of prometheus_client.
+# The identity tests drive the real `openstack` client (python-openstackclient, pinned below),
+# installed from wheels into <repo>/.venv with Debian's python3 (python3-venv).
 set -euo pipefail
 
 need=()
-for pkg in libclang-dev build-essential pkg-config python3-swiftclient python3-prometheus-client curl tar gzip bzip2; do
+for pkg in libclang-dev build-essential pkg-config python3-swiftclient python3-prometheus-client python3-venv curl tar gzip bzip2; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then
@@ -17,6 +19,24 @@ if ((${#need[@]})); then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# The real `openstack` client, pinned: Debian's python3-openstackclient (6.0) is far older
+# and takes other code paths than the client people use today.
+OSC_VERSION=10.5.0
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+venv="$repo/.venv"
+if [ "$("$venv/bin/openstack" --version 2>/dev/null || true)" != "openstack $OSC_VERSION" ]; then
+  echo "installing python-openstackclient $OSC_VERSION into $venv" >&2
+  [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --only-binary :all: \
+    "python-openstackclient==$OSC_VERSION"
+  got="$("$venv/bin/openstack" --version 2>/dev/null || true)"
+  if [ "$got" != "openstack $OSC_VERSION" ]; then
+    echo "$venv/bin/openstack --version printed '$got', expected 'openstack $OSC_VERSION'" >&2
+    exit 1
+  fi
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install the Rust toolchain (https://rustup.rs) first" >&2
   exit 1
