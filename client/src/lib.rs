@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`meta`]: [`MetaClient`], which follows the Raft leader and retries safely.
 //! - [`rings`]: ring builder state and published rings in meta, and the ring watcher.
+//! - [`identity`]: Keystone v3 identity (domains, projects, users, groups, roles,
+//!   assignments), its tokens and the revocation list every proxy follows.
 //! - [`users`]: TempAuth users and the token-signing secret kept in meta.
 //! - [`peers`]: the shared cache of gRPC channels to storage nodes.
 //! - [`records`]: the typed, versioned records storage nodes keep in meta.
@@ -14,6 +16,7 @@
 // tonic::Status (176 bytes) is the error type of every gRPC client call.
 #![allow(clippy::result_large_err)]
 
+pub mod identity;
 pub mod meta;
 pub mod peers;
 pub mod records;
