@@ -422,3 +422,149 @@ pub fn pull_device(dir: &Path) {
         }
     }
 }
+
+/// Runs `cmd` with its output captured; kills it (and fails the test) after `limit`.
+pub fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {what}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = err.join().unwrap();
+            panic!(
+                "{what} still running after {limit:?}; killed. stderr: {}",
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// The variables an openrc file (`export OS_X=value` lines, values maybe single- or
+/// double-quoted) sets, in order.
+pub fn parse_openrc(path: &Path) -> Vec<(String, String)> {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let l = l.strip_prefix("export ").unwrap_or(l).trim_start();
+            let (k, v) = l.split_once('=')?;
+            let v = v.trim();
+            let v = if let Some(q) = v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+                q.replace("'\\''", "'")
+            } else if let Some(q) = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+                q.replace("\\\"", "\"").replace("\\\\", "\\")
+            } else {
+                v.to_string()
+            };
+            Some((k.trim().to_string(), v))
+        })
+        .collect()
+}
+
+/// One variable of an openrc file; panics when it is not set there.
+pub fn openrc_var(path: &Path, name: &str) -> String {
+    parse_openrc(path)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("{} sets no {name}", path.display()))
+}
+
+/// Writes an openrc file with `vars` (single-quoted values).
+pub fn write_openrc(path: &Path, vars: &[(String, String)]) {
+    let text: String = vars
+        .iter()
+        .map(|(k, v)| format!("export {k}='{}'\n", v.replace('\'', "'\\''")))
+        .collect();
+    std::fs::write(path, text).unwrap();
+}
+
+/// The real `openstack` client (python-openstackclient): `$STRATUS_OPENSTACK`, else the
+/// one `scripts/deps.sh` installs in `<workspace>/.venv`.
+pub static OPENSTACK: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| {
+    if let Some(p) = std::env::var_os("STRATUS_OPENSTACK") {
+        return PathBuf::from(p);
+    }
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/openstack");
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/deps.sh (it installs python-openstackclient into .venv)",
+        bin.display()
+    );
+    bin
+});
+
+/// Upper bound for one `openstack` command.
+pub const OPENSTACK_WAIT: Duration = Duration::from_secs(120);
+
+/// Runs the real `openstack` client in `cwd` with exactly the `OS_*` variables of the openrc
+/// file `rc` (relative paths are under the cluster's directory, e.g. `openrc`, `openrc-demo`):
+/// inherited `OS_*` variables are removed. Killed after [`OPENSTACK_WAIT`].
+pub fn openstack_in(c: &TestCluster, cwd: &Path, rc: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new(&*OPENSTACK);
+    cmd.args(args).current_dir(cwd);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("OS_") {
+            cmd.env_remove(k);
+        }
+    }
+    for k in ["PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"] {
+        cmd.env_remove(k);
+    }
+    cmd.envs(parse_openrc(&c.dir.join(rc)));
+    output_within(cmd, OPENSTACK_WAIT)
+}
+
+/// [`openstack_in`] in the cluster's directory.
+pub fn openstack(c: &TestCluster, rc: &str, args: &[&str]) -> Output {
+    openstack_in(c, &c.dir, rc, args)
+}
+
+/// [`openstack`] that must succeed; its standard output.
+pub fn openstack_ok(c: &TestCluster, rc: &str, args: &[&str]) -> String {
+    let out = openstack(c, rc, args);
+    assert!(
+        out.status.success(),
+        "openstack {args:?} with {rc} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// [`openstack_ok`] with `-f json`, parsed.
+pub fn openstack_json(c: &TestCluster, rc: &str, args: &[&str]) -> serde_json::Value {
+    let mut args = args.to_vec();
+    args.extend(["-f", "json"]);
+    json(&openstack_ok(c, rc, &args))
+}

@@ -1,0 +1,1054 @@
+//! Keystone v3 identity in the proxy (`<proxy>/identity`): the real `openstack` client
+//! (python-openstackclient 10.5.0, installed by scripts/deps.sh) manages projects, users,
+//! roles and groups with the `openrc` files `dev up` writes, and stores objects through the
+//! catalog's object-store endpoint; over raw HTTP, tokens are issued, validated, revoked and
+//! expire (a second proxy with `--identity-token-ttl 2`), Swift honours Keystone tokens
+//! (`AUTH_<project_id>`: admin and member own it, reader only reads), bad input gets
+//! Keystone's status codes and error body, and version discovery answers.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::common::*;
+
+const ADMIN: &str = "openrc";
+const DEMO: &str = "openrc-demo";
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+/// Checks the openrc file `rc` that `dev up` wrote for `user` in `project`; its password.
+fn check_openrc(c: &TestCluster, rc: &str, user: &str, project: &str) -> String {
+    let path = c.dir.join(rc);
+    assert!(
+        path.exists(),
+        "dev up wrote no {} (files: {:?})",
+        path.display(),
+        std::fs::read_dir(&c.dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect::<Vec<_>>()
+    );
+    let want = [
+        ("OS_AUTH_URL", format!("{}/identity", c.proxy)),
+        ("OS_IDENTITY_API_VERSION", "3".into()),
+        ("OS_USERNAME", user.into()),
+        ("OS_PROJECT_NAME", project.into()),
+        ("OS_USER_DOMAIN_NAME", "Default".into()),
+        ("OS_PROJECT_DOMAIN_NAME", "Default".into()),
+        ("OS_REGION_NAME", "RegionOne".into()),
+        ("OS_INTERFACE", "public".into()),
+    ];
+    for (k, v) in want {
+        assert_eq!(openrc_var(&path, k), v, "{k} in {}", path.display());
+    }
+    let pw = openrc_var(&path, "OS_PASSWORD");
+    assert!(!pw.is_empty(), "empty OS_PASSWORD in {}", path.display());
+    pw
+}
+
+/// An openrc file in `dir` for `user`/`password` in `project`, the rest as in the admin's.
+fn openrc_for(c: &TestCluster, dir: &Path, user: &str, password: &str, project: &str) -> String {
+    let vars: Vec<(String, String)> = parse_openrc(&c.dir.join(ADMIN))
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match k.as_str() {
+                "OS_USERNAME" => user.to_string(),
+                "OS_PASSWORD" => password.to_string(),
+                "OS_PROJECT_NAME" => project.to_string(),
+                _ => v,
+            };
+            (k, v)
+        })
+        .collect();
+    let path = dir.join(format!("openrc-{user}-{password}"));
+    write_openrc(&path, &vars);
+    path.to_str().unwrap().to_string()
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// The values of `column` in an `openstack … list -f json` answer.
+fn column(list: &Value, column: &str) -> Vec<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|row| {
+            row[column]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {column} in {row}"))
+                .to_string()
+        })
+        .collect()
+}
+
+fn str_of<'a>(v: &'a Value, what: &str) -> &'a str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("{what} is not a string: {v}"))
+}
+
+/// `Keystone`'s timestamp forms: `%Y-%m-%dT%H:%M:%SZ` or `%Y-%m-%dT%H:%M:%S.%fZ` (what
+/// tempest parses).
+fn is_keystone_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() < 20 {
+        return false;
+    }
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    let head = digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19);
+    let tail = &s[19..];
+    head && (tail == "Z"
+        || (tail.len() >= 3
+            && tail.starts_with('.')
+            && tail.ends_with('Z')
+            && digits(20..b.len() - 1)))
+}
+
+/// Raw Keystone v3 over HTTP at `<proxy>/identity/v3`.
+struct Keystone {
+    http: reqwest::Client,
+    /// `http://H/identity/v3`
+    base: String,
+}
+
+fn password_auth(user: &str, password: &str, project: Option<&str>) -> Value {
+    let mut auth = serde_json::json!({
+        "identity": {
+            "methods": ["password"],
+            "password": {"user": {"name": user, "domain": {"name": "Default"}, "password": password}}
+        }
+    });
+    if let Some(p) = project {
+        auth["scope"] = serde_json::json!({"project": {"name": p, "domain": {"name": "Default"}}});
+    }
+    serde_json::json!({ "auth": auth })
+}
+
+/// Status and JSON body (`Null` when empty, the text as a string when not JSON).
+async fn answer(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let body = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, body)
+}
+
+/// Asserts Keystone's error envelope `{"error":{"code","title","message"}}` with `code`.
+fn assert_error(body: &Value, code: u16, title: &str, what: &str) -> String {
+    let e = &body["error"];
+    assert_eq!(e["code"], code, "{what}: error.code in {body}");
+    assert_eq!(e["title"], title, "{what}: error.title in {body}");
+    let m = e["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: no error.message in {body}"));
+    assert!(!m.is_empty(), "{what}: empty error.message");
+    m.to_string()
+}
+
+impl Keystone {
+    fn new(proxy: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: format!("{proxy}/identity/v3"),
+        }
+    }
+
+    fn req(&self, m: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let r = self.http.request(m, format!("{}{path}", self.base));
+        match token {
+            Some(t) => r.header("x-auth-token", t),
+            None => r,
+        }
+    }
+
+    /// `POST /auth/tokens` with `body`: status, `X-Subject-Token`, JSON body.
+    async fn auth(&self, body: &Value) -> (u16, Option<String>, Value) {
+        let r = self
+            .req(Method::POST, "/auth/tokens", None)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let tok = r
+            .headers()
+            .get("x-subject-token")
+            .map(|v| v.to_str().unwrap().to_string());
+        let (status, body) = answer(r).await;
+        (status, tok, body)
+    }
+
+    /// A project-scoped token by password, which must be issued: the token and its body.
+    async fn token(&self, user: &str, password: &str, project: &str) -> (String, Value) {
+        let (status, tok, body) = self
+            .auth(&password_auth(user, password, Some(project)))
+            .await;
+        assert_eq!(
+            status, 201,
+            "POST {}/auth/tokens as {user} in {project}: {body}",
+            self.base
+        );
+        let tok = tok.unwrap_or_else(|| panic!("no X-Subject-Token issuing for {user}"));
+        assert!(!tok.is_empty());
+        (tok, body)
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        answer(
+            self.req(Method::GET, path, Some(token))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        answer(
+            self.req(Method::POST, path, Some(token))
+                .json(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// `GET|HEAD|DELETE /auth/tokens` on `subject` with `token`: the status.
+    async fn on_token(&self, m: Method, token: &str, subject: &str) -> (u16, Value) {
+        answer(
+            self.req(m, "/auth/tokens", Some(token))
+                .header("x-subject-token", subject)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// The id of role `name` (`GET /roles?name=`).
+    async fn role_id(&self, token: &str, name: &str) -> String {
+        let (status, body) = self.get(&format!("/roles?name={name}"), token).await;
+        assert_eq!(status, 200, "GET /roles?name={name}: {body}");
+        let roles = body["roles"].as_array().unwrap();
+        let r = roles
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no role {name} in {body}"));
+        str_of(&r["id"], "role id").to_string()
+    }
+}
+
+/// Checks a token body: the user, the project, the roles, the times, the catalog.
+fn check_token(
+    body: &Value,
+    proxy: &str,
+    user: &str,
+    project: &str,
+    roles: &[&str],
+) -> (String, String) {
+    let t = &body["token"];
+    assert!(
+        t["methods"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m == "password")),
+        "token.methods in {body}"
+    );
+    assert_eq!(t["user"]["name"], user, "token.user in {body}");
+    assert_eq!(
+        t["user"]["domain"]["id"], "default",
+        "token.user.domain in {body}"
+    );
+    let uid = str_of(&t["user"]["id"], "token.user.id").to_string();
+    assert_eq!(t["project"]["name"], project, "token.project in {body}");
+    assert_eq!(
+        t["project"]["domain"]["id"], "default",
+        "token.project.domain in {body}"
+    );
+    let pid = str_of(&t["project"]["id"], "token.project.id").to_string();
+    assert!(!uid.is_empty() && !pid.is_empty());
+    let names: Vec<&str> = t["roles"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no token.roles in {body}"))
+        .iter()
+        .map(|r| {
+            assert!(r["id"].is_string(), "role without id in {body}");
+            str_of(&r["name"], "role name")
+        })
+        .collect();
+    for r in roles {
+        assert!(
+            names.contains(r),
+            "role {r} (itself or implied) missing from token.roles {names:?}"
+        );
+    }
+    for k in ["expires_at", "issued_at"] {
+        let s = str_of(&t[k], k);
+        assert!(
+            is_keystone_time(s),
+            "token.{k} {s:?} is not Keystone's form"
+        );
+    }
+    assert!(
+        str_of(&t["expires_at"], "expires_at") > str_of(&t["issued_at"], "issued_at"),
+        "expires_at not after issued_at: {body}"
+    );
+    check_catalog(body, proxy, &pid);
+    (uid, pid)
+}
+
+/// The token's catalog has `identity` at `<proxy>/identity` and `object-store` at
+/// `<proxy>/v1/AUTH_<project_id>`, each public, internal and admin in RegionOne.
+fn check_catalog(body: &Value, proxy: &str, project_id: &str) {
+    let cat = body["token"]["catalog"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no token.catalog in {body}"));
+    for (ty, url) in [
+        ("identity", format!("{proxy}/identity")),
+        ("object-store", format!("{proxy}/v1/AUTH_{project_id}")),
+    ] {
+        let svc = cat
+            .iter()
+            .find(|s| s["type"] == ty)
+            .unwrap_or_else(|| panic!("no {ty} in the catalog {body}"));
+        let eps = svc["endpoints"].as_array().unwrap();
+        for iface in ["public", "internal", "admin"] {
+            let ep = eps
+                .iter()
+                .find(|e| e["interface"] == iface)
+                .unwrap_or_else(|| panic!("no {iface} endpoint for {ty}: {svc}"));
+            assert!(
+                ep["region"] == "RegionOne" || ep["region_id"] == "RegionOne",
+                "{ty} {iface} not in RegionOne: {ep}"
+            );
+            if iface == "public" {
+                assert_eq!(ep["url"], url.as_str(), "{ty} public url");
+            } else {
+                assert!(ep["url"].as_str().is_some_and(|u| !u.is_empty()), "{ep}");
+            }
+        }
+    }
+}
+
+/// A Swift request on `<base>/v1/AUTH_<project>[/path]` with `token`.
+fn swift(
+    http: &reqwest::Client,
+    m: Method,
+    base: &str,
+    project: &str,
+    path: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
+    let url = if path.is_empty() {
+        format!("{base}/v1/AUTH_{project}")
+    } else {
+        format!("{base}/v1/AUTH_{project}/{path}")
+    };
+    http.request(m, url).header("x-auth-token", token)
+}
+
+async fn status(r: reqwest::RequestBuilder) -> u16 {
+    r.send().await.unwrap().status().as_u16()
+}
+
+/// A second `stratus-proxy` on the cluster's meta, killed on drop.
+struct ExtraProxy {
+    child: Child,
+    /// `http://ADDR`
+    url: String,
+    log: std::path::PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl ExtraProxy {
+    fn start(c: &TestCluster, extra: &[&str]) -> Self {
+        let endpoints = std::fs::read_to_string(c.dir.join("endpoints")).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("stderr");
+        let mut child = Command::new(STRATUS.with_file_name("stratus-proxy"))
+            .args(["--listen", "127.0.0.1:0", "--meta", endpoints.trim()])
+            .args(extra)
+            .env_remove("STRATUS_META")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start stratus-proxy");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads every line (the proxy logs to stdout too) so the pipe never fills.
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(u) = line.trim().strip_prefix("stratus-proxy listening on ") {
+                    let _ = tx.send(u.trim().to_string());
+                }
+            }
+        });
+        let mut p = Self {
+            child,
+            url: String::new(),
+            log,
+            _tmp: tmp,
+        };
+        match rx.recv_timeout(WAIT) {
+            Ok(u) => p.url = u,
+            Err(_) => panic!(
+                "stratus-proxy {extra:?} did not say it listens within {WAIT:?} (exit: {:?}); stderr: {}",
+                p.child.try_wait(),
+                std::fs::read_to_string(&p.log).unwrap_or_default()
+            ),
+        }
+        p
+    }
+}
+
+impl Drop for ExtraProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The real `openstack` client
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_openstack_client_manages_identity_and_stores_objects() {
+    let c = TestCluster::start(3, 1);
+    let work = tempfile::tempdir().unwrap();
+    check_openrc(&c, ADMIN, "admin", "admin");
+    check_openrc(&c, DEMO, "demo", "demo");
+
+    // Token and catalog.
+    let t = openstack_json(&c, ADMIN, &["token", "issue"]);
+    for k in ["id", "expires", "project_id", "user_id"] {
+        assert!(
+            t[k].as_str().is_some_and(|v| !v.is_empty()),
+            "token issue: no {k} in {t}"
+        );
+    }
+    let admin_pid = t["project_id"].as_str().unwrap().to_string();
+    let cat = openstack_json(&c, ADMIN, &["catalog", "list"]);
+    let types = column(&cat, "Type");
+    for ty in ["identity", "object-store"] {
+        assert!(
+            types.iter().any(|t| t == ty),
+            "no {ty} in catalog list {cat}"
+        );
+    }
+    let cat_text = cat.to_string();
+    for url in [
+        format!("{}/identity", c.proxy),
+        format!("{}/v1/AUTH_{admin_pid}", c.proxy),
+    ] {
+        assert!(cat_text.contains(&url), "{url} not in catalog list {cat}");
+    }
+
+    // Projects.
+    let p = openstack_json(
+        &c,
+        ADMIN,
+        &[
+            "project",
+            "create",
+            "--domain",
+            "default",
+            "--description",
+            "first",
+            "p95",
+        ],
+    );
+    assert_eq!(p["name"], "p95", "{p}");
+    assert_eq!(p["domain_id"], "default", "{p}");
+    assert_eq!(p["description"], "first", "{p}");
+    let pid = str_of(&p["id"], "project id").to_string();
+    let names = column(&openstack_json(&c, ADMIN, &["project", "list"]), "Name");
+    for n in ["admin", "demo", "p95"] {
+        assert!(names.iter().any(|x| x == n), "{n} not in {names:?}");
+    }
+    openstack_ok(
+        &c,
+        ADMIN,
+        &["project", "set", "--description", "for t95", "p95"],
+    );
+    let p = openstack_json(&c, ADMIN, &["project", "show", "p95"]);
+    assert_eq!(p["id"], pid.as_str(), "{p}");
+    assert_eq!(
+        p["description"], "for t95",
+        "project set --description: {p}"
+    );
+
+    // Users: create with a password and a default project; the password changes.
+    let u = openstack_json(
+        &c,
+        ADMIN,
+        &[
+            "user",
+            "create",
+            "--project",
+            "p95",
+            "--password",
+            "old-pw-95",
+            "u95",
+        ],
+    );
+    assert_eq!(u["name"], "u95", "{u}");
+    assert_eq!(u["default_project_id"], pid.as_str(), "{u}");
+    let uid = str_of(&u["id"], "user id").to_string();
+    let users = column(&openstack_json(&c, ADMIN, &["user", "list"]), "Name");
+    for n in ["admin", "demo", "u95"] {
+        assert!(users.iter().any(|x| x == n), "{n} not in {users:?}");
+    }
+    let u = openstack_json(&c, ADMIN, &["user", "show", "u95"]);
+    assert_eq!(u["id"], uid.as_str(), "{u}");
+    assert_eq!(u["domain_id"], "default", "{u}");
+
+    openstack_ok(
+        &c,
+        ADMIN,
+        &["role", "add", "--project", "p95", "--user", "u95", "member"],
+    );
+    let has_member = |c: &TestCluster| {
+        let a = openstack_json(
+            c,
+            ADMIN,
+            &["role", "assignment", "list", "--project", "p95", "--names"],
+        );
+        a.as_array().unwrap().iter().any(|row| {
+            row["Role"] == "member"
+                && row["User"] == "u95@Default"
+                && row["Project"] == "p95@Default"
+        })
+    };
+    assert!(
+        has_member(&c),
+        "role assignment list --names lacks member for u95@Default on p95@Default"
+    );
+
+    let old_rc = openrc_for(&c, work.path(), "u95", "old-pw-95", "p95");
+    let new_rc = openrc_for(&c, work.path(), "u95", "new-pw-95", "p95");
+    let t = openstack_json(&c, &old_rc, &["token", "issue"]);
+    assert_eq!(t["project_id"], pid.as_str(), "{t}");
+    assert_eq!(t["user_id"], uid.as_str(), "{t}");
+    openstack_ok(
+        &c,
+        ADMIN,
+        &["user", "set", "--password", "new-pw-95", "u95"],
+    );
+    let old = openstack(&c, &old_rc, &["token", "issue"]);
+    assert!(
+        !old.status.success(),
+        "the old password still issues a token: {}",
+        stdout(&old)
+    );
+    let t = openstack_json(&c, &new_rc, &["token", "issue"]);
+    assert_eq!(t["user_id"], uid.as_str(), "{t}");
+
+    // Groups.
+    let g = openstack_json(&c, ADMIN, &["group", "create", "g95"]);
+    assert_eq!(g["name"], "g95", "{g}");
+    openstack_ok(&c, ADMIN, &["group", "add", "user", "g95", "u95"]);
+    let o = openstack(&c, ADMIN, &["group", "contains", "user", "g95", "u95"]);
+    assert!(
+        o.status.success() && stdout(&o).contains("u95 in group g95"),
+        "group contains user: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let o = openstack(&c, ADMIN, &["group", "contains", "user", "g95", "admin"]);
+    assert!(
+        stderr(&o).contains("admin not in group g95") && !stdout(&o).contains("in group"),
+        "admin was never added to g95: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+
+    // Without a role on the project, no token scoped to it.
+    openstack_ok(
+        &c,
+        ADMIN,
+        &[
+            "role",
+            "remove",
+            "--project",
+            "p95",
+            "--user",
+            "u95",
+            "member",
+        ],
+    );
+    assert!(!has_member(&c), "role remove left the assignment");
+    let o = openstack(&c, &new_rc, &["token", "issue"]);
+    assert!(
+        !o.status.success(),
+        "a user with no role on p95 got a token scoped to it: {}",
+        stdout(&o)
+    );
+
+    // The demo user (member of demo) may not create projects.
+    let o = openstack(&c, DEMO, &["project", "create", "x95"]);
+    let err = stderr(&o);
+    assert!(
+        !o.status.success()
+            && (err.contains("403") || err.to_lowercase().contains("not authorized")),
+        "project create as demo: {} {}{err}",
+        o.status,
+        stdout(&o)
+    );
+    let names = column(&openstack_json(&c, ADMIN, &["project", "list"]), "Name");
+    assert!(!names.iter().any(|n| n == "x95"), "{names:?}");
+    let a = openstack_json(
+        &c,
+        ADMIN,
+        &["role", "assignment", "list", "--project", "demo", "--names"],
+    );
+    assert!(
+        a.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["Role"] == "member" && r["User"] == "demo@Default"),
+        "demo is not a member of demo: {a}"
+    );
+
+    // Objects as demo, through the catalog's object-store endpoint.
+    let t = openstack_json(&c, DEMO, &["token", "issue"]);
+    let demo_pid = t["project_id"].as_str().unwrap().to_string();
+    let demo_token = t["id"].as_str().unwrap().to_string();
+    let body = random_bytes(200_000, 95);
+    std::fs::write(work.path().join("hello.bin"), &body).unwrap();
+    let os_in = |args: &[&str]| {
+        let o = openstack_in(&c, work.path(), DEMO, args);
+        assert!(
+            o.status.success(),
+            "openstack {args:?} as demo: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        stdout(&o)
+    };
+    os_in(&["container", "create", "c1"]);
+    os_in(&["object", "create", "c1", "hello.bin"]);
+    let list = json(&os_in(&["object", "list", "c1", "-f", "json"]));
+    assert_eq!(column(&list, "Name"), ["hello.bin"], "{list}");
+    os_in(&["object", "save", "c1", "hello.bin", "--file", "out.bin"]);
+    assert!(
+        std::fs::read(work.path().join("out.bin")).unwrap() == body,
+        "object save returned other bytes"
+    );
+    // The object is in the demo project's account, reachable with the demo token.
+    let http = reqwest::Client::new();
+    let r = swift(&http, Method::GET, &c.proxy, &demo_pid, "c1", &demo_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "GET AUTH_{demo_pid}/c1 with demo's token");
+    assert_eq!(r.text().await.unwrap().trim(), "hello.bin");
+    // Not the admin project's account.
+    let s = status(swift(
+        &http,
+        Method::GET,
+        &c.proxy,
+        &admin_pid,
+        "",
+        &demo_token,
+    ))
+    .await;
+    assert_eq!(s, 403, "demo's token on AUTH_<admin project>");
+    os_in(&["object", "delete", "c1", "hello.bin"]);
+    let list = json(&os_in(&["object", "list", "c1", "-f", "json"]));
+    assert!(column(&list, "Name").is_empty(), "{list}");
+
+    // Clean up: user and project delete.
+    openstack_ok(&c, ADMIN, &["user", "delete", "u95"]);
+    let users = column(&openstack_json(&c, ADMIN, &["user", "list"]), "Name");
+    assert!(!users.iter().any(|n| n == "u95"), "{users:?}");
+    openstack_ok(&c, ADMIN, &["project", "delete", "p95"]);
+    let names = column(&openstack_json(&c, ADMIN, &["project", "list"]), "Name");
+    assert!(!names.iter().any(|n| n == "p95"), "{names:?}");
+    let o = openstack(&c, ADMIN, &["project", "show", "p95"]);
+    assert!(
+        !o.status.success(),
+        "deleted p95 still shows: {}",
+        stdout(&o)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw HTTP
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_issued_validated_revoked_and_expire() {
+    let c = TestCluster::start(1, 1);
+    let ks = Keystone::new(&c.proxy);
+    let admin_pw = openrc_var(&c.dir.join(ADMIN), "OS_PASSWORD");
+    let http = reqwest::Client::new();
+
+    let (tok, body) = ks.token("admin", &admin_pw, "admin").await;
+    let (uid, pid) = check_token(
+        &body,
+        &c.proxy,
+        "admin",
+        "admin",
+        &["admin", "member", "reader"],
+    );
+
+    // Swift takes the Keystone token on AUTH_<project_id>, which admin owns.
+    let get_account = |t: &str| swift(&http, Method::GET, &c.proxy, &pid, "", t);
+    let s = status(get_account(&tok)).await;
+    assert!(
+        (200..300).contains(&s),
+        "GET AUTH_{pid} with a Keystone token: {s}"
+    );
+    assert_eq!(
+        status(swift(&http, Method::PUT, &c.proxy, &pid, "k95", &tok)).await,
+        201,
+        "PUT a container with admin's Keystone token"
+    );
+    assert_eq!(
+        status(swift(&http, Method::PUT, &c.proxy, &pid, "k95/o", &tok).body("x95")).await,
+        201
+    );
+    let r = swift(&http, Method::GET, &c.proxy, &pid, "k95/o", &tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "x95");
+
+    // The other request forms: user and project by id.
+    let (s, _, b) = ks
+        .auth(&serde_json::json!({"auth": {
+            "identity": {"methods": ["password"],
+                         "password": {"user": {"id": uid, "password": admin_pw}}},
+            "scope": {"project": {"id": pid}}}}))
+        .await;
+    assert_eq!(s, 201, "user id + project id scope: {b}");
+
+    // Validate, check, revoke.
+    let (checker, _) = ks.token("admin", &admin_pw, "admin").await;
+    let r = ks
+        .req(Method::GET, "/auth/tokens", Some(&checker))
+        .header("x-subject-token", &tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()
+            .get("x-subject-token")
+            .map(|v| v.to_str().unwrap().to_string())
+            .as_deref(),
+        Some(tok.as_str()),
+        "GET /auth/tokens echoes X-Subject-Token"
+    );
+    let (s, b) = answer(r).await;
+    assert_eq!(s, 200, "GET /auth/tokens: {b}");
+    assert_eq!(b["token"]["user"]["id"], uid.as_str(), "{b}");
+    assert_eq!(b["token"]["project"]["id"], pid.as_str(), "{b}");
+    let (s, _) = ks.on_token(Method::HEAD, &checker, &tok).await;
+    assert_eq!(s, 200, "HEAD /auth/tokens");
+    let (s, b) = ks.on_token(Method::DELETE, &checker, &tok).await;
+    assert_eq!(s, 204, "DELETE /auth/tokens: {b}");
+
+    assert_eq!(
+        status(get_account(&tok)).await,
+        401,
+        "a revoked token on Swift"
+    );
+    let (s, b) = ks.on_token(Method::GET, &checker, &tok).await;
+    assert_eq!(s, 404, "GET /auth/tokens on a revoked token: {b}");
+    let (s, _) = ks.on_token(Method::HEAD, &checker, &tok).await;
+    assert_eq!(s, 404, "HEAD /auth/tokens on a revoked token");
+    let (s, b) = ks.get("/projects", &tok).await;
+    assert_eq!(s, 401, "a revoked token on /projects: {b}");
+    // The checker was not revoked with it.
+    let (s, b) = ks.get("/projects", &checker).await;
+    assert_eq!(s, 200, "GET /projects: {b}");
+    let names: Vec<&str> = b["projects"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no projects in {b}"))
+        .iter()
+        .map(|p| str_of(&p["name"], "project name"))
+        .collect();
+    assert!(
+        names.contains(&"admin") && names.contains(&"demo"),
+        "{names:?}"
+    );
+
+    // A second proxy with 2 s tokens: its tokens stop working once expired. Tokens of the
+    // first proxy work on it too (proxies are stateless; any of them serves a client).
+    let p2 = ExtraProxy::start(&c, &["--identity-token-ttl", "2"]);
+    assert!(
+        (200..300).contains(&status(swift(&http, Method::GET, &p2.url, &pid, "", &checker)).await),
+        "a token of the first proxy on the second"
+    );
+    let ks2 = Keystone::new(&p2.url);
+    let issued = Instant::now();
+    let (short, b) = ks2.token("admin", &admin_pw, "admin").await;
+    check_token(&b, &p2.url, "admin", "admin", &["admin"]);
+    let s = status(swift(&http, Method::GET, &p2.url, &pid, "", &short)).await;
+    assert!(
+        (200..300).contains(&s),
+        "a fresh 2 s token on Swift: {s} (after {:?})",
+        issued.elapsed()
+    );
+    let wait = Duration::from_millis(3500).saturating_sub(issued.elapsed());
+    tokio::time::sleep(wait).await;
+    assert_eq!(
+        status(swift(&http, Method::GET, &p2.url, &pid, "", &short)).await,
+        401,
+        "an expired token on Swift"
+    );
+    let (s, b) = ks2.get("/projects", &short).await;
+    assert_eq!(s, 401, "an expired token on /projects: {b}");
+    let (fresh, _) = ks2.token("admin", &admin_pw, "admin").await;
+    let (s, b) = ks2.on_token(Method::GET, &fresh, &short).await;
+    assert_eq!(s, 404, "GET /auth/tokens on an expired token: {b}");
+    drop(p2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_reads_the_project_account_but_cannot_write() {
+    let c = TestCluster::start(1, 1);
+    let ks = Keystone::new(&c.proxy);
+    let admin_pw = openrc_var(&c.dir.join(ADMIN), "OS_PASSWORD");
+    let http = reqwest::Client::new();
+    let (admin, body) = ks.token("admin", &admin_pw, "admin").await;
+    let admin_uid = str_of(&body["token"]["user"]["id"], "user id").to_string();
+
+    let (s, b) = ks
+        .post(
+            "/projects",
+            &admin,
+            &serde_json::json!({"project": {"name": "rp95", "domain_id": "default", "enabled": true}}),
+        )
+        .await;
+    assert_eq!(s, 201, "POST /projects: {b}");
+    let rp = str_of(&b["project"]["id"], "project id").to_string();
+    let (s, b) = ks
+        .post(
+            "/users",
+            &admin,
+            &serde_json::json!({"user": {"name": "r95", "domain_id": "default",
+                                         "password": "read-pw-95", "enabled": true}}),
+        )
+        .await;
+    assert_eq!(s, 201, "POST /users: {b}");
+    assert!(
+        !b.to_string().contains("read-pw-95"),
+        "the user body carries the password: {b}"
+    );
+    let r95 = str_of(&b["user"]["id"], "user id").to_string();
+    let reader = ks.role_id(&admin, "reader").await;
+    let member = ks.role_id(&admin, "member").await;
+    for (user, role) in [(&r95, &reader), (&admin_uid, &member)] {
+        let r = ks
+            .req(
+                Method::PUT,
+                &format!("/projects/{rp}/users/{user}/roles/{role}"),
+                Some(&admin),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "PUT role assignment");
+    }
+
+    // admin, now member of rp95, fills its account.
+    let (writer, _) = ks.token("admin", &admin_pw, "rp95").await;
+    assert_eq!(
+        status(swift(&http, Method::PUT, &c.proxy, &rp, "shelf", &writer)).await,
+        201,
+        "a member creates a container"
+    );
+    let book = random_bytes(5000, 195);
+    assert_eq!(
+        status(swift(&http, Method::PUT, &c.proxy, &rp, "shelf/book", &writer).body(book.clone()))
+            .await,
+        201,
+        "a member writes an object"
+    );
+
+    let (rt, b) = ks.token("r95", "read-pw-95", "rp95").await;
+    check_token(&b, &c.proxy, "r95", "rp95", &["reader"]);
+    let roles: Vec<&str> = b["token"]["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        !roles.contains(&"member") && !roles.contains(&"admin"),
+        "{roles:?}"
+    );
+    let get = |path: &str| swift(&http, Method::GET, &c.proxy, &rp, path, &rt).send();
+    let r = get("").await.unwrap();
+    assert_eq!(r.status(), 200, "a reader lists the account");
+    assert_eq!(r.text().await.unwrap().trim(), "shelf");
+    let r = get("shelf").await.unwrap();
+    assert_eq!(r.status(), 200, "a reader lists the container");
+    assert_eq!(r.text().await.unwrap().trim(), "book");
+    let r = get("shelf/book").await.unwrap();
+    assert_eq!(r.status(), 200, "a reader reads an object");
+    assert!(r.bytes().await.unwrap() == book);
+    assert_eq!(
+        status(swift(&http, Method::HEAD, &c.proxy, &rp, "shelf/book", &rt)).await,
+        200
+    );
+
+    for (m, path, what) in [
+        (Method::PUT, "shelf/book", "overwrite an object"),
+        (Method::PUT, "shelf/new", "write an object"),
+        (Method::PUT, "box", "create a container"),
+        (Method::DELETE, "shelf/book", "delete an object"),
+        (Method::POST, "shelf/book", "post object metadata"),
+    ] {
+        let s = status(
+            swift(&http, m.clone(), &c.proxy, &rp, path, &rt)
+                .header("x-object-meta-t95", "1")
+                .body(if m == Method::PUT { "no" } else { "" }),
+        )
+        .await;
+        assert_eq!(s, 403, "a reader may not {what} ({m} {path})");
+    }
+    let r = swift(&http, Method::GET, &c.proxy, &rp, "shelf/book", &writer)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.bytes().await.unwrap() == book,
+        "the reader changed the object"
+    );
+    let r = swift(&http, Method::GET, &c.proxy, &rp, "shelf", &writer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap().trim(), "book");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_keystone_errors_and_discovery_answers() {
+    let c = TestCluster::start(1, 1);
+    let ks = Keystone::new(&c.proxy);
+    let http = reqwest::Client::new();
+    let admin_pw = openrc_var(&c.dir.join(ADMIN), "OS_PASSWORD");
+
+    // Discovery.
+    let (s, b) = answer(
+        http.get(format!("{}/identity", c.proxy))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 300, "GET /identity: {b}");
+    let v = &b["versions"]["values"][0];
+    assert!(
+        v["id"].as_str().is_some_and(|id| id.starts_with("v3")),
+        "versions.values[0].id in {b}"
+    );
+    for path in ["/identity/v3", "/identity/v3/"] {
+        let (s, b) = answer(
+            http.get(format!("{}{path}", c.proxy))
+                .header("accept", "application/json")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, 200, "GET {path}: {b}");
+        assert!(
+            b["version"]["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("v3")),
+            "GET {path}: version.id in {b}"
+        );
+    }
+
+    // Wrong password and unknown user: 401, and the same words for both.
+    let (s, tok, wrong_pw) = ks
+        .auth(&password_auth("admin", "not-the-password", Some("admin")))
+        .await;
+    assert_eq!(s, 401, "wrong password: {wrong_pw}");
+    assert!(tok.is_none(), "a token for a wrong password");
+    let m1 = assert_error(&wrong_pw, 401, "Unauthorized", "wrong password");
+    let (s, _, no_user) = ks
+        .auth(&password_auth(
+            "nobody95",
+            "not-the-password",
+            Some("admin"),
+        ))
+        .await;
+    assert_eq!(s, 401, "unknown user: {no_user}");
+    let m2 = assert_error(&no_user, 401, "Unauthorized", "unknown user");
+    assert_eq!(
+        m1, m2,
+        "the answers tell an unknown user from a wrong password"
+    );
+    let (s, _, b) = ks
+        .auth(&password_auth(
+            "admin",
+            &admin_pw,
+            Some("no-such-project-95"),
+        ))
+        .await;
+    assert_eq!(s, 401, "unknown project in scope: {b}");
+    assert_error(&b, 401, "Unauthorized", "unknown project");
+
+    // No token, and a made-up one.
+    let (s, b) = answer(ks.req(Method::GET, "/projects", None).send().await.unwrap()).await;
+    assert_eq!(s, 401, "GET /projects without a token: {b}");
+    let (s, b) = ks.get("/projects", "made-up-token-95").await;
+    assert_eq!(s, 401, "GET /projects with a made-up token: {b}");
+
+    // Malformed JSON.
+    let (admin, _) = ks.token("admin", &admin_pw, "admin").await;
+    for (path, token) in [("/auth/tokens", None), ("/projects", Some(admin.as_str()))] {
+        let (s, b) = answer(
+            ks.req(Method::POST, path, token)
+                .header("content-type", "application/json")
+                .body("{\"auth\": {\"identity\": ")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, 400, "malformed JSON on POST {path}: {b}");
+        assert_error(&b, 400, "Bad Request", &format!("malformed JSON on {path}"));
+    }
+
+    // A duplicate project name in one domain, an unknown project.
+    let dup = serde_json::json!({"project": {"name": "dup95", "domain_id": "default"}});
+    let (s, b) = ks.post("/projects", &admin, &dup).await;
+    assert_eq!(s, 201, "POST /projects dup95: {b}");
+    let (s, b) = ks.post("/projects", &admin, &dup).await;
+    assert_eq!(s, 409, "the same project name again: {b}");
+    assert_error(&b, 409, "Conflict", "duplicate project");
+    let (s, b) = ks.get("/projects/no-such-project-95", &admin).await;
+    assert_eq!(s, 404, "GET an unknown project: {b}");
+    assert_error(&b, 404, "Not Found", "unknown project");
+}
