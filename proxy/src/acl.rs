@@ -126,12 +126,15 @@ impl ContainerAcl {
 pub enum Identity {
     /// No token.
     Anonymous,
-    /// A valid token: the user's groups (`account:user`, `account`, `AUTH_account`), and
-    /// whether it owns the account in the path (admin there, or a reseller).
+    /// A valid token: the user's groups (TempAuth: `account:user`, `account`,
+    /// `AUTH_account`; Keystone: `project:user` by ids and names, with `*` forms, and role
+    /// names), whether it owns the account in the path (admin there, or a reseller), and
+    /// whether it may read that account without owning it (a Keystone `reader`).
     User {
         groups: Vec<String>,
         owner: bool,
         reseller: bool,
+        reader: bool,
     },
 }
 
@@ -170,6 +173,7 @@ pub fn decide(
 ) -> Decision {
     let groups: &[String] = match who {
         Identity::User { owner: true, .. } => return Decision::Owner,
+        Identity::User { reader: true, .. } if want.read => return Decision::Allowed,
         Identity::User { groups, .. } => groups,
         Identity::Anonymous => &[],
     };
@@ -239,6 +243,7 @@ mod tests {
             groups: groups.iter().map(|s| s.to_string()).collect(),
             owner: false,
             reseller: false,
+            reader: false,
         }
     }
 
@@ -269,6 +274,7 @@ mod tests {
             groups: vec![],
             owner: true,
             reseller: false,
+            reader: false,
         };
         assert_eq!(
             decide(&owner, CONTAINER_CHANGE, None, None, None),
@@ -282,6 +288,32 @@ mod tests {
         assert_eq!(
             decide(&Identity::Anonymous, OBJ_READ, None, None, None),
             Decision::Unauthorized
+        );
+    }
+
+    #[test]
+    fn readers_read_and_change_nothing() {
+        let reader = Identity::User {
+            groups: vec![],
+            owner: false,
+            reseller: false,
+            reader: true,
+        };
+        assert_eq!(
+            decide(&reader, OBJ_READ, None, None, None),
+            Decision::Allowed
+        );
+        assert_eq!(
+            decide(&reader, LISTING, None, None, None),
+            Decision::Allowed
+        );
+        assert_eq!(
+            decide(&reader, OBJ_WRITE, None, None, None),
+            Decision::Forbidden
+        );
+        assert_eq!(
+            decide(&reader, CONTAINER_CHANGE, None, None, None),
+            Decision::Forbidden
         );
     }
 

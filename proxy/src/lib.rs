@@ -1,5 +1,5 @@
 //! `stratus-proxy`: the HTTP front door. It speaks the OpenStack Swift API v1 (accounts,
-//! containers, objects) with TempAuth, and reaches storage nodes over gRPC, placing every
+//! containers, objects) with TempAuth and Keystone tokens, and Keystone v3 itself, and reaches storage nodes over gRPC, placing every
 //! request by the rings it watches in meta. It keeps no state of its own: run as many as
 //! you like.
 //!
@@ -15,7 +15,10 @@
 //!   delete, large-object reading, account and container reads and writes, the cached
 //!   info and access decisions, quotas, versioned writes, multi-object reports.
 //! - [`proxy`]: [`Proxy`], the one struct that owns rings, auth and the info cache.
-//! - [`auth`]: TempAuth tokens; [`acl`]: who may do what by the ACLs.
+//! - [`identity`]: the Keystone v3 API under `/identity` (tokens, catalog, projects,
+//!   users, groups, roles, assignments) over the identity records in meta.
+//! - [`auth`]: TempAuth tokens and Keystone token checks; [`acl`]: who may do what by the
+//!   ACLs.
 //! - [`cluster`]: rings, placement, quorum writes with handoffs.
 //! - [`headers`]: metadata constraints, ranges, conditional requests, dates;
 //!   [`names`]: percent-decoding, name limits, the query string.
@@ -31,6 +34,7 @@ pub mod cluster;
 pub mod container;
 pub mod error;
 pub mod headers;
+pub mod identity;
 pub mod large;
 pub mod metrics;
 pub mod names;

@@ -18,9 +18,13 @@ struct Args {
     /// Meta endpoints, comma separated.
     #[arg(long, env = "STRATUS_META", value_delimiter = ',', required = true)]
     meta: Vec<String>,
-    /// Auth token lifetime, seconds.
+    /// TempAuth token lifetime, seconds.
     #[arg(long, default_value_t = DEFAULT_TOKEN_TTL)]
     token_ttl: u64,
+    /// Keystone token lifetime, seconds (Keystone's `[token] expiration`; at most 7 days).
+    #[arg(long, default_value_t = stratus_proxy::identity::DEFAULT_TOKEN_TTL,
+          value_parser = clap::value_parser!(u64).range(1..=stratus_client::identity::revoke::MAX_TOKEN_TTL))]
+    identity_token_ttl: u64,
     /// Address of the admin HTTP port (`/metrics`, `/healthz`); none if not given.
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
@@ -36,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let proxy = Proxy::new(Config {
         meta: a.meta,
         token_ttl: a.token_ttl,
+        identity_token_ttl: a.identity_token_ttl,
     })
     .await
     .context("starting the proxy")?;

@@ -6,12 +6,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use stratus_client::identity::{IdentityStore, Revocations};
 use stratus_client::meta::MetaClient;
 use stratus_client::users::UserStore;
 use stratus_proto::storage as pb;
 
 use crate::auth::Auth;
 use crate::cluster::Cluster;
+use crate::identity::Keystone;
 
 /// How long a proxy trusts the account and container info it read.
 pub const INFO_CACHE: Duration = Duration::from_secs(5);
@@ -21,8 +23,10 @@ pub const INFO_CACHE: Duration = Duration::from_secs(5);
 pub struct Config {
     /// Meta endpoints.
     pub meta: Vec<String>,
-    /// Token lifetime in seconds.
+    /// TempAuth token lifetime in seconds.
     pub token_ttl: u64,
+    /// Keystone token lifetime in seconds.
+    pub identity_token_ttl: u64,
 }
 
 /// Why the proxy could not start.
@@ -41,8 +45,10 @@ pub(crate) type InfoCache = HashMap<(String, String), (Instant, Arc<pb::DbInfo>)
 pub struct Proxy {
     /// Rings, placement and the storage nodes' channels.
     pub(crate) cluster: Cluster,
-    /// TempAuth.
+    /// TempAuth, and Keystone token checks.
     pub(crate) auth: Auth,
+    /// The Keystone v3 API.
+    pub(crate) keystone: Keystone,
     /// Account and container info, by `(account, container)` (see [`crate::ops::info`]).
     pub(crate) infos: Mutex<InfoCache>,
 }
@@ -51,7 +57,13 @@ impl Proxy {
     /// Connects to meta, loads the token secret and starts watching the rings.
     pub async fn new(cfg: Config) -> Result<Arc<Self>, ProxyError> {
         let meta = MetaClient::new(&cfg.meta).map_err(|e| ProxyError::Meta(e.to_string()))?;
-        let auth = Auth::new(UserStore::new(meta.clone()), cfg.token_ttl)
+        let revocations = Revocations::follow(meta.clone())
+            .await
+            .map_err(|e| ProxyError::Meta(e.to_string()))?;
+        let auth = Auth::new(UserStore::new(meta.clone()), cfg.token_ttl, revocations)
+            .await
+            .map_err(|e| ProxyError::Meta(e.to_string()))?;
+        let keystone = Keystone::new(IdentityStore::new(meta.clone()), cfg.identity_token_ttl)
             .await
             .map_err(|e| ProxyError::Meta(e.to_string()))?;
         let cluster = Cluster::new(meta).map_err(|e| ProxyError::Meta(e.to_string()))?;
@@ -61,6 +73,7 @@ impl Proxy {
         Ok(Arc::new(Self {
             cluster,
             auth,
+            keystone,
             infos: Mutex::new(HashMap::new()),
         }))
     }

@@ -23,7 +23,7 @@ use crate::ops::object::ObjPath;
 use crate::ops::store::MAX_FILE_SIZE;
 use crate::ops::{database, quota, versions};
 use crate::proxy::Proxy;
-use crate::{bulk, container, large, object, tempurl};
+use crate::{bulk, container, identity, large, object, tempurl};
 
 /// What a request addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +172,10 @@ fn owner_headers_dropped(h: &HeaderMap, owner: bool) -> std::borrow::Cow<'_, Hea
 /// its handler.
 pub async fn route(p: &Arc<Proxy>, req: Request) -> SwiftResult<Response> {
     let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    if path == "/identity" || path.starts_with("/identity/") {
+        return Ok(identity::route(p, &parts, body).await);
+    }
     let h = &parts.headers;
     let m = &parts.method;
     let ep = parse(parts.uri.path())?;

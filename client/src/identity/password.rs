@@ -24,6 +24,13 @@ pub fn hash(password: &str) -> Result<String, IdentityError> {
         .map_err(|e| IdentityError::Invalid(e.to_string()))
 }
 
+/// [`hash`] off the async threads (it takes tens of milliseconds by design).
+pub async fn hash_async(password: String) -> Result<String, IdentityError> {
+    tokio::task::spawn_blocking(move || hash(&password))
+        .await
+        .map_err(|e| IdentityError::Invalid(format!("hashing failed: {e}")))?
+}
+
 /// Whether `password` matches the stored `phc` string (false for a damaged one).
 pub fn verify(phc: &str, password: &str) -> bool {
     if password.len() > MAX_PASSWORD {

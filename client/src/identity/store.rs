@@ -394,9 +394,9 @@ impl IdentityStore {
     pub async fn delete_domain(&self, id: &str) -> Result<()> {
         let d: Domain = self.need(id).await?;
         if d.enabled {
-            return Err(IdentityError::Forbidden(format!(
-                "Cannot delete a domain that is enabled, please disable it first."
-            )));
+            return Err(IdentityError::Forbidden(
+                "Cannot delete a domain that is enabled, please disable it first.".to_string(),
+            ));
         }
         for p in self.list::<Project>().await? {
             if p.domain_id == id {
@@ -635,7 +635,7 @@ impl IdentityStore {
 
     /// Sets a user's password and voids the tokens it had.
     pub async fn set_password(&self, user_id: &str, new: &str) -> Result<()> {
-        let hash = password::hash(new)?;
+        let hash = password::hash_async(new.to_string()).await?;
         self.update::<User>(user_id, |u| {
             u.password_hash = Some(hash.clone());
             Ok(())
@@ -762,7 +762,7 @@ impl IdentityStore {
                     domain_id: DEFAULT_DOMAIN_ID.into(),
                     enabled: true,
                     default_project_id: Some(p.id.clone()),
-                    password_hash: Some(password::hash(password)?),
+                    password_hash: Some(password::hash_async(password.to_string()).await?),
                     extra: Default::default(),
                 };
                 self.create(&u).await?;
