@@ -6,6 +6,8 @@
 //! - [`ring_cmd`]: ring building and lookups (`stratus ring …`);
 //! - [`bench`]: the metadata write benchmark (`stratus meta bench`);
 //! - [`user_cmd`]: TempAuth users (`stratus user …`);
+//! - [`identity_cmd`]: Keystone identity (`stratus project …`, `stratus role …`,
+//!   `stratus identity domain|project|user|group|role|bootstrap …`);
 //! - [`swift_cmd`]: object storage for users (`stratus stat|list|upload|download|delete|post`);
 //! - [`obj_bench`]: the Swift API benchmark (`stratus bench`);
 //! - [`cluster_cmd`]: watching a cluster heal (`stratus cluster health`, `stratus worker
@@ -14,6 +16,7 @@
 mod bench;
 mod cluster_cmd;
 mod dev;
+mod identity_cmd;
 mod meta_cmd;
 mod obj_bench;
 mod ring_cmd;
@@ -23,7 +26,8 @@ mod user_cmd;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Stratus: a storage-first cloud.
 #[derive(Parser, Debug)]
@@ -62,6 +66,27 @@ enum Cmd {
         conn: Conn,
         #[command(subcommand)]
         cmd: user_cmd::UserCmd,
+    },
+    /// Keystone projects (kept in meta).
+    Project {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: identity_cmd::ProjectCmd,
+    },
+    /// Keystone roles and role assignments (kept in meta).
+    Role {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: identity_cmd::RoleCmd,
+    },
+    /// Keystone identity: domains, projects, users, groups, roles; bootstrap.
+    Identity {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: identity_cmd::IdentityCmd,
     },
     /// The cluster as a whole: how many copies are home and in sync.
     Cluster {
@@ -116,6 +141,38 @@ impl Conn {
     }
 }
 
+/// Parses the command line (exits with clap's message on a bad one).
+///
+/// A subcommand's own `--user` (`stratus role add --user U`) shares its id with the global
+/// `-U/--user` of the Swift commands, so clap fills it with that flag's default or `$ST_USER`
+/// when it is absent: such a value is dropped unless it was typed on the command line.
+fn parse<I, T>(args: I) -> Cli
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = Cli::command().get_matches_from(args);
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if !leaf_flag_given(&matches, "user") {
+        match &mut cli.cmd {
+            Cmd::Role { cmd, .. } => cmd.forget_user_flag(),
+            Cmd::Identity { cmd, .. } => cmd.forget_user_flag(),
+            _ => {}
+        }
+    }
+    cli
+}
+
+/// Whether argument `id` of the innermost subcommand was typed on the command line.
+fn leaf_flag_given(m: &ArgMatches, id: &str) -> bool {
+    let mut m = m;
+    while let Some((_, sub)) = m.subcommand() {
+        m = sub;
+    }
+    m.try_get_raw(id).is_ok_and(|v| v.is_some())
+        && m.value_source(id) == Some(ValueSource::CommandLine)
+}
+
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
@@ -124,12 +181,15 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = parse(std::env::args_os());
     let res = match cli.cmd {
         Cmd::Dev { cmd } => dev::run(cmd).await,
         Cmd::Meta { conn, cmd } => meta_cmd::run(&conn, cmd).await,
         Cmd::Ring { conn, cmd } => ring_cmd::run(&conn, cmd).await,
         Cmd::User { conn, cmd } => user_cmd::run(&conn, cmd).await,
+        Cmd::Project { conn, cmd } => identity_cmd::run_project(&conn, cmd).await,
+        Cmd::Role { conn, cmd } => identity_cmd::run_role(&conn, cmd).await,
+        Cmd::Identity { conn, cmd } => identity_cmd::run(&conn, cmd).await,
         Cmd::Cluster { conn, cmd } => cluster_cmd::run_cluster(&conn, cmd).await,
         Cmd::Worker { conn, cmd } => cluster_cmd::run_worker(&conn, cmd).await,
         Cmd::Lookup { conn, path } => cluster_cmd::run_lookup(&conn, &path).await,
@@ -139,5 +199,67 @@ async fn main() {
     if let Err(e) = res {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use identity_cmd::{AssignmentCmd, IdentityCmd, RoleCmd};
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn role_cmd(args: &[&str]) -> RoleCmd {
+        let mut argv = vec!["stratus"];
+        argv.extend(args);
+        match parse(argv).cmd {
+            Cmd::Role { cmd, .. } => cmd,
+            Cmd::Identity {
+                cmd: IdentityCmd::Role { cmd },
+                ..
+            } => cmd,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_user_flag_is_its_own_not_the_swift_default() {
+        let RoleCmd::Assignment {
+            cmd: AssignmentCmd::List { user, project, .. },
+        } = role_cmd(&["role", "assignment", "list", "--project", "p"])
+        else {
+            panic!()
+        };
+        assert_eq!((user, project.as_deref()), (None, Some("p")));
+        let RoleCmd::Assignment {
+            cmd: AssignmentCmd::List { user, .. },
+        } = role_cmd(&["identity", "role", "assignment", "list", "--user", "u"])
+        else {
+            panic!()
+        };
+        assert_eq!(user.as_deref(), Some("u"));
+        let RoleCmd::Add { role, .. } =
+            role_cmd(&["role", "add", "--project", "p", "--user", "u", "member"])
+        else {
+            panic!()
+        };
+        assert_eq!(role, "member");
+        let s = format!(
+            "{:?}",
+            role_cmd(&["role", "add", "--project", "p", "--group", "g", "member"])
+        );
+        assert!(
+            s.contains("user: None") && s.contains("group: Some(\"g\")"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn swift_credentials_still_parse() {
+        let cli = parse(["stratus", "stat", "-U", "a:b"]);
+        assert!(format!("{:?}", cli.creds).contains("a:b"));
     }
 }
