@@ -13,10 +13,16 @@
 //! <dir>/<service>/<kind>.toml   the config file each process is started with
 //!                                (`meta.toml`, `storage.toml`, `proxy.toml`)
 //! <dir>/<service>/admin-addr    its admin port: /metrics (Prometheus text), /healthz
+//! <dir>/auth-url          the TempAuth URL (`http://<proxy>/auth/v1.0`)
+//! <dir>/openrc            `OS_*` variables for the `openstack` client as Keystone user
+//!                         `admin` (role admin on project admin); mode 0600
+//! <dir>/openrc-demo       the same for `demo` (role member on project demo)
 //! ```
 //! The first `up` also creates the `account`, `container` and `object` rings in meta with
-//! every device of every storage node (one zone per node) and publishes them, and the
-//! TempAuth user `test:tester` (key `testing`).
+//! every device of every storage node (one zone per node) and publishes them, the
+//! TempAuth user `test:tester` (key `testing`), and the Keystone users `admin` and `demo`
+//! with random passwords, which live in the openrc files only: a later `up` reads them back
+//! from there (and gives a user whose openrc file is gone a new password).
 //! A second `up` reuses the data and the addresses; `down` stops the processes and keeps
 //! the data.
 
@@ -416,6 +422,8 @@ async fn up(
     )?;
     spawn(&sibling_binary("stratus-proxy")?, &proxy_args, &proxy_dir)?;
     ensure_test_user(&client).await?;
+    let identity_url = format!("http://{proxy_addr}/identity");
+    let identities = ensure_identities(&client, &dir, &identity_url).await?;
     wait_listening("the proxy", &proxy_addr, &proxy_dir).await?;
     let auth_url = format!("http://{proxy_addr}/auth/v1.0");
     fs::write(dir.join("auth-url"), &auth_url)?;
@@ -446,6 +454,8 @@ async fn up(
     println!("  swift -A {auth_url} -U {DEV_USER} -K {DEV_KEY} stat");
     println!("  stratus upload mycontainer ./some-file   (stratus uses this cluster by default)");
     println!();
+    print_identities(&identity_url, &identities);
+    println!();
     println!("  export STRATUS_META={}", endpoints.join(","));
     println!("  stratus meta status");
     println!("  stratus ring show object");
@@ -475,6 +485,225 @@ async fn ensure_test_user(client: &MetaClient) -> Result<()> {
             .await?;
     }
     Ok(())
+}
+
+/// A Keystone user every dev cluster has, with the openrc file that holds its password.
+struct DevIdentity {
+    /// The openrc file's name in the cluster directory.
+    rc: &'static str,
+    project: &'static str,
+    user: &'static str,
+    role: &'static str,
+}
+
+/// `admin` (role admin on project admin) and `demo` (role member on project demo).
+const DEV_IDENTITIES: [DevIdentity; 2] = [
+    DevIdentity {
+        rc: "openrc",
+        project: "admin",
+        user: "admin",
+        role: "admin",
+    },
+    DevIdentity {
+        rc: "openrc-demo",
+        project: "demo",
+        user: "demo",
+        role: "member",
+    },
+];
+
+/// What `ensure_identities` did for one [`DevIdentity`].
+struct IdentityState {
+    id: &'static DevIdentity,
+    rc: PathBuf,
+    password: String,
+    /// Its password was set in this run (a new user, or one whose openrc file was gone):
+    /// the only time it is printed.
+    fresh: bool,
+    /// The openrc file's password no longer opens the account (changed since).
+    stale: bool,
+}
+
+/// Makes sure the dev Keystone users exist and their openrc files (mode 0600) are written.
+async fn ensure_identities(
+    client: &MetaClient,
+    dir: &Path,
+    auth_url: &str,
+) -> Result<Vec<IdentityState>> {
+    let store = stratus_client::identity::IdentityStore::new(client.clone());
+    let mut out = Vec::new();
+    for id in &DEV_IDENTITIES {
+        let rc = dir.join(id.rc);
+        let kept = fs::read_to_string(&rc)
+            .ok()
+            .and_then(|t| openrc_var(&t, "OS_PASSWORD"))
+            .filter(|p| !p.is_empty());
+        let password = kept
+            .clone()
+            .unwrap_or_else(crate::identity_cmd::random_password);
+        let (_, user, created) = store
+            .ensure_user(id.project, id.user, &password, id.role)
+            .await
+            .with_context(|| format!("creating the Keystone user {}", id.user))?;
+        let (mut fresh, mut stale) = (created, false);
+        if !created {
+            if kept.is_none() {
+                // Its password was only ever in the openrc file, which is gone.
+                store.set_password(&user.id, &password).await?;
+                fresh = true;
+            } else {
+                let hash = user.password_hash.clone().unwrap_or_default();
+                let pw = password.clone();
+                stale = !tokio::task::spawn_blocking(move || {
+                    stratus_client::identity::password::verify(&hash, &pw)
+                })
+                .await?;
+            }
+        }
+        write_private(&rc, &openrc_text(&openrc_vars(auth_url, id, &password)))?;
+        out.push(IdentityState {
+            id,
+            rc,
+            password,
+            fresh,
+            stale,
+        });
+    }
+    Ok(out)
+}
+
+/// The `OS_*` variables of an openrc file, in order.
+fn openrc_vars(auth_url: &str, id: &DevIdentity, password: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("OS_AUTH_URL", auth_url.to_string()),
+        ("OS_IDENTITY_API_VERSION", "3".into()),
+        ("OS_USERNAME", id.user.into()),
+        ("OS_PASSWORD", password.into()),
+        ("OS_PROJECT_NAME", id.project.into()),
+        ("OS_USER_DOMAIN_NAME", "Default".into()),
+        ("OS_PROJECT_DOMAIN_NAME", "Default".into()),
+        ("OS_REGION_NAME", "RegionOne".into()),
+        ("OS_INTERFACE", "public".into()),
+    ]
+}
+
+/// `s` for a POSIX shell: as it is when that is safe, else single-quoted.
+fn shell_quote(s: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_-.,:/@%+=".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        s.to_string()
+    } else {
+        single_quote(s)
+    }
+}
+
+/// `s` single-quoted for a POSIX shell (`'` written as `'\''`).
+fn single_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// An openrc file: `export NAME=value` lines, the password always single-quoted.
+fn openrc_text(vars: &[(&str, String)]) -> String {
+    let mut t = String::from(
+        "# Keystone credentials for the `openstack` client, written by `stratus dev up`.\n\
+         # Use: source this file, then e.g. `openstack catalog list`.\n",
+    );
+    for (k, v) in vars {
+        let v = if *k == "OS_PASSWORD" {
+            single_quote(v)
+        } else {
+            shell_quote(v)
+        };
+        t.push_str(&format!("export {k}={v}\n"));
+    }
+    t
+}
+
+/// The value an openrc text gives `name` (`export NAME=value`, maybe quoted).
+fn openrc_var(text: &str, name: &str) -> Option<String> {
+    text.lines().rev().find_map(|l| {
+        let l = l.trim();
+        let l = l.strip_prefix("export ").unwrap_or(l).trim_start();
+        let (k, v) = l.split_once('=')?;
+        if k.trim() != name {
+            return None;
+        }
+        let v = v.trim();
+        Some(
+            if let Some(q) = v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+                q.replace("'\\''", "'")
+            } else if let Some(q) = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+                q.replace("\\\"", "\"").replace("\\\\", "\\")
+            } else {
+                v.to_string()
+            },
+        )
+    })
+}
+
+/// Writes `text` to `path` readable by its owner only (through a temporary file, so a
+/// reader never sees half of it, nor it readable by others for a moment).
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// The Keystone lines of `dev up`'s report: a password only when it was set in this run.
+fn print_identities(auth_url: &str, ids: &[IdentityState]) {
+    println!("  Keystone (identity v3) auth URL: {auth_url}");
+    for s in ids {
+        let who = format!(
+            "{} (role {} on project {})",
+            s.id.user, s.id.role, s.id.project
+        );
+        let rc = shell_quote(&s.rc.display().to_string());
+        if s.fresh {
+            println!(
+                "  {who}: password {}   (shown once; kept in {rc})",
+                s.password
+            );
+        } else {
+            println!("  {who}: credentials in {rc}");
+        }
+        if s.stale {
+            println!(
+                "    note: the password in {rc} no longer matches {}'s (changed since); fix the file or `stratus identity user set {} --password …`",
+                s.id.user, s.id.user
+            );
+        }
+    }
+    let Some(admin) = ids.first() else { return };
+    let rc = shell_quote(&admin.rc.display().to_string());
+    println!("  source {rc} && openstack catalog list");
+    if admin.fresh {
+        let inline: Vec<String> = openrc_vars(auth_url, admin.id, &admin.password)
+            .iter()
+            .map(|(k, v)| {
+                let v = if *k == "OS_PASSWORD" {
+                    single_quote(v)
+                } else {
+                    shell_quote(v)
+                };
+                format!("{k}={v}")
+            })
+            .collect();
+        println!("  {} openstack project list", inline.join(" "));
+    }
+    println!(
+        "  stratus project list; stratus identity user list; stratus role assignment list --names"
+    );
 }
 
 /// The auth URL `dev up` recorded in `dir`.
@@ -681,4 +910,53 @@ fn down(dir: &Path) -> Result<()> {
         dir.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openrc_files_round_trip() {
+        let vars = openrc_vars("http://127.0.0.1:8080/identity", &DEV_IDENTITIES[1], "it's");
+        let text = openrc_text(&vars);
+        assert!(text.contains("export OS_AUTH_URL=http://127.0.0.1:8080/identity\n"));
+        assert!(text.contains("export OS_PASSWORD='it'\\''s'\n"), "{text}");
+        assert!(text.contains("export OS_USERNAME=demo\n"));
+        assert!(text.contains("export OS_PROJECT_NAME=demo\n"));
+        assert!(text.contains("export OS_INTERFACE=public\n"));
+        for (k, v) in &vars {
+            assert_eq!(openrc_var(&text, k).as_ref(), Some(v), "{k}");
+        }
+        assert_eq!(openrc_var(&text, "OS_NOPE"), None);
+        assert_eq!(
+            openrc_var("export OS_PASSWORD=\"a\\\"b\"", "OS_PASSWORD").as_deref(),
+            Some("a\"b")
+        );
+        assert_eq!(
+            openrc_var("OS_PASSWORD=plain", "OS_PASSWORD").as_deref(),
+            Some("plain")
+        );
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(shell_quote("/tmp/a-b_c.d"), "/tmp/a-b_c.d");
+        assert_eq!(shell_quote("/tmp/my dir"), "'/tmp/my dir'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(single_quote("a'b"), "'a'\\''b'");
+    }
+
+    #[test]
+    fn private_files_are_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("openrc");
+        fs::write(&p, "old").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&p, "new").unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "new");
+        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 }
