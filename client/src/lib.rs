@@ -7,6 +7,7 @@
 //! - [`rings`]: ring builder state and published rings in meta, and the ring watcher.
 //! - [`identity`]: Keystone v3 identity (domains, projects, users, groups, roles,
 //!   assignments), its tokens and the revocation list every proxy follows.
+//! - [`images`]: Glance image records.
 //! - [`users`]: TempAuth users and the token-signing secret kept in meta.
 //! - [`peers`]: the shared cache of gRPC channels to storage nodes.
 //! - [`records`]: the typed, versioned records storage nodes keep in meta.
@@ -17,6 +18,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod identity;
+pub mod images;
 pub mod meta;
 pub mod peers;
 pub mod records;

@@ -17,6 +17,8 @@
 //! - [`proxy`]: [`Proxy`], the one struct that owns rings, auth and the info cache.
 //! - [`identity`]: the Keystone v3 API under `/identity` (tokens, catalog, projects,
 //!   users, groups, roles, assignments) over the identity records in meta.
+//! - [`image`]: the Glance v2 API under `/image`: image records in meta, bytes as objects
+//!   in the image service's account.
 //! - [`auth`]: TempAuth tokens and Keystone token checks; [`acl`]: who may do what by the
 //!   ACLs.
 //! - [`cluster`]: rings, placement, quorum writes with handoffs.
@@ -35,6 +37,7 @@ pub mod container;
 pub mod error;
 pub mod headers;
 pub mod identity;
+pub mod image;
 pub mod large;
 pub mod metrics;
 pub mod names;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use stratus_client::identity::{IdentityStore, Revocations};
+use stratus_client::images::ImageStore;
 use stratus_client::meta::MetaClient;
 use stratus_client::users::UserStore;
 use stratus_proto::storage as pb;
@@ -14,6 +15,7 @@ use stratus_proto::storage as pb;
 use crate::auth::Auth;
 use crate::cluster::Cluster;
 use crate::identity::Keystone;
+use crate::image::Images;
 
 /// How long a proxy trusts the account and container info it read.
 pub const INFO_CACHE: Duration = Duration::from_secs(5);
@@ -49,6 +51,8 @@ pub struct Proxy {
     pub(crate) auth: Auth,
     /// The Keystone v3 API.
     pub(crate) keystone: Keystone,
+    /// The Glance v2 API.
+    pub(crate) images: Images,
     /// Account and container info, by `(account, container)` (see [`crate::ops::info`]).
     pub(crate) infos: Mutex<InfoCache>,
 }
@@ -66,6 +70,7 @@ impl Proxy {
         let keystone = Keystone::new(IdentityStore::new(meta.clone()), cfg.identity_token_ttl)
             .await
             .map_err(|e| ProxyError::Meta(e.to_string()))?;
+        let images = Images::new(ImageStore::new(meta.clone()));
         let cluster = Cluster::new(meta).map_err(|e| ProxyError::Meta(e.to_string()))?;
         if !cluster.wait_ready(Duration::from_secs(30)).await {
             tracing::warn!("rings are not all published yet; requests get 503 until they are");
@@ -74,6 +79,7 @@ impl Proxy {
             cluster,
             auth,
             keystone,
+            images,
             infos: Mutex::new(HashMap::new()),
         }))
     }

@@ -23,7 +23,7 @@ use crate::ops::object::ObjPath;
 use crate::ops::store::MAX_FILE_SIZE;
 use crate::ops::{database, quota, versions};
 use crate::proxy::Proxy;
-use crate::{bulk, container, identity, large, object, tempurl};
+use crate::{bulk, container, identity, image, large, object, tempurl};
 
 /// What a request addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,6 +175,9 @@ pub async fn route(p: &Arc<Proxy>, req: Request) -> SwiftResult<Response> {
     let path = parts.uri.path();
     if path == "/identity" || path.starts_with("/identity/") {
         return Ok(identity::route(p, &parts, body).await);
+    }
+    if path == "/image" || path.starts_with("/image/") {
+        return Ok(image::route(p, &parts, body).await);
     }
     let h = &parts.headers;
     let m = &parts.method;

@@ -2,7 +2,7 @@
 //! proxy's port under DevStack-style prefixes, so the catalog is built from the address the
 //! client used; region `RegionOne`, interfaces `public`, `internal` and `admin`.
 //!
-//! Services appear here as they are built: identity and object-store today. No `network`
+//! Services appear here as they are built: identity, image and object-store today. No `network`
 //! entry: clients change behaviour when one is present.
 
 use serde_json::{json, Value};
@@ -24,6 +24,11 @@ pub const SERVICES: &[Service] = &[
         kind: "identity",
         name: "keystone",
         path: "/identity",
+    },
+    Service {
+        kind: "image",
+        name: "glance",
+        path: "/image",
     },
     Service {
         kind: "object-store",
@@ -93,11 +98,11 @@ mod tests {
             .iter()
             .map(|e| e["type"].as_str().unwrap())
             .collect();
-        assert_eq!(types, ["identity", "object-store"]);
-        assert_eq!(c[1]["endpoints"][0]["url"], "http://h/v1/AUTH_p1");
-        assert_eq!(c[1]["endpoints"].as_array().unwrap().len(), 3);
+        assert_eq!(types, ["identity", "image", "object-store"]);
+        assert_eq!(c[2]["endpoints"][0]["url"], "http://h/v1/AUTH_p1");
+        assert_eq!(c[2]["endpoints"].as_array().unwrap().len(), 3);
         let unscoped = catalog("http://h", None);
-        assert_eq!(unscoped.as_array().unwrap().len(), 1);
+        assert_eq!(unscoped.as_array().unwrap().len(), 2);
         assert!(!types.contains(&"network"));
     }
 }

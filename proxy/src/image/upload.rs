@@ -1,0 +1,275 @@
+//! An image's bytes: `PUT /v2/images/{id}/file` streams them into one object (MD5 and
+//! SHA-512 computed and the format checked as they pass, no temporary copy), and `GET`
+//! streams them back (ranges too) with `Content-MD5`.
+//!
+//! The record goes `queued` → `saving` by compare-and-swap (a second upload gets 409), and
+//! `saving` → `active` only after the object is committed on a quorum, under a name no
+//! other upload uses; a failed upload goes back to `queued` and leaves nothing readable.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use futures::StreamExt;
+use sha2::{Digest, Sha512};
+use stratus_client::identity::revoke::now_us;
+use stratus_client::images::{Image, IMAGE_ACCOUNT, IMAGE_CONTAINER};
+
+use super::inspect::{self, HEADER_BYTES};
+use super::{bad, conflict, empty, ImgError, ImgResult, Req};
+use crate::cluster::RingKind;
+use crate::error::SwiftError;
+use crate::headers::hv;
+use crate::ops::object::{client_disconnect, ByteStream, ObjPath};
+use crate::ops::store::{store, MAX_FILE_SIZE};
+
+/// What the stream learned while passing.
+#[derive(Default)]
+struct Seen {
+    head: Vec<u8>,
+    sha512: Option<Sha512>,
+    size: u64,
+    detected: Option<inspect::Detected>,
+    refused: Option<String>,
+}
+
+fn path_of(object: &str) -> ObjPath {
+    ObjPath {
+        account: IMAGE_ACCOUNT.into(),
+        container: IMAGE_CONTAINER.into(),
+        object: object.into(),
+    }
+}
+
+/// Moves the image from `from` to `to` by compare-and-swap, with `f` applied.
+async fn transition(
+    r: &Req<'_>,
+    id: &str,
+    expect: impl Fn(&Image) -> bool,
+    f: impl Fn(&mut Image),
+) -> ImgResult<Option<Image>> {
+    for _ in 0..8 {
+        let Some((mut img, rev)) = r.store().get(id).await? else {
+            return Ok(None);
+        };
+        if !expect(&img) {
+            return Ok(None);
+        }
+        f(&mut img);
+        img.updated_us = now_us();
+        if r.store().swap(&img, rev).await? {
+            return Ok(Some(img));
+        }
+    }
+    Ok(None)
+}
+
+/// `PUT /v2/images/{id}/file`.
+pub(crate) async fn put(r: &Req<'_>, id: &str, body: Body) -> ImgResult {
+    let (img, rev) = r.owned(id).await?;
+    if img.status != "queued" {
+        return Err(conflict(format!(
+            "Image status transition from {} to saving is not allowed",
+            img.status
+        )));
+    }
+    let (Some(disk_format), Some(_)) = (img.disk_format.clone(), img.container_format.clone())
+    else {
+        return Err(bad(
+            "Properties disk_format, container_format must be set prior to saving data.",
+        ));
+    };
+    let h = &r.parts.headers;
+    let length: Option<u64> = match hv(h, "content-length") {
+        Some(v) => Some(
+            v.trim()
+                .parse()
+                .map_err(|_| bad("Invalid Content-Length"))?,
+        ),
+        None => None,
+    };
+    if length.is_some_and(|l| l > MAX_FILE_SIZE) {
+        return Err(ImgError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Image exceeds the storage limit of {MAX_FILE_SIZE} bytes."),
+        ));
+    }
+    // queued → saving, once: a racing upload loses here.
+    let upload = super::api::new_uuid();
+    let mut saving = img.clone();
+    saving.status = "saving".into();
+    saving.object = Some(format!("{id}/{upload}"));
+    saving.updated_us = now_us();
+    if !r.store().swap(&saving, rev).await? {
+        return Err(conflict("Another upload to this image is under way."));
+    }
+    let object = format!("{id}/{upload}");
+    let result = stream_in(r, &object, &disk_format, length, body).await;
+    match result {
+        Ok((etag, seen)) => {
+            let sha = seen.sha512.map(|h| hex::encode(h.finalize()));
+            let virtual_size =
+                seen.detected
+                    .as_ref()
+                    .and_then(|d| d.virtual_size)
+                    .or(if disk_format == "raw" {
+                        Some(seen.size)
+                    } else {
+                        None
+                    });
+            let done = transition(
+                r,
+                id,
+                |i| i.status == "saving" && i.object.as_deref() == Some(object.as_str()),
+                |i| {
+                    i.status = "active".into();
+                    i.checksum = Some(etag.clone());
+                    i.os_hash_algo = Some("sha512".into());
+                    i.os_hash_value = sha.clone();
+                    i.size = Some(seen.size);
+                    i.virtual_size = virtual_size;
+                },
+            )
+            .await?;
+            if done.is_none() {
+                // Deleted (or reset) while uploading: the bytes are nobody's.
+                discard(r, &object).await;
+                return Err(ImgError::new(
+                    StatusCode::GONE,
+                    format!("Image {id} was deleted while its data was being saved."),
+                ));
+            }
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        Err(e) => {
+            // Back to queued, with nothing readable; a committed object (refused after the
+            // fact) is removed.
+            transition(
+                r,
+                id,
+                |i| i.status == "saving" && i.object.as_deref() == Some(object.as_str()),
+                |i| {
+                    i.status = "queued".into();
+                    i.object = None;
+                },
+            )
+            .await?;
+            discard(r, &object).await;
+            Err(e)
+        }
+    }
+}
+
+async fn discard(r: &Req<'_>, object: &str) {
+    if let Err(e) = crate::ops::object::delete(r.p, &path_of(object)).await {
+        if e.status != StatusCode::NOT_FOUND {
+            tracing::warn!(object, error = %e.body, "could not remove the bytes of a failed image upload");
+        }
+    }
+}
+
+/// Streams the body into the image's object; the ETag (MD5) and what was seen.
+async fn stream_in(
+    r: &Req<'_>,
+    object: &str,
+    disk_format: &str,
+    length: Option<u64>,
+    body: Body,
+) -> ImgResult<(String, Seen)> {
+    // The service's container exists from the first upload on (idempotent).
+    crate::ops::database::put(
+        r.p,
+        RingKind::Container,
+        IMAGE_ACCOUNT,
+        IMAGE_CONTAINER,
+        &HeaderMap::new(),
+    )
+    .await?;
+    let seen = Arc::new(Mutex::new(Seen {
+        sha512: Some(Sha512::new()),
+        ..Default::default()
+    }));
+    let declared = disk_format.to_string();
+    let s2 = seen.clone();
+    let stream: ByteStream = Box::pin(body.into_data_stream().map(move |chunk| {
+        let chunk = chunk.map_err(|_| client_disconnect())?;
+        let mut s = s2.lock().expect("lock");
+        if let Some(h) = s.sha512.as_mut() {
+            h.update(&chunk);
+        }
+        s.size += chunk.len() as u64;
+        if s.detected.is_none() && s.refused.is_none() {
+            let want = HEADER_BYTES - s.head.len();
+            s.head.extend_from_slice(&chunk[..want.min(chunk.len())]);
+            if s.head.len() >= HEADER_BYTES {
+                match inspect::check(&declared, &s.head) {
+                    Ok(d) => s.detected = Some(d),
+                    Err(why) => s.refused = Some(why),
+                }
+            }
+        }
+        if let Some(why) = &s.refused {
+            return Err(SwiftError::new(StatusCode::BAD_REQUEST, why.clone()));
+        }
+        Ok(chunk)
+    }));
+    let mut header = crate::ops::store::client_put_header(&HeaderMap::new(), Vec::new(), length)?;
+    header.content_type = "application/octet-stream".into();
+    let stored = store(r.p, &path_of(object), header, stream, None).await;
+    let mut s = std::mem::take(&mut *seen.lock().expect("lock"));
+    if let Some(why) = s.refused.take() {
+        return Err(bad(why));
+    }
+    let stored = stored?;
+    if length.is_some_and(|l| l != s.size) {
+        return Err(bad("The upload ended before Content-Length bytes arrived."));
+    }
+    if s.detected.is_none() {
+        // A small image: check it whole.
+        s.detected = Some(inspect::check(disk_format, &s.head).map_err(bad)?);
+    }
+    Ok((stored.etag, s))
+}
+
+/// `GET`/`HEAD /v2/images/{id}/file`.
+pub(crate) async fn get(r: &Req<'_>, id: &str) -> ImgResult {
+    let (img, _) = r.image(id).await?;
+    match img.status.as_str() {
+        "active" => {}
+        "deactivated" if r.is_admin() => {}
+        "deactivated" => {
+            return Err(super::forbidden(
+                "The requested image has been deactivated. Image data download is forbidden.",
+            ))
+        }
+        // No data yet: 204 and nothing (Glance's answer for a queued image).
+        _ => return Ok(empty(StatusCode::NO_CONTENT)),
+    }
+    let object = img
+        .object
+        .as_deref()
+        .ok_or_else(|| ImgError::new(StatusCode::SERVICE_UNAVAILABLE, "image data missing"))?;
+    let head = r.parts.method == axum::http::Method::HEAD;
+    let found = crate::ops::fetch::fetch(r.p, &path_of(object), &r.parts.headers, head).await?;
+    let mut resp: Response = crate::ops::fetch::respond(found, &r.parts.headers)?;
+    let hs = resp.headers_mut();
+    for k in [
+        "x-timestamp",
+        "x-object-meta-mtime",
+        "last-modified",
+        "etag",
+    ] {
+        hs.remove(k);
+    }
+    hs.insert(
+        "content-type",
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Some(c) = img.checksum.as_deref() {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            hs.insert("content-md5", v);
+        }
+    }
+    Ok(resp)
+}
