@@ -4,7 +4,10 @@
 //! catalog's object-store endpoint; over raw HTTP, tokens are issued, validated, revoked and
 //! expire (a second proxy with `--identity-token-ttl 2`), Swift honours Keystone tokens
 //! (`AUTH_<project_id>`: admin and member own it, reader only reads), bad input gets
-//! Keystone's status codes and error body, and version discovery answers.
+//! Keystone's status codes and error body, and version discovery answers. A revoked token
+//! and a disabled user's token stop working on another proxy within moments; 50 Swift GETs
+//! with a Keystone token make no meta call; container ACLs name `project:user` by ids or
+//! names, `*`, and role names.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -1051,4 +1054,314 @@ async fn bad_input_gets_keystone_errors_and_discovery_answers() {
     let (s, b) = ks.get("/projects/no-such-project-95", &admin).await;
     assert_eq!(s, 404, "GET an unknown project: {b}");
     assert_error(&b, 404, "Not Found", "unknown project");
+}
+
+// ---------------------------------------------------------------------------------------
+// Revocations across proxies, the hot path, container ACLs
+
+/// Polls a Swift GET of `AUTH_<project>` on `base` with `token` every 50 ms for at most
+/// 10 s until it answers 401: how long that took, or the last status seen.
+async fn until_unauthorized(
+    http: &reqwest::Client,
+    base: &str,
+    project: &str,
+    token: &str,
+) -> Result<Duration, u16> {
+    let started = Instant::now();
+    let mut last = 0;
+    while started.elapsed() < Duration::from_secs(10) {
+        last = status(swift(http, Method::GET, base, project, "", token)).await;
+        if last == 401 {
+            return Ok(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(last)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_reaches_every_proxy() {
+    let c = TestCluster::start(1, 1);
+    let p2 = ExtraProxy::start(&c, &[]);
+    let ks1 = Keystone::new(&c.proxy);
+    let ks2 = Keystone::new(&p2.url);
+    let http = reqwest::Client::new();
+    let admin_pw = openrc_var(&c.dir.join(ADMIN), "OS_PASSWORD");
+    let demo_pw = openrc_var(&c.dir.join(DEMO), "OS_PASSWORD");
+
+    // A token revoked on proxy 1 stops working on proxy 2.
+    let (tok, body) = ks1.token("admin", &admin_pw, "admin").await;
+    let (_, pid) = check_token(&body, &c.proxy, "admin", "admin", &["admin"]);
+    let (checker, _) = ks1.token("admin", &admin_pw, "admin").await;
+    let s = status(swift(&http, Method::GET, &p2.url, &pid, "", &tok)).await;
+    assert!(
+        (200..300).contains(&s),
+        "a token of proxy 1 on proxy 2 before revocation: {s}"
+    );
+    let (s, b) = ks1.on_token(Method::DELETE, &checker, &tok).await;
+    assert_eq!(s, 204, "DELETE /auth/tokens on proxy 1: {b}");
+    match until_unauthorized(&http, &p2.url, &pid, &tok).await {
+        Ok(t) => eprintln!("revoked token refused by proxy 2 after {t:?}"),
+        Err(s) => panic!("proxy 2 still answers {s} to a token revoked on proxy 1 after 10 s"),
+    }
+    let (s, b) = ks2.on_token(Method::GET, &checker, &tok).await;
+    assert_eq!(
+        s, 404,
+        "GET /auth/tokens on proxy 2 for the revoked token: {b}"
+    );
+    // The revoker's own token was not caught by it.
+    let s = status(swift(&http, Method::GET, &p2.url, &pid, "", &checker)).await;
+    assert!(
+        (200..300).contains(&s),
+        "the other admin token on proxy 2: {s}"
+    );
+
+    // Disabling a user on proxy 1 voids that user's tokens on proxy 2, and no new token
+    // is issued while it stays disabled.
+    let (demo_tok, body) = ks1.token("demo", &demo_pw, "demo").await;
+    let (demo_uid, demo_pid) = check_token(&body, &c.proxy, "demo", "demo", &["member"]);
+    let s = status(swift(&http, Method::GET, &p2.url, &demo_pid, "", &demo_tok)).await;
+    assert!((200..300).contains(&s), "demo's token on proxy 2: {s}");
+    let set_enabled = |on: bool| {
+        ks1.req(Method::PATCH, &format!("/users/{demo_uid}"), Some(&checker))
+            .json(&serde_json::json!({"user": {"enabled": on}}))
+            .send()
+    };
+    let (s, b) = answer(set_enabled(false).await.unwrap()).await;
+    assert_eq!(s, 200, "PATCH /users/demo enabled=false on proxy 1: {b}");
+    assert_eq!(b["user"]["enabled"], false, "{b}");
+    match until_unauthorized(&http, &p2.url, &demo_pid, &demo_tok).await {
+        Ok(t) => eprintln!("disabled user's token refused by proxy 2 after {t:?}"),
+        Err(s) => panic!("proxy 2 still answers {s} to a disabled user's token after 10 s"),
+    }
+    for ks in [&ks1, &ks2] {
+        let (s, tok, b) = ks
+            .auth(&password_auth("demo", &demo_pw, Some("demo")))
+            .await;
+        assert_eq!(s, 401, "a token for disabled demo at {}: {b}", ks.base);
+        assert!(tok.is_none(), "a token for disabled demo at {}", ks.base);
+    }
+
+    // Enabled again: new tokens work, the voided one stays void.
+    let (s, b) = answer(set_enabled(true).await.unwrap()).await;
+    assert_eq!(s, 200, "PATCH /users/demo enabled=true: {b}");
+    let (fresh, _) = ks2.token("demo", &demo_pw, "demo").await;
+    let s = status(swift(&http, Method::GET, &p2.url, &demo_pid, "", &fresh)).await;
+    assert!(
+        (200..300).contains(&s),
+        "demo's new token after re-enabling: {s}"
+    );
+    assert_eq!(
+        status(swift(&http, Method::GET, &p2.url, &demo_pid, "", &demo_tok)).await,
+        401,
+        "the token voided by disabling works again after re-enabling"
+    );
+    drop(p2);
+}
+
+/// `stratus_rpc_requests_total` of meta node 1, summed over codes, by op (`Meta/Put`).
+async fn meta_rpc_counts(
+    http: &reqwest::Client,
+    c: &TestCluster,
+) -> std::collections::BTreeMap<String, f64> {
+    let file = c.dir.join("meta-1").join("admin-addr");
+    let addr = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let url = format!("http://{}/metrics", addr.trim());
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{url}");
+    let text = r.text().await.unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("stratus_rpc_requests_total{") else {
+            continue;
+        };
+        let (labels, value) = rest
+            .rsplit_once('}')
+            .unwrap_or_else(|| panic!("bad sample {line:?}"));
+        let op = labels
+            .split(',')
+            .find_map(|l| l.trim().strip_prefix("op=\""))
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("no op label in {line:?}"));
+        let v: f64 = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("bad value in {line:?}"));
+        *out.entry(op.to_string()).or_insert(0.0) += v;
+    }
+    assert!(
+        !out.is_empty(),
+        "no stratus_rpc_requests_total in {url}:\n{text}"
+    );
+    out
+}
+
+/// The increase of each op from `before` to `after` (ops that moved only).
+fn rpc_increase(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+) -> std::collections::BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(op, v)| (op.clone(), v - before.get(op).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d != 0.0)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validating_a_keystone_token_makes_no_meta_call() {
+    const GETS: usize = 50;
+    let c = TestCluster::start(1, 1);
+    let ks = Keystone::new(&c.proxy);
+    let http = reqwest::Client::new();
+    let admin_pw = openrc_var(&c.dir.join(ADMIN), "OS_PASSWORD");
+    let (tok, body) = ks.token("admin", &admin_pw, "admin").await;
+    let pid = str_of(&body["token"]["project"]["id"], "project id").to_string();
+    assert_eq!(
+        status(swift(&http, Method::PUT, &c.proxy, &pid, "hot", &tok)).await,
+        201
+    );
+    assert_eq!(
+        status(swift(&http, Method::PUT, &c.proxy, &pid, "hot/o", &tok).body("hot95")).await,
+        201
+    );
+    let get = || swift(&http, Method::GET, &c.proxy, &pid, "hot/o", &tok).send();
+    // Warm-up: connections, cached container info.
+    let r = get().await.unwrap();
+    assert_eq!(r.status(), 200, "warm-up GET");
+    assert_eq!(r.text().await.unwrap(), "hot95");
+
+    // The same window without requests: what meta sees anyway (storage-node registrations
+    // and replication progress are `Meta/Put`s; ring and revocation watches are open).
+    let quiet_before = meta_rpc_counts(&http, &c).await;
+    let started = Instant::now();
+    for i in 0..GETS {
+        let r = get().await.unwrap();
+        assert_eq!(r.status(), 200, "GET {i} with a Keystone token");
+        assert_eq!(r.text().await.unwrap(), "hot95");
+    }
+    let window = started.elapsed();
+    let during = rpc_increase(&quiet_before, &meta_rpc_counts(&http, &c).await);
+    let quiet_start = meta_rpc_counts(&http, &c).await;
+    tokio::time::sleep(window).await;
+    let quiet = rpc_increase(&quiet_start, &meta_rpc_counts(&http, &c).await);
+    eprintln!("{GETS} GETs in {window:?}: meta calls {during:?}; the same time idle: {quiet:?}");
+
+    // A token check that asked meta would be a read (a user, project or revocation
+    // lookup: `Meta/Get` or `Meta/Range`), at least one per GET.
+    let reads = |d: &std::collections::BTreeMap<String, f64>| -> f64 {
+        d.iter()
+            .filter(|(op, _)| op.ends_with("/Get") || op.ends_with("/Range"))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    // The counters do see the proxy's lookups: issuing a token reads the user and project.
+    let before_issue = meta_rpc_counts(&http, &c).await;
+    ks.token("admin", &admin_pw, "admin").await;
+    let issue = rpc_increase(&before_issue, &meta_rpc_counts(&http, &c).await);
+    assert!(
+        reads(&issue) >= 1.0,
+        "issuing a token made no meta read the metrics show: {issue:?}"
+    );
+    let reads = reads(&during);
+    assert!(
+        reads < 5.0,
+        "{GETS} Swift GETs with a Keystone token made {reads} meta reads: {during:?}"
+    );
+    // Nor any other call per request: everything meta answered in the window is less than
+    // one call per GET (background writes included).
+    let total: f64 = during.values().sum();
+    assert!(
+        total < GETS as f64,
+        "{GETS} Swift GETs with a Keystone token: {total} meta calls in {window:?} \
+         ({during:?}; idle for as long: {quiet:?})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keystone_acls_name_projects_users_and_roles() {
+    let c = TestCluster::start(1, 1);
+    let ks = Keystone::new(&c.proxy);
+    let http = reqwest::Client::new();
+    let admin_pw = openrc_var(&c.dir.join(ADMIN), "OS_PASSWORD");
+    let demo_pw = openrc_var(&c.dir.join(DEMO), "OS_PASSWORD");
+    let (admin, body) = ks.token("admin", &admin_pw, "admin").await;
+    let (_, admin_pid) = check_token(&body, &c.proxy, "admin", "admin", &["admin"]);
+    let (demo, body) = ks.token("demo", &demo_pw, "demo").await;
+    let (demo_uid, demo_pid) = check_token(&body, &c.proxy, "demo", "demo", &["member", "reader"]);
+    let on_admin =
+        |m: Method, path: &str, token: &str| swift(&http, m, &c.proxy, &admin_pid, path, token);
+
+    // The admin project's account: `shared` readable by demo (by ids), `private` not.
+    let s = status(
+        on_admin(Method::PUT, "shared", &admin)
+            .header("x-container-read", format!("{demo_pid}:{demo_uid}")),
+    )
+    .await;
+    assert_eq!(s, 201, "PUT shared with X-Container-Read");
+    for path in ["shared/doc", "private", "private/doc"] {
+        assert_eq!(
+            status(on_admin(Method::PUT, path, &admin).body("doc95")).await,
+            201,
+            "PUT {path} as admin"
+        );
+    }
+    assert_eq!(
+        status(on_admin(Method::GET, "private/doc", &demo)).await,
+        403,
+        "demo reads a container with no ACL"
+    );
+    let read_as_demo = || async {
+        let r = on_admin(Method::GET, "shared/doc", &demo)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        if s == 200 {
+            assert_eq!(body, "doc95", "the object demo read");
+        }
+        (s, body)
+    };
+    let (s, b) = read_as_demo().await;
+    assert_eq!(s, 200, "X-Container-Read <project_id>:<user_id>: {b}");
+    assert_eq!(
+        status(on_admin(Method::PUT, "shared/by-demo", &demo).body("no")).await,
+        403,
+        "a read ACL lets demo write"
+    );
+
+    let set = |header: &'static str, value: String| {
+        let r = on_admin(Method::POST, "shared", &admin).header(header, value);
+        async move {
+            let s = status(r).await;
+            assert!((200..300).contains(&s), "POST shared {header}: {s}");
+        }
+    };
+    for (acl, want) in [
+        ("demo:*".to_string(), 200),
+        ("reader".to_string(), 200),
+        ("nobody:*".to_string(), 403),
+    ] {
+        set("x-container-read", acl.clone()).await;
+        let (s, b) = read_as_demo().await;
+        assert_eq!(s, want, "demo reads with X-Container-Read {acl}: {b}");
+    }
+
+    // A write ACL by project id lets demo write (and still not read).
+    set("x-container-write", format!("{demo_pid}:*")).await;
+    assert_eq!(
+        status(on_admin(Method::PUT, "shared/by-demo", &demo).body("from demo")).await,
+        201,
+        "demo writes with X-Container-Write <project_id>:*"
+    );
+    let r = on_admin(Method::GET, "shared/by-demo", &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "from demo");
+    let (s, b) = read_as_demo().await;
+    assert_eq!(s, 403, "a write ACL lets demo read: {b}");
 }
