@@ -20,6 +20,29 @@ if ((${#need[@]})); then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# qemu-img inspects and converts disk images (the image tests make qcow2 files with it).
+# Debian 12's own qemu-utils (7.2) is older than the QEMU these guests are tested with, so
+# it comes from bookworm-backports, pinned to that one package; the mirror is the one this
+# machine's apt sources already name (read at install time, never written into the repo).
+if ! command -v qemu-img >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  mirror="$(grep -hoE '^URIs: *[^ ]+/debian/?$' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1 | sed 's/^URIs: *//')"
+  [ -n "$mirror" ] || mirror="$(grep -hoE '^deb +[^ ]+/debian/? +bookworm' /etc/apt/sources.list 2>/dev/null | head -n1 | awk '{print $2}')"
+  if [ -z "$mirror" ]; then
+    echo "qemu-img is missing and no Debian mirror is named in the apt sources" >&2
+    exit 1
+  fi
+  echo "installing qemu-utils from bookworm-backports ($mirror)" >&2
+  printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$mirror" \
+    | $SUDO tee /etc/apt/sources.list.d/stratus-backports.sources >/dev/null
+  printf 'Package: qemu-utils qemu-block-extra\nPin: release n=bookworm-backports\nPin-Priority: 600\n' \
+    | $SUDO tee /etc/apt/preferences.d/stratus-qemu >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    -t bookworm-backports qemu-utils >/dev/null
+fi
+
 # The real `openstack` client, pinned: Debian's python3-openstackclient (6.0) is far older
 # and takes other code paths than the client people use today.
 OSC_VERSION=10.5.0
