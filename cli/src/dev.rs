@@ -621,24 +621,7 @@ fn openrc_text(vars: &[(&str, String)]) -> String {
 
 /// The value an openrc text gives `name` (`export NAME=value`, maybe quoted).
 fn openrc_var(text: &str, name: &str) -> Option<String> {
-    text.lines().rev().find_map(|l| {
-        let l = l.trim();
-        let l = l.strip_prefix("export ").unwrap_or(l).trim_start();
-        let (k, v) = l.split_once('=')?;
-        if k.trim() != name {
-            return None;
-        }
-        let v = v.trim();
-        Some(
-            if let Some(q) = v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
-                q.replace("'\\''", "'")
-            } else if let Some(q) = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-                q.replace("\\\"", "\"").replace("\\\\", "\\")
-            } else {
-                v.to_string()
-            },
-        )
-    })
+    crate::os_auth::parse_openrc(text).remove(name)
 }
 
 /// Writes `text` to `path` readable by its owner only (through a temporary file, so a

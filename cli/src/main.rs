@@ -9,16 +9,23 @@
 //! - [`identity_cmd`]: Keystone identity (`stratus project …`, `stratus role …`,
 //!   `stratus identity domain|project|user|group|role|bootstrap …`);
 //! - [`swift_cmd`]: object storage for users (`stratus stat|list|upload|download|delete|post`);
+//! - [`image_cmd`]: Glance images (`stratus image create|list|show|set|download|delete`),
+//!   through a Keystone login ([`os_auth`]);
 //! - [`obj_bench`]: the Swift API benchmark (`stratus bench`);
 //! - [`cluster_cmd`]: watching a cluster heal (`stratus cluster health`, `stratus worker
 //!   list|set`, `stratus lookup`).
+//!
+//! [`progress`] draws the progress line of large transfers; [`table`] the tables.
 
 mod bench;
 mod cluster_cmd;
 mod dev;
 mod identity_cmd;
+mod image_cmd;
 mod meta_cmd;
 mod obj_bench;
+mod os_auth;
+mod progress;
 mod ring_cmd;
 mod swift_cmd;
 mod table;
@@ -108,6 +115,14 @@ enum Cmd {
         conn: Conn,
         path: String,
     },
+    /// Glance images (Keystone login from the OS_* environment, else the dev cluster's
+    /// openrc).
+    Image {
+        #[command(flatten)]
+        opts: image_cmd::ImageOpts,
+        #[command(subcommand)]
+        cmd: image_cmd::ImageCmd,
+    },
     /// Benchmark a Swift API endpoint (the dev cluster by default).
     Bench(obj_bench::BenchArgs),
     #[command(flatten)]
@@ -193,6 +208,7 @@ async fn main() {
         Cmd::Cluster { conn, cmd } => cluster_cmd::run_cluster(&conn, cmd).await,
         Cmd::Worker { conn, cmd } => cluster_cmd::run_worker(&conn, cmd).await,
         Cmd::Lookup { conn, path } => cluster_cmd::run_lookup(&conn, &path).await,
+        Cmd::Image { opts, cmd } => image_cmd::run(&cli.creds.dev_dir(), &opts, cmd).await,
         Cmd::Bench(args) => obj_bench::run(&cli.creds, args).await,
         Cmd::Swift(cmd) => swift_cmd::run(&cli.creds, cmd).await,
     };

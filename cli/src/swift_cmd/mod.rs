@@ -22,6 +22,7 @@ use reqwest::Method;
 use segments::Segmented;
 pub use session::Creds;
 pub(crate) use session::Swift;
+pub(crate) use transfer::file_stream;
 
 /// The object storage commands.
 #[derive(Subcommand, Debug)]

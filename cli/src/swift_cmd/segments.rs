@@ -16,7 +16,8 @@ use reqwest::Method;
 use tokio::io::AsyncReadExt;
 
 use super::session::Swift;
-use super::transfer::{file_stream, mtime, Progress};
+use super::transfer::{file_stream, mtime, QUIET_BELOW};
+use crate::progress::Progress;
 
 /// Where a segmented upload goes.
 pub(super) struct Segmented<'a> {
@@ -50,7 +51,11 @@ pub(super) async fn upload_large(
         format!("{}/slo/{mt}/{len}/{}/", t.name, t.seg_size)
     };
     let count = len.div_ceil(t.seg_size);
-    let progress = std::sync::Arc::new(std::sync::Mutex::new(Progress::new(t.name, len)));
+    let progress = std::sync::Arc::new(std::sync::Mutex::new(Progress::new(
+        t.name,
+        len,
+        QUIET_BELOW,
+    )));
     let uploads = (0..count).map(|i| {
         let seg_name = format!("{prefix}{i:08}");
         let offset = i * t.seg_size;

@@ -23,7 +23,7 @@ pub struct Creds {
     /// The user's key.
     #[arg(short = 'K', long, env = "ST_KEY", global = true, default_value = dev::DEV_KEY)]
     key: String,
-    /// Dev cluster directory (for the default auth URL).
+    /// Dev cluster directory (for the default auth URL, and the `openrc` of `stratus image`).
     #[arg(long, env = "STRATUS_DEV_DIR", global = true)]
     dir: Option<PathBuf>,
 }
@@ -45,12 +45,19 @@ fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, SET).to_string()
 }
 
+impl Creds {
+    /// The dev cluster directory: `--dir`, `$STRATUS_DEV_DIR`, or the default.
+    pub(crate) fn dev_dir(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(dev::default_dir)
+    }
+}
+
 impl Swift {
     /// Authenticates with `c` (at the dev cluster's auth URL when none is given).
     pub(crate) async fn connect(c: &Creds) -> Result<Self> {
         let auth = match &c.auth {
             Some(a) => a.clone(),
-            None => dev::read_auth_url(&c.dir.clone().unwrap_or_else(dev::default_dir))?,
+            None => dev::read_auth_url(&c.dev_dir())?,
         };
         let http = reqwest::Client::new();
         let r = http

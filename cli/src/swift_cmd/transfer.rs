@@ -1,15 +1,13 @@
 //! Whole objects to and from files: walking the paths to upload, uploading one file as one
-//! object (its mtime kept as `X-Object-Meta-Mtime`), downloading one object, and the
-//! progress line both show on a terminal.
+//! object (its mtime kept as `X-Object-Meta-Mtime`), downloading one object; both show a
+//! [`crate::progress`] line on a terminal.
 //!
 //! Both directions stream in 1 MiB chunks, so memory does not grow with the object. A
 //! download is written to a temporary file beside its destination and renamed into place
 //! only once its bytes match the ETag (MD5); a large object's ETag is not the MD5 of its
 //! bytes, so it is kept unchecked (the proxy checked each segment instead).
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
@@ -18,75 +16,10 @@ use reqwest::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::session::Swift;
+use crate::progress::Progress;
 
-fn human(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < units.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", units[i])
-    }
-}
-
-/// A progress line on stderr for transfers above 8 MiB, when stderr is a terminal.
-pub(super) struct Progress {
-    name: String,
-    total: u64,
-    done: u64,
-    start: Instant,
-    last: Instant,
-    on: bool,
-}
-
-impl Progress {
-    /// A progress line for `total` bytes of `name`, nothing done yet.
-    pub(super) fn new(name: &str, total: u64) -> Self {
-        let now = Instant::now();
-        Self {
-            name: name.to_string(),
-            total,
-            done: 0,
-            start: now,
-            last: now,
-            on: total > 8 << 20 && std::io::stderr().is_terminal(),
-        }
-    }
-
-    /// Counts `n` more bytes done, redrawing the line at most every 200 ms (and at the end).
-    pub(super) fn add(&mut self, n: u64) {
-        self.done += n;
-        if self.on && (self.last.elapsed().as_millis() > 200 || self.done == self.total) {
-            self.last = Instant::now();
-            let secs = self.start.elapsed().as_secs_f64().max(1e-3);
-            let pct = self.done as f64 * 100.0 / self.total.max(1) as f64;
-            let width = 30;
-            let filled = (pct / 100.0 * width as f64) as usize;
-            eprint!(
-                "\r{} [{}{}] {:5.1}% {} / {} {:.1} MB/s ",
-                self.name,
-                "#".repeat(filled.min(width)),
-                " ".repeat(width - filled.min(width)),
-                pct,
-                human(self.done),
-                human(self.total),
-                self.done as f64 / secs / 1e6
-            );
-        }
-    }
-
-    /// Ends the line, if one was drawn.
-    pub(super) fn finish(&self) {
-        if self.on {
-            eprintln!();
-        }
-    }
-}
+/// Transfers up to this size show no progress line.
+pub(super) const QUIET_BELOW: u64 = 8 << 20;
 
 /// Appends the files under `path` (itself if it is a file) to `out`, in name order.
 pub(super) fn walk(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -120,7 +53,8 @@ pub(super) async fn upload_file(s: &Swift, container: &str, file: &Path, name: &
         .await
         .with_context(|| format!("opening {}", file.display()))?;
     let len = f.metadata().await?.len();
-    let progress = std::sync::Arc::new(std::sync::Mutex::new(Progress::new(name, len)));
+    let progress =
+        std::sync::Arc::new(std::sync::Mutex::new(Progress::new(name, len, QUIET_BELOW)));
     let p2 = progress.clone();
     let stream = file_stream(f, move |n| p2.lock().expect("lock").add(n));
     let r = s
@@ -147,7 +81,7 @@ pub(super) fn mtime(p: &Path) -> String {
 }
 
 /// The file as a stream of 1 MiB chunks, reporting each chunk's size to `on_chunk`.
-pub(super) fn file_stream(
+pub(crate) fn file_stream(
     f: impl tokio::io::AsyncRead + Unpin + Send + 'static,
     on_chunk: impl FnMut(u64) + Send + 'static,
 ) -> impl futures::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static {
@@ -194,7 +128,7 @@ pub(super) async fn download(s: &Swift, container: &str, name: &str, dir: &Path)
         .await
         .with_context(|| format!("creating {}", tmp.display()))?;
     let mut md5 = Md5::new();
-    let mut progress = Progress::new(name, total);
+    let mut progress = Progress::new(name, total, QUIET_BELOW);
     let mut body = r.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.with_context(|| format!("downloading {name}"))?;
