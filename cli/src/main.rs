@@ -190,6 +190,14 @@ fn leaf_flag_given(m: &ArgMatches, id: &str) -> bool {
 
 #[tokio::main]
 async fn main() {
+    // A closed pipe (`stratus list | head`) ends the process quietly, as it does any Unix
+    // tool, instead of a panic in `println!`. Sockets are unaffected: Rust writes to them
+    // with MSG_NOSIGNAL and sees EPIPE as an error.
+    // SAFETY: `signal` with SIG_DFL installs no Rust code as a handler; it only changes the
+    // process-wide disposition of SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
