@@ -13,3 +13,4 @@ mod t80_swift_client_extras;
 mod t81_swift_extras_http;
 mod t90_service;
 mod t95_identity;
+mod t96_images;
