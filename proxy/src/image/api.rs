@@ -587,6 +587,12 @@ async fn patch(r: &Req<'_>, id: &str, body: &Bytes) -> ImgResult {
     }
     let img = change(r, id, |img| {
         for (kind, key, value) in &parsed {
+            if READ_ONLY.contains(&key.as_str()) {
+                return Err(forbidden(format!("Attribute '{key}' is read-only.")));
+            }
+            if key.starts_with("os_glance") {
+                return Err(forbidden(format!("Attribute '{key}' is reserved.")));
+            }
             let exists = CORE.contains(&key.as_str()) || img.properties.contains_key(key);
             match kind.as_str() {
                 "replace" if !exists => {

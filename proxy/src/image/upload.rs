@@ -24,6 +24,12 @@ use crate::headers::hv;
 use crate::ops::object::{client_disconnect, ByteStream, ObjPath};
 use crate::ops::store::{store, MAX_FILE_SIZE};
 
+/// An upload whose record has not been touched for this long is taken for dead (its proxy
+/// crashed) and a new upload may replace it; a live upload touches its record every
+/// [`HEARTBEAT`].
+const STALE_UPLOAD_US: u64 = 120_000_000;
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What the stream learned while passing.
 #[derive(Default)]
 struct Seen {
@@ -68,7 +74,15 @@ async fn transition(
 /// `PUT /v2/images/{id}/file`.
 pub(crate) async fn put(r: &Req<'_>, id: &str, body: Body) -> ImgResult {
     let (img, rev) = r.owned(id).await?;
-    if img.status != "queued" {
+    let stale = img.status == "saving" && now_us().saturating_sub(img.updated_us) > STALE_UPLOAD_US;
+    if stale {
+        // The proxy of the last upload is gone: its bytes, if any were committed, are
+        // nobody's.
+        if let Some(old) = img.object.as_deref() {
+            discard(r, old).await;
+        }
+    }
+    if img.status != "queued" && !stale {
         return Err(conflict(format!(
             "Image status transition from {} to saving is not allowed",
             img.status
@@ -105,7 +119,23 @@ pub(crate) async fn put(r: &Req<'_>, id: &str, body: Body) -> ImgResult {
         return Err(conflict("Another upload to this image is under way."));
     }
     let object = format!("{id}/{upload}");
-    let result = stream_in(r, &object, &disk_format, length, body).await;
+    // While the bytes flow, the record is touched now and then, so that another proxy can
+    // tell a live upload from one whose proxy died.
+    let result = {
+        let upload = stream_in(r, &object, &disk_format, length, body);
+        tokio::pin!(upload);
+        loop {
+            tokio::select! {
+                res = &mut upload => break res,
+                _ = tokio::time::sleep(HEARTBEAT) => {
+                    let mine = |i: &Image| i.status == "saving" && i.object.as_deref() == Some(object.as_str());
+                    if let Err(e) = transition(r, id, mine, |_| {}).await {
+                        tracing::warn!(image = id, error = %e.message, "could not mark an upload alive");
+                    }
+                }
+            }
+        }
+    };
     match result {
         Ok((etag, seen)) => {
             let sha = seen.sha512.map(|h| hex::encode(h.finalize()));
