@@ -479,6 +479,31 @@ fn no_domain_change(m: &Map<String, Value>, current: &str) -> KsResult<()> {
     }
 }
 
+/// The fields several records share, as a PATCH may change them.
+struct Common<'a> {
+    name: &'a mut String,
+    description: Option<&'a mut String>,
+    enabled: Option<&'a mut bool>,
+    tags: Option<&'a mut Vec<String>>,
+}
+
+/// Applies the shared fields present in a PATCH body.
+fn patch_common(m: &Map<String, Value>, c: Common<'_>) -> KsResult<()> {
+    if let Some(n) = opt_str(m, "name")? {
+        *c.name = n;
+    }
+    if let (Some(field), Some(d)) = (c.description, opt_str(m, "description")?) {
+        *field = d;
+    }
+    if let (Some(field), Some(e)) = (c.enabled, opt_bool(m, "enabled")?) {
+        *field = e;
+    }
+    if let (Some(field), Some(t)) = (c.tags, opt_tags(m)?) {
+        *field = t;
+    }
+    Ok(())
+}
+
 /// What a body makes, and how a PATCH changes it.
 trait Create: Sized {
     async fn from_body(r: &Req<'_>, m: Map<String, Value>) -> KsResult<Self>;
@@ -517,19 +542,16 @@ impl Create for Domain {
         m: &Map<String, Value>,
         _: &Option<String>,
     ) -> Result<(), stratus_client::identity::IdentityError> {
-        if let Some(n) = opt_str(m, "name").map_err(invalid)? {
-            self.name = n;
-        }
-        if let Some(d) = opt_str(m, "description").map_err(invalid)? {
-            self.description = d;
-        }
-        if let Some(e) = opt_bool(m, "enabled").map_err(invalid)? {
-            self.enabled = e;
-        }
-        if let Some(t) = opt_tags(m).map_err(invalid)? {
-            self.tags = t;
-        }
-        Ok(())
+        patch_common(
+            m,
+            Common {
+                name: &mut self.name,
+                description: Some(&mut self.description),
+                enabled: Some(&mut self.enabled),
+                tags: Some(&mut self.tags),
+            },
+        )
+        .map_err(invalid)
     }
     async fn after_patch(r: &Req<'_>, old: &Self, new: &Self) -> KsResult<()> {
         if old.enabled && !new.enabled {
@@ -580,19 +602,16 @@ impl Create for Project {
         _: &Option<String>,
     ) -> Result<(), stratus_client::identity::IdentityError> {
         no_domain_change(m, &self.domain_id).map_err(invalid)?;
-        if let Some(n) = opt_str(m, "name").map_err(invalid)? {
-            self.name = n;
-        }
-        if let Some(d) = opt_str(m, "description").map_err(invalid)? {
-            self.description = d;
-        }
-        if let Some(e) = opt_bool(m, "enabled").map_err(invalid)? {
-            self.enabled = e;
-        }
-        if let Some(t) = opt_tags(m).map_err(invalid)? {
-            self.tags = t;
-        }
-        Ok(())
+        patch_common(
+            m,
+            Common {
+                name: &mut self.name,
+                description: Some(&mut self.description),
+                enabled: Some(&mut self.enabled),
+                tags: Some(&mut self.tags),
+            },
+        )
+        .map_err(invalid)
     }
     async fn after_patch(r: &Req<'_>, old: &Self, new: &Self) -> KsResult<()> {
         if old.enabled && !new.enabled {
@@ -655,12 +674,16 @@ impl Create for User {
         prepared: &Option<String>,
     ) -> Result<(), stratus_client::identity::IdentityError> {
         no_domain_change(m, &self.domain_id).map_err(invalid)?;
-        if let Some(n) = opt_str(m, "name").map_err(invalid)? {
-            self.name = n;
-        }
-        if let Some(e) = opt_bool(m, "enabled").map_err(invalid)? {
-            self.enabled = e;
-        }
+        patch_common(
+            m,
+            Common {
+                name: &mut self.name,
+                description: None,
+                enabled: Some(&mut self.enabled),
+                tags: None,
+            },
+        )
+        .map_err(invalid)?;
         if m.contains_key("default_project_id") {
             self.default_project_id = opt_str(m, "default_project_id").map_err(invalid)?;
         }
@@ -698,13 +721,16 @@ impl Create for Group {
         _: &Option<String>,
     ) -> Result<(), stratus_client::identity::IdentityError> {
         no_domain_change(m, &self.domain_id).map_err(invalid)?;
-        if let Some(n) = opt_str(m, "name").map_err(invalid)? {
-            self.name = n;
-        }
-        if let Some(d) = opt_str(m, "description").map_err(invalid)? {
-            self.description = d;
-        }
-        Ok(())
+        patch_common(
+            m,
+            Common {
+                name: &mut self.name,
+                description: Some(&mut self.description),
+                enabled: None,
+                tags: None,
+            },
+        )
+        .map_err(invalid)
     }
 }
 
