@@ -12,56 +12,14 @@
 //!    and a Keystone token on the same kind of account, so the two are compared within one
 //!    run on a noisy machine.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+#[path = "common/mod.rs"]
+mod common;
 
-use serde_json::json;
-
-type Op = Arc<dyn Fn(reqwest::Client) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
-
-/// Runs `count` calls of `op` with `conc` workers; returns (ops/s, p50 ms, p99 ms).
-async fn run(http: &reqwest::Client, conc: usize, count: usize, op: Op) -> (f64, f64, f64) {
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..conc)
-        .map(|_| {
-            let (http, next, op) = (http.clone(), next.clone(), op.clone());
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                while next.fetch_add(1, Ordering::Relaxed) < count {
-                    let t = Instant::now();
-                    op(http.clone()).await;
-                    lat.push(t.elapsed());
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut lat: Vec<Duration> = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
-    let secs = start.elapsed().as_secs_f64();
-    lat.sort();
-    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)].as_secs_f64() * 1e3;
-    (count as f64 / secs, p(0.5), p(0.99))
-}
-
-fn password_body(password: &str) -> serde_json::Value {
-    json!({"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "domain": {"id": "default"}, "password": password}}},
-        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-}
+use common::{admin_auth, admin_login, args, drive};
 
 #[tokio::main]
 async fn main() {
-    let a: Vec<String> = std::env::args().collect();
-    if a.len() < 3 {
-        eprintln!("usage: identity_load PROXY_URL ADMIN_PASSWORD [CONCURRENCY]");
-        std::process::exit(2);
-    }
+    let a = args("identity_load PROXY_URL ADMIN_PASSWORD [CONCURRENCY]", 2..);
     let base = a[1].trim_end_matches('/').to_string();
     let password = a[2].clone();
     let conc: usize = a
@@ -75,36 +33,27 @@ async fn main() {
     let tokens_url = format!("{base}/identity/v3/auth/tokens");
 
     // One token to start with: its project is the Swift account to read.
-    let r = http
-        .post(&tokens_url)
-        .json(&password_body(&password))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "token issue");
-    let ks_token = r.headers()["x-subject-token"].to_str().unwrap().to_string();
-    let body: serde_json::Value = r.json().await.unwrap();
-    let project = body["token"]["project"]["id"].as_str().unwrap().to_string();
+    let (ks_token, project) = admin_login(&http, &base, &password).await;
 
-    let issue: Op = {
-        let (url, body) = (tokens_url.clone(), password_body(&password));
-        Arc::new(move |http| {
-            let (url, body) = (url.clone(), body.clone());
-            Box::pin(async move {
+    let issue = {
+        let (http, url, body) = (http.clone(), tokens_url.clone(), admin_auth(&password));
+        move |_| {
+            let (http, url, body) = (http.clone(), url.clone(), body.clone());
+            async move {
                 let r = http.post(&url).json(&body).send().await.unwrap();
                 assert_eq!(r.status(), 201);
                 r.bytes().await.unwrap();
-            })
-        })
+            }
+        }
     };
-    let (ops, p50, p99) = run(&http, conc, 400, issue).await;
+    let (ops, p50, p99) = drive(conc, 400, issue).await.summary();
     println!("token issue    c={conc} n=400:   {ops:>8.0}/s  p50 {p50:.2} ms  p99 {p99:.2} ms");
 
-    let validate: Op = {
-        let (url, t) = (tokens_url.clone(), ks_token.clone());
-        Arc::new(move |http| {
-            let (url, t) = (url.clone(), t.clone());
-            Box::pin(async move {
+    let validate = {
+        let (http, url, t) = (http.clone(), tokens_url.clone(), ks_token.clone());
+        move |_| {
+            let (http, url, t) = (http.clone(), url.clone(), t.clone());
+            async move {
                 let r = http
                     .get(&url)
                     .header("x-auth-token", &t)
@@ -114,10 +63,10 @@ async fn main() {
                     .unwrap();
                 assert_eq!(r.status(), 200);
                 r.bytes().await.unwrap();
-            })
-        })
+            }
+        }
     };
-    let (ops, p50, p99) = run(&http, conc, 20_000, validate).await;
+    let (ops, p50, p99) = drive(conc, 20_000, validate).await.summary();
     println!("token validate c={conc} n=20000: {ops:>8.0}/s  p50 {p50:.2} ms  p99 {p99:.2} ms");
 
     // A 4 KiB object in each account.
@@ -147,10 +96,11 @@ async fn main() {
         }
         targets.push((format!("{url}/bench-id/o"), token));
     }
-    let get = |(url, token): (String, String)| -> Op {
-        Arc::new(move |http| {
-            let (url, token) = (url.clone(), token.clone());
-            Box::pin(async move {
+    let get = |(url, token): (String, String)| {
+        let http = http.clone();
+        move |_| {
+            let (http, url, token) = (http.clone(), url.clone(), token.clone());
+            async move {
                 let r = http
                     .get(&url)
                     .header("x-auth-token", &token)
@@ -159,13 +109,13 @@ async fn main() {
                     .unwrap();
                 assert_eq!(r.status(), 200);
                 assert_eq!(r.bytes().await.unwrap().len(), 4096);
-            })
-        })
+            }
+        }
     };
     let mut ratio = Vec::new();
     for round in 1..=5 {
-        let (t_ops, t50, _) = run(&http, conc, 4000, get(targets[0].clone())).await;
-        let (k_ops, k50, _) = run(&http, conc, 4000, get(targets[1].clone())).await;
+        let (t_ops, t50, _) = drive(conc, 4000, get(targets[0].clone())).await.summary();
+        let (k_ops, k50, _) = drive(conc, 4000, get(targets[1].clone())).await.summary();
         println!(
             "4 KiB GET round {round}: TempAuth {t_ops:>6.0}/s p50 {t50:.2} ms | Keystone {k_ops:>6.0}/s p50 {k50:.2} ms | Keystone/TempAuth {:.3}",
             k_ops / t_ops

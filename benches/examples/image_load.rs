@@ -13,30 +13,22 @@ use std::time::Instant;
 
 use serde_json::json;
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{admin_login, args, bytes_of};
+
 #[tokio::main]
 async fn main() {
-    let a: Vec<String> = std::env::args().collect();
-    if a.len() < 3 {
-        eprintln!("usage: image_load PROXY_URL ADMIN_PASSWORD [SIZE_MIB] [ROUNDS]");
-        std::process::exit(2);
-    }
+    let a = args(
+        "image_load PROXY_URL ADMIN_PASSWORD [SIZE_MIB] [ROUNDS]",
+        2..,
+    );
     let base = a[1].trim_end_matches('/').to_string();
     let mib: usize = a.get(3).map(|s| s.parse().expect("size")).unwrap_or(1024);
     let rounds: usize = a.get(4).map(|s| s.parse().expect("rounds")).unwrap_or(3);
     let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{base}/identity/v3/auth/tokens"))
-        .json(&json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": "admin", "domain": {"id": "default"}, "password": a[2]}}},
-            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "token issue");
-    let token = r.headers()["x-subject-token"].to_str().unwrap().to_string();
-    let body: serde_json::Value = r.json().await.unwrap();
-    let project = body["token"]["project"]["id"].as_str().unwrap().to_string();
+    let (token, project) = admin_login(&http, &base, &a[2]).await;
     let swift = format!("{base}/v1/AUTH_{project}/bench-images");
     let r = http
         .put(&swift)
@@ -46,16 +38,7 @@ async fn main() {
         .unwrap();
     assert!(r.status().is_success());
 
-    let mut x = 0x2545F4914F6CDD1Du64;
-    let data: bytes::Bytes = (0..mib << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect::<Vec<u8>>()
-        .into();
+    let data = bytes_of(mib << 20);
     let mb = data.len() as f64 / 1e6;
     let get_len = |url: String| {
         let (http, token) = (http.clone(), token.clone());

@@ -7,17 +7,14 @@
 //! ```
 //! (`stratus bench` will grow out of this; it is the harness behind BENCHMARKS.md.)
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{args, bytes_of, drive};
 
 #[tokio::main]
 async fn main() {
-    let a: Vec<String> = std::env::args().collect();
-    if a.len() != 7 {
-        eprintln!("usage: swift_load AUTH_URL USER KEY SIZE CONCURRENCY COUNT");
-        std::process::exit(2);
-    }
+    let a = args("swift_load AUTH_URL USER KEY SIZE CONCURRENCY COUNT", 6..=6);
     let (auth, user, key) = (&a[1], &a[2], &a[3]);
     let size: usize = a[4].parse().expect("size");
     let conc: usize = a[5].parse().expect("concurrency");
@@ -46,79 +43,46 @@ async fn main() {
     assert!(r.status().is_success());
     let body = bytes_of(size);
     for op in ["PUT", "GET"] {
-        let next = Arc::new(AtomicUsize::new(0));
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..conc)
-            .map(|_| {
-                let (http, url, token, container, body, next) = (
-                    http.clone(),
-                    url.clone(),
-                    token.clone(),
-                    container.clone(),
-                    body.clone(),
-                    next.clone(),
-                );
-                tokio::spawn(async move {
-                    let mut lat = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= count {
-                            return lat;
-                        }
-                        let u = format!("{url}/{container}/o{i}");
-                        let t = Instant::now();
-                        if op == "PUT" {
-                            let r = http
-                                .put(&u)
-                                .header("x-auth-token", &token)
-                                .body(body.clone())
-                                .send()
-                                .await
-                                .unwrap();
-                            assert_eq!(r.status(), 201);
-                        } else {
-                            let r = http
-                                .get(&u)
-                                .header("x-auth-token", &token)
-                                .send()
-                                .await
-                                .unwrap();
-                            assert_eq!(r.status(), 200);
-                            let b = r.bytes().await.unwrap();
-                            assert_eq!(b.len(), body.len());
-                        }
-                        lat.push(t.elapsed());
-                    }
-                })
-            })
-            .collect();
-        let mut lat: Vec<Duration> = Vec::new();
-        for t in tasks {
-            lat.extend(t.await.unwrap());
-        }
-        let secs = start.elapsed().as_secs_f64();
-        lat.sort();
-        let p =
-            |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)].as_secs_f64() * 1e3;
+        let (http, url, token, container, body) = (
+            http.clone(),
+            url.clone(),
+            token.clone(),
+            container.clone(),
+            body.clone(),
+        );
+        let t = drive(conc, count, move |i| {
+            let (http, token, body) = (http.clone(), token.clone(), body.clone());
+            let u = format!("{url}/{container}/o{i}");
+            async move {
+                if op == "PUT" {
+                    let r = http
+                        .put(&u)
+                        .header("x-auth-token", &token)
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 201);
+                } else {
+                    let r = http
+                        .get(&u)
+                        .header("x-auth-token", &token)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                    let b = r.bytes().await.unwrap();
+                    assert_eq!(b.len(), body.len());
+                }
+            }
+        })
+        .await;
         println!(
             "{op} size={size} c={conc} n={count}: {:.0} ops/s, {:.1} MB/s, p50 {:.2} ms, p99 {:.2} ms",
-            count as f64 / secs,
-            (count * size) as f64 / secs / 1e6,
-            p(0.5),
-            p(0.99)
+            t.per_sec(),
+            (count * size) as f64 / t.secs / 1e6,
+            t.ms(0.5),
+            t.ms(0.99)
         );
     }
-}
-
-fn bytes_of(n: usize) -> bytes::Bytes {
-    let mut x = 0x2545F4914F6CDD1Du64;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect::<Vec<u8>>()
-        .into()
 }

@@ -518,6 +518,26 @@ async fn find_in<T: Record>(s: &IdentityStore, r: &str, domain: &str) -> Result<
     find::<T>(s, r, &d).await
 }
 
+/// The id of the domain `d` names, if one is named.
+async fn some_domain_id(s: &IdentityStore, d: Option<&str>) -> Result<Option<String>> {
+    Ok(match d {
+        Some(d) => Some(domain_id(s, d).await?),
+        None => None,
+    })
+}
+
+/// The id of the record `r` names (id, or name in `domain`), if one is named.
+async fn some_id_in<T: Record>(
+    s: &IdentityStore,
+    r: Option<&str>,
+    domain: &str,
+) -> Result<Option<String>> {
+    Ok(match r {
+        Some(r) => Some(find_in::<T>(s, r, domain).await?.id().to_string()),
+        None => None,
+    })
+}
+
 /// A role by id, global name, or name in `domain`.
 async fn find_role(s: &IdentityStore, r: &str, domain: Option<&str>) -> Result<Role> {
     if let Ok(role) = find::<Role>(s, r, "-").await {
@@ -536,6 +556,76 @@ async fn domain_names(s: &IdentityStore) -> Result<HashMap<String, String>> {
         .into_iter()
         .map(|d| (d.id, d.name))
         .collect())
+}
+
+/// The records of a kind kept in domains (only those of `domain` when given), sorted by
+/// domain and name; and domain id → name.
+async fn list_in<T: Record>(
+    s: &IdentityStore,
+    domain: Option<&str>,
+) -> Result<(Vec<T>, HashMap<String, String>)> {
+    let only = some_domain_id(s, domain).await?;
+    let names = domain_names(s).await?;
+    let mut list: Vec<T> = s
+        .list::<T>()
+        .await?
+        .into_iter()
+        .filter(|r| only.as_deref().is_none_or(|d| d == r.name_scope()))
+        .collect();
+    list.sort_by(|a, b| (a.name_scope(), a.name()).cmp(&(b.name_scope(), b.name())));
+    Ok((list, names))
+}
+
+/// The first cells of a [`list_in`] record's row: id, name, and its domain's name.
+fn row_head<T: Record>(r: &T, names: &HashMap<String, String>) -> Vec<String> {
+    let d = r.name_scope();
+    vec![
+        r.id().to_string(),
+        r.name().to_string(),
+        names.get(d).map_or(d, String::as_str).to_string(),
+    ]
+}
+
+/// A kind of record that is deleted with what hangs on it (see [`IdentityStore`]).
+trait Deletable: Record {
+    async fn delete(s: &IdentityStore, id: &str) -> Result<()>;
+}
+
+macro_rules! deletable {
+    ($($t:ty => $delete:ident),*) => {$(
+        impl Deletable for $t {
+            async fn delete(s: &IdentityStore, id: &str) -> Result<()> {
+                Ok(s.$delete(id).await?)
+            }
+        }
+    )*};
+}
+deletable!(Domain => delete_domain, Project => delete_project, User => delete_user,
+           Group => delete_group, Role => delete_role);
+
+/// Creates `r` and says so.
+async fn create<T: Record>(conn: &Conn, s: &IdentityStore, r: &T) -> Result<()> {
+    s.create(r).await?;
+    did(conn, "Created", r)
+}
+
+/// Deletes `r` and says so.
+async fn delete<T: Deletable>(conn: &Conn, s: &IdentityStore, r: &T) -> Result<()> {
+    T::delete(s, r.id()).await?;
+    did(conn, "Deleted", r)
+}
+
+/// Deletes the records `names` name (ids, or names in `domain`), one after the other.
+async fn delete_in<T: Deletable>(
+    conn: &Conn,
+    s: &IdentityStore,
+    names: &[String],
+    domain: &str,
+) -> Result<()> {
+    for n in names {
+        delete(conn, s, &find_in::<T>(s, n, domain).await?).await?;
+    }
+    Ok(())
 }
 
 // ----- printing -----------------------------------------------------------------------
@@ -559,7 +649,7 @@ pub fn view<T: Serialize>(rec: &T) -> Value {
 }
 
 /// A JSON value as a table cell.
-fn cell(v: &Value) -> String {
+pub fn cell(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
@@ -578,12 +668,17 @@ pub fn fields(v: &Value) -> String {
     table::render(&["FIELD", "VALUE"], &rows)
 }
 
-fn print_record(conn: &Conn, v: &Value) -> Result<()> {
-    if conn.json {
-        println!("{}", serde_json::to_string_pretty(v)?);
+/// A record as `--json` (pretty JSON) or not (`FIELD VALUE` rows) wants it.
+pub fn record_text(json: bool, v: &Value) -> Result<String> {
+    Ok(if json {
+        serde_json::to_string_pretty(v)?
     } else {
-        println!("{}", fields(v));
-    }
+        fields(v)
+    })
+}
+
+fn print_record(conn: &Conn, v: &Value) -> Result<()> {
+    println!("{}", record_text(conn.json, v)?);
     Ok(())
 }
 
@@ -609,6 +704,16 @@ fn done(conn: &Conn, msg: String, v: Value) -> Result<()> {
         println!("{msg}");
     }
     Ok(())
+}
+
+/// `<what> <label> <name> (<id>)`: what a change did to `r`.
+fn said<T: Record>(what: &str, r: &T) -> String {
+    format!("{what} {} {} ({})", T::LABEL, r.name(), r.id())
+}
+
+/// [`done`] with [`said`] and the record.
+fn did<T: Record>(conn: &Conn, what: &str, r: &T) -> Result<()> {
+    done(conn, said(what, r), view(r))
 }
 
 fn yes_no(b: bool) -> String {
@@ -706,12 +811,7 @@ async fn domain(conn: &Conn, s: &IdentityStore, cmd: DomainCmd) -> Result<()> {
                 enabled: !disable,
                 tags: Vec::new(),
             };
-            s.create(&d).await?;
-            done(
-                conn,
-                format!("Created domain {} ({})", d.name, d.id),
-                view(&d),
-            )
+            create(conn, s, &d).await
         }
         DomainCmd::Show { domain } => {
             print_record(conn, &view(&find::<Domain>(s, &domain, "-").await?))
@@ -754,11 +854,7 @@ async fn domain(conn: &Conn, s: &IdentityStore, cmd: DomainCmd) -> Result<()> {
                     }
                 }
             }
-            done(
-                conn,
-                format!("Updated domain {} ({id})", new.name),
-                view(&new),
-            )
+            did(conn, "Updated", &new)
         }
         DomainCmd::Delete { domains } => {
             for d in domains {
@@ -766,12 +862,7 @@ async fn domain(conn: &Conn, s: &IdentityStore, cmd: DomainCmd) -> Result<()> {
                 if d.id == DEFAULT_DOMAIN_ID {
                     bail!("the Default domain cannot be deleted");
                 }
-                s.delete_domain(&d.id).await?;
-                done(
-                    conn,
-                    format!("Deleted domain {} ({})", d.name, d.id),
-                    view(&d),
-                )?;
+                delete(conn, s, &d).await?;
             }
             Ok(())
         }
@@ -781,28 +872,13 @@ async fn domain(conn: &Conn, s: &IdentityStore, cmd: DomainCmd) -> Result<()> {
 async fn project(conn: &Conn, s: &IdentityStore, cmd: ProjectCmd) -> Result<()> {
     match cmd {
         ProjectCmd::List { domain } => {
-            let only = match domain {
-                Some(d) => Some(domain_id(s, &d).await?),
-                None => None,
-            };
-            let names = domain_names(s).await?;
-            let mut list: Vec<Project> = s
-                .list::<Project>()
-                .await?
-                .into_iter()
-                .filter(|p| only.as_ref().is_none_or(|d| *d == p.domain_id))
-                .collect();
-            list.sort_by(|a, b| (&a.domain_id, &a.name).cmp(&(&b.domain_id, &b.name)));
+            let (list, names) = list_in::<Project>(s, domain.as_deref()).await?;
             let rows = list
                 .iter()
                 .map(|p| {
-                    vec![
-                        p.id.clone(),
-                        p.name.clone(),
-                        names.get(&p.domain_id).unwrap_or(&p.domain_id).clone(),
-                        yes_no(p.enabled),
-                        p.description.clone(),
-                    ]
+                    let mut row = row_head(p, &names);
+                    row.extend([yes_no(p.enabled), p.description.clone()]);
+                    row
                 })
                 .collect();
             let json = list.iter().map(view).collect();
@@ -829,12 +905,7 @@ async fn project(conn: &Conn, s: &IdentityStore, cmd: ProjectCmd) -> Result<()> 
                 enabled: !disable,
                 tags,
             };
-            s.create(&p).await?;
-            done(
-                conn,
-                format!("Created project {} ({})", p.name, p.id),
-                view(&p),
-            )
+            create(conn, s, &p).await
         }
         ProjectCmd::Show { project, domain } => print_record(
             conn,
@@ -878,23 +949,10 @@ async fn project(conn: &Conn, s: &IdentityStore, cmd: ProjectCmd) -> Result<()> 
             if old.enabled && !new.enabled {
                 s.revoke_disabled(None, Some(&id)).await?;
             }
-            done(
-                conn,
-                format!("Updated project {} ({id})", new.name),
-                view(&new),
-            )
+            did(conn, "Updated", &new)
         }
         ProjectCmd::Delete { projects, domain } => {
-            for p in projects {
-                let p = find_in::<Project>(s, &p, &domain).await?;
-                s.delete_project(&p.id).await?;
-                done(
-                    conn,
-                    format!("Deleted project {} ({})", p.name, p.id),
-                    view(&p),
-                )?;
-            }
-            Ok(())
+            delete_in::<Project>(conn, s, &projects, &domain).await
         }
     }
 }
@@ -915,31 +973,18 @@ fn set_extra(extra: &mut Map<String, Value>, key: &str, value: &Option<String>) 
 async fn user(conn: &Conn, s: &IdentityStore, cmd: UserCmd) -> Result<()> {
     match cmd {
         UserCmd::List { domain } => {
-            let only = match domain {
-                Some(d) => Some(domain_id(s, &d).await?),
-                None => None,
-            };
-            let names = domain_names(s).await?;
+            let (list, names) = list_in::<User>(s, domain.as_deref()).await?;
             let projects: HashMap<String, String> = s
                 .list::<Project>()
                 .await?
                 .into_iter()
                 .map(|p| (p.id, p.name))
                 .collect();
-            let mut list: Vec<User> = s
-                .list::<User>()
-                .await?
-                .into_iter()
-                .filter(|u| only.as_ref().is_none_or(|d| *d == u.domain_id))
-                .collect();
-            list.sort_by(|a, b| (&a.domain_id, &a.name).cmp(&(&b.domain_id, &b.name)));
             let rows = list
                 .iter()
                 .map(|u| {
-                    vec![
-                        u.id.clone(),
-                        u.name.clone(),
-                        names.get(&u.domain_id).unwrap_or(&u.domain_id).clone(),
+                    let mut row = row_head(u, &names);
+                    row.extend([
                         yes_no(u.enabled),
                         u.default_project_id
                             .as_ref()
@@ -950,7 +995,8 @@ async fn user(conn: &Conn, s: &IdentityStore, cmd: UserCmd) -> Result<()> {
                             .and_then(Value::as_str)
                             .unwrap_or("")
                             .to_string(),
-                    ]
+                    ]);
+                    row
                 })
                 .collect();
             let json = list.iter().map(view).collect();
@@ -972,10 +1018,8 @@ async fn user(conn: &Conn, s: &IdentityStore, cmd: UserCmd) -> Result<()> {
             disable,
         } => {
             let pw = password.get()?;
-            let default_project_id = match project {
-                Some(p) => Some(find_in::<Project>(s, &p, &project_domain).await?.id),
-                None => None,
-            };
+            let default_project_id =
+                some_id_in::<Project>(s, project.as_deref(), &project_domain).await?;
             let mut extra = Map::new();
             set_extra(&mut extra, "email", &email);
             set_extra(&mut extra, "description", &description);
@@ -993,7 +1037,7 @@ async fn user(conn: &Conn, s: &IdentityStore, cmd: UserCmd) -> Result<()> {
                 extra,
             };
             s.create(&u).await?;
-            let mut msg = format!("Created user {} ({})", u.name, u.id);
+            let mut msg = said("Created", &u);
             let mut v = view(&u);
             match &pw {
                 Some((p, true)) => {
@@ -1054,7 +1098,7 @@ async fn user(conn: &Conn, s: &IdentityStore, cmd: UserCmd) -> Result<()> {
             if old.enabled && !new.enabled {
                 s.revoke_disabled(Some(&id), None).await?;
             }
-            let mut msg = format!("Updated user {} ({id})", new.name);
+            let mut msg = said("Updated", &new);
             let mut v = view(&new);
             if let Some((p, shown)) = &pw {
                 s.set_password(&id, p).await?;
@@ -1068,47 +1112,21 @@ async fn user(conn: &Conn, s: &IdentityStore, cmd: UserCmd) -> Result<()> {
             }
             done(conn, msg, v)
         }
-        UserCmd::Delete { names, domain } => {
-            for n in names {
-                let u = find_in::<User>(s, &n, &domain).await?;
-                s.delete_user(&u.id).await?;
-                done(
-                    conn,
-                    format!("Deleted user {} ({})", u.name, u.id),
-                    view(&u),
-                )?;
-            }
-            Ok(())
-        }
+        UserCmd::Delete { names, domain } => delete_in::<User>(conn, s, &names, &domain).await,
     }
 }
 
 async fn group(conn: &Conn, s: &IdentityStore, cmd: GroupCmd) -> Result<()> {
     match cmd {
         GroupCmd::List { domain } => {
-            let only = match domain {
-                Some(d) => Some(domain_id(s, &d).await?),
-                None => None,
-            };
-            let names = domain_names(s).await?;
-            let mut list: Vec<Group> = s
-                .list::<Group>()
-                .await?
-                .into_iter()
-                .filter(|g| only.as_ref().is_none_or(|d| *d == g.domain_id))
-                .collect();
-            list.sort_by(|a, b| (&a.domain_id, &a.name).cmp(&(&b.domain_id, &b.name)));
+            let (list, names) = list_in::<Group>(s, domain.as_deref()).await?;
             let mut rows = Vec::new();
             let mut json = Vec::new();
             for g in &list {
                 let members = s.users_of(&g.id).await?.len();
-                rows.push(vec![
-                    g.id.clone(),
-                    g.name.clone(),
-                    names.get(&g.domain_id).unwrap_or(&g.domain_id).clone(),
-                    members.to_string(),
-                    g.description.clone(),
-                ]);
+                let mut row = row_head(g, &names);
+                row.extend([members.to_string(), g.description.clone()]);
+                rows.push(row);
                 let mut v = view(g);
                 v["members"] = json!(members);
                 json.push(v);
@@ -1132,12 +1150,7 @@ async fn group(conn: &Conn, s: &IdentityStore, cmd: GroupCmd) -> Result<()> {
                 domain_id: domain_id(s, &domain).await?,
                 description: description.unwrap_or_default(),
             };
-            s.create(&g).await?;
-            done(
-                conn,
-                format!("Created group {} ({})", g.name, g.id),
-                view(&g),
-            )
+            create(conn, s, &g).await
         }
         GroupCmd::Show { group, domain } => {
             let g = find_in::<Group>(s, &group, &domain).await?;
@@ -1153,18 +1166,7 @@ async fn group(conn: &Conn, s: &IdentityStore, cmd: GroupCmd) -> Result<()> {
             v["members"] = json!(members);
             print_record(conn, &v)
         }
-        GroupCmd::Delete { groups, domain } => {
-            for g in groups {
-                let g = find_in::<Group>(s, &g, &domain).await?;
-                s.delete_group(&g.id).await?;
-                done(
-                    conn,
-                    format!("Deleted group {} ({})", g.name, g.id),
-                    view(&g),
-                )?;
-            }
-            Ok(())
-        }
+        GroupCmd::Delete { groups, domain } => delete_in::<Group>(conn, s, &groups, &domain).await,
         GroupCmd::AddUser {
             group,
             users,
@@ -1295,10 +1297,7 @@ async fn role(conn: &Conn, s: &IdentityStore, cmd: RoleCmd) -> Result<()> {
             domain,
             description,
         } => {
-            let domain_id = match domain {
-                Some(d) => Some(domain_id(s, &d).await?),
-                None => None,
-            };
+            let domain_id = some_domain_id(s, domain.as_deref()).await?;
             let r = Role {
                 v: RECORD_VERSION,
                 id: stratus_client::identity::new_id(),
@@ -1306,22 +1305,11 @@ async fn role(conn: &Conn, s: &IdentityStore, cmd: RoleCmd) -> Result<()> {
                 domain_id,
                 description,
             };
-            s.create(&r).await?;
-            done(
-                conn,
-                format!("Created role {} ({})", r.name, r.id),
-                view(&r),
-            )
+            create(conn, s, &r).await
         }
         RoleCmd::Delete { roles } => {
             for r in roles {
-                let r = find_role(s, &r, None).await?;
-                s.delete_role(&r.id).await?;
-                done(
-                    conn,
-                    format!("Deleted role {} ({})", r.name, r.id),
-                    view(&r),
-                )?;
+                delete(conn, s, &find_role(s, &r, None).await?).await?;
             }
             Ok(())
         }
@@ -1357,28 +1345,18 @@ async fn role(conn: &Conn, s: &IdentityStore, cmd: RoleCmd) -> Result<()> {
                     names,
                 },
         } => {
-            let project = match project {
-                Some(p) => Some(Target::Project(
-                    find_in::<Project>(s, &p, &domains.project_domain).await?.id,
-                )),
-                None => None,
-            };
-            let domain = match domain {
-                Some(d) => Some(Target::Domain(domain_id(s, &d).await?)),
-                None => None,
-            };
-            let user = match user {
-                Some(u) => Some(Actor::User(
-                    find_in::<User>(s, &u, &domains.user_domain).await?.id,
-                )),
-                None => None,
-            };
-            let group = match group {
-                Some(g) => Some(Actor::Group(
-                    find_in::<Group>(s, &g, &domains.group_domain).await?.id,
-                )),
-                None => None,
-            };
+            let project = some_id_in::<Project>(s, project.as_deref(), &domains.project_domain)
+                .await?
+                .map(Target::Project);
+            let domain = some_domain_id(s, domain.as_deref())
+                .await?
+                .map(Target::Domain);
+            let user = some_id_in::<User>(s, user.as_deref(), &domains.user_domain)
+                .await?
+                .map(Actor::User);
+            let group = some_id_in::<Group>(s, group.as_deref(), &domains.group_domain)
+                .await?
+                .map(Actor::Group);
             let role = match role {
                 Some(r) => Some(find_role(s, &r, None).await?.id),
                 None => None,

@@ -544,27 +544,126 @@ pub fn openstack_in(c: &TestCluster, cwd: &Path, rc: &str, args: &[&str]) -> Out
     output_within(cmd, OPENSTACK_WAIT)
 }
 
+/// A command's standard output, as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// A command's standard error, as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// An openrc file in `dir` for `user`/`password` in `project`, the rest as in the cluster's
+/// admin `openrc`; its path.
+pub fn openrc_for(
+    c: &TestCluster,
+    dir: &Path,
+    user: &str,
+    password: &str,
+    project: &str,
+) -> String {
+    let vars: Vec<(String, String)> = parse_openrc(&c.dir.join("openrc"))
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match k.as_str() {
+                "OS_USERNAME" => user.to_string(),
+                "OS_PASSWORD" => password.to_string(),
+                "OS_PROJECT_NAME" => project.to_string(),
+                _ => v,
+            };
+            (k, v)
+        })
+        .collect();
+    let path = dir.join(format!("openrc-{user}-{password}"));
+    write_openrc(&path, &vars);
+    path.to_str().unwrap().to_string()
+}
+
+/// Keystone v3 password authentication as `user` in domain `Default`, scoped to `project`
+/// (in `Default`) when given: the body of `POST /v3/auth/tokens`.
+pub fn password_auth(user: &str, password: &str, project: Option<&str>) -> serde_json::Value {
+    let mut auth = serde_json::json!({
+        "identity": {
+            "methods": ["password"],
+            "password": {"user": {"name": user, "domain": {"name": "Default"}, "password": password}}
+        }
+    });
+    if let Some(p) = project {
+        auth["scope"] = serde_json::json!({"project": {"name": p, "domain": {"name": "Default"}}});
+    }
+    serde_json::json!({ "auth": auth })
+}
+
+/// `POST <base>/auth/tokens` (`base`: `http://H/identity/v3`) with `body`: status,
+/// `X-Subject-Token`, JSON body.
+pub async fn post_auth_tokens(
+    http: &reqwest::Client,
+    base: &str,
+    body: &serde_json::Value,
+) -> (u16, Option<String>, serde_json::Value) {
+    let r = http
+        .post(format!("{base}/auth/tokens"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let tok = r
+        .headers()
+        .get("x-subject-token")
+        .map(|v| v.to_str().unwrap().to_string());
+    let (status, body) = answer(r).await;
+    (status, tok, body)
+}
+
+/// Status and JSON body (`Null` when empty, the text as a string when not JSON).
+pub async fn answer(r: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let body = if text.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+    };
+    (status, body)
+}
+
+/// [`openstack_in`] that must succeed; its standard output.
+pub fn openstack_ok_in(c: &TestCluster, cwd: &Path, rc: &str, args: &[&str]) -> String {
+    let out = openstack_in(c, cwd, rc, args);
+    assert!(
+        out.status.success(),
+        "openstack {args:?} with {rc} failed ({}): {}{}",
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// [`openstack_ok_in`] with `-f json`, parsed.
+pub fn openstack_json_in(
+    c: &TestCluster,
+    cwd: &Path,
+    rc: &str,
+    args: &[&str],
+) -> serde_json::Value {
+    let mut args = args.to_vec();
+    args.extend(["-f", "json"]);
+    json(&openstack_ok_in(c, cwd, rc, &args))
+}
+
 /// [`openstack_in`] in the cluster's directory.
 pub fn openstack(c: &TestCluster, rc: &str, args: &[&str]) -> Output {
     openstack_in(c, &c.dir, rc, args)
 }
 
-/// [`openstack`] that must succeed; its standard output.
+/// [`openstack_ok_in`] in the cluster's directory.
 pub fn openstack_ok(c: &TestCluster, rc: &str, args: &[&str]) -> String {
-    let out = openstack(c, rc, args);
-    assert!(
-        out.status.success(),
-        "openstack {args:?} with {rc} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    openstack_ok_in(c, &c.dir, rc, args)
 }
 
-/// [`openstack_ok`] with `-f json`, parsed.
+/// [`openstack_json_in`] in the cluster's directory.
 pub fn openstack_json(c: &TestCluster, rc: &str, args: &[&str]) -> serde_json::Value {
-    let mut args = args.to_vec();
-    args.extend(["-f", "json"]);
-    json(&openstack_ok(c, rc, &args))
+    openstack_json_in(c, &c.dir, rc, args)
 }

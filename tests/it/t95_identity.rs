@@ -10,7 +10,6 @@
 //! names, `*`, and role names.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -54,33 +53,6 @@ fn check_openrc(c: &TestCluster, rc: &str, user: &str, project: &str) -> String 
     let pw = openrc_var(&path, "OS_PASSWORD");
     assert!(!pw.is_empty(), "empty OS_PASSWORD in {}", path.display());
     pw
-}
-
-/// An openrc file in `dir` for `user`/`password` in `project`, the rest as in the admin's.
-fn openrc_for(c: &TestCluster, dir: &Path, user: &str, password: &str, project: &str) -> String {
-    let vars: Vec<(String, String)> = parse_openrc(&c.dir.join(ADMIN))
-        .into_iter()
-        .map(|(k, v)| {
-            let v = match k.as_str() {
-                "OS_USERNAME" => user.to_string(),
-                "OS_PASSWORD" => password.to_string(),
-                "OS_PROJECT_NAME" => project.to_string(),
-                _ => v,
-            };
-            (k, v)
-        })
-        .collect();
-    let path = dir.join(format!("openrc-{user}-{password}"));
-    write_openrc(&path, &vars);
-    path.to_str().unwrap().to_string()
-}
-
-fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
 }
 
 /// The values of `column` in an `openstack … list -f json` answer.
@@ -136,31 +108,6 @@ struct Keystone {
     base: String,
 }
 
-fn password_auth(user: &str, password: &str, project: Option<&str>) -> Value {
-    let mut auth = serde_json::json!({
-        "identity": {
-            "methods": ["password"],
-            "password": {"user": {"name": user, "domain": {"name": "Default"}, "password": password}}
-        }
-    });
-    if let Some(p) = project {
-        auth["scope"] = serde_json::json!({"project": {"name": p, "domain": {"name": "Default"}}});
-    }
-    serde_json::json!({ "auth": auth })
-}
-
-/// Status and JSON body (`Null` when empty, the text as a string when not JSON).
-async fn answer(r: reqwest::Response) -> (u16, Value) {
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    let body = if text.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (status, body)
-}
-
 /// Asserts Keystone's error envelope `{"error":{"code","title","message"}}` with `code`.
 fn assert_error(body: &Value, code: u16, title: &str, what: &str) -> String {
     let e = &body["error"];
@@ -191,18 +138,7 @@ impl Keystone {
 
     /// `POST /auth/tokens` with `body`: status, `X-Subject-Token`, JSON body.
     async fn auth(&self, body: &Value) -> (u16, Option<String>, Value) {
-        let r = self
-            .req(Method::POST, "/auth/tokens", None)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let tok = r
-            .headers()
-            .get("x-subject-token")
-            .map(|v| v.to_str().unwrap().to_string());
-        let (status, body) = answer(r).await;
-        (status, tok, body)
+        post_auth_tokens(&self.http, &self.base, body).await
     }
 
     /// A project-scoped token by password, which must be issued: the token and its body.
@@ -643,16 +579,7 @@ async fn the_real_openstack_client_manages_identity_and_stores_objects() {
     let demo_token = t["id"].as_str().unwrap().to_string();
     let body = random_bytes(200_000, 95);
     std::fs::write(work.path().join("hello.bin"), &body).unwrap();
-    let os_in = |args: &[&str]| {
-        let o = openstack_in(&c, work.path(), DEMO, args);
-        assert!(
-            o.status.success(),
-            "openstack {args:?} as demo: {}{}",
-            stdout(&o),
-            stderr(&o)
-        );
-        stdout(&o)
-    };
+    let os_in = |args: &[&str]| openstack_ok_in(&c, work.path(), DEMO, args);
     os_in(&["container", "create", "c1"]);
     os_in(&["object", "create", "c1", "hello.bin"]);
     let list = json(&os_in(&["object", "list", "c1", "-f", "json"]));
@@ -960,14 +887,13 @@ async fn bad_input_gets_keystone_errors_and_discovery_answers() {
     let admin_pw = openrc_var(&c.dir.join(ADMIN), "OS_PASSWORD");
 
     // Discovery.
-    let (s, b) = answer(
-        http.get(format!("{}/identity", c.proxy))
-            .header("accept", "application/json")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let discover = |path: &str| {
+        let r = http
+            .get(format!("{}{path}", c.proxy))
+            .header("accept", "application/json");
+        async move { answer(r.send().await.unwrap()).await }
+    };
+    let (s, b) = discover("/identity").await;
     assert_eq!(s, 300, "GET /identity: {b}");
     let v = &b["versions"]["values"][0];
     assert!(
@@ -975,14 +901,7 @@ async fn bad_input_gets_keystone_errors_and_discovery_answers() {
         "versions.values[0].id in {b}"
     );
     for path in ["/identity/v3", "/identity/v3/"] {
-        let (s, b) = answer(
-            http.get(format!("{}{path}", c.proxy))
-                .header("accept", "application/json")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (s, b) = discover(path).await;
         assert_eq!(s, 200, "GET {path}: {b}");
         assert!(
             b["version"]["id"]

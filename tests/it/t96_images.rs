@@ -35,14 +35,6 @@ const HEAL: Duration = Duration::from_secs(240);
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
 /// Runs a tool that must succeed.
 fn run(program: &str, args: &[&str], cwd: &Path) -> String {
     let mut cmd = Command::new(program);
@@ -82,45 +74,6 @@ fn urandom(n: usize) -> Vec<u8> {
     b
 }
 
-/// An openrc file in `dir` for `user`/`password` in `project`, the rest as in the admin's.
-fn openrc_for(c: &TestCluster, dir: &Path, user: &str, password: &str, project: &str) -> String {
-    let vars: Vec<(String, String)> = parse_openrc(&c.dir.join(ADMIN))
-        .into_iter()
-        .map(|(k, v)| {
-            let v = match k.as_str() {
-                "OS_USERNAME" => user.to_string(),
-                "OS_PASSWORD" => password.to_string(),
-                "OS_PROJECT_NAME" => project.to_string(),
-                _ => v,
-            };
-            (k, v)
-        })
-        .collect();
-    let path = dir.join(format!("openrc-{user}"));
-    write_openrc(&path, &vars);
-    path.to_str().unwrap().to_string()
-}
-
-/// The real `openstack` client with openrc `rc` in `cwd`; it must succeed; its stdout.
-fn os_in(c: &TestCluster, cwd: &Path, rc: &str, args: &[&str]) -> String {
-    let o = openstack_in(c, cwd, rc, args);
-    assert!(
-        o.status.success(),
-        "openstack {args:?} with {rc} failed ({}): {}{}",
-        o.status,
-        stdout(&o),
-        stderr(&o)
-    );
-    stdout(&o)
-}
-
-/// [`os_in`] with `-f json`, parsed.
-fn os_json_in(c: &TestCluster, cwd: &Path, rc: &str, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.extend(["-f", "json"]);
-    json(&os_in(c, cwd, rc, &args))
-}
-
 /// `(Name, Status)` rows of an `openstack image list -f json` answer.
 fn names_and_status(list: &Value) -> Vec<(String, String)> {
     list.as_array()
@@ -158,39 +111,17 @@ fn shown<'a>(img: &'a Value, key: &str) -> &'a Value {
     }
 }
 
-/// Status and JSON body (`Null` when empty, the text as a string when not JSON).
-async fn answer(r: reqwest::Response) -> (u16, Value) {
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    let body = if text.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (status, body)
-}
-
 /// A project-scoped Keystone token for the user of openrc file `rc` (raw HTTP).
 async fn keystone_token(c: &TestCluster, rc: &str) -> String {
     let path = c.dir.join(rc);
     let var = |k: &str| openrc_var(&path, k);
-    let body = json!({"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": var("OS_USERNAME"), "domain": {"name": "Default"},
-            "password": var("OS_PASSWORD")}}},
-        "scope": {"project": {"name": var("OS_PROJECT_NAME"), "domain": {"name": "Default"}}}
-    }});
-    let r = reqwest::Client::new()
-        .post(format!("{}/identity/v3/auth/tokens", c.proxy))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let tok = r
-        .headers()
-        .get("x-subject-token")
-        .map(|v| v.to_str().unwrap().to_string());
-    let (status, body) = answer(r).await;
+    let body = password_auth(
+        &var("OS_USERNAME"),
+        &var("OS_PASSWORD"),
+        Some(&var("OS_PROJECT_NAME")),
+    );
+    let base = format!("{}/identity/v3", c.proxy);
+    let (status, tok, body) = post_auth_tokens(&reqwest::Client::new(), &base, &body).await;
     assert_eq!(
         status, 201,
         "POST /identity/v3/auth/tokens for {rc}: {body}"
@@ -226,16 +157,21 @@ impl Glance {
         answer(self.req(m, path).send().await.unwrap()).await
     }
 
-    /// `POST /v2/images` with `props`, which must give 201: the image.
-    async fn create(&self, props: Value) -> Value {
-        let (s, img) = answer(
+    /// `POST /v2/images` with `props`.
+    async fn post(&self, props: &Value) -> (u16, Value) {
+        answer(
             self.req(Method::POST, "/v2/images")
-                .json(&props)
+                .json(props)
                 .send()
                 .await
                 .unwrap(),
         )
-        .await;
+        .await
+    }
+
+    /// [`Glance::post`], which must give 201: the image.
+    async fn create(&self, props: Value) -> Value {
+        let (s, img) = self.post(&props).await;
         assert_eq!(s, 201, "POST /image/v2/images {props}: {img}");
         assert_eq!(img["status"], "queued", "{img}");
         img
@@ -405,7 +341,7 @@ async fn the_real_openstack_client_uploads_lists_saves_and_deletes_images() {
         ("img.raw", "raw", "img-raw"),
         ("img.qcow2", "qcow2", "img-qcow2"),
     ] {
-        let img = os_json_in(
+        let img = openstack_json_in(
             &c,
             w,
             DEMO,
@@ -423,7 +359,7 @@ async fn the_real_openstack_client_uploads_lists_saves_and_deletes_images() {
         );
         assert_eq!(img["name"], name, "image create {name}: {img}");
     }
-    let list = os_json_in(&c, w, DEMO, &["image", "list"]);
+    let list = openstack_json_in(&c, w, DEMO, &["image", "list"]);
     let rows = names_and_status(&list);
     for name in ["img-raw", "img-qcow2"] {
         assert!(
@@ -433,7 +369,7 @@ async fn the_real_openstack_client_uploads_lists_saves_and_deletes_images() {
     }
 
     // Show: sizes and checksums are those of the files.
-    let img = os_json_in(&c, w, DEMO, &["image", "show", "img-raw"]);
+    let img = openstack_json_in(&c, w, DEMO, &["image", "show", "img-raw"]);
     assert_eq!(img["status"], "active", "{img}");
     assert_eq!(img["size"], (50 * MIB) as u64, "size: {img}");
     assert_eq!(img["disk_format"], "raw", "{img}");
@@ -451,7 +387,7 @@ async fn the_real_openstack_client_uploads_lists_saves_and_deletes_images() {
     );
     let raw_id = img["id"].as_str().unwrap().to_string();
     let demo_pid = img["owner"].as_str().unwrap().to_string();
-    let img = os_json_in(&c, w, DEMO, &["image", "show", "img-qcow2"]);
+    let img = openstack_json_in(&c, w, DEMO, &["image", "show", "img-qcow2"]);
     assert_eq!(img["status"], "active", "{img}");
     assert_eq!(img["disk_format"], "qcow2", "{img}");
     assert_eq!(img["size"], qcow2_len, "size is the qcow2 file's: {img}");
@@ -472,7 +408,7 @@ async fn the_real_openstack_client_uploads_lists_saves_and_deletes_images() {
     );
 
     // Properties and tags, and the filters that use them.
-    os_in(
+    openstack_ok_in(
         &c,
         w,
         DEMO,
@@ -486,7 +422,7 @@ async fn the_real_openstack_client_uploads_lists_saves_and_deletes_images() {
             "img-raw",
         ],
     );
-    let img = os_json_in(&c, w, DEMO, &["image", "show", "img-raw"]);
+    let img = openstack_json_in(&c, w, DEMO, &["image", "show", "img-raw"]);
     assert_eq!(shown(&img, "k96"), "v96", "image set --property: {img}");
     assert!(
         img["tags"]
@@ -494,15 +430,15 @@ async fn the_real_openstack_client_uploads_lists_saves_and_deletes_images() {
             .is_some_and(|t| t.iter().any(|t| t == "t96")),
         "image set --tag: {img}"
     );
-    let by_prop = os_json_in(&c, w, DEMO, &["image", "list", "--property", "k96=v96"]);
+    let by_prop = openstack_json_in(&c, w, DEMO, &["image", "list", "--property", "k96=v96"]);
     assert_eq!(
         names(&by_prop),
         ["img-raw"],
         "--property k96=v96: {by_prop}"
     );
-    let by_tag = os_json_in(&c, w, DEMO, &["image", "list", "--tag", "t96"]);
+    let by_tag = openstack_json_in(&c, w, DEMO, &["image", "list", "--tag", "t96"]);
     assert_eq!(names(&by_tag), ["img-raw"], "--tag t96: {by_tag}");
-    let by_name = os_json_in(&c, w, DEMO, &["image", "list", "--name", "img-qcow2"]);
+    let by_name = openstack_json_in(&c, w, DEMO, &["image", "list", "--name", "img-qcow2"]);
     assert_eq!(
         names(&by_name),
         ["img-qcow2"],
@@ -510,7 +446,7 @@ async fn the_real_openstack_client_uploads_lists_saves_and_deletes_images() {
     );
 
     // Save: the same bytes (the client also checks them against os_hash_value).
-    os_in(
+    openstack_ok_in(
         &c,
         w,
         DEMO,
@@ -522,8 +458,8 @@ async fn the_real_openstack_client_uploads_lists_saves_and_deletes_images() {
     );
 
     // Another project's member does not see demo's private image; admin does.
-    os_in(&c, w, ADMIN, &["project", "create", "p96"]);
-    os_in(
+    openstack_ok_in(&c, w, ADMIN, &["project", "create", "p96"]);
+    openstack_ok_in(
         &c,
         w,
         ADMIN,
@@ -537,7 +473,7 @@ async fn the_real_openstack_client_uploads_lists_saves_and_deletes_images() {
             "u96",
         ],
     );
-    os_in(
+    openstack_ok_in(
         &c,
         w,
         ADMIN,
@@ -545,7 +481,7 @@ async fn the_real_openstack_client_uploads_lists_saves_and_deletes_images() {
     );
     let u96 = openrc_for(&c, w, "u96", "pw-u96", "p96");
     std::fs::write(w.join("small.bin"), urandom(100_000)).unwrap();
-    let img = os_json_in(
+    let img = openstack_json_in(
         &c,
         w,
         DEMO,
@@ -563,7 +499,7 @@ async fn the_real_openstack_client_uploads_lists_saves_and_deletes_images() {
         ],
     );
     let priv_id = img["id"].as_str().unwrap().to_string();
-    let img = os_json_in(&c, w, DEMO, &["image", "show", &priv_id]);
+    let img = openstack_json_in(&c, w, DEMO, &["image", "show", &priv_id]);
     assert_eq!(img["visibility"], "private", "{img}");
     assert_eq!(img["status"], "active", "{img}");
     for what in ["img-priv", priv_id.as_str()] {
@@ -574,7 +510,7 @@ async fn the_real_openstack_client_uploads_lists_saves_and_deletes_images() {
             stdout(&o)
         );
     }
-    let list = os_json_in(&c, w, &u96, &["image", "list"]);
+    let list = openstack_json_in(&c, w, &u96, &["image", "list"]);
     assert!(
         !ids(&list).contains(&priv_id),
         "u96's image list shows demo's private image: {list}"
@@ -585,10 +521,10 @@ async fn the_real_openstack_client_uploads_lists_saves_and_deletes_images() {
         "u96 deleted demo's private image: {}",
         stdout(&o)
     );
-    let img = os_json_in(&c, w, ADMIN, &["image", "show", &priv_id]);
+    let img = openstack_json_in(&c, w, ADMIN, &["image", "show", &priv_id]);
     assert_eq!(img["name"], "img-priv", "admin sees every image: {img}");
     assert_eq!(img["owner"].as_str(), Some(demo_pid.as_str()), "{img}");
-    let list = os_json_in(&c, w, ADMIN, &["image", "list"]);
+    let list = openstack_json_in(&c, w, ADMIN, &["image", "list"]);
     assert!(ids(&list).contains(&priv_id), "admin's image list: {list}");
 
     // Delete.
@@ -596,13 +532,13 @@ async fn the_real_openstack_client_uploads_lists_saves_and_deletes_images() {
         !body_files(&c, (50 * MIB) as u64).0.is_empty(),
         "img-raw's bytes are not a body file of 50 MiB on the storage node"
     );
-    os_in(
+    openstack_ok_in(
         &c,
         w,
         DEMO,
         &["image", "delete", "img-raw", "img-qcow2", "img-priv"],
     );
-    let list = os_json_in(&c, w, DEMO, &["image", "list"]);
+    let list = openstack_json_in(&c, w, DEMO, &["image", "list"]);
     assert!(
         names(&list).is_empty(),
         "deleted images still listed: {list}"
@@ -888,31 +824,17 @@ async fn the_image_api_over_http_refuses_what_glance_refuses() {
         let (s, b) = g.patch(&id, &doc).await;
         assert_eq!(s, 403, "PATCH {doc} on read-only /status: {b}");
     }
-    let (s, b) = g
-        .patch(
-            &id,
-            r#"[{"op":"replace","path":"/visibility","value":"public"}]"#,
-        )
-        .await;
+    let make_public = r#"[{"op":"replace","path":"/visibility","value":"public"}]"#;
+    let (s, b) = g.patch(&id, make_public).await;
     assert_eq!(s, 403, "demo makes an image public: {b}");
-    let (s, b) = answer(
-        g.req(Method::POST, "/v2/images")
-            .json(&json!({"name": "pub", "visibility": "public"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, b) = g
+        .post(&json!({"name": "pub", "visibility": "public"}))
+        .await;
     assert_eq!(s, 403, "demo creates a public image: {b}");
     let img = g.show(&id).await;
     assert_eq!(img["status"], "queued", "{img}");
     assert_eq!(img["visibility"], "shared", "{img}");
-    let (s, img) = admin
-        .patch(
-            &id,
-            r#"[{"op":"replace","path":"/visibility","value":"public"}]"#,
-        )
-        .await;
+    let (s, img) = admin.patch(&id, make_public).await;
     assert_eq!(s, 200, "admin makes an image public: {img}");
     assert_eq!(img["visibility"], "public", "{img}");
     let (s, img) = g

@@ -16,7 +16,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 
-use crate::identity_cmd::fields;
+use crate::identity_cmd::{cell, record_text};
 use crate::table;
 use glance::{parse_property, pointer, Glance};
 
@@ -189,16 +189,6 @@ macro_rules! say {
     };
 }
 
-/// A JSON value as a table cell.
-fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(", "),
-        other => other.to_string(),
-    }
-}
-
 /// The `POST /v2/images` body of `create`.
 #[allow(clippy::too_many_arguments)]
 fn create_body(
@@ -317,11 +307,7 @@ fn list_table(imgs: &[Value], long: bool) -> String {
 }
 
 fn print_image(opts: &ImageOpts, img: &Value) -> Result<()> {
-    if opts.json {
-        say!("{}", serde_json::to_string_pretty(img)?);
-    } else {
-        say!("{}", fields(img));
-    }
+    say!("{}", record_text(opts.json, img)?);
     Ok(())
 }
 
