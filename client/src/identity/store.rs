@@ -669,7 +669,7 @@ impl IdentityStore {
             .and_then(|u| u.password_hash.clone())
             .unwrap_or_else(|| password::decoy().to_string());
         let given = given.to_string();
-        let ok = tokio::task::spawn_blocking(move || password::verify(&hash, &given))
+        let ok = password::off_thread(move || password::verify(&hash, &given))
             .await
             .unwrap_or(false);
         user.filter(|u| ok && u.enabled && u.password_hash.is_some())
