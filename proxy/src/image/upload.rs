@@ -34,7 +34,8 @@ const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
 #[derive(Default)]
 struct Seen {
     head: Vec<u8>,
-    sha512: Option<Sha512>,
+    /// Hex SHA-512 of the whole body, once the upload is complete.
+    sha512: Option<String>,
     size: u64,
     detected: Option<inspect::Detected>,
     refused: Option<String>,
@@ -138,7 +139,7 @@ pub(crate) async fn put(r: &Req<'_>, id: &str, body: Body) -> ImgResult {
     };
     match result {
         Ok((etag, seen)) => {
-            let sha = seen.sha512.map(|h| hex::encode(h.finalize()));
+            let sha = seen.sha512.clone();
             let virtual_size =
                 seen.detected
                     .as_ref()
@@ -216,38 +217,57 @@ async fn stream_in(
         &HeaderMap::new(),
     )
     .await?;
-    let seen = Arc::new(Mutex::new(Seen {
-        sha512: Some(Sha512::new()),
-        ..Default::default()
-    }));
-    let declared = disk_format.to_string();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let declared: Arc<str> = Arc::from(disk_format);
     let s2 = seen.clone();
-    let stream: ByteStream = Box::pin(body.into_data_stream().map(move |chunk| {
-        let chunk = chunk.map_err(|_| client_disconnect())?;
-        let mut s = s2.lock().expect("lock");
-        if let Some(h) = s.sha512.as_mut() {
-            h.update(&chunk);
+    // SHA-512 runs on a thread of its own, fed the same chunks, so it overlaps the network
+    // and the replicas' work instead of adding to the request's own path (the MD5 is the
+    // object's ETag, computed by the store). A bounded channel holds it back if it lags.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
+    let hasher = tokio::task::spawn_blocking(move || {
+        let mut h = Sha512::new();
+        while let Some(b) = rx.blocking_recv() {
+            h.update(&b);
         }
-        s.size += chunk.len() as u64;
-        if s.detected.is_none() && s.refused.is_none() {
-            let want = HEADER_BYTES - s.head.len();
-            s.head.extend_from_slice(&chunk[..want.min(chunk.len())]);
-            if s.head.len() >= HEADER_BYTES {
-                match inspect::check(&declared, &s.head) {
-                    Ok(d) => s.detected = Some(d),
-                    Err(why) => s.refused = Some(why),
+        hex::encode(h.finalize())
+    });
+    let stream: ByteStream = Box::pin(body.into_data_stream().then(move |chunk| {
+        let (tx, s2, declared) = (tx.clone(), s2.clone(), declared.clone());
+        async move {
+            let chunk = chunk.map_err(|_| client_disconnect())?;
+            {
+                let mut s = s2.lock().expect("lock");
+                s.size += chunk.len() as u64;
+                if s.detected.is_none() && s.refused.is_none() {
+                    let want = HEADER_BYTES - s.head.len();
+                    s.head.extend_from_slice(&chunk[..want.min(chunk.len())]);
+                    if s.head.len() >= HEADER_BYTES {
+                        match inspect::check(&declared, &s.head) {
+                            Ok(d) => s.detected = Some(d),
+                            Err(why) => s.refused = Some(why),
+                        }
+                    }
+                }
+                if let Some(why) = &s.refused {
+                    return Err(SwiftError::new(StatusCode::BAD_REQUEST, why.clone()));
                 }
             }
+            if tx.send(chunk.clone()).await.is_err() {
+                return Err(SwiftError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the image hasher stopped",
+                ));
+            }
+            Ok(chunk)
         }
-        if let Some(why) = &s.refused {
-            return Err(SwiftError::new(StatusCode::BAD_REQUEST, why.clone()));
-        }
-        Ok(chunk)
     }));
     let mut header = crate::ops::store::client_put_header(&HeaderMap::new(), Vec::new(), length)?;
     header.content_type = "application/octet-stream".into();
     let stored = store(r.p, &path_of(object), header, stream, None).await;
+    // The stream is gone with the store, so the hasher has seen every chunk and ends.
+    let sha512 = hasher.await.ok();
     let mut s = std::mem::take(&mut *seen.lock().expect("lock"));
+    s.sha512 = sha512;
     if let Some(why) = s.refused.take() {
         return Err(bad(why));
     }
