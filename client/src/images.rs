@@ -102,72 +102,56 @@ impl ImageStore {
             .collect()
     }
 
-    /// Stores a new image (its id must be new); false if the id is taken.
-    pub async fn create(&self, img: &Image) -> Result<bool, ImageError> {
-        let k = key(&img.id);
+    /// Runs `op` on the image's key if the key is at `target` (`Version(0)`: absent;
+    /// `ModRevision(rev)`: unchanged since read); false if it was not.
+    async fn when(
+        &self,
+        id: &str,
+        target: pb::compare::Target,
+        op: pb::request_op::Request,
+    ) -> Result<bool, ImageError> {
         let r = self
             .client
             .txn(pb::TxnRequest {
                 compare: vec![pb::Compare {
                     result: pb::compare::Result::Equal as i32,
-                    key: k.clone().into_bytes(),
-                    target: Some(pb::compare::Target::Version(0)),
+                    key: key(id).into_bytes(),
+                    target: Some(target),
                 }],
-                success: vec![put_op(k, img)],
+                success: vec![pb::RequestOp { request: Some(op) }],
                 ..Default::default()
             })
             .await?;
         Ok(r.succeeded)
+    }
+
+    /// Stores a new image (its id must be new); false if the id is taken.
+    pub async fn create(&self, img: &Image) -> Result<bool, ImageError> {
+        self.when(&img.id, pb::compare::Target::Version(0), put_op(img))
+            .await
     }
 
     /// Replaces the image if its record is still at `rev`; false if it changed meanwhile.
     pub async fn swap(&self, img: &Image, rev: i64) -> Result<bool, ImageError> {
-        let k = key(&img.id);
-        let r = self
-            .client
-            .txn(pb::TxnRequest {
-                compare: vec![pb::Compare {
-                    result: pb::compare::Result::Equal as i32,
-                    key: k.clone().into_bytes(),
-                    target: Some(pb::compare::Target::ModRevision(rev)),
-                }],
-                success: vec![put_op(k, img)],
-                ..Default::default()
-            })
-            .await?;
-        Ok(r.succeeded)
+        self.when(&img.id, pb::compare::Target::ModRevision(rev), put_op(img))
+            .await
     }
 
     /// Deletes the image if its record is still at `rev`.
     pub async fn delete(&self, id: &str, rev: i64) -> Result<bool, ImageError> {
-        let k = key(id);
-        let r = self
-            .client
-            .txn(pb::TxnRequest {
-                compare: vec![pb::Compare {
-                    result: pb::compare::Result::Equal as i32,
-                    key: k.clone().into_bytes(),
-                    target: Some(pb::compare::Target::ModRevision(rev)),
-                }],
-                success: vec![pb::RequestOp {
-                    request: Some(pb::request_op::Request::Delete(pb::DeleteRequest {
-                        key: k.into_bytes(),
-                        ..Default::default()
-                    })),
-                }],
-                ..Default::default()
-            })
-            .await?;
-        Ok(r.succeeded)
+        let del = pb::request_op::Request::Delete(pb::DeleteRequest {
+            key: key(id).into_bytes(),
+            ..Default::default()
+        });
+        self.when(id, pb::compare::Target::ModRevision(rev), del)
+            .await
     }
 }
 
-fn put_op(k: String, img: &Image) -> pb::RequestOp {
-    pb::RequestOp {
-        request: Some(pb::request_op::Request::Put(pb::PutRequest {
-            key: k.into_bytes(),
-            value: serde_json::to_vec(img).expect("plain struct serializes"),
-            ..Default::default()
-        })),
-    }
+fn put_op(img: &Image) -> pb::request_op::Request {
+    pb::request_op::Request::Put(pb::PutRequest {
+        key: key(&img.id).into_bytes(),
+        value: serde_json::to_vec(img).expect("plain struct serializes"),
+        ..Default::default()
+    })
 }

@@ -698,8 +698,12 @@ impl IdentityStore {
         for name in BOOTSTRAP_ROLES {
             roles.push(self.ensure_role(name).await?);
         }
+        // Every proxy runs this at start: write only what is missing.
+        let have = self.implications().await?;
         for pair in roles.windows(2) {
-            self.imply(&pair[0].id, &pair[1].id).await?;
+            if !have.contains(&(pair[0].id.clone(), pair[1].id.clone())) {
+                self.imply(&pair[0].id, &pair[1].id).await?;
+            }
         }
         Ok(roles)
     }
