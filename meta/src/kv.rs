@@ -217,7 +217,14 @@ pub struct Txn {
     pub failure: Vec<Op>,
 }
 
-/// The Raft log payload (`TypeConfig::D`).
+/// The Raft log payload (`TypeConfig::D`): client writes that were proposed together and
+/// share one log entry, one log append and one fsync (group commit). They are applied in
+/// order, each as its own txn with its own revision and answer; the entry's answer
+/// (`TypeConfig::R`) is the list of theirs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal(pub Vec<Request>);
+
+/// One client write.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     /// Present on client writes; a second entry with the same id returns the first's result.
@@ -225,7 +232,7 @@ pub struct Request {
     pub txn: Txn,
 }
 
-/// The state machine's answer (`TypeConfig::R`).
+/// The state machine's answer to one [`Request`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
     /// The cluster revision after this command.

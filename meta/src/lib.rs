@@ -30,8 +30,8 @@ pub type NodeId = u64;
 openraft::declare_raft_types!(
     /// openraft type configuration of the meta cluster.
     pub TypeConfig:
-        D = kv::Request,
-        R = kv::Response,
+        D = kv::Proposal,
+        R = Vec<kv::Response>,
         NodeId = NodeId,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,

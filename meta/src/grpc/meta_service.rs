@@ -20,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::convert::{self, invalid};
+use super::propose::Proposer;
 use crate::kv::{self, OpResult, RangeQuery, Txn};
 use crate::store::SmReader;
 use crate::{NodeId, Raft};
@@ -36,6 +37,7 @@ pub struct MetaService {
     addr: String,
     raft: Raft,
     reader: SmReader,
+    proposer: Proposer,
 }
 
 impl MetaService {
@@ -44,6 +46,7 @@ impl MetaService {
         MetaService {
             id,
             addr,
+            proposer: Proposer::start(id, raft.clone()),
             raft,
             reader,
         }
@@ -61,12 +64,7 @@ impl MetaService {
         txn.validate().map_err(invalid)?;
         let id = RequestId::from_wire(request_id)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let resp = self
-            .raft
-            .client_write(kv::Request { id, txn })
-            .await
-            .map_err(|e| convert::write_error(self.id, e))?;
-        Ok(resp.data)
+        self.proposer.write(kv::Request { id, txn }).await
     }
 
     async fn read(

@@ -6,6 +6,7 @@
 
 pub mod convert;
 pub mod meta_service;
+pub mod propose;
 pub mod raft_service;
 
 pub use stratus_client::meta::LEADER_HEADER;

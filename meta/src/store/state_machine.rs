@@ -1,8 +1,11 @@
 //! The replicated state machine in RocksDB (`RaftStateMachine`) and its read side.
 //!
-//! Each log entry is applied as one atomic RocksDB write batch that also records the applied
-//! log id, so the state machine is always exactly "the log up to `applied`". Applies are not
-//! synced (see the durability invariant in [`super`]).
+//! The committed entries openraft hands over together are applied as one atomic RocksDB write
+//! batch (up to [`APPLY_BATCH_ENTRIES`] entries or [`APPLY_BATCH_BYTES`]) that also records
+//! the last applied log id, so the state machine is always exactly "the log up to
+//! `applied`". Within a batch, each entry sees the writes of the entries before it through an
+//! overlay over the database. Applies are not synced (see the durability invariant in
+//! [`super`]).
 //!
 //! History: every writing revision stores its events (with previous values) in `events`.
 //! Watches replay them; reads at an older revision undo them. Every [`COMPACT_EVERY`]
@@ -12,6 +15,7 @@
 //! Dedup: a request id seen within the last [`DEDUP_WINDOW`] log entries returns its first
 //! answer instead of being applied again.
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::SeekFrom;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +33,8 @@ use tokio::sync::watch;
 use super::snapshot::{self, SnapshotWriter};
 use super::{cf, key_ceiling, CF_DEDUP, CF_DEDUP_IDX, CF_EVENTS, CF_KV, CF_SM, SM_CFS};
 use crate::kv::{
-    self, apply_txn, Event, KeyRange, KeyValue, KvRead, OpResult, RangeEnd, RangeQuery, Response,
+    self, apply_txn, Event, KeyRange, KeyValue, KvRead, OpResult, Proposal, RangeEnd, RangeQuery,
+    Request, Response,
 };
 use crate::{NodeId, TypeConfig};
 
@@ -39,6 +44,10 @@ pub const HISTORY_REVISIONS: i64 = 100_000;
 pub const COMPACT_EVERY: i64 = 1024;
 /// Log entries within which a repeated request id is recognised.
 pub const DEDUP_WINDOW: u64 = 100_000;
+/// Most entries applied in one RocksDB write batch.
+pub const APPLY_BATCH_ENTRIES: usize = 1024;
+/// A write batch is written once it holds this many bytes, whatever its entry count.
+pub const APPLY_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 
@@ -105,16 +114,85 @@ fn ser<T: serde::Serialize>(v: &T) -> Vec<u8> {
     bincode::serialize(v).expect("serializing plain data cannot fail")
 }
 
-/// Reads of the current state used while applying (sees every earlier applied entry).
-struct DbState<'a>(&'a DB);
+/// The state an entry is applied on: the database plus the writes of the earlier entries of
+/// the same, not yet written, batch.
+struct Pending<'a> {
+    db: &'a DB,
+    batch: WriteBatch,
+    /// Keys written by the batch so far (`None` = deleted).
+    kv: BTreeMap<Vec<u8>, Option<KeyValue>>,
+    /// Request ids answered by the batch so far.
+    dedup: HashMap<[u8; 16], Response>,
+    /// The last entry in the batch.
+    last: Option<LogId<NodeId>>,
+    entries: usize,
+}
 
-impl KvRead for DbState<'_> {
+impl<'a> Pending<'a> {
+    fn new(db: &'a DB) -> Self {
+        Pending {
+            db,
+            batch: WriteBatch::default(),
+            kv: BTreeMap::new(),
+            dedup: HashMap::new(),
+            last: None,
+            entries: 0,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.entries >= APPLY_BATCH_ENTRIES || self.batch.size_in_bytes() >= APPLY_BATCH_BYTES
+    }
+
+    /// Write the batch with the applied log id and revision; start an empty one.
+    fn write(&mut self, revision: i64) -> Result<(), StorageError<NodeId>> {
+        let Some(last) = self.last else {
+            return Ok(());
+        };
+        let db = self.db;
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.put_cf(cf(db, CF_SM), "applied", ser(&Some(last)));
+        batch.put_cf(cf(db, CF_SM), "revision", ser(&revision));
+        db.write(batch)
+            .map_err(|e| StorageIOError::apply(last, &e))?;
+        self.kv.clear();
+        self.dedup.clear();
+        self.last = None;
+        self.entries = 0;
+        Ok(())
+    }
+}
+
+impl KvRead for Pending<'_> {
     fn get(&self, key: &[u8]) -> Option<KeyValue> {
-        let raw = self.0.get_cf(cf(self.0, CF_KV), key).ok().flatten()?;
+        if let Some(v) = self.kv.get(key) {
+            return v.clone();
+        }
+        let raw = self.db.get_cf(cf(self.db, CF_KV), key).ok().flatten()?;
         bincode::deserialize(&raw).ok()
     }
     fn range(&self, range: &KeyRange) -> Vec<KeyValue> {
-        scan(self.0, None, range, usize::MAX).unwrap_or_default()
+        if range.end == RangeEnd::Single {
+            return self.get(&range.start).into_iter().collect();
+        }
+        let base = scan(self.db, None, range, usize::MAX).unwrap_or_default();
+        let mut written = self
+            .kv
+            .range(range.start.clone()..)
+            .take_while(|(k, _)| range.contains(k))
+            .peekable();
+        if written.peek().is_none() {
+            return base;
+        }
+        let mut merged: BTreeMap<Vec<u8>, KeyValue> =
+            base.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
+        for (k, v) in written {
+            match v {
+                Some(kv) => merged.insert(k.clone(), kv.clone()),
+                None => merged.remove(k),
+            };
+        }
+        merged.into_values().collect()
     }
 }
 
@@ -187,80 +265,93 @@ impl StateMachineStore {
         }
     }
 
+    /// Apply one log entry: the answers of the client writes it carries, in order.
     fn apply_one(
         &self,
         ent: Entry<TypeConfig>,
         revision: &mut i64,
-    ) -> Result<Response, StorageError<NodeId>> {
+        p: &mut Pending,
+    ) -> Result<Vec<Response>, StorageError<NodeId>> {
         let db = &*self.shared.db;
         let log_id = ent.log_id;
-        let mut batch = WriteBatch::default();
-        let mut response = Response {
-            revision: *revision,
-            succeeded: true,
-            results: vec![],
-        };
+        p.last = Some(log_id);
+        p.entries += 1;
+        let mut out = Vec::new();
         match ent.payload {
             EntryPayload::Blank => {}
             EntryPayload::Membership(m) => {
-                batch.put_cf(
+                p.batch.put_cf(
                     cf(db, CF_SM),
                     "membership",
                     ser(&Membership::new(Some(log_id), m)),
                 );
             }
-            EntryPayload::Normal(req) => {
-                let seen = match &req.id {
-                    Some(id) => db
-                        .get_cf(cf(db, CF_DEDUP), id.0)
-                        .map_err(|e| StorageIOError::apply(log_id, &e))?
-                        .and_then(|b| bincode::deserialize::<(u64, Response)>(&b).ok()),
-                    None => None,
-                };
-                if let Some((_, first)) = seen {
-                    response = first;
-                } else {
-                    let applied = apply_txn(&DbState(db), &req.txn, *revision);
-                    for (k, v) in &applied.changes {
-                        match v {
-                            Some(kv) => batch.put_cf(cf(db, CF_KV), k, ser(kv)),
-                            None => batch.delete_cf(cf(db, CF_KV), k),
-                        }
-                    }
-                    if !applied.events.is_empty() {
-                        *revision = applied.response.revision;
-                        batch.put_cf(cf(db, CF_EVENTS), be(*revision), ser(&applied.events));
-                        if (*revision).rem_euclid(COMPACT_EVERY) == 0
-                            && *revision > HISTORY_REVISIONS
-                        {
-                            let compact = *revision - HISTORY_REVISIONS;
-                            batch.delete_range_cf(cf(db, CF_EVENTS), be(0), be(compact + 1));
-                            batch.put_cf(cf(db, CF_SM), "compact", ser(&compact));
-                        }
-                    }
-                    if let Some(id) = &req.id {
-                        batch.put_cf(
-                            cf(db, CF_DEDUP),
-                            id.0,
-                            ser(&(log_id.index, &applied.response)),
-                        );
-                        let mut idx = log_id.index.to_be_bytes().to_vec();
-                        idx.extend_from_slice(&id.0);
-                        batch.put_cf(cf(db, CF_DEDUP_IDX), idx, b"");
-                    }
-                    response = applied.response;
+            EntryPayload::Normal(Proposal(reqs)) => {
+                for req in &reqs {
+                    out.push(self.apply_request(req, log_id, revision, p)?);
                 }
                 if log_id.index.is_multiple_of(1024) && log_id.index > DEDUP_WINDOW {
-                    self.prune_dedup(&mut batch, log_id.index - DEDUP_WINDOW)
+                    self.prune_dedup(&mut p.batch, log_id.index - DEDUP_WINDOW)
                         .map_err(|e| StorageIOError::apply(log_id, &e))?;
                 }
             }
         }
-        batch.put_cf(cf(db, CF_SM), "applied", ser(&Some(log_id)));
-        batch.put_cf(cf(db, CF_SM), "revision", ser(revision));
-        db.write(batch)
-            .map_err(|e| StorageIOError::apply(log_id, &e))?;
-        Ok(response)
+        Ok(out)
+    }
+
+    /// Apply one client write of the entry `log_id`; a request id answered before (within
+    /// [`DEDUP_WINDOW`]) gets its first answer again and changes nothing.
+    fn apply_request(
+        &self,
+        req: &Request,
+        log_id: LogId<NodeId>,
+        revision: &mut i64,
+        p: &mut Pending,
+    ) -> Result<Response, StorageError<NodeId>> {
+        let db = &*self.shared.db;
+        if let Some(id) = &req.id {
+            if let Some(first) = p.dedup.get(&id.0) {
+                return Ok(first.clone());
+            }
+            let seen = db
+                .get_cf(cf(db, CF_DEDUP), id.0)
+                .map_err(|e| StorageIOError::apply(log_id, &e))?
+                .and_then(|b| bincode::deserialize::<(u64, Response)>(&b).ok());
+            if let Some((_, first)) = seen {
+                return Ok(first);
+            }
+        }
+        let applied = apply_txn(&*p, &req.txn, *revision);
+        for (k, v) in applied.changes {
+            match &v {
+                Some(kv) => p.batch.put_cf(cf(db, CF_KV), &k, ser(kv)),
+                None => p.batch.delete_cf(cf(db, CF_KV), &k),
+            }
+            p.kv.insert(k, v);
+        }
+        if !applied.events.is_empty() {
+            *revision = applied.response.revision;
+            p.batch
+                .put_cf(cf(db, CF_EVENTS), be(*revision), ser(&applied.events));
+            if (*revision).rem_euclid(COMPACT_EVERY) == 0 && *revision > HISTORY_REVISIONS {
+                let compact = *revision - HISTORY_REVISIONS;
+                p.batch
+                    .delete_range_cf(cf(db, CF_EVENTS), be(0), be(compact + 1));
+                p.batch.put_cf(cf(db, CF_SM), "compact", ser(&compact));
+            }
+        }
+        if let Some(id) = &req.id {
+            p.batch.put_cf(
+                cf(db, CF_DEDUP),
+                id.0,
+                ser(&(log_id.index, &applied.response)),
+            );
+            let mut idx = log_id.index.to_be_bytes().to_vec();
+            idx.extend_from_slice(&id.0);
+            p.batch.put_cf(cf(db, CF_DEDUP_IDX), idx, b"");
+            p.dedup.insert(id.0, applied.response.clone());
+        }
+        Ok(applied.response)
     }
 
     fn prune_dedup(&self, batch: &mut WriteBatch, below: u64) -> Result<(), rocksdb::Error> {
@@ -401,16 +492,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((applied, membership))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Response>>, StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
         let mut revision = *self.shared.revision.borrow();
         let mut out = Vec::new();
+        let mut pending = Pending::new(&self.shared.db);
         for ent in entries {
-            out.push(self.apply_one(ent, &mut revision)?);
+            out.push(self.apply_one(ent, &mut revision, &mut pending)?);
+            if pending.full() {
+                pending.write(revision)?;
+                self.shared.revision.send_replace(revision);
+            }
         }
+        pending.write(revision)?;
         self.shared.revision.send_replace(revision);
         Ok(out)
     }
