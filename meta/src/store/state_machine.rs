@@ -675,3 +675,127 @@ impl SmReader {
         Ok((out, scanned))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Group commit: one entry carrying several client writes, and several entries applied
+    //! in one write batch, give the same state and answers as one write at a time.
+    use openraft::storage::RaftStateMachine;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+    use stratus_core::id::RequestId;
+
+    use crate::kv::{
+        Compare, CompareOp, KeyRange, Op, OpResult, Proposal, RangeQuery, Request, Target, Txn,
+    };
+    use crate::TypeConfig;
+
+    fn put(key: &str, value: &str) -> Op {
+        Op::Put {
+            key: key.into(),
+            value: value.into(),
+            prev_kv: false,
+        }
+    }
+
+    fn req(id: u8, txn: Txn) -> Request {
+        Request {
+            id: Some(RequestId([id; 16])),
+            txn,
+        }
+    }
+
+    fn entry(index: u64, reqs: Vec<Request>) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Proposal(reqs)),
+        }
+    }
+
+    fn writes(key: &str, value: &str) -> Txn {
+        Txn {
+            success: vec![put(key, value)],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn batched_writes_see_each_other_and_keep_their_own_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, mut sm) = super::super::open(dir.path()).await.unwrap();
+        // Entry 1: three writes; the third repeats the first's request id.
+        // Entry 2 (same apply call): a compare on what entry 1 wrote, and a range over it.
+        let if_two = Txn {
+            compares: vec![Compare {
+                key: b"a".to_vec(),
+                op: CompareOp::Equal,
+                target: Target::Value(b"2".to_vec()),
+            }],
+            success: vec![
+                put("b", "seen"),
+                Op::Range(RangeQuery {
+                    range: KeyRange::prefix("a"),
+                    limit: 0,
+                    keys_only: false,
+                    count_only: false,
+                }),
+            ],
+            failure: vec![put("b", "missed")],
+        };
+        let answers = sm
+            .apply(vec![
+                entry(
+                    1,
+                    vec![
+                        req(1, writes("a", "1")),
+                        req(2, writes("a", "2")),
+                        req(1, writes("a", "3")),
+                        req(3, writes("a2", "x")),
+                    ],
+                ),
+                entry(2, vec![req(4, if_two)]),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(answers.len(), 2, "one answer list per entry");
+        let revs: Vec<i64> = answers[0].iter().map(|r| r.revision).collect();
+        assert_eq!(revs, [1, 2, 1, 3], "the repeated id gets its first answer");
+        let second = &answers[1][0];
+        assert!(second.succeeded, "entry 2 sees entry 1's writes");
+        assert_eq!(second.revision, 4);
+        match &second.results[1] {
+            OpResult::Range { kvs, .. } => {
+                let keys: Vec<&[u8]> = kvs.iter().map(|kv| kv.key.as_slice()).collect();
+                assert_eq!(keys, [b"a".as_slice(), b"a2".as_slice()]);
+                assert_eq!(kvs[0].value, b"2");
+                assert_eq!(kvs[0].version, 2, "applied once per distinct request");
+            }
+            other => panic!("expected a range result, got {other:?}"),
+        }
+
+        // The same id in a later apply call is still answered from the dedup table.
+        let again = sm
+            .apply(vec![entry(3, vec![req(2, writes("a", "zzz"))])])
+            .await
+            .unwrap();
+        assert_eq!(again[0][0].revision, 2);
+        let reader = sm.reader();
+        let (got, rev) = reader
+            .range(
+                &RangeQuery {
+                    range: KeyRange::single("a"),
+                    limit: 0,
+                    keys_only: false,
+                    count_only: false,
+                },
+                0,
+            )
+            .unwrap();
+        assert_eq!(rev, 4);
+        match got {
+            OpResult::Range { kvs, .. } => assert_eq!(kvs[0].value, b"2"),
+            other => panic!("expected a range result, got {other:?}"),
+        }
+        let (applied, _) = sm.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(3));
+    }
+}
