@@ -3,9 +3,10 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use openraft::SnapshotPolicy;
+use openraft::{ServerState, SnapshotPolicy};
 use stratus_client::service::metrics::RpcLayer;
 use stratus_proto::meta::meta_server::MetaServer as MetaGrpcServer;
 use stratus_proto::raft::raft_server::RaftServer;
@@ -90,10 +91,22 @@ impl MetaServer {
     pub async fn new(cfg: Config, addr: String) -> Result<Self, MetaError> {
         let raft_cfg = Arc::new(cfg.raft_config()?);
         let (log, sm) = store::open(&cfg.data_dir).await?;
+        let leading = log.leading();
         let reader = sm.reader();
         let raft = Raft::new(cfg.id, raft_cfg, Network::default(), log, sm)
             .await
             .map_err(|e| MetaError::Raft(e.to_string()))?;
+        // Tell the log store whether this node leads (it picks the faster sync path).
+        let mut metrics = raft.metrics();
+        tokio::spawn(async move {
+            loop {
+                let state = metrics.borrow_and_update().state;
+                leading.store(state == ServerState::Leader, Ordering::Relaxed);
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
         Ok(MetaServer {
             cfg,
             addr,

@@ -1,15 +1,29 @@
-//! The Raft log in RocksDB (`RaftLogStorage`). Appends, votes and truncations are synced
-//! before openraft is told they are durable. openraft 0.9's core waits for each append's
-//! sync before it goes on, so group commit happens above it: the meta service proposes the
-//! client writes that arrived meanwhile as one entry ([`crate::grpc::propose`]), and a
-//! follower receives many entries per append.
+//! The Raft log in RocksDB (`RaftLogStorage`), with group commit.
+//!
+//! `append` writes its entries to RocksDB *unsynced* (they are readable at once, as openraft
+//! requires) and hands the flush callback to the log's sync thread, then returns. The sync
+//! thread takes every callback queued so far, syncs the WAL once (`flush_wal(true)`), and
+//! only then tells openraft those entries are durable. Every entry whose callback it took was
+//! written before the sync began, so one fsync covers all of them.
+//!
+//! On the leader, the (patched, see `vendor/README.md`) Raft core does not wait for that
+//! callback: it sends the entries to the followers while the leader's disk syncs them, and
+//! counts its own log in a quorum once the callback came. Followers wait for it before they
+//! answer. Above Raft, the meta service proposes the client writes that arrived meanwhile as
+//! one entry ([`crate::grpc::propose`]).
+//!
+//! Votes, truncations and purge points are still written with `sync = true`. The WAL is
+//! sequential, so a synced write also makes every earlier write durable, and the state
+//! machine (applied unsynced, after its entries were written here) is never ahead of the log.
 //!
 //! Metrics, on every member: `stratus_raft_log_entries_per_sync` and
-//! `stratus_raft_log_writes_per_sync` (log entries and client writes each synced append made
+//! `stratus_raft_log_writes_per_sync` (log entries and client writes each WAL sync made
 //! durable) and `stratus_raft_log_sync_seconds` (how long each took).
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
@@ -26,6 +40,19 @@ use crate::{NodeId, TypeConfig};
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    /// Queue of the log's sync thread; the thread ends when the last clone is dropped.
+    syncer: Sender<Unsynced>,
+    /// Whether this node leads (set from openraft's metrics by the server). Only a leader's
+    /// append goes through the sync thread; a follower's Raft core waits for its append
+    /// anyway, so it syncs inline and saves the hand-over.
+    leading: Arc<AtomicBool>,
+}
+
+/// Entries written but not yet synced, and whom to tell once they are.
+struct Unsynced {
+    entries: u64,
+    writes: u64,
+    callback: LogFlushed<TypeConfig>,
 }
 
 struct SyncMetrics {
@@ -52,6 +79,35 @@ static SYNC: LazyLock<SyncMetrics> = LazyLock::new(|| SyncMetrics {
     ),
 });
 
+/// The sync thread: wait for unsynced appends, take all that are queued, sync the WAL once,
+/// then report to each in order.
+fn sync_loop(db: Arc<DB>, queue: Receiver<Unsynced>) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        group.extend(queue.try_iter());
+        let started = Instant::now();
+        let res = {
+            let _t = fsync_timer();
+            db.flush_wal(true)
+        };
+        SYNC.seconds.observe(started.elapsed().as_secs_f64());
+        SYNC.entries
+            .observe(group.iter().map(|u| u.entries).sum::<u64>() as f64);
+        SYNC.writes
+            .observe(group.iter().map(|u| u.writes).sum::<u64>() as f64);
+        if let Err(e) = &res {
+            tracing::error!(error = %e, "syncing the Raft log failed");
+        }
+        for u in group {
+            u.callback.log_io_completed(
+                res.as_ref()
+                    .map(|_| ())
+                    .map_err(|e| std::io::Error::other(e.to_string())),
+            );
+        }
+    }
+}
+
 fn idx_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
@@ -66,7 +122,23 @@ impl LogStore {
     /// A log store over an opened database.
     pub fn new(db: Arc<DB>) -> Self {
         LazyLock::force(&SYNC);
-        LogStore { db }
+        let (syncer, queue) = mpsc::channel();
+        let sync_db = db.clone();
+        std::thread::Builder::new()
+            .name("raft-log-sync".into())
+            .spawn(move || sync_loop(sync_db, queue))
+            .expect("spawning the Raft log's sync thread");
+        LogStore {
+            db,
+            syncer,
+            leading: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The flag that says whether this node leads; either value is safe (every append is
+    /// durable before openraft hears so), it only chooses the faster path.
+    pub fn leading(&self) -> Arc<AtomicBool> {
+        self.leading.clone()
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(
@@ -206,22 +278,39 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 writes += p.0.len() as u64;
             }
         }
-        let started = Instant::now();
-        let res = {
-            let _t = fsync_timer();
-            self.db
-                .write_opt(batch, &synced())
-                .map_err(std::io::Error::other)
-        };
-        SYNC.seconds.observe(started.elapsed().as_secs_f64());
-        SYNC.entries.observe(entries as f64);
-        SYNC.writes.observe(writes as f64);
-        let failed = res.as_ref().err().map(StorageIOError::write_logs);
-        callback.log_io_completed(res);
-        match failed {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
+        if !self.leading.load(Ordering::Relaxed) {
+            let started = Instant::now();
+            let res = {
+                let _t = fsync_timer();
+                self.db
+                    .write_opt(batch, &synced())
+                    .map_err(std::io::Error::other)
+            };
+            SYNC.seconds.observe(started.elapsed().as_secs_f64());
+            SYNC.entries.observe(entries as f64);
+            SYNC.writes.observe(writes as f64);
+            let failed = res.as_ref().err().map(StorageIOError::write_logs);
+            callback.log_io_completed(res);
+            return match failed {
+                Some(e) => Err(e.into()),
+                None => Ok(()),
+            };
         }
+        // Written (readable) now; durable once the sync thread's next WAL sync returns.
+        if let Err(e) = self.db.write(batch) {
+            callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+            return Err(StorageIOError::write_logs(&e).into());
+        }
+        self.syncer
+            .send(Unsynced {
+                entries,
+                writes,
+                callback,
+            })
+            .map_err(|_| {
+                StorageIOError::write_logs(&std::io::Error::other("the log sync thread is gone"))
+                    .into()
+            })
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
