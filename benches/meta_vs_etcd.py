@@ -13,7 +13,11 @@ leader's metrics to report how many log entries each fsync made durable.
     cargo build --release -p stratus-benches --example etcd_load
     python3 benches/meta_vs_etcd.py [--rounds 2] [--seconds 10] [--levels 1,16,64]
 
-`STRATUS_META_BIN` names another `stratus-meta` (an older build, for a before/after run).
+`STRATUS_META_BIN` names another `stratus-meta` (an older build, for a before/after run;
+builds before 2026-11-30 need `STRATUS_META_WORKERS=default`, they lack the flag). The meta
+nodes run with `--worker-threads 1`, as `stratus dev up` runs them (`STRATUS_META_WORKERS`
+changes it); etcd runs with its defaults (`GOMAXPROCS` = the cores), or whatever
+`GOMAXPROCS` the environment sets.
 Prints one JSON row per run and a summary table (medians over rounds) at the end.
 """
 
@@ -73,6 +77,9 @@ def wait_for(what, f, limit=60):
 class Stratus:
     def __init__(self, base, meta_bin):
         self.procs, self.grpc, self.admin = [], [], []
+        # As `stratus dev up` runs them: three nodes share this machine's cores.
+        workers = os.environ.get("STRATUS_META_WORKERS", "1")
+        extra = [] if workers == "default" else ["--worker-threads", workers]
         for i in (1, 2, 3):
             d = os.path.join(base, f"meta{i}")
             os.makedirs(d)
@@ -82,7 +89,7 @@ class Stratus:
             log = open(os.path.join(base, f"meta{i}.log"), "w")
             self.procs.append(subprocess.Popen(
                 [meta_bin, "--id", str(i), "--data-dir", d, "--listen", f"127.0.0.1:{g}",
-                 "--admin-listen", f"127.0.0.1:{a}"], stdout=log, stderr=log))
+                 "--admin-listen", f"127.0.0.1:{a}", *extra], stdout=log, stderr=log))
         for url in self.admin:
             wait_for(f"{url}", lambda u=url: metrics(u))
         members = [f"{i}={ep}" for i, ep in zip((1, 2, 3), self.grpc)]

@@ -259,6 +259,8 @@ async fn start_meta(bin: &Path, id: u64, node_dir: &Path) -> Result<String> {
             ("data_dir", Setting::Str(node_dir.display().to_string())),
             ("listen", Setting::Str("127.0.0.1:0".into())),
             ("admin_listen", Setting::Str(admin_addr(node_dir)?)),
+            // Every node of a dev cluster shares this machine's cores (see BENCHMARKS.md).
+            ("worker_threads", Setting::Int(1)),
         ],
     )?;
     spawn(bin, &args, node_dir)?;

@@ -29,6 +29,9 @@ pub const DEFAULT_SNAPSHOT_LOGS: u64 = 20_000;
 /// Default log entries kept behind a snapshot.
 pub const DEFAULT_KEEP_LOGS: u64 = 1_000;
 
+/// How often a node re-reads whether it leads, for the log store's choice of sync path.
+const LEADING_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// How a meta node runs.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -96,13 +99,17 @@ impl MetaServer {
         let raft = Raft::new(cfg.id, raft_cfg, Network::default(), log, sm)
             .await
             .map_err(|e| MetaError::Raft(e.to_string()))?;
-        // Tell the log store whether this node leads (it picks the faster sync path).
-        let mut metrics = raft.metrics();
+        // Tell the log store whether this node leads (it picks the faster sync path). Polled:
+        // openraft's metrics change several times per write, and waking a task for each
+        // costs more than a stale flag, which is safe either way.
+        let metrics = raft.metrics();
         tokio::spawn(async move {
+            let mut tick = tokio::time::interval(LEADING_POLL);
             loop {
-                let state = metrics.borrow_and_update().state;
+                tick.tick().await;
+                let state = metrics.borrow().state;
                 leading.store(state == ServerState::Leader, Ordering::Relaxed);
-                if metrics.changed().await.is_err() {
+                if metrics.has_changed().is_err() {
                     return;
                 }
             }
