@@ -10,7 +10,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes([".stratus.storage.v1"])
         .compile_protos(
             &[
-                "proto/raft.proto",
                 "proto/meta.proto",
                 "proto/storage.proto",
             ],

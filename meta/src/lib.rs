@@ -7,7 +7,8 @@
 //! # Layout
 //! - [`kv`]: the data model and the pure transaction logic (with an in-memory store for tests).
 //! - [`store`]: RocksDB log store, state machine and snapshot files (openraft storage-v2).
-//! - [`network`]: openraft's transport over tonic channels.
+//! - [`network`]: openraft's `RaftNetwork` over [`peer`], the framed TCP transport between
+//!   nodes (on the node's one port, beside gRPC).
 //! - [`grpc`]: the Raft service between nodes and the client-facing `Meta` service.
 //! - [`server`]: [`server::MetaServer`], one node built from a [`server::Config`].
 //!
@@ -21,6 +22,7 @@ pub mod grpc;
 pub mod kv;
 pub mod metrics;
 pub mod network;
+pub mod peer;
 pub mod server;
 pub mod store;
 

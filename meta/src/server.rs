@@ -9,12 +9,11 @@ use std::sync::Arc;
 use openraft::{ServerState, SnapshotPolicy};
 use stratus_client::service::metrics::RpcLayer;
 use stratus_proto::meta::meta_server::MetaServer as MetaGrpcServer;
-use stratus_proto::raft::raft_server::RaftServer;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::grpc::meta_service::MetaService;
-use crate::grpc::raft_service::RaftService;
-use crate::network::{Network, MAX_MESSAGE_BYTES};
+use crate::network::Network;
+use crate::peer;
 use crate::store::{self, SmReader};
 use crate::{MetaError, NodeId, Raft};
 
@@ -96,7 +95,7 @@ impl MetaServer {
         let (log, sm) = store::open(&cfg.data_dir).await?;
         let leading = log.leading();
         let reader = sm.reader();
-        let raft = Raft::new(cfg.id, raft_cfg, Network::default(), log, sm)
+        let raft = Raft::new(cfg.id, raft_cfg, Network, log, sm)
             .await
             .map_err(|e| MetaError::Raft(e.to_string()))?;
         // Tell the log store whether this node leads (it picks the faster sync path). Polled:
@@ -133,11 +132,32 @@ impl MetaServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), MetaError> {
-        let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
-            .map_err(|e| MetaError::Config(e.to_string()))?;
-        let raft_svc = RaftServer::new(RaftService::new(self.raft.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        // One port: Raft peers (they open with `peer::MAGIC`) are served here, every other
+        // connection goes to gRPC.
+        let (grpc_tx, grpc_rx) = tokio::sync::mpsc::channel::<std::io::Result<TcpStream>>(64);
+        let raft = self.raft.clone();
+        let acceptor = tokio::spawn(async move {
+            loop {
+                let stream = match listener.accept().await {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (grpc_tx, raft) = (grpc_tx.clone(), raft.clone());
+                tokio::spawn(async move {
+                    if peer::is_peer(&stream).await {
+                        peer::serve(stream, raft).await;
+                    } else {
+                        let _ = stream.set_nodelay(true);
+                        let _ = grpc_tx.send(Ok(stream)).await;
+                    }
+                });
+            }
+        });
+        let incoming = tokio_stream::wrappers::ReceiverStream::new(grpc_rx);
         let meta_svc = MetaGrpcServer::new(MetaService::new(
             self.cfg.id,
             self.addr.clone(),
@@ -150,10 +170,10 @@ impl MetaServer {
         crate::metrics::install(self.raft.clone());
         let served = tonic::transport::Server::builder()
             .layer(RpcLayer)
-            .add_service(raft_svc)
             .add_service(meta_svc)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
+        acceptor.abort();
         let _ = self.raft.shutdown().await;
         served.map_err(Into::into)
     }

@@ -1,15 +1,8 @@
 //! gRPC definitions for Stratus, generated from `proto/*.proto` by tonic/prost.
 //!
-//! - [`raft`]: the transport between meta nodes (AppendEntries, Vote, InstallSnapshot).
 //! - [`meta`]: the client API of the metadata cluster, a revisioned key-value store in the
 //!   style of etcd, plus membership admin and status.
 //! - [`storage`]: the storage node API (objects, container and account databases).
-
-/// Raft transport between meta nodes.
-pub mod raft {
-    #![allow(missing_docs, clippy::all)]
-    tonic::include_proto!("stratus.raft.v1");
-}
 
 /// The meta client API.
 pub mod meta {

@@ -1,12 +1,13 @@
 //! gRPC services of a meta node.
 //!
-//! - [`raft_service`]: AppendEntries / Vote / InstallSnapshot between nodes.
 //! - [`meta_service`]: the client API (KV, txn, watch, status, membership).
+//! - [`propose`]: group commit of client writes in front of Raft.
 //! - [`convert`]: protobuf ↔ [`crate::kv`] conversions and error mapping.
+//!
+//! Raft between nodes does not use gRPC: see [`crate::peer`].
 
 pub mod convert;
 pub mod meta_service;
 pub mod propose;
-pub mod raft_service;
 
 pub use stratus_client::meta::LEADER_HEADER;
