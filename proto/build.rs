@@ -8,12 +8,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         // Object data is passed along without copying (one buffer shared by every replica).
         .bytes([".stratus.storage.v1"])
-        .compile_protos(
-            &[
-                "proto/meta.proto",
-                "proto/storage.proto",
-            ],
-            &["proto"],
-        )?;
+        .compile_protos(&["proto/meta.proto", "proto/storage.proto"], &["proto"])?;
     Ok(())
 }
