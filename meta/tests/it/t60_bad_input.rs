@@ -128,3 +128,65 @@ async fn bad_requests_are_refused_and_nothing_is_half_applied() {
     // The cluster is still fine.
     client.put("still", "fine").await.unwrap();
 }
+
+/// Connects to `addr`, sends `bytes`, closes its sending side and returns everything the
+/// node sends back before it closes (bounded).
+async fn exchange(addr: &str, bytes: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out))
+        .await
+        .expect("the node answers or closes")
+        .unwrap_or_default();
+    out
+}
+
+fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut f = stratus_meta::peer::MAGIC.to_vec();
+    f.extend_from_slice(&(body.len() as u32 + 1).to_be_bytes());
+    f.push(kind);
+    f.extend_from_slice(body);
+    f
+}
+
+/// Garbage on the Raft peer transport (which shares the node's port with gRPC) gets an error
+/// answer or a closed connection, never a crash; Raft and clients carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_peer_port_is_refused_and_raft_carries_on() {
+    let c = Cluster::start(3, &[]).await;
+    let client = c.client();
+    client.put("before", "1").await.unwrap();
+    for node in c.nodes.values() {
+        let addr = node.addr.as_str();
+        // An unknown request kind and an undecodable AppendEntries: an error answer
+        // (status 1) that says what was wrong, then the node closes.
+        for (kind, why) in [(9u8, "unknown request kind"), (1, "bad raft payload")] {
+            let answer = exchange(addr, &frame(kind, b"not bincode")).await;
+            assert!(answer.len() > 5, "an answer to kind {kind}: {answer:?}");
+            assert_eq!(answer[4], 1, "status byte says error");
+            let msg = String::from_utf8_lossy(&answer[5..]);
+            assert!(msg.contains(why), "{msg}");
+        }
+        // A frame longer than the limit, a truncated frame, a bare magic, plain HTTP/1
+        // garbage: closed without an answer frame (gRPC may answer HTTP/1 with an error).
+        let mut huge = stratus_meta::peer::MAGIC.to_vec();
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(exchange(addr, &huge).await.is_empty());
+        let mut cut = frame(1, b"0123456789");
+        cut.truncate(cut.len() - 4);
+        assert!(exchange(addr, &cut).await.is_empty());
+        assert!(exchange(addr, stratus_meta::peer::MAGIC).await.is_empty());
+        exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    }
+    client.put("after", "2").await.expect("writes still commit");
+    for id in c.nodes.keys() {
+        c.caught_up(*id).await;
+    }
+    assert_eq!(
+        client.get("after").await.unwrap().unwrap().value,
+        b"2".to_vec()
+    );
+}
