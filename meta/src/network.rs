@@ -3,7 +3,8 @@
 //! openraft messages bincode-encoded in its frames.
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -50,6 +51,7 @@ impl Conn {
         &mut self,
         kind: u8,
         req: &Req,
+        entries: u64,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
     where
@@ -59,6 +61,12 @@ impl Conn {
     {
         let payload =
             bincode::serialize(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if payload.len() >= peer::MAX_FRAME_BYTES {
+            // openraft retries at once with fewer entries instead of resending this forever.
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint((entries / 2).max(1)),
+            ));
+        }
         let reply = match self.conn.call(kind, &payload, option.hard_ttl()).await {
             Ok(r) => r,
             Err(CallError::Unreachable(m)) => {
@@ -80,7 +88,8 @@ impl RaftNetwork<TypeConfig> for Conn {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(peer::APPEND, &rpc, &option).await
+        self.call(peer::APPEND, &rpc, rpc.entries.len() as u64, &option)
+            .await
     }
 
     async fn install_snapshot(
@@ -91,7 +100,7 @@ impl RaftNetwork<TypeConfig> for Conn {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call(peer::SNAPSHOT, &rpc, &option).await
+        self.call(peer::SNAPSHOT, &rpc, 1, &option).await
     }
 
     async fn vote(
@@ -99,6 +108,6 @@ impl RaftNetwork<TypeConfig> for Conn {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(peer::VOTE, &rpc, &option).await
+        self.call(peer::VOTE, &rpc, 1, &option).await
     }
 }

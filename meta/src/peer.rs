@@ -43,6 +43,9 @@ pub const MAX_FRAME_BYTES: usize = crate::network::MAX_MESSAGE_BYTES;
 const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection that sent part of [`MAGIC`] may take to send the rest.
 const PARTIAL_MAGIC_TIMEOUT: Duration = Duration::from_secs(1);
+/// A served connection that sends nothing for this long is closed (a leader sends
+/// heartbeats many times a second; a vote connection is dropped after its election).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Whether `stream` opens with [`MAGIC`] (without consuming anything); `false` for anything
 /// else, including a connection that sends fewer bytes before closing or the timeout.
@@ -92,8 +95,18 @@ async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R) -> io::Result<(u8, Vec<u
         ));
     }
     let tag = r.read_u8().await?;
-    let mut body = vec![0u8; len - 1];
-    r.read_exact(&mut body).await?;
+    // Grown as bytes arrive, not allocated up front from a length anybody can claim.
+    let mut body = Vec::new();
+    (&mut *r)
+        .take(len as u64 - 1)
+        .read_to_end(&mut body)
+        .await?;
+    if body.len() != len - 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "frame cut short",
+        ));
+    }
     Ok((tag, body))
 }
 
@@ -107,7 +120,8 @@ pub async fn serve(stream: TcpStream, raft: Raft) {
         return;
     }
     loop {
-        let Ok((kind, body)) = read_frame(&mut r).await else {
+        let Ok(Ok((kind, body))) = tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut r)).await
+        else {
             return;
         };
         let answer = match kind {
@@ -140,13 +154,20 @@ where
     bincode::serialize(&res).map_err(|e| format!("encoding raft answer: {e}"))
 }
 
+type Halves = (
+    BufReader<tokio::net::tcp::OwnedReadHalf>,
+    BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+);
+
 /// One client connection to a peer; reconnects on the next call after any failure.
+///
+/// Cancellation-safe: a call takes the connection out for its exchange and puts it back
+/// only after reading the whole answer. openraft drops a call that outlives its own
+/// deadline; the connection, with the request's answer perhaps still unread, goes with it,
+/// so a later request can never read an earlier request's answer.
 pub struct PeerConn {
     addr: String,
-    stream: Option<(
-        BufReader<tokio::net::tcp::OwnedReadHalf>,
-        BufWriter<tokio::net::tcp::OwnedWriteHalf>,
-    )>,
+    stream: Option<Halves>,
 }
 
 /// Why a call failed: the peer could not be reached, or the exchange broke off.
@@ -171,49 +192,47 @@ impl PeerConn {
         body: &[u8],
         ttl: Duration,
     ) -> Result<Vec<u8>, CallError> {
-        let res = tokio::time::timeout(ttl, self.exchange(kind, body)).await;
-        match res {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => {
-                self.stream = None;
-                Err(e)
-            }
-            Err(_) => {
-                self.stream = None;
-                Err(CallError::Network(format!(
-                    "{}: no answer in {ttl:?}",
-                    self.addr
-                )))
-            }
-        }
-    }
-
-    async fn exchange(&mut self, kind: u8, body: &[u8]) -> Result<Vec<u8>, CallError> {
-        if self.stream.is_none() {
-            let stream = TcpStream::connect(&self.addr)
+        let exchange = async {
+            let mut halves = match self.stream.take() {
+                Some(h) => h,
+                None => connect(&self.addr).await?,
+            };
+            let answer = exchange(&mut halves, kind, body)
                 .await
-                .map_err(|e| CallError::Unreachable(format!("{}: {e}", self.addr)))?;
-            let _ = stream.set_nodelay(true);
-            let (r, w) = stream.into_split();
-            let mut w = BufWriter::new(w);
-            w.write_all(MAGIC)
-                .await
-                .map_err(|e| CallError::Unreachable(format!("{}: {e}", self.addr)))?;
-            self.stream = Some((BufReader::new(r), w));
-        }
-        let net = |e: io::Error| CallError::Network(format!("{}: {e}", self.addr));
-        let (r, w) = self.stream.as_mut().expect("connected above");
-        write_frame(w, kind, body).await.map_err(net)?;
-        let (status, answer) = read_frame(r).await.map_err(net)?;
-        match status {
-            0 => Ok(answer),
-            _ => Err(CallError::Network(format!(
+                .map_err(|e| CallError::Network(format!("{}: {e}", self.addr)))?;
+            Ok::<_, CallError>((halves, answer))
+        };
+        let (halves, (status, answer)) = tokio::time::timeout(ttl, exchange)
+            .await
+            .map_err(|_| CallError::Network(format!("{}: no answer in {ttl:?}", self.addr)))??;
+        if status != 0 {
+            // The server closes after an error answer.
+            return Err(CallError::Network(format!(
                 "{}: {}",
                 self.addr,
                 String::from_utf8_lossy(&answer)
-            ))),
+            )));
         }
+        self.stream = Some(halves);
+        Ok(answer)
     }
+}
+
+async fn connect(addr: &str) -> Result<Halves, CallError> {
+    let unreachable = |e: io::Error| CallError::Unreachable(format!("{addr}: {e}"));
+    let stream = TcpStream::connect(addr).await.map_err(unreachable)?;
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let mut w = BufWriter::new(w);
+    // Flushed with the first request.
+    w.write_all(MAGIC).await.map_err(unreachable)?;
+    Ok((BufReader::new(r), w))
+}
+
+async fn exchange(halves: &mut Halves, kind: u8, body: &[u8]) -> io::Result<(u8, Vec<u8>)> {
+    let (r, w) = halves;
+    write_frame(w, kind, body).await?;
+    read_frame(r).await
 }
 
 #[cfg(test)]
@@ -253,5 +272,53 @@ mod tests {
             let (s, _) = listener.accept().await.unwrap();
             assert_eq!(is_peer(&s).await, peer, "{first:?}");
         }
+    }
+
+    /// A call dropped by its caller's deadline (as openraft drops one) must not leave its
+    /// answer to be read by the next call on the same connection.
+    #[tokio::test]
+    async fn a_cancelled_call_never_hands_its_answer_to_the_next() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let (r, w) = s.into_split();
+                    let (mut r, mut w) = (BufReader::new(r), BufWriter::new(w));
+                    let mut magic = [0u8; 8];
+                    r.read_exact(&mut magic).await.unwrap();
+                    while let Ok((_, body)) = read_frame(&mut r).await {
+                        if body == b"slow" {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                        }
+                        if write_frame(&mut w, 0, &body).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let mut conn = PeerConn::new(addr);
+        assert_eq!(
+            conn.call(APPEND, b"first", Duration::from_secs(5))
+                .await
+                .unwrap(),
+            b"first"
+        );
+        let dropped = tokio::time::timeout(
+            Duration::from_millis(50),
+            conn.call(APPEND, b"slow", Duration::from_secs(5)),
+        )
+        .await;
+        assert!(dropped.is_err(), "the caller gave up first");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            conn.call(APPEND, b"next", Duration::from_secs(5))
+                .await
+                .unwrap(),
+            b"next",
+            "the next call reads its own answer"
+        );
     }
 }

@@ -35,7 +35,9 @@ struct Queued {
     reply: oneshot::Sender<Result<kv::Response, Status>>,
 }
 
-/// The queue in front of this node's Raft; writes are proposed in arrival order.
+/// The queue in front of this node's Raft. A proposal holds writes in arrival order; with
+/// two proposals in flight, they may reach Raft in either order (they come from different
+/// clients, which did not wait for each other).
 pub struct Proposer {
     tx: mpsc::UnboundedSender<Queued>,
 }

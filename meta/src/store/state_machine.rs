@@ -126,6 +126,9 @@ struct Pending<'a> {
     /// The last entry in the batch.
     last: Option<LogId<NodeId>>,
     entries: usize,
+    /// The first read error met while applying ([`KvRead`] cannot return one): the apply
+    /// fails with it instead of treating the key as absent on this replica only.
+    read_error: std::cell::RefCell<Option<String>>,
 }
 
 impl<'a> Pending<'a> {
@@ -137,6 +140,17 @@ impl<'a> Pending<'a> {
             dedup: HashMap::new(),
             last: None,
             entries: 0,
+            read_error: std::cell::RefCell::new(None),
+        }
+    }
+
+    fn note<T, E: std::fmt::Display>(&self, r: Result<T, E>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.read_error.borrow_mut().get_or_insert(e.to_string());
+                None
+            }
         }
     }
 
@@ -168,14 +182,18 @@ impl KvRead for Pending<'_> {
         if let Some(v) = self.kv.get(key) {
             return v.clone();
         }
-        let raw = self.db.get_cf(cf(self.db, CF_KV), key).ok().flatten()?;
-        bincode::deserialize(&raw).ok()
+        let raw = self
+            .note(self.db.get_cf(cf(self.db, CF_KV), key))
+            .flatten()?;
+        self.note(bincode::deserialize(&raw))
     }
     fn range(&self, range: &KeyRange) -> Vec<KeyValue> {
         if range.end == RangeEnd::Single {
             return self.get(&range.start).into_iter().collect();
         }
-        let base = scan(self.db, None, range, usize::MAX).unwrap_or_default();
+        let base = self
+            .note(scan(self.db, None, range, usize::MAX))
+            .unwrap_or_default();
         let mut written = self
             .kv
             .range(range.start.clone()..)
@@ -291,7 +309,7 @@ impl StateMachineStore {
                     out.push(self.apply_request(req, log_id, revision, p)?);
                 }
                 if log_id.index.is_multiple_of(1024) && log_id.index > DEDUP_WINDOW {
-                    self.prune_dedup(&mut p.batch, log_id.index - DEDUP_WINDOW)
+                    self.prune_dedup(p, log_id.index - DEDUP_WINDOW)
                         .map_err(|e| StorageIOError::apply(log_id, &e))?;
                 }
             }
@@ -317,11 +335,16 @@ impl StateMachineStore {
                 .get_cf(cf(db, CF_DEDUP), id.0)
                 .map_err(|e| StorageIOError::apply(log_id, &e))?
                 .and_then(|b| bincode::deserialize::<(u64, Response)>(&b).ok());
-            if let Some((_, first)) = seen {
-                return Ok(first);
+            if let Some((first_index, first)) = seen {
+                if log_id.index.saturating_sub(first_index) <= DEDUP_WINDOW {
+                    return Ok(first);
+                }
             }
         }
         let applied = apply_txn(&*p, &req.txn, *revision);
+        if let Some(e) = p.read_error.borrow_mut().take() {
+            return Err(StorageIOError::apply(log_id, &std::io::Error::other(e)).into());
+        }
         for (k, v) in applied.changes {
             match &v {
                 Some(kv) => p.batch.put_cf(cf(db, CF_KV), &k, ser(kv)),
@@ -354,14 +377,26 @@ impl StateMachineStore {
         Ok(applied.response)
     }
 
-    fn prune_dedup(&self, batch: &mut WriteBatch, below: u64) -> Result<(), rocksdb::Error> {
+    /// Drop dedup records of entries below `below`. Only reclaims space: a record older
+    /// than the window is ignored by [`Self::apply_request`] whether or not it is gone yet,
+    /// so where a replica's write batches split cannot change an answer. A record that the
+    /// same id wrote again later (its index differs) is kept.
+    fn prune_dedup(&self, p: &mut Pending, below: u64) -> Result<(), rocksdb::Error> {
         let db = &*self.shared.db;
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(below.to_be_bytes().to_vec());
         for item in db.iterator_cf_opt(cf(db, CF_DEDUP_IDX), opts, IteratorMode::Start) {
             let (k, _) = item?;
-            batch.delete_cf(cf(db, CF_DEDUP), &k[8..]);
-            batch.delete_cf(cf(db, CF_DEDUP_IDX), &k);
+            let (index, id) = k.split_at(8);
+            let rewritten = <[u8; 16]>::try_from(id).is_ok_and(|id| p.dedup.contains_key(&id));
+            let stored = db
+                .get_cf(cf(db, CF_DEDUP), id)?
+                .and_then(|b| bincode::deserialize::<(u64, Response)>(&b).ok())
+                .map(|(i, _)| i.to_be_bytes());
+            if !rewritten && stored.as_ref().map(|i| i.as_slice()) == Some(index) {
+                p.batch.delete_cf(cf(db, CF_DEDUP), id);
+            }
+            p.batch.delete_cf(cf(db, CF_DEDUP_IDX), &k);
         }
         Ok(())
     }
