@@ -74,7 +74,19 @@ def wait_for(what, f, limit=60):
     sys.exit(f"timed out waiting for {what}")
 
 
-class Stratus:
+class Processes:
+    """Three member processes, stopped together."""
+
+    procs = []
+
+    def stop(self):
+        for p in self.procs:
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            p.wait(timeout=30)
+
+
+class Stratus(Processes):
     def __init__(self, base, meta_bin):
         self.procs, self.grpc, self.admin = [], [], []
         # As `stratus dev up` runs them: three nodes share this machine's cores.
@@ -124,14 +136,8 @@ class Stratus:
                         "--value-size", "256"], capture=True)
         return json.loads(out)[0]
 
-    def stop(self):
-        for p in self.procs:
-            p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            p.wait(timeout=30)
 
-
-class Etcd:
+class Etcd(Processes):
     def __init__(self, base):
         peers = [free_port() for _ in range(3)]
         clients = [free_port() for _ in range(3)]
@@ -168,12 +174,6 @@ class Etcd:
                               str(level), str(seconds), "256"],
                              check=True, text=True, stdout=subprocess.PIPE).stdout
         return json.loads(out)[0]
-
-    def stop(self):
-        for p in self.procs:
-            p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            p.wait(timeout=30)
 
 
 def measured(system, level, seconds):
