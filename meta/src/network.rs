@@ -18,11 +18,8 @@ use serde::Serialize;
 use crate::peer::{self, CallError, PeerConn};
 use crate::{NodeId, TypeConfig};
 
-/// Largest message between nodes (a batch of entries or a snapshot chunk).
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
-
 /// Hands openraft a connection per target.
-#[derive(Clone, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Network;
 
 impl RaftNetworkFactory<TypeConfig> for Network {

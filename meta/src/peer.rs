@@ -38,7 +38,7 @@ pub const APPEND: u8 = 1;
 pub const VOTE: u8 = 2;
 pub const SNAPSHOT: u8 = 3;
 /// Largest frame either way (a batch of entries or a 1 MiB snapshot chunk, with room).
-pub const MAX_FRAME_BYTES: usize = crate::network::MAX_MESSAGE_BYTES;
+pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 /// How long a new connection may take to send its first bytes before it is dropped.
 const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection that sent part of [`MAGIC`] may take to send the rest.

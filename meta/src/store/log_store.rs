@@ -79,22 +79,29 @@ static SYNC: LazyLock<SyncMetrics> = LazyLock::new(|| SyncMetrics {
     ),
 });
 
+/// Run `sync` (one synced write or WAL sync) and record it with the entries and client
+/// writes it made durable.
+fn timed_sync<T>(entries: u64, writes: u64, sync: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let res = {
+        let _t = fsync_timer();
+        sync()
+    };
+    SYNC.seconds.observe(started.elapsed().as_secs_f64());
+    SYNC.entries.observe(entries as f64);
+    SYNC.writes.observe(writes as f64);
+    res
+}
+
 /// The sync thread: wait for unsynced appends, take all that are queued, sync the WAL once,
 /// then report to each in order.
 fn sync_loop(db: Arc<DB>, queue: Receiver<Unsynced>) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         group.extend(queue.try_iter());
-        let started = Instant::now();
-        let res = {
-            let _t = fsync_timer();
-            db.flush_wal(true)
-        };
-        SYNC.seconds.observe(started.elapsed().as_secs_f64());
-        SYNC.entries
-            .observe(group.iter().map(|u| u.entries).sum::<u64>() as f64);
-        SYNC.writes
-            .observe(group.iter().map(|u| u.writes).sum::<u64>() as f64);
+        let entries = group.iter().map(|u| u.entries).sum();
+        let writes = group.iter().map(|u| u.writes).sum();
+        let res = timed_sync(entries, writes, || db.flush_wal(true));
         if let Err(e) = &res {
             tracing::error!(error = %e, "syncing the Raft log failed");
         }
@@ -279,16 +286,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
         }
         if !self.leading.load(Ordering::Relaxed) {
-            let started = Instant::now();
-            let res = {
-                let _t = fsync_timer();
+            let res = timed_sync(entries, writes, || {
                 self.db
                     .write_opt(batch, &synced())
                     .map_err(std::io::Error::other)
-            };
-            SYNC.seconds.observe(started.elapsed().as_secs_f64());
-            SYNC.entries.observe(entries as f64);
-            SYNC.writes.observe(writes as f64);
+            });
             let failed = res.as_ref().err().map(StorageIOError::write_logs);
             callback.log_io_completed(res);
             return match failed {
