@@ -7,6 +7,7 @@
 //! - [`ring`]: consistent-hash rings (builder, rebalance, lookup, format).
 //! - [`timestamp`]: the version every write carries (newest wins).
 //! - [`token`]: signed, expiring auth tokens.
+//! - [`volume`]: block volumes as chunks (size, placement path, splitting I/O).
 //!
 //! Nothing here opens files or sockets ([`qcow2`] reads and writes through what its caller
 //! hands it).
@@ -19,3 +20,4 @@ pub mod tempurl;
 pub mod time;
 pub mod timestamp;
 pub mod token;
+pub mod volume;

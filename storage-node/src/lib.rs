@@ -16,6 +16,8 @@
 //! - [`auditor`]: verifies every stored body; quarantines bad copies.
 //! - [`maintenance`]: the object expirer and the reclaimer.
 //! - [`worker`]: the `Worker` trait and the runner of every background worker.
+//! - [`volume`]: volume chunks (sparse file per volume, epochs, snapshots, clones) and the
+//!   `Chunk` gRPC service.
 //! - [`admin`]: the `Admin` gRPC service (workers, settings, partitions held).
 //! - [`peers`]: channels to other storage nodes (used by the proxy too).
 //!
@@ -37,6 +39,7 @@ pub mod metrics;
 pub mod object;
 pub mod replication;
 pub mod updater;
+pub mod volume;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -48,6 +51,7 @@ use std::time::Duration;
 use stratus_client::meta::MetaClient;
 use stratus_client::rings::{RingStore, RingWatcher};
 use stratus_proto::storage::admin_server::AdminServer;
+use stratus_proto::storage::chunk_server::ChunkServer;
 use stratus_proto::storage::db_server::DbServer;
 use stratus_proto::storage::object_server::ObjectServer;
 use stratus_proto::storage::replication_server::ReplicationServer;
@@ -115,6 +119,8 @@ pub struct Node {
     pub meta: MetaClient,
     /// Wakes the account reporter.
     pub dirty: tokio::sync::Notify,
+    /// Volume chunks of every device.
+    pub chunks: volume::ChunkStore,
 }
 
 impl Node {
@@ -197,6 +203,7 @@ impl StorageServer {
             peers: Peers::default(),
             meta,
             dirty: tokio::sync::Notify::new(),
+            chunks: volume::ChunkStore::default(),
         };
         Ok(Self {
             node: Arc::new(node),
@@ -234,6 +241,9 @@ impl StorageServer {
             ReplicationServer::new(replication::ReplicationService::new(self.node.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let chunk = ChunkServer::new(volume::ChunkService::new(self.node.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let admin = AdminServer::new(admin::AdminService::new(self.node.clone()));
         // TCP_NODELAY: a reply written in two segments must not wait for a delayed ACK.
         let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
@@ -246,6 +256,7 @@ impl StorageServer {
             .add_service(object)
             .add_service(db)
             .add_service(replication)
+            .add_service(chunk)
             .add_service(admin)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;

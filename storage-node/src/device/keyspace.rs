@@ -22,6 +22,10 @@ pub const CF_DIRTY: &str = "dirty";
 /// Objects with an expiry: `delete_at (be64) ++ object key` → nothing (the expirer's queue).
 pub const CF_EXPIRING: &str = "expiring";
 
+/// Volume chunk bookkeeping (epochs, chunk versions, preserved snapshot copies): see
+/// [`crate::volume`]. Chunk data lives in files under `<device>/volumes/`.
+pub const CF_CHUNKS: &str = "chunks";
+
 /// A keyspace of a device, named like the ring that places it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Space {

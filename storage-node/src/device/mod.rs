@@ -6,6 +6,9 @@
 //!                                                inline), container and account databases,
 //!                                                async pendings, dirty containers
 //! <device>/objects/<part>/<suffix>/<hash>/<ts>.data   bodies of large objects
+//! <device>/volumes/<volume>/head               chunks of a volume (sparse: chunk c at
+//!                                                c x 4 MiB); `snap-<s>` beside it holds
+//!                                                chunks preserved for snapshots
 //! <device>/tmp/                                  bodies being written (never read)
 //! <device>/quarantined/objects/                  copies that failed verification (body and
 //!                                                record), kept for the operator until the
@@ -32,7 +35,7 @@ pub mod keyspace;
 
 use hash_cache::HashCache;
 pub use keyspace::{
-    Space, CF_ACCOUNTS, CF_CONTAINERS, CF_DIRTY, CF_EXPIRING, CF_OBJECTS, CF_PENDING,
+    Space, CF_ACCOUNTS, CF_CHUNKS, CF_CONTAINERS, CF_DIRTY, CF_EXPIRING, CF_OBJECTS, CF_PENDING,
 };
 
 const STRIPES: usize = 256;
@@ -112,6 +115,7 @@ impl Device {
             CF_PENDING,
             CF_DIRTY,
             CF_EXPIRING,
+            CF_CHUNKS,
         ]
         .into_iter()
         .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
