@@ -18,7 +18,7 @@
 //!                         `admin` (role admin on project admin); mode 0600
 //! <dir>/openrc-demo       the same for `demo` (role member on project demo)
 //! ```
-//! The first `up` also creates the `account`, `container` and `object` rings in meta with
+//! The first `up` also creates the `account`, `container`, `object` and `volume` rings in meta with
 //! every device of every storage node (one zone per node) and publishes them, the
 //! TempAuth user `test:tester` (key `testing`), and the Keystone users `admin` and `demo`
 //! with random passwords, which live in the openrc files only: a later `up` reads them back
@@ -467,7 +467,12 @@ async fn up(
 }
 
 /// Partition power of each dev ring: ~100+ partitions per device for a few devices.
-const DEV_RINGS: [(&str, u32); 3] = [("account", 8), ("container", 8), ("object", 10)];
+const DEV_RINGS: [(&str, u32); 4] = [
+    ("account", 8),
+    ("container", 8),
+    ("object", 10),
+    ("volume", 8),
+];
 
 /// The TempAuth user every dev cluster has.
 pub const DEV_USER: &str = "test:tester";

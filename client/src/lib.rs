@@ -8,6 +8,12 @@
 //! - [`identity`]: Keystone v3 identity (domains, projects, users, groups, roles,
 //!   assignments), its tokens and the revocation list every proxy follows.
 //! - [`images`]: Glance image records.
+//! - [`nbd`]: an NBD server exporting a [`nbd::BlockDevice`] to QEMU and other clients.
+//! - [`volumes`]: Cinder volume and snapshot records (epoch, replica set, lineage).
+//! - [`volume_ops`]: the volume lifecycle (create, clone, snapshot, extend, flatten,
+//!   delete) shared by the Cinder API and the CLI.
+//! - [`volume_io`]: the volume I/O client: one fenced writer, every write on every replica
+//!   of the set, replicas leaving and catching up.
 //! - [`users`]: TempAuth users and the token-signing secret kept in meta.
 //! - [`peers`]: the shared cache of gRPC channels to storage nodes.
 //! - [`records`]: the typed, versioned records storage nodes keep in meta.
@@ -20,10 +26,14 @@
 pub mod identity;
 pub mod images;
 pub mod meta;
+pub mod nbd;
 pub mod peers;
 pub mod records;
 pub mod rings;
 pub mod service;
 pub mod users;
+pub mod volume_io;
+pub mod volume_ops;
+pub mod volumes;
 
 pub use meta::{ClientError, MetaClient};

@@ -387,7 +387,10 @@ impl ChunkStore {
     }
 
     fn check_range(offset: u64, len: u64) -> Result<(), ChunkError> {
-        if offset % SECTOR != 0 || len % SECTOR != 0 || offset + len > CHUNK_SIZE {
+        if !offset.is_multiple_of(SECTOR)
+            || !len.is_multiple_of(SECTOR)
+            || offset + len > CHUNK_SIZE
+        {
             return Err(ChunkError::Invalid(format!(
                 "range {offset}+{len} is not 512-byte aligned inside one {CHUNK_SIZE}-byte chunk"
             )));

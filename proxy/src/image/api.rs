@@ -2,6 +2,7 @@
 //! the schemas.
 
 use std::cmp::Ordering;
+use stratus_core::id::{is_uuid, new_uuid};
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
@@ -90,31 +91,6 @@ pub(super) async fn route(r: &Req<'_>, m: &str, segs: &[&str], body: Bytes) -> I
 
 fn json_body(body: &Bytes) -> ImgResult<Value> {
     serde_json::from_slice(body).map_err(|e| bad(format!("Malformed JSON in request body: {e}")))
-}
-
-/// A random UUID (v4), as Glance's image ids.
-pub fn new_uuid() -> String {
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
-}
-
-fn is_uuid(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() == 5
-        && parts
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// Sets one property on `img` from a client value, with Glance's checks.

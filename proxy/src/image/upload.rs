@@ -111,7 +111,7 @@ pub(crate) async fn put(r: &Req<'_>, id: &str, body: Body) -> ImgResult {
         ));
     }
     // queued → saving, once: a racing upload loses here.
-    let upload = super::api::new_uuid();
+    let upload = stratus_core::id::new_uuid();
     let mut saving = img.clone();
     saving.status = "saving".into();
     saving.object = Some(format!("{id}/{upload}"));
