@@ -4,12 +4,13 @@
 # The integration tests drive the cluster with the real `swift` client (python3-swiftclient),
 # fetch temp URLs with curl, build tar, tar.gz and tar.bz2 archives (tar, gzip, bzip2), and
 # parse every service's /metrics with the Prometheus text parser of prometheus_client.
+# The volume tests drive exported volumes with fio (its nbd engine) and libnbd's nbdinfo.
 # The identity tests drive the real `openstack` client (python-openstackclient, pinned below),
 # installed from wheels into <repo>/.venv with Debian's python3 (python3-venv).
 set -euo pipefail
 
 need=()
-for pkg in libclang-dev build-essential pkg-config python3-swiftclient python3-prometheus-client python3-venv curl tar gzip bzip2; do
+for pkg in libclang-dev build-essential pkg-config python3-swiftclient python3-prometheus-client python3-venv curl tar gzip bzip2 fio libnbd-bin; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -15,6 +15,9 @@
 //! - [`cluster_cmd`]: watching a cluster heal (`stratus cluster health`, `stratus worker
 //!   list|set`, `stratus lookup`).
 //!
+//! - [`volume_cmd`]: block volumes (`stratus volume create|list|show|extend|snapshot|
+//!   snapshots|clone|delete|export|flatten`).
+//!
 //! [`progress`] draws the progress line of large transfers; [`table`] the tables.
 
 mod bench;
@@ -30,6 +33,7 @@ mod ring_cmd;
 mod swift_cmd;
 mod table;
 mod user_cmd;
+mod volume_cmd;
 
 use std::path::PathBuf;
 
@@ -124,6 +128,13 @@ enum Cmd {
         cmd: image_cmd::ImageCmd,
     },
     /// Benchmark a Swift API endpoint (the dev cluster by default).
+    /// Block volumes (operator's view: straight through meta and the storage nodes).
+    Volume {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: volume_cmd::VolumeCmd,
+    },
     Bench(obj_bench::BenchArgs),
     #[command(flatten)]
     Swift(swift_cmd::SwiftCmd),
@@ -217,6 +228,7 @@ async fn main() {
         Cmd::Worker { conn, cmd } => cluster_cmd::run_worker(&conn, cmd).await,
         Cmd::Lookup { conn, path } => cluster_cmd::run_lookup(&conn, &path).await,
         Cmd::Image { opts, cmd } => image_cmd::run(&cli.creds.dev_dir(), &opts, cmd).await,
+        Cmd::Volume { conn, cmd } => volume_cmd::run(&conn, cmd).await,
         Cmd::Bench(args) => obj_bench::run(&cli.creds, args).await,
         Cmd::Swift(cmd) => swift_cmd::run(&cli.creds, cmd).await,
     };

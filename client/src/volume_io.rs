@@ -744,7 +744,8 @@ impl VolumeIo {
             return Ok(());
         };
         if rec.epoch != self.epoch {
-            self.fenced.store(true, Ordering::Relaxed);
+            // A newer writer took over: stop catching up. Nothing else changes here —
+            // the storage nodes refuse this writer's next request, which is what fences it.
             return Ok(());
         }
         if rec.snap_seq > self.snap.load(Ordering::Relaxed) {

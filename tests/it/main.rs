@@ -14,3 +14,4 @@ mod t81_swift_extras_http;
 mod t90_service;
 mod t95_identity;
 mod t96_images;
+mod t97_volume_io;
