@@ -668,24 +668,22 @@ impl VolumeIo {
     /// Reads `len` bytes at `offset` of the volume as of snapshot `snap` (0 = as it is).
     pub async fn read_snap(&self, offset: u64, len: u64, snap: u64) -> io::Result<Vec<u8>> {
         self.check_range(offset, len)?;
+        let mut pieces = split(offset, len);
+        if let (Some((chunk, inner, n)), None) = (pieces.next(), pieces.next()) {
+            // One chunk (nearly every read): no task of its own.
+            return hedged_read(
+                &self.id,
+                self.clients_for(chunk)?,
+                self.read_req(chunk, inner, n, snap),
+            )
+            .await;
+        }
         let mut out = vec![0u8; len as usize];
         let mut js = JoinSet::new();
         let mut at = 0usize;
         for (chunk, inner, n) in split(offset, len) {
-            let set = self.set_of(chunk)?;
-            let clients: Vec<_> = set
-                .iter()
-                .map(|r| (r.clone(), self.chunk_client(&r.node)))
-                .collect();
-            let req = pb::ChunkRead {
-                device: String::new(),
-                volume: self.id.clone(),
-                chunk,
-                offset: inner,
-                len: n,
-                snap,
-                ancestors: self.ancestors.clone(),
-            };
+            let clients = self.clients_for(chunk)?;
+            let req = self.read_req(chunk, inner, n, snap);
             let id = self.id.clone();
             js.spawn(async move { (at, hedged_read(&id, clients, req).await) });
             at += n as usize;
@@ -696,6 +694,34 @@ impl VolumeIo {
             out[at..at + data.len()].copy_from_slice(&data);
         }
         Ok(out)
+    }
+
+    /// The chunk's replicas in the set, each with its client, in replica order.
+    #[allow(clippy::type_complexity)]
+    fn clients_for(
+        &self,
+        chunk: u64,
+    ) -> io::Result<Vec<(Replica, Result<ChunkClient<Traced>, tonic::Status>)>> {
+        Ok(self
+            .set_of(chunk)?
+            .into_iter()
+            .map(|r| {
+                let c = self.chunk_client(&r.node);
+                (r, c)
+            })
+            .collect())
+    }
+
+    fn read_req(&self, chunk: u64, offset: u32, len: u32, snap: u64) -> pb::ChunkRead {
+        pb::ChunkRead {
+            device: String::new(),
+            volume: self.id.clone(),
+            chunk,
+            offset,
+            len,
+            snap,
+            ancestors: self.ancestors.clone(),
+        }
     }
 
     /// Gives the epoch back (the record keeps it, so fencing holds) and stops catch-up.

@@ -209,6 +209,64 @@ impl Volumes {
         Ok(v)
     }
 
+    /// Creates the record of a volume made from image `new.source` (a [`Source::Image`])
+    /// whose image volume is still being imported: `creating`, with no content yet.
+    /// [`Volumes::finish_from_image`] makes it the image volume's clone once that is sealed.
+    pub async fn create_awaiting_image(&self, new: NewVolume) -> Result<Volume, OpError> {
+        let Source::Image(image) = &new.source else {
+            return Err(OpError::Invalid("not a volume from an image".into()));
+        };
+        if new.size_gb == 0 || new.size_gb > MAX_SIZE_GB {
+            return Err(OpError::Invalid(format!(
+                "Invalid input received: size must be 1 to {MAX_SIZE_GB} GiB, not {}",
+                new.size_gb
+            )));
+        }
+        let mut v = Self::blank(new_uuid(), &new);
+        v.status = "creating".into();
+        v.image_id = Some(image.clone());
+        v.bootable = true;
+        if !self.vols.create(&v).await? {
+            return Err(OpError::Failed(format!("volume id {} taken", v.id)));
+        }
+        Ok(v)
+    }
+
+    /// Makes a volume from [`Volumes::create_awaiting_image`] a clone of its image's
+    /// volume, which must be sealed by now: `available`.
+    pub async fn finish_from_image(&self, id: &str) -> Result<Volume, OpError> {
+        let (v, _) = self.get(id).await?;
+        let image = v.image_id.clone().unwrap_or_default();
+        let (iv, _) = self.get(&image_volume_id(&image)).await?;
+        if iv.status != "available" || iv.snap_seq == 0 {
+            return Err(OpError::State(format!(
+                "image {image} has not been imported yet"
+            )));
+        }
+        if v.size_gb < iv.size_gb {
+            return Err(OpError::Invalid(format!(
+                "Invalid input received: size {} GiB is smaller than the image's {} GiB.",
+                v.size_gb, iv.size_gb
+            )));
+        }
+        let (v, _) = self
+            .vols
+            .update(id, |v| {
+                (v.status == "creating" && v.parent.is_none()).then(|| {
+                    v.root = iv.root.clone();
+                    v.parent = Some(Parent {
+                        volume: iv.id.clone(),
+                        snap: iv.snap_seq,
+                    });
+                    v.status = "available".into();
+                    v.updated_us = now_us();
+                })
+            })
+            .await?
+            .ok_or_else(|| OpError::State(format!("volume {id} is no longer being created")))?;
+        Ok(v)
+    }
+
     /// A volume by id (hidden ones included) and its revision.
     pub async fn get(&self, id: &str) -> Result<(Volume, i64), OpError> {
         self.vols
@@ -381,7 +439,10 @@ impl Volumes {
             while at < io.size() {
                 let n = step.min(io.size() - at);
                 let data = io.read(at, n).await?;
-                io.write(at, &data, false).await?;
+                // Zeros need no copy: without a parent, what was never written reads as zeros.
+                if data.iter().any(|&b| b != 0) {
+                    io.write(at, &data, false).await?;
+                }
                 at += n;
             }
             io.flush().await

@@ -139,6 +139,9 @@ struct Vol {
     head: Mutex<Option<Arc<File>>>,
     /// Chunk versions written since the last FLUSH (persisted by it).
     dirty: Mutex<HashMap<u64, ChunkMeta>>,
+    /// Chunks first written since the last FLUSH: their record must be durable at the
+    /// next one (a clone reads an unrecorded chunk from its parent).
+    fresh: Mutex<HashSet<u64>>,
     /// Chunk versions known (read from RocksDB or written), so a write need not read.
     known: Mutex<HashMap<u64, Option<ChunkMeta>>>,
     /// Serialize the read-preserve-write of one chunk.
@@ -198,7 +201,10 @@ impl Vol {
         Ok(m)
     }
 
-    fn set_meta(&self, chunk: u64, m: ChunkMeta) {
+    fn set_meta(&self, chunk: u64, m: ChunkMeta, fresh: bool) {
+        if fresh {
+            self.fresh.lock().expect("fresh lock").insert(chunk);
+        }
         self.known
             .lock()
             .expect("known lock")
@@ -267,11 +273,31 @@ impl Vol {
         if dirty.is_empty() {
             return Ok(());
         }
+        // (`set_meta` marks a chunk fresh before it makes it dirty, so every fresh chunk
+        // of this batch is seen here.)
+        let fresh: Vec<u64> = {
+            let f = self.fresh.lock().expect("fresh lock");
+            dirty
+                .iter()
+                .map(|(c, _)| *c)
+                .filter(|c| f.contains(c))
+                .collect()
+        };
         let mut b = WriteBatch::default();
         for (c, m) in &dirty {
             dev.batch_put(&mut b, CF_CHUNKS, &meta_key(&self.id, *c), &m.encode());
         }
-        dev.write(b, true)?;
+        // A chunk's first record is synced: for a clone it says the chunk is its own. Newer
+        // versions of recorded chunks are written without a sync of their own (the data
+        // they describe is durable already); a crash that loses one leaves an older version,
+        // which catch-up answers by copying the chunk again, never by skipping it.
+        dev.write(b, !fresh.is_empty())?;
+        {
+            let mut f = self.fresh.lock().expect("fresh lock");
+            for c in &fresh {
+                f.remove(c);
+            }
+        }
         let mut d = self.dirty.lock().expect("dirty lock");
         for (c, m) in dirty {
             if d.get(&c) == Some(&m) {
@@ -316,6 +342,7 @@ impl ChunkStore {
             epoch: Mutex::new(epoch),
             head: Mutex::new(None),
             dirty: Mutex::default(),
+            fresh: Mutex::default(),
             known: Mutex::default(),
             locks: (0..LOCKS).map(|_| Mutex::new(())).collect(),
         });
@@ -427,7 +454,13 @@ impl ChunkStore {
         let head = v.head(dev, true)?.expect("created");
         // A snapshot was taken since the chunk last changed: keep it as it is now.
         let stamp = meta.map_or(0, |m| m.snap);
-        if w.snap > stamp {
+        // (A preserved copy that exists already is never replaced: a stamp lost in a crash
+        // must not let later bytes overwrite what the snapshot holds.)
+        if w.snap > stamp
+            && dev
+                .get(CF_CHUNKS, &preserved_key(&v.id, w.chunk, w.snap))?
+                .is_none()
+        {
             let present = meta.is_some() || w.ancestors.is_empty();
             if present {
                 let data =
@@ -472,6 +505,7 @@ impl ChunkStore {
                 seq: w.seq,
                 snap: w.snap.max(stamp),
             },
+            meta.is_none(),
         );
         drop(_g);
         if w.fua {
@@ -720,8 +754,11 @@ impl Chunk for ChunkService {
 
     async fn read(&self, r: Request<pb::ChunkRead>) -> Result<Response<pb::ChunkData>, Status> {
         let r = r.into_inner();
-        let dev = r.device.clone();
-        let data = self.run(&dev, move |s, d| s.read(d, &r)).await?;
+        // Served on the runtime thread: a read of at most one chunk is a pread that the
+        // page cache nearly always answers, and a hand-off to the blocking pool would cost
+        // more than the read (it is the hot path of a random-read workload).
+        let dev = self.node.device(&r.device)?;
+        let data = self.node.chunks.read(&dev, &r)?;
         Ok(Response::new(pb::ChunkData { data: data.into() }))
     }
 

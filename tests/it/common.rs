@@ -263,9 +263,13 @@ pub fn wait_rebalance_allowed(dir: &str, ring: &str) -> String {
     }
 }
 
-/// Every ring fully in sync on its primaries, no handoff copy, every node answering.
+/// Every ring fully in sync on its primaries, no handoff copy, every node answering, every
+/// volume with all its replicas in the set.
 pub fn fully_healthy(h: &serde_json::Value) -> bool {
     h["unreachable"].as_array().is_some_and(|u| u.is_empty())
+        && h["volumes"]["degraded"]
+            .as_array()
+            .is_some_and(|d| d.is_empty())
         && h["rings"].as_array().is_some_and(|rings| {
             rings
                 .iter()

@@ -214,10 +214,18 @@ fn t97_fio_verifies_through_a_killed_node_a_resync_and_a_stalled_node() {
         !stale.is_empty(),
         "the killed node's device left the set: {v}"
     );
+    let h = c.health();
+    assert!(
+        h["volumes"]["degraded"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty()),
+        "health shows the volume degraded while a replica is out: {h}"
+    );
 
     // Back up: it catches up and rejoins.
     c.up_again();
     wait_no_stale(&c, &vol);
+    c.wait_healthy(HEAL, "after the killed node caught up");
 
     // Another node down: every block still reads back verified, some of them from the
     // replica that caught up.
@@ -332,6 +340,20 @@ fn t97_flushed_writes_survive_a_killed_writer_and_snapshots_and_clones_hold() {
     qemu_io_ok(&b.uri(), &["read -P 0x77 0 4k"]);
     drop(b);
 
+    // A flattened clone owns all its bytes and no longer needs its parent.
+    let flat = json(&stratus_in(
+        &c,
+        Path::new("/"),
+        &["volume", "clone", &snap_id, "--from-snapshot", "--json"],
+    ));
+    let flat_id = flat["id"].as_str().unwrap().to_string();
+    let flat = json(&stratus_in(
+        &c,
+        Path::new("/"),
+        &["volume", "flatten", &flat_id, "--json"],
+    ));
+    assert!(flat["parent"].is_null(), "{flat}");
+
     // With a snapshot, the volume is only deleted with --cascade; a parent with a clone
     // waits for it; deleting both frees the chunks on every device.
     let out = stratus(&["--dir", c.dir_str(), "volume", "delete", &vol]);
@@ -347,6 +369,17 @@ fn t97_flushed_writes_survive_a_killed_writer_and_snapshots_and_clones_hold() {
     stratus_in(&c, Path::new("/"), &["volume", "delete", &clone_id]);
     let out = stratus(&["--dir", c.dir_str(), "volume", "show", &vol]);
     assert!(!out.status.success(), "the parent went with its last clone");
+    // The flattened clone still reads what the snapshot held.
+    let f = Exporter::start(&c, &flat_id, &tmp.path().join("f.sock"));
+    qemu_io_ok(
+        &f.uri(),
+        &[
+            "read -P 0x5a 0 1M",
+            "read -P 0 1M 4M",
+            "read -P 0x5b 5M 512",
+        ],
+    );
+    drop(f);
     let left: Vec<PathBuf> = files_under(&c.dir)
         .into_iter()
         .filter(|p| {
