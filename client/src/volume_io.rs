@@ -777,12 +777,20 @@ impl VolumeIo {
         if rec.snap_seq > self.snap.load(Ordering::Relaxed) {
             self.confirm_snapshot(rec.snap_seq).await?;
         }
+        self.repair().await?;
+        Ok(())
+    }
+
+    /// Tries once to bring every stale replica back (what the background task does each
+    /// second); answers the replicas still out of the set. A storage node's repair worker
+    /// calls this for volumes no writer holds.
+    pub async fn repair(&self) -> io::Result<Vec<String>> {
         for key in self.stale() {
             if let Err(e) = self.catch_up(&key).await {
                 tracing::debug!(volume = %self.id, replica = %key, error = %e, "catch-up not done yet");
             }
         }
-        Ok(())
+        Ok(self.stale())
     }
 
     async fn versions(&self, rep: &Replica) -> Result<BTreeMap<u64, (u64, u64)>, tonic::Status> {

@@ -226,6 +226,7 @@ impl StorageServer {
             Box::new(updater::AccountReporter),
             Box::new(maintenance::Expirer),
             Box::new(maintenance::Reclaimer),
+            Box::new(volume::VolumeRepairer),
         ];
         let (running, mut tasks) = worker::spawn_all(&self.node, workers, self.worker_interval);
         let _ = self.node.workers.set(running);

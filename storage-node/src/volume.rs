@@ -708,6 +708,62 @@ fn punch(f: &File, at: u64, len: u64) -> std::io::Result<()> {
     Err(e)
 }
 
+/// Brings this node's devices back into the replica sets of volumes no writer holds: for
+/// each volume whose `stale` list names a device of this node, it attaches the volume (a
+/// writer's attach fences it, so a user's writer always wins), runs catch-up and detaches.
+/// (An attached writer catches its replicas up itself.)
+pub struct VolumeRepairer;
+
+#[tonic::async_trait]
+impl crate::worker::Worker for VolumeRepairer {
+    fn name(&self) -> &'static str {
+        "volume-repairer"
+    }
+
+    async fn pass(&self, cx: &crate::worker::Ctx) {
+        let Some(addr) = cx.node.addr.get() else {
+            return;
+        };
+        let mine = format!("{addr}/");
+        let vols = match stratus_client::volumes::volumes(cx.node.meta.clone())
+            .list()
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => return cx.stats.error(format!("listing volumes: {e}")),
+        };
+        for v in vols {
+            if v.writer.is_some() || v.read_only || !v.stale.iter().any(|s| s.starts_with(&mine)) {
+                continue;
+            }
+            cx.stats.scanned(1);
+            let io = match stratus_client::volume_io::VolumeIo::attach(
+                cx.node.meta.clone(),
+                &v.id,
+                &format!("volume-repairer@{addr}"),
+                false,
+            )
+            .await
+            {
+                Ok(io) => io,
+                Err(e) => {
+                    cx.stats.error(format!("attaching {}: {e}", v.id));
+                    continue;
+                }
+            };
+            match io.repair().await {
+                Ok(left) => cx
+                    .stats
+                    .repaired((v.stale.len().saturating_sub(left.len())) as u64),
+                Err(e) => cx.stats.error(format!("repairing {}: {e}", v.id)),
+            }
+            if let Err(e) = io.detach().await {
+                cx.stats.error(format!("detaching {}: {e}", v.id));
+            }
+        }
+    }
+}
+
 /// The gRPC `Chunk` service of one node.
 pub struct ChunkService {
     node: Arc<Node>,

@@ -4,7 +4,9 @@
 //! - fio random writes with `verify=crc32c` over 256 MiB survive a storage node killed
 //!   with -9 mid-run (no I/O error); the node catches up after its restart and rejoins the
 //!   replica set; with another node then killed, everything still reads back verified (so
-//!   the rejoined replica holds the right bytes); the same with a node SIGSTOPped for 30 s.
+//!   the rejoined replica holds the right bytes); the same with a node SIGSTOPped for 30 s;
+//!   a replica that missed writes while no writer holds the volume any more is caught up by
+//!   its node's repair worker.
 //! - Fencing: a second export of the same volume takes a newer epoch and the storage nodes
 //!   refuse the first one's next write; the second never sees it.
 //! - A writer killed with -9: a new attach reads every write acknowledged to a FLUSH.
@@ -247,9 +249,33 @@ fn t97_fio_verifies_through_a_killed_node_a_resync_and_a_stalled_node() {
     stopper.join().unwrap();
     wait_no_stale(&c, &vol);
     fio(&uri, true, Duration::from_secs(600));
+
+    // A node killed while the volume is written, then the writer goes away: the node's own
+    // repair worker catches it up once it is back, with no writer attached.
+    let killer = {
+        let dir = c.dir.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(2));
+            kill_pid_file(&dir.join("storage-1"));
+        })
+    };
+    fio(&uri, false, Duration::from_secs(600));
+    killer.join().unwrap();
     drop(ex);
+    let v = show(&c, &vol);
     // Detached cleanly: no writer recorded.
-    assert!(show(&c, &vol)["writer"].is_null());
+    assert!(v["writer"].is_null(), "{v}");
+    assert!(
+        v["stale"].as_array().is_some_and(|s| !s.is_empty()),
+        "node 1 left the set: {v}"
+    );
+    c.up_again();
+    wait_no_stale(&c, &vol);
+    assert!(c.worker_total("volume-repairer", "repaired") > 0);
+    c.wait_healthy(HEAL, "after the repair worker caught the volume up");
+    let ex = Exporter::start(&c, &vol, &tmp.path().join("v2.sock"));
+    c.kill_storage(2);
+    fio(&ex.uri(), true, Duration::from_secs(600));
 }
 
 #[test]
