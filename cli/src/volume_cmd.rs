@@ -177,7 +177,7 @@ pub async fn run(conn: &Conn, cmd: VolumeCmd) -> Result<()> {
                 .into_iter()
                 .filter(|v| all || !v.hidden)
                 .collect();
-            list.sort_by(|a, b| a.created_us.cmp(&b.created_us));
+            list.sort_by_key(|v| v.created_us);
             if conn.json {
                 let v: Vec<_> = list.iter().map(volume_json).collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
