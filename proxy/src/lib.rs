@@ -1,5 +1,6 @@
 //! `stratus-proxy`: the HTTP front door. It speaks the OpenStack Swift API v1 (accounts,
-//! containers, objects) with TempAuth and Keystone tokens, and Keystone v3 itself, and reaches storage nodes over gRPC, placing every
+//! containers, objects) with TempAuth and Keystone tokens, and Keystone v3, Glance v2 and
+//! Cinder v3 themselves, and reaches storage nodes over gRPC, placing every
 //! request by the rings it watches in meta. It keeps no state of its own: run as many as
 //! you like.
 //!
@@ -19,6 +20,9 @@
 //!   users, groups, roles, assignments) over the identity records in meta.
 //! - [`image`]: the Glance v2 API under `/image`: image records in meta, bytes as objects
 //!   in the image service's account.
+//! - [`volume`]: the Cinder v3 API under `/volume/v3/{project_id}`: volumes and snapshots
+//!   over the shared lifecycle of [`stratus_client::volume_ops`], and volumes from images.
+//! - [`openstack`]: what the OpenStack APIs share (JSON answers, the client's address).
 //! - [`auth`]: TempAuth tokens and Keystone token checks; [`acl`]: who may do what by the
 //!   ACLs.
 //! - [`cluster`]: rings, placement, quorum writes with handoffs.
@@ -42,10 +46,12 @@ pub mod large;
 pub mod metrics;
 pub mod names;
 pub mod object;
+pub mod openstack;
 pub mod ops;
 pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod tempurl;
+pub mod volume;
 
 pub use proxy::{Config, Proxy, ProxyError, INFO_CACHE};

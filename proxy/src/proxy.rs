@@ -10,12 +10,14 @@ use stratus_client::identity::{IdentityStore, Revocations};
 use stratus_client::images::ImageStore;
 use stratus_client::meta::MetaClient;
 use stratus_client::users::UserStore;
+use stratus_client::volume_ops::Volumes;
 use stratus_proto::storage as pb;
 
 use crate::auth::Auth;
 use crate::cluster::Cluster;
 use crate::identity::Keystone;
 use crate::image::Images;
+use crate::volume::Cinder;
 
 /// How long a proxy trusts the account and container info it read.
 pub const INFO_CACHE: Duration = Duration::from_secs(5);
@@ -53,6 +55,8 @@ pub struct Proxy {
     pub(crate) keystone: Keystone,
     /// The Glance v2 API.
     pub(crate) images: Images,
+    /// The Cinder v3 API.
+    pub(crate) volumes: Cinder,
     /// Account and container info, by `(account, container)` (see [`crate::ops::info`]).
     pub(crate) infos: Mutex<InfoCache>,
 }
@@ -71,6 +75,7 @@ impl Proxy {
             .await
             .map_err(|e| ProxyError::Meta(e.to_string()))?;
         let images = Images::new(ImageStore::new(meta.clone()));
+        let volumes = Cinder::new(Volumes::new(meta.clone()));
         let cluster = Cluster::new(meta).map_err(|e| ProxyError::Meta(e.to_string()))?;
         if !cluster.wait_ready(Duration::from_secs(30)).await {
             tracing::warn!("rings are not all published yet; requests get 503 until they are");
@@ -80,6 +85,7 @@ impl Proxy {
             auth,
             keystone,
             images,
+            volumes,
             infos: Mutex::new(HashMap::new()),
         }))
     }

@@ -23,7 +23,7 @@ use crate::ops::object::ObjPath;
 use crate::ops::store::MAX_FILE_SIZE;
 use crate::ops::{database, quota, versions};
 use crate::proxy::Proxy;
-use crate::{bulk, container, identity, image, large, object, tempurl};
+use crate::{bulk, container, identity, image, large, object, tempurl, volume};
 
 /// What a request addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +178,9 @@ pub async fn route(p: &Arc<Proxy>, req: Request) -> SwiftResult<Response> {
     }
     if path == "/image" || path.starts_with("/image/") {
         return Ok(image::route(p, &parts, body).await);
+    }
+    if path == "/volume" || path.starts_with("/volume/") {
+        return Ok(volume::route(p, &parts, body).await);
     }
     let h = &parts.headers;
     let m = &parts.method;

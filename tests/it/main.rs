@@ -15,3 +15,4 @@ mod t90_service;
 mod t95_identity;
 mod t96_images;
 mod t97_volume_io;
+mod t98_cinder;

@@ -13,6 +13,7 @@
 //! - Snapshots and clones: a clone of a snapshot reads the snapshot's bytes after 1,000
 //!   later writes to the volume, and diverges independently; deleting frees the chunks on
 //!   every replica; a volume with snapshots is not deleted without --cascade.
+//!
 //! Every wait is bounded.
 
 use std::io::{BufRead, BufReader};

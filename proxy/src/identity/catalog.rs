@@ -2,8 +2,9 @@
 //! proxy's port under DevStack-style prefixes, so the catalog is built from the address the
 //! client used; region `RegionOne`, interfaces `public`, `internal` and `admin`.
 //!
-//! Services appear here as they are built: identity, image and object-store today. No `network`
-//! entry: clients change behaviour when one is present.
+//! Services appear here as they are built: identity, image, block-storage (also under its
+//! older type `volumev3`, same URL) and object-store today. No `network` entry: clients
+//! change behaviour when one is present.
 
 use serde_json::{json, Value};
 
@@ -29,6 +30,16 @@ pub const SERVICES: &[Service] = &[
         kind: "image",
         name: "glance",
         path: "/image",
+    },
+    Service {
+        kind: "block-storage",
+        name: "cinder",
+        path: "/volume/v3/{project_id}",
+    },
+    Service {
+        kind: "volumev3",
+        name: "cinderv3",
+        path: "/volume/v3/{project_id}",
     },
     Service {
         kind: "object-store",
@@ -90,7 +101,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn object_store_needs_a_project() {
+    fn project_scoped_services_need_a_project() {
         let c = catalog("http://h", Some("p1"));
         let types: Vec<&str> = c
             .as_array()
@@ -98,9 +109,21 @@ mod tests {
             .iter()
             .map(|e| e["type"].as_str().unwrap())
             .collect();
-        assert_eq!(types, ["identity", "image", "object-store"]);
-        assert_eq!(c[2]["endpoints"][0]["url"], "http://h/v1/AUTH_p1");
-        assert_eq!(c[2]["endpoints"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            types,
+            [
+                "identity",
+                "image",
+                "block-storage",
+                "volumev3",
+                "object-store"
+            ]
+        );
+        assert_eq!(c[2]["endpoints"][0]["url"], "http://h/volume/v3/p1");
+        assert_eq!(c[3]["endpoints"][0]["url"], "http://h/volume/v3/p1");
+        assert_ne!(c[2]["id"], c[3]["id"]);
+        assert_eq!(c[4]["endpoints"][0]["url"], "http://h/v1/AUTH_p1");
+        assert_eq!(c[4]["endpoints"].as_array().unwrap().len(), 3);
         let unscoped = catalog("http://h", None);
         assert_eq!(unscoped.as_array().unwrap().len(), 2);
         assert!(!types.contains(&"network"));

@@ -13,7 +13,7 @@
 //! creates and changes its project's images; readers read; `admin` sees and changes every
 //! image and alone may make one `public`. Another project's private image is 404.
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
@@ -23,6 +23,7 @@ use stratus_client::images::{Image, ImageError, ImageStore};
 
 use crate::headers::hv;
 use crate::names::Query;
+pub use crate::openstack::{empty, json_response};
 use crate::proxy::Proxy;
 
 pub mod api;
@@ -38,6 +39,11 @@ pub struct Images {
 impl Images {
     pub fn new(store: ImageStore) -> Self {
         Self { store }
+    }
+
+    /// The image records.
+    pub fn store(&self) -> &ImageStore {
+        &self.store
     }
 }
 
@@ -138,9 +144,7 @@ impl Req<'_> {
 
     /// Whether the caller may see `img` at all (else it is 404 to them).
     pub fn sees(&self, img: &Image) -> bool {
-        self.is_admin()
-            || matches!(img.visibility.as_str(), "public" | "community")
-            || (img.owner.is_some() && img.owner.as_deref() == self.project())
+        visible_to(&self.caller, img)
     }
 
     /// Whether the caller may change `img`.
@@ -172,6 +176,14 @@ impl Req<'_> {
     }
 }
 
+/// Whether `caller` may see `img` at all: admin, a public or community image, or one of
+/// its project's.
+pub fn visible_to(caller: &TokenClaims, img: &Image) -> bool {
+    caller.has_role("admin")
+        || matches!(img.visibility.as_str(), "public" | "community")
+        || (img.owner.is_some() && img.owner.as_deref() == caller.project_id())
+}
+
 /// The versions document: 300 at `/image` (what the SDK and tempest read first).
 fn versions(host_url: &str) -> Response {
     let v = |id: &str, status: &str| {
@@ -198,10 +210,7 @@ pub async fn route(p: &Proxy, parts: &Parts, body: Body) -> Response {
 }
 
 async fn route_inner(p: &Proxy, parts: &Parts, body: Body) -> ImgResult {
-    let host_url = format!(
-        "http://{}",
-        hv(&parts.headers, "host").unwrap_or("127.0.0.1")
-    );
+    let host_url = crate::openstack::host_url(parts);
     let rest = parts
         .uri
         .path()
@@ -260,20 +269,4 @@ async fn route_inner(p: &Proxy, parts: &Parts, body: Body) -> ImgResult {
             api::route(&req, m, &segs, bytes).await
         }
     }
-}
-
-/// A JSON answer.
-pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Response {
-    let mut r = Response::new(Body::from(v.to_string()));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
-    r
-}
-
-/// An empty answer.
-pub fn empty(status: StatusCode) -> Response {
-    let mut r = Response::new(Body::from(Bytes::new()));
-    *r.status_mut() = status;
-    r
 }
