@@ -407,7 +407,7 @@ where
     match serve_connection(export, stream).await {
         Ok(()) => debug!(%peer, "nbd client disconnected"),
         Err(e) if e.is_protocol_violation() => warn!(%peer, error = %e, "nbd connection closed"),
-        Err(e) => debug!(%peer, error = %e, "nbd connection closed"),
+        Err(e) => warn!(%peer, error = %e, "nbd connection closed on an error"),
     }
 }
 

@@ -63,6 +63,37 @@ impl Replica {
     }
 }
 
+/// Registers write sequence numbers as unanswered for as long as it lives.
+struct InFlight<'a> {
+    io: &'a VolumeIo,
+    seqs: Vec<u64>,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(io: &'a VolumeIo, seqs: Vec<u64>) -> Self {
+        let mut f = io.inflight.lock().expect("inflight");
+        for s in &seqs {
+            *f.entry(*s).or_default() += 1;
+        }
+        drop(f);
+        Self { io, seqs }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut f = self.io.inflight.lock().expect("inflight");
+        for s in &self.seqs {
+            if let Some(n) = f.get_mut(s) {
+                *n -= 1;
+                if *n == 0 {
+                    f.remove(s);
+                }
+            }
+        }
+    }
+}
+
 /// Orders overlapping writes: a range is held while one write to it is in flight.
 #[derive(Default)]
 struct RangeLock {
@@ -147,6 +178,12 @@ pub struct VolumeIo {
     seq: AtomicU64,
     snap: AtomicU64,
     stale: Mutex<HashSet<String>>,
+    /// Since when each stale replica may have missed writes (see `Volume::stale_since`).
+    since: Mutex<HashMap<String, [u64; 2]>>,
+    /// Replicas stale for an ancestor: a clone neither reads nor copies up from them.
+    ancestor_stale: Mutex<HashSet<String>>,
+    /// Sequence numbers of writes not yet answered (how many pieces carry each).
+    inflight: Mutex<BTreeMap<u64, usize>>,
     /// Devices written since they were last flushed, with a counter of writes.
     touched: Mutex<HashMap<Replica, u64>>,
     ranges: RangeLock,
@@ -156,6 +193,20 @@ pub struct VolumeIo {
     /// Wakes I/O waiting for a replica to come back.
     rejoined: Notify,
     closed: AtomicBool,
+}
+
+/// How a volume is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attach {
+    /// As its writer: takes a new epoch, fencing any earlier writer.
+    Write,
+    /// Reads only; no epoch is taken.
+    ReadOnly,
+    /// As its writer, but only if no writer holds it (background work must never fence
+    /// a user's writer).
+    WriteIfFree,
+    /// Like `WriteIfFree`, also for a read-only volume: to catch its replicas up.
+    Repair,
 }
 
 impl VolumeIo {
@@ -168,15 +219,43 @@ impl VolumeIo {
         writer: &str,
         read_only: bool,
     ) -> io::Result<Arc<Self>> {
+        let mode = if read_only {
+            Attach::ReadOnly
+        } else {
+            Attach::Write
+        };
+        Self::attach_with(meta, id, writer, mode).await
+    }
+
+    /// Attaches volume `id` as `mode` says.
+    pub async fn attach_with(
+        meta: MetaClient,
+        id: &str,
+        writer: &str,
+        mode: Attach,
+    ) -> io::Result<Arc<Self>> {
         let vols = volumes::volumes(meta.clone());
         let other = |e: VolumeError| err(io::ErrorKind::Other, e.to_string());
-        let rec = if read_only {
+        let mut refusal = None;
+        let rec = if mode == Attach::ReadOnly {
             vols.get(id).await.map_err(other)?.map(|(v, _)| v)
         } else {
             vols.update(id, |v| {
-                if v.read_only {
+                if v.read_only && mode != Attach::Repair {
+                    refusal = Some(err(
+                        io::ErrorKind::PermissionDenied,
+                        format!("volume {id} is read-only"),
+                    ));
                     return None;
                 }
+                if matches!(mode, Attach::WriteIfFree | Attach::Repair) && v.writer.is_some() {
+                    refusal = Some(err(
+                        io::ErrorKind::ResourceBusy,
+                        format!("volume {id} has a writer"),
+                    ));
+                    return None;
+                }
+                refusal = None;
                 v.epoch += 1;
                 v.writer = Some(writer.to_string());
                 Some(())
@@ -185,19 +264,19 @@ impl VolumeIo {
             .map_err(other)?
             .map(|(v, _)| v)
         };
-        let rec = match rec {
-            Some(r) => r,
-            None => match vols.get(id).await.map_err(other)? {
-                Some((v, _)) if v.read_only => {
-                    return Err(err(
-                        io::ErrorKind::PermissionDenied,
-                        format!("volume {id} is read-only"),
-                    ))
-                }
-                _ => return Err(err(io::ErrorKind::NotFound, format!("no volume {id}"))),
-            },
+        let rec = match (rec, refusal) {
+            (Some(r), _) => r,
+            (None, Some(e)) => return Err(e),
+            (None, None) => return Err(err(io::ErrorKind::NotFound, format!("no volume {id}"))),
         };
+        let read_only = mode == Attach::ReadOnly || (rec.read_only && mode != Attach::Repair);
         let ancestors = volumes::ancestors(&vols, &rec).await.map_err(other)?;
+        let mut ancestor_stale = HashSet::new();
+        for a in &ancestors {
+            if let Some((av, _)) = vols.get(&a.volume).await.map_err(other)? {
+                ancestor_stale.extend(av.stale);
+            }
+        }
         let ring = RingWatcher::spawn(RingStore::new(meta), "volume")
             .map_err(|e| err(io::ErrorKind::Other, e.to_string()))?;
         if ring.wait_for(1, Duration::from_secs(30)).await.is_none() {
@@ -212,7 +291,7 @@ impl VolumeIo {
             size: rec.bytes(),
             epoch: rec.epoch,
             writer: writer.to_string(),
-            read_only: read_only || rec.read_only,
+            read_only,
             ancestors,
             vols,
             ring,
@@ -220,6 +299,9 @@ impl VolumeIo {
             seq: AtomicU64::new(0),
             snap: AtomicU64::new(rec.snap_seq),
             stale: Mutex::new(rec.stale.iter().cloned().collect()),
+            since: Mutex::new(rec.stale_since.clone().into_iter().collect()),
+            ancestor_stale: Mutex::new(ancestor_stale),
+            inflight: Mutex::default(),
             touched: Mutex::default(),
             ranges: RangeLock::default(),
             gate: RwLock::new(()),
@@ -228,7 +310,10 @@ impl VolumeIo {
             closed: AtomicBool::new(false),
         });
         if !io.read_only {
-            io.open_everywhere().await?;
+            if let Err(e) = io.open_everywhere().await {
+                let _ = io.detach().await;
+                return Err(e);
+            }
             if rec.snap_ack < rec.snap_seq {
                 io.confirm_snapshot(rec.snap_seq).await?;
             }
@@ -286,11 +371,26 @@ impl VolumeIo {
     /// The chunk's replicas in the set (not stale).
     fn set_of(&self, chunk: u64) -> io::Result<Vec<Replica>> {
         let stale = self.stale.lock().expect("stale");
+        let theirs = self.ancestor_stale.lock().expect("ancestor stale");
         Ok(self
             .placement(chunk)?
             .into_iter()
-            .filter(|r| !stale.contains(&r.key()))
+            .filter(|r| {
+                let k = r.key();
+                !stale.contains(&k) && !theirs.contains(&k)
+            })
             .collect())
+    }
+
+    /// The oldest (epoch, sequence) a write not yet answered may carry.
+    fn oldest_unanswered(&self) -> [u64; 2] {
+        let f = self.inflight.lock().expect("inflight");
+        let seq = f
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or_else(|| self.seq.load(Ordering::Relaxed) + 1);
+        [self.epoch, seq]
     }
 
     fn check_range(&self, offset: u64, len: u64) -> io::Result<()> {
@@ -346,6 +446,7 @@ impl VolumeIo {
                 device: rep.device.clone(),
                 volume: self.id.clone(),
                 epoch: self.epoch,
+                min_seq: 0,
             };
             set.spawn(async move {
                 let r = match c {
@@ -376,25 +477,32 @@ impl VolumeIo {
     }
 
     /// Records in meta that `rep` left the set (if it has not already).
+    ///
+    /// Meta records it first; only then do later writes leave the replica out, so no write
+    /// is answered without it before a new writer would know it is stale.
     async fn leave(&self, rep: &Replica) -> io::Result<()> {
         let key = rep.key();
-        if !self.stale.lock().expect("stale").insert(key.clone()) {
+        if self.stale.lock().expect("stale").contains(&key) {
             return Ok(());
         }
         let epoch = self.epoch;
+        let since = self.oldest_unanswered();
         let mut fenced = false;
+        let mut recorded = since;
         let r = self
             .vols
             .update(&self.id, |v| {
-                if v.epoch != epoch {
-                    fenced = true;
+                fenced = v.epoch != epoch;
+                if fenced {
                     return None;
                 }
                 if v.stale.contains(&key) {
+                    recorded = v.stale_since.get(&key).copied().unwrap_or([0, 0]);
                     return None;
                 }
                 v.stale.push(key.clone());
                 v.stale.sort();
+                v.stale_since.insert(key.clone(), since);
                 Some(())
             })
             .await;
@@ -403,7 +511,13 @@ impl VolumeIo {
         }
         r.map_err(|e| err(io::ErrorKind::Other, e.to_string()))?;
         self.check_writable()?;
-        tracing::warn!(volume = %self.id, replica = %key, "replica left the set");
+        self.since
+            .lock()
+            .expect("since")
+            .insert(key.clone(), recorded);
+        if self.stale.lock().expect("stale").insert(key.clone()) {
+            tracing::warn!(volume = %self.id, replica = %key, "replica left the set");
+        }
         Ok(())
     }
 
@@ -505,11 +619,23 @@ impl VolumeIo {
 
     /// Sends write pieces (one per chunk) to their replica sets, waiting (bounded) for
     /// replicas to come back while too few are in a set.
-    async fn submit(&self, offset: u64, len: u64, pieces: Vec<pb::ChunkWrite>) -> io::Result<()> {
+    async fn submit(
+        &self,
+        offset: u64,
+        len: u64,
+        mut pieces: Vec<pb::ChunkWrite>,
+    ) -> io::Result<()> {
+        let _inflight = InFlight::new(self, pieces.iter().map(|p| p.seq).collect());
         let deadline = tokio::time::Instant::now() + DEGRADED_WAIT;
         loop {
             let short = {
                 let _g = self.gate.read().await;
+                // Stamped under the gate, on every attempt: a snapshot confirmed while this
+                // write waited must see it preserve the chunk.
+                let snap = self.snap.load(Ordering::Relaxed);
+                for p in &mut pieces {
+                    p.snap = snap;
+                }
                 let _r = self.ranges.lock(offset, offset + len).await;
                 let results = futures_join(
                     pieces
@@ -813,7 +939,16 @@ impl VolumeIo {
 
     /// Copies to `stale` every chunk of this volume it holds whose version differs from a
     /// healthy replica's. Answers how many chunks still differ.
-    async fn copy_differing(&self, stale: &Replica, lock: bool) -> io::Result<usize> {
+    ///
+    /// A chunk is copied when its versions differ, and also when the healthy one was
+    /// written at or after `since` (two writes to different parts of one chunk can finish
+    /// in either order, so equal versions do not prove equal bytes for recent chunks).
+    async fn copy_differing(
+        &self,
+        stale: &Replica,
+        lock: bool,
+        since: [u64; 2],
+    ) -> io::Result<usize> {
         let st = |e: tonic::Status| err(io::ErrorKind::Other, e.to_string());
         let mine = self.versions(stale).await.map_err(st)?;
         let mut healthy: HashMap<Replica, BTreeMap<u64, (u64, u64)>> = HashMap::new();
@@ -824,14 +959,20 @@ impl VolumeIo {
                 continue;
             }
             let Some(src) = self.set_of(chunk)?.into_iter().next() else {
-                continue;
+                return Err(err(
+                    io::ErrorKind::Other,
+                    format!("chunk {chunk} has no replica in the set to copy from"),
+                ));
             };
             if !healthy.contains_key(&src) {
                 let v = self.versions(&src).await.map_err(st)?;
                 healthy.insert(src.clone(), v);
             }
-            let want = healthy[&src].get(&chunk).copied();
-            if want.is_none() || want == mine.get(&chunk).copied() {
+            let Some(want) = healthy[&src].get(&chunk).copied() else {
+                continue;
+            };
+            let recent = [want.0, want.1] >= since;
+            if !recent && Some(want) == mine.get(&chunk).copied() {
                 continue;
             }
             let _r = if lock {
@@ -899,23 +1040,38 @@ impl VolumeIo {
                 device: rep.device.clone(),
                 volume: self.id.clone(),
                 epoch: self.epoch,
+                // Every write issued so far is below this: one that stalled on this
+                // replica before it left the set can never land after it rejoins.
+                min_seq: self.seq.load(Ordering::Relaxed) + 1,
             }),
         )
         .await
         .map_err(|_| err(io::ErrorKind::TimedOut, "stalled"))?
         .map_err(|e| err(io::ErrorKind::Other, e.to_string()))?;
-        let n = self.copy_differing(&rep, true).await?;
-        // What changed meanwhile, with writes held, so none lands on the others only.
+        let since = self
+            .since
+            .lock()
+            .expect("since")
+            .get(key)
+            .copied()
+            .unwrap_or([0, 0]);
+        let mark = self.oldest_unanswered();
+        let n = self.copy_differing(&rep, true, since).await?;
+        // What was written meanwhile, with writes held, so none lands on the others only.
         let _g = self.gate.write().await;
-        let m = self.copy_differing(&rep, false).await?;
+        let m = self.copy_differing(&rep, false, mark).await?;
         let epoch = self.epoch;
         let k = key.to_string();
         self.vols
             .update(&self.id, |v| {
-                (v.epoch == epoch && v.stale.contains(&k)).then(|| v.stale.retain(|s| s != &k))
+                (v.epoch == epoch && v.stale.contains(&k)).then(|| {
+                    v.stale.retain(|s| s != &k);
+                    v.stale_since.remove(&k);
+                })
             })
             .await
             .map_err(|e| err(io::ErrorKind::Other, e.to_string()))?;
+        self.since.lock().expect("since").remove(key);
         self.stale.lock().expect("stale").remove(key);
         tracing::info!(volume = %self.id, replica = %key, copied = n + m, "replica caught up and rejoined the set");
         self.rejoined.notify_waiters();

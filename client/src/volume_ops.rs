@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use crate::meta::MetaClient;
 use crate::peers::Peers;
 use crate::rings::{RingStore, RingStoreError};
-use crate::volume_io::{VolumeIo, NODE_TIMEOUT};
+use crate::volume_io::{Attach, VolumeIo, NODE_TIMEOUT};
 use crate::volumes::{self, Parent, Records, Snapshot, Volume, VolumeError};
 
 /// The largest volume, GiB.
@@ -139,6 +139,7 @@ impl Volumes {
             snap_seq: 0,
             snap_ack: 0,
             stale: Vec::new(),
+            stale_since: Default::default(),
             read_only: false,
             hidden: false,
         }
@@ -430,7 +431,12 @@ impl Volumes {
         let Some(parent) = v.parent.clone() else {
             return Ok(v);
         };
-        let io = VolumeIo::attach(self.meta.clone(), vol, writer, false)
+        if !self.children(vol).await?.is_empty() {
+            return Err(OpError::State(format!(
+                "volume {vol} has clones of its own: flatten them first"
+            )));
+        }
+        let io = VolumeIo::attach_with(self.meta.clone(), vol, writer, Attach::WriteIfFree)
             .await
             .map_err(|e| OpError::Failed(e.to_string()))?;
         let step = stratus_core::volume::CHUNK_SIZE;

@@ -82,6 +82,11 @@ pub struct Volume {
     /// reads until they have caught up.
     #[serde(default)]
     pub stale: Vec<String>,
+    /// For each stale replica, the (epoch, sequence) from which it may have missed
+    /// writes: catch-up copies every chunk written since, even one whose version looks
+    /// the same (two writes to one chunk can finish in either order).
+    #[serde(default)]
+    pub stale_since: std::collections::BTreeMap<String, [u64; 2]>,
     /// Read-only (an image volume: the parent of every volume made from an image).
     #[serde(default)]
     pub read_only: bool,

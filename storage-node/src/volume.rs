@@ -46,6 +46,10 @@ use crate::Node;
 
 const LOCKS: usize = 64;
 
+/// Chunks of the largest volume a device accepts (2^40 chunks: `chunk × CHUNK_SIZE` cannot
+/// overflow).
+const MAX_CHUNKS: u64 = 1 << 40;
+
 /// A chunk's version and snapshot stamp, as stored under `m/<volume>/<chunk>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ChunkMeta {
@@ -115,6 +119,9 @@ pub enum ChunkError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// A write that lost its place (older than the replica's catch-up).
+    #[error("{0}")]
+    Stale(String),
     #[error(transparent)]
     Device(#[from] DeviceError),
 }
@@ -124,6 +131,7 @@ impl From<ChunkError> for Status {
         match e {
             ChunkError::Fenced { .. } => Status::failed_precondition(e.to_string()),
             ChunkError::Invalid(m) => Status::invalid_argument(m),
+            ChunkError::Stale(m) => Status::aborted(m),
             ChunkError::Device(d) => d.into(),
         }
     }
@@ -135,6 +143,9 @@ struct Vol {
     dir: PathBuf,
     /// The highest epoch seen (persisted).
     epoch: Mutex<u64>,
+    /// (epoch, sequence) below which writes are refused (set by catch-up; in memory: a
+    /// write stalled before a restart died with it).
+    floor: Mutex<(u64, u64)>,
     /// The head file, once opened.
     head: Mutex<Option<Arc<File>>>,
     /// Chunk versions written since the last FLUSH (persisted by it).
@@ -340,6 +351,7 @@ impl ChunkStore {
             id: id.to_string(),
             dir: dev.root.join("volumes").join(id),
             epoch: Mutex::new(epoch),
+            floor: Mutex::new((0, 0)),
             head: Mutex::new(None),
             dirty: Mutex::default(),
             fresh: Mutex::default(),
@@ -413,7 +425,12 @@ impl ChunkStore {
         Ok(buf)
     }
 
-    fn check_range(offset: u64, len: u64) -> Result<(), ChunkError> {
+    fn check_range(chunk: u64, offset: u64, len: u64) -> Result<(), ChunkError> {
+        if chunk >= MAX_CHUNKS {
+            return Err(ChunkError::Invalid(format!(
+                "chunk {chunk} is beyond the largest volume"
+            )));
+        }
         if !offset.is_multiple_of(SECTOR)
             || !len.is_multiple_of(SECTOR)
             || offset + len > CHUNK_SIZE
@@ -425,10 +442,27 @@ impl ChunkStore {
         Ok(())
     }
 
-    /// Raises the volume's epoch on `dev`; answers the epoch held.
-    pub fn open(&self, dev: &Device, vol: &str, epoch: u64) -> Result<u64, ChunkError> {
+    /// Raises the volume's epoch on `dev` (and, with `min_seq`, the floor of its writes);
+    /// answers the epoch held.
+    pub fn open(
+        &self,
+        dev: &Device,
+        vol: &str,
+        epoch: u64,
+        min_seq: u64,
+    ) -> Result<u64, ChunkError> {
         let v = self.vol(dev, vol)?;
         v.check_epoch(dev, epoch)?;
+        if min_seq > 0 {
+            // Taken with every chunk lock, so no write of this epoch is half-way through.
+            let _all: Vec<_> = v
+                .locks
+                .iter()
+                .map(|l| l.lock().expect("chunk lock"))
+                .collect();
+            let mut f = v.floor.lock().expect("floor lock");
+            *f = (*f).max((epoch, min_seq));
+        }
         let e = *v.epoch.lock().expect("epoch lock");
         Ok(e)
     }
@@ -440,7 +474,7 @@ impl ChunkStore {
         } else {
             w.data.len() as u64
         };
-        Self::check_range(u64::from(w.offset), len)?;
+        Self::check_range(w.chunk, u64::from(w.offset), len)?;
         let v = self.vol(dev, &w.volume)?;
         v.check_epoch(dev, w.epoch)?;
         if !w.data.is_empty() {
@@ -449,6 +483,15 @@ impl ChunkStore {
         let _g = v.locks[(w.chunk % LOCKS as u64) as usize]
             .lock()
             .expect("chunk lock");
+        // Again under the lock: a newer writer may have opened the device while this write
+        // waited for it, and its writes must not be overwritten by this one.
+        v.check_epoch(dev, w.epoch)?;
+        if (w.epoch, w.seq) < *v.floor.lock().expect("floor lock") {
+            return Err(ChunkError::Stale(format!(
+                "write {} of epoch {} to volume {} predates this replica's catch-up",
+                w.seq, w.epoch, v.id
+            )));
+        }
         let base = w.chunk * CHUNK_SIZE;
         let meta = v.meta(dev, w.chunk)?;
         let head = v.head(dev, true)?.expect("created");
@@ -488,6 +531,19 @@ impl ChunkStore {
             let src = self.source(dev, &a.volume, w.chunk, a.snap, rest)?;
             let data = Self::read_from(dev, &src, base, CHUNK_SIZE as usize)?;
             head.write_all_at(&data, base).map_err(Vol::io(dev))?;
+            // The copy is durable before the record that makes the chunk the clone's own,
+            // and the record before this write is answered: a restarted node must not read
+            // an acknowledged chunk from the parent again.
+            stratus_client::service::metrics::timed_fsync(|| head.sync_data())
+                .map_err(Vol::io(dev))?;
+            let m = ChunkMeta {
+                epoch: w.epoch,
+                seq: w.seq,
+                snap: w.snap.max(stamp),
+            };
+            let mut b = WriteBatch::default();
+            dev.batch_put(&mut b, CF_CHUNKS, &meta_key(&v.id, w.chunk), &m.encode());
+            dev.write(b, true)?;
         }
         let at = base + u64::from(w.offset);
         if !w.data.is_empty() {
@@ -516,7 +572,7 @@ impl ChunkStore {
 
     /// Reads inside one chunk.
     pub fn read(&self, dev: &Device, r: &pb::ChunkRead) -> Result<Vec<u8>, ChunkError> {
-        Self::check_range(u64::from(r.offset), u64::from(r.len))?;
+        Self::check_range(r.chunk, u64::from(r.offset), u64::from(r.len))?;
         dev.check_present()?;
         let src = self.source(dev, &r.volume, r.chunk, r.snap, &r.ancestors)?;
         Self::read_from(
@@ -571,6 +627,7 @@ impl ChunkStore {
 
     /// A whole chunk and its version (none if the device never had it written).
     pub fn fetch(&self, dev: &Device, vol: &str, chunk: u64) -> Result<pb::ChunkCopy, ChunkError> {
+        Self::check_range(chunk, 0, 0)?;
         let v = self.vol(dev, vol)?;
         let _g = v.locks[(chunk % LOCKS as u64) as usize]
             .lock()
@@ -606,12 +663,19 @@ impl ChunkStore {
                 s.data.len()
             )));
         }
+        if ver.chunk >= MAX_CHUNKS {
+            return Err(ChunkError::Invalid(format!(
+                "chunk {} is beyond the largest volume",
+                ver.chunk
+            )));
+        }
         let v = self.vol(dev, &s.volume)?;
         v.check_epoch(dev, s.epoch)?;
         dev.check_space(CHUNK_SIZE)?;
         let _g = v.locks[(ver.chunk % LOCKS as u64) as usize]
             .lock()
             .expect("chunk lock");
+        v.check_epoch(dev, s.epoch)?;
         let head = v.head(dev, true)?.expect("created");
         head.write_all_at(&s.data, ver.chunk * CHUNK_SIZE)
             .map_err(Vol::io(dev))?;
@@ -710,7 +774,8 @@ fn punch(f: &File, at: u64, len: u64) -> std::io::Result<()> {
 
 /// Brings this node's devices back into the replica sets of volumes no writer holds: for
 /// each volume whose `stale` list names a device of this node, it attaches the volume (a
-/// writer's attach fences it, so a user's writer always wins), runs catch-up and detaches.
+/// writer's attach fences it, so a user's writer always wins; it attaches only while no
+/// writer holds the volume), runs catch-up and detaches. Read-only image volumes too.
 /// (An attached writer catches its replicas up itself.)
 pub struct VolumeRepairer;
 
@@ -733,15 +798,15 @@ impl crate::worker::Worker for VolumeRepairer {
             Err(e) => return cx.stats.error(format!("listing volumes: {e}")),
         };
         for v in vols {
-            if v.writer.is_some() || v.read_only || !v.stale.iter().any(|s| s.starts_with(&mine)) {
+            if v.writer.is_some() || !v.stale.iter().any(|s| s.starts_with(&mine)) {
                 continue;
             }
             cx.stats.scanned(1);
-            let io = match stratus_client::volume_io::VolumeIo::attach(
+            let io = match stratus_client::volume_io::VolumeIo::attach_with(
                 cx.node.meta.clone(),
                 &v.id,
                 &format!("volume-repairer@{addr}"),
-                false,
+                stratus_client::volume_io::Attach::Repair,
             )
             .await
             {
@@ -793,7 +858,9 @@ impl Chunk for ChunkService {
     async fn open(&self, r: Request<pb::ChunkOpen>) -> Result<Response<pb::ChunkEpoch>, Status> {
         let r = r.into_inner();
         let epoch = self
-            .run(&r.device, move |s, d| s.open(d, &r.volume, r.epoch))
+            .run(&r.device, move |s, d| {
+                s.open(d, &r.volume, r.epoch, r.min_seq)
+            })
             .await?;
         Ok(Response::new(pb::ChunkEpoch { epoch }))
     }
@@ -911,7 +978,7 @@ mod tests {
         let (t, d) = dev();
         let s = ChunkStore::default();
         s.write(&d, &write("v", 1, 0, 0, 1, 512)).unwrap();
-        assert_eq!(s.open(&d, "v", 2).unwrap(), 2);
+        assert_eq!(s.open(&d, "v", 2, 0).unwrap(), 2);
         let e = s.write(&d, &write("v", 1, 0, 0, 9, 512)).unwrap_err();
         assert!(
             matches!(
@@ -931,8 +998,29 @@ mod tests {
         assert_eq!(s.read(&d, &read("v", 0, 0, 512, 0)).unwrap(), vec![1; 512]);
         // A write of a newer epoch raises it without an open.
         s.write(&d, &write("v", 3, 0, 0, 3, 512)).unwrap();
-        assert!(s.open(&d, "v", 2).is_err());
+        assert!(s.open(&d, "v", 2, 0).is_err());
         drop(t);
+    }
+
+    #[test]
+    fn a_write_older_than_the_catch_up_floor_never_lands() {
+        let (_t, d) = dev();
+        let s = ChunkStore::default();
+        let mut w = write("v", 3, 0, 0, 1, 512);
+        w.seq = 12;
+        s.write(&d, &w).unwrap();
+        s.open(&d, "v", 3, 20).unwrap();
+        let mut late = write("v", 3, 0, 0, 9, 512);
+        late.seq = 15;
+        assert!(matches!(s.write(&d, &late), Err(ChunkError::Stale(_))));
+        assert_eq!(s.read(&d, &read("v", 0, 0, 512, 0)).unwrap(), vec![1; 512]);
+        let mut next = write("v", 3, 0, 0, 2, 512);
+        next.seq = 21;
+        s.write(&d, &next).unwrap();
+        // A chunk number whose byte offset would overflow is refused, not wrapped.
+        let mut far = write("v", 3, u64::MAX / 2, 0, 2, 512);
+        far.seq = 22;
+        assert!(matches!(s.write(&d, &far), Err(ChunkError::Invalid(_))));
     }
 
     #[test]
@@ -955,7 +1043,10 @@ mod tests {
             s.write(&d, &write("v", 1, 0, 100, 1, 512)),
             Err(ChunkError::Invalid(_))
         ));
-        assert!(matches!(s.open(&d, "../x", 1), Err(ChunkError::Invalid(_))));
+        assert!(matches!(
+            s.open(&d, "../x", 1, 0),
+            Err(ChunkError::Invalid(_))
+        ));
     }
 
     #[test]

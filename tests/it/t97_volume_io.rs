@@ -79,6 +79,10 @@ impl Exporter {
 
 impl Drop for Exporter {
     fn drop(&mut self) {
+        // An export that ended by itself is a finding: say how.
+        if let Ok(Some(status)) = self.child.try_wait() {
+            eprintln!("export of {} had already ended: {status}", self.volume);
+        }
         // SAFETY: signalling a process this test started.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + WAIT;
