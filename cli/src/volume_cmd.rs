@@ -1,4 +1,4 @@
-//! `stratus volume create|list|show|extend|snapshot|snapshots|clone|delete|export|flatten`:
+//! `stratus volume create|list|show|extend|snapshot|snapshots|clone|delete|export|flatten|check`:
 //! block volumes, straight through meta and the storage nodes (the operator's view; users
 //! go through the Cinder API with `openstack volume`).
 //!
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use stratus_client::nbd::{self, Export};
-use stratus_client::volume_io::VolumeIo;
+use stratus_client::volume_io::{Attach, VolumeIo};
 use stratus_client::volume_ops::{NewVolume, Source, Volumes};
 use stratus_client::volumes::{Snapshot, Volume};
 
@@ -93,6 +93,9 @@ pub enum VolumeCmd {
     },
     /// Copy into a clone everything it still reads from its parent, and detach it from it.
     Flatten { volume: String },
+    /// Compare the chunk versions of a volume's replicas (without attaching it): chunks
+    /// whose replicas in the set differ, and the replicas out of the set.
+    Check { volume: String },
 }
 
 fn writer_name() -> String {
@@ -276,6 +279,39 @@ pub async fn run(conn: &Conn, cmd: VolumeCmd) -> Result<()> {
             vols.delete(&volume, cascade).await?;
             if !conn.json {
                 println!("Deleted volume {volume}");
+            }
+        }
+        VolumeCmd::Check { volume } => {
+            let io = VolumeIo::attach_with(meta, &volume, &writer_name(), Attach::ReadOnly)
+                .await
+                .with_context(|| format!("reading volume {volume}"))?;
+            let d = io.divergent().await?;
+            if conn.json {
+                let chunks: Vec<_> = d
+                    .iter()
+                    .map(|(c, best, others)| {
+                        serde_json::json!({"chunk": c, "newest": best.key(),
+                            "differ": others.iter().map(|r| r.key()).collect::<Vec<_>>()})
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"divergent": chunks, "stale": io.stale()})
+                );
+            } else {
+                for (c, best, others) in &d {
+                    let o: Vec<String> = others.iter().map(|r| r.key()).collect();
+                    println!("chunk {c}: {} differ from {}", o.join(", "), best.key());
+                }
+                println!(
+                    "{} divergent chunks; replicas out of the set: {}",
+                    d.len(),
+                    if io.stale().is_empty() {
+                        "none".into()
+                    } else {
+                        io.stale().join(", ")
+                    }
+                );
             }
         }
         VolumeCmd::Flatten { volume } => {

@@ -314,6 +314,14 @@ impl VolumeIo {
                 let _ = io.detach().await;
                 return Err(e);
             }
+            // Before any I/O: writes that were never answered (a writer that died, a write
+            // refused as a whole after it landed somewhere) may have left the replicas of
+            // the set different. Any of their versions is a legal answer, but all must
+            // give the same one: the newest is copied to the others.
+            if let Err(e) = io.reconcile().await {
+                let _ = io.detach().await;
+                return Err(e);
+            }
             if rec.snap_ack < rec.snap_seq {
                 io.confirm_snapshot(rec.snap_seq).await?;
             }
@@ -905,6 +913,111 @@ impl VolumeIo {
         }
         self.repair().await?;
         Ok(())
+    }
+
+    /// Chunks whose replicas in the set hold different versions: (chunk, the replica with
+    /// the newest version, the replicas that differ from it). A replica that cannot be
+    /// asked is left out (a writer then takes it out of the set).
+    pub async fn divergent(&self) -> io::Result<Vec<(u64, Replica, Vec<Replica>)>> {
+        let mut versions: HashMap<Replica, BTreeMap<u64, (u64, u64)>> = HashMap::new();
+        let mut unreachable = HashSet::new();
+        let mut out = Vec::new();
+        for chunk in 0..stratus_core::volume::chunks(self.size) {
+            let set = self.set_of(chunk)?;
+            for r in &set {
+                if !versions.contains_key(r) && !unreachable.contains(r) {
+                    match self.versions(r).await {
+                        Ok(v) => {
+                            versions.insert(r.clone(), v);
+                        }
+                        Err(e) => {
+                            tracing::warn!(volume = %self.id, replica = %r.key(), error = %e, "versions not read");
+                            unreachable.insert(r.clone());
+                        }
+                    }
+                }
+            }
+            let held: Vec<(Replica, Option<(u64, u64)>)> = set
+                .into_iter()
+                .filter_map(|r| Some((r.clone(), versions.get(&r)?.get(&chunk).copied())))
+                .collect();
+            let Some((best, want)) = held.iter().max_by_key(|(_, v)| *v).cloned() else {
+                continue;
+            };
+            let others: Vec<Replica> = held
+                .into_iter()
+                .filter(|(_, v)| *v != want)
+                .map(|(r, _)| r)
+                .collect();
+            if !others.is_empty() {
+                out.push((chunk, best, others));
+            }
+        }
+        for r in unreachable {
+            if !self.read_only {
+                self.leave(&r).await?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Copies the newest version of every divergent chunk to the replicas that differ
+    /// (see [`VolumeIo::divergent`]); answers how many copies were made.
+    pub async fn reconcile(&self) -> io::Result<usize> {
+        let st = |e: tonic::Status| err(io::ErrorKind::Other, e.to_string());
+        let mut copies = 0;
+        for (chunk, best, others) in self.divergent().await? {
+            let _r = self
+                .ranges
+                .lock(chunk * CHUNK_SIZE, (chunk + 1) * CHUNK_SIZE)
+                .await;
+            let mut c = self.chunk_client(&best.node).map_err(st)?;
+            let copy = tokio::time::timeout(
+                NODE_TIMEOUT,
+                c.fetch(pb::ChunkFetch {
+                    device: best.device.clone(),
+                    volume: self.id.clone(),
+                    chunk,
+                }),
+            )
+            .await
+            .map_err(|_| err(io::ErrorKind::TimedOut, "source stalled"))?
+            .map_err(st)?
+            .into_inner();
+            if copy.version.is_none() {
+                continue;
+            }
+            for r in others {
+                let mut c = self.chunk_client(&r.node).map_err(st)?;
+                let stored = tokio::time::timeout(
+                    NODE_TIMEOUT,
+                    c.store(pb::ChunkStore {
+                        device: r.device.clone(),
+                        volume: self.id.clone(),
+                        epoch: self.epoch,
+                        version: copy.version,
+                        data: copy.data.clone(),
+                        snap: copy.snap,
+                    }),
+                )
+                .await;
+                match stored {
+                    Ok(Ok(_)) => copies += 1,
+                    Ok(Err(s)) if s.code() == Code::FailedPrecondition => {
+                        self.fenced.store(true, Ordering::Relaxed);
+                        return Err(err(
+                            io::ErrorKind::PermissionDenied,
+                            s.message().to_string(),
+                        ));
+                    }
+                    _ => self.leave(&r).await?,
+                }
+            }
+        }
+        if copies > 0 {
+            tracing::info!(volume = %self.id, copies, "replicas reconciled");
+        }
+        Ok(copies)
     }
 
     /// Tries once to bring every stale replica back (what the background task does each

@@ -36,6 +36,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use rocksdb::WriteBatch;
+use stratus_client::rings::RingStore;
 use stratus_core::volume::{valid_id, CHUNK_SIZE, SECTOR};
 use stratus_proto::storage as pb;
 use stratus_proto::storage::chunk_server::Chunk;
@@ -797,8 +798,56 @@ impl crate::worker::Worker for VolumeRepairer {
             Ok(v) => v,
             Err(e) => return cx.stats.error(format!("listing volumes: {e}")),
         };
+        // Replicas that differ with nobody stale (writes never answered): the node that
+        // sorts first in the volume ring looks, each pass, at volumes no writer holds, and
+        // attaching one reconciles it.
+        let first = RingStore::new(cx.node.meta.clone())
+            .current("volume")
+            .await
+            .ok()
+            .and_then(|(r, _)| r.devices().iter().map(|d| d.node.clone()).min())
+            .is_some_and(|n| &n == addr);
         for v in vols {
-            if v.writer.is_some() || !v.stale.iter().any(|s| s.starts_with(&mine)) {
+            if v.writer.is_some() {
+                continue;
+            }
+            if first && v.stale.is_empty() {
+                let looked = stratus_client::volume_io::VolumeIo::attach_with(
+                    cx.node.meta.clone(),
+                    &v.id,
+                    &format!("volume-repairer@{addr}"),
+                    stratus_client::volume_io::Attach::ReadOnly,
+                )
+                .await;
+                if let Ok(ro) = looked {
+                    match ro.divergent().await {
+                        Ok(d) if !d.is_empty() => {
+                            cx.stats.scanned(1);
+                            match stratus_client::volume_io::VolumeIo::attach_with(
+                                cx.node.meta.clone(),
+                                &v.id,
+                                &format!("volume-repairer@{addr}"),
+                                stratus_client::volume_io::Attach::Repair,
+                            )
+                            .await
+                            {
+                                // Attaching reconciled it.
+                                Ok(io) => {
+                                    cx.stats.repaired(d.len() as u64);
+                                    if let Err(e) = io.detach().await {
+                                        cx.stats.error(format!("detaching {}: {e}", v.id));
+                                    }
+                                }
+                                Err(e) => cx.stats.error(format!("reconciling {}: {e}", v.id)),
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => cx.stats.error(format!("comparing {}: {e}", v.id)),
+                    }
+                }
+                continue;
+            }
+            if !v.stale.iter().any(|s| s.starts_with(&mine)) {
                 continue;
             }
             cx.stats.scanned(1);

@@ -10,6 +10,9 @@
 //! - Fencing: a second export of the same volume takes a newer epoch and the storage nodes
 //!   refuse the first one's next write; the second never sees it.
 //! - A writer killed with -9: a new attach reads every write acknowledged to a FLUSH.
+//! - Replicas left different by writes never answered (a stalled node, a writer killed
+//!   before it noticed): `stratus volume check` shows them, and the next attach makes them
+//!   agree.
 //! - Snapshots and clones: a clone of a snapshot reads the snapshot's bytes after 1,000
 //!   later writes to the volume, and diverges independently; deleting frees the chunks on
 //!   every replica; a volume with snapshots is not deleted without --cascade.
@@ -325,6 +328,69 @@ fn t97_flushed_writes_survive_a_killed_writer_and_snapshots_and_clones_hold() {
     a.kill9();
     drop(a);
     let b = Exporter::start(&c, &vol, &tmp.path().join("b.sock"));
+    qemu_io_ok(&b.uri(), &["read -P 0x5a 0 1M", "read -P 0x5b 5M 512"]);
+    drop(b);
+
+    // Replicas left different by writes never answered: a node stalls mid-write (its
+    // replicas miss writes the others took), and the writer dies before it notices. The
+    // next attach makes every replica of the set agree again.
+    let mut a = Exporter::start(&c, &vol, &tmp.path().join("a2.sock"));
+    let pid = pid_of(&c, 2);
+    // SAFETY: signalling a process the test cluster started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let writes: Vec<String> = (0..64)
+        .map(|i| {
+            format!(
+                "aio_write -P 0x3c {} 64k",
+                (i + 4) * 4 * 1024 * 1024 + 65536
+            )
+        })
+        .collect();
+    let mut cmd = Command::new("qemu-io");
+    cmd.args(["-f", "raw"]);
+    for w in &writes {
+        cmd.args(["-c", w]);
+    }
+    cmd.arg(a.uri());
+    let mut writer = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Well under the writer's 5 s node timeout: it has not yet taken node 2 out of the set.
+    std::thread::sleep(Duration::from_secs(3));
+    a.kill9();
+    let _ = writer.kill();
+    let _ = writer.wait();
+    drop(a);
+    // Killed while stopped, node 2 never applies the writes queued for it.
+    c.kill_storage(2);
+    c.up_again();
+    let check = |c: &TestCluster| {
+        json(&stratus_in(
+            c,
+            Path::new("/"),
+            &["volume", "check", &vol, "--json"],
+        ))
+    };
+    let before = check(&c);
+    assert!(
+        before["divergent"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty()),
+        "node 2 missed writes the others took, and nobody marked it stale: {before}"
+    );
+    assert!(
+        before["stale"].as_array().is_some_and(|s| s.is_empty()),
+        "{before}"
+    );
+    let b = Exporter::start(&c, &vol, &tmp.path().join("b1.sock"));
+    let after = check(&c);
+    assert_eq!(
+        after["divergent"].as_array().map(Vec::len),
+        Some(0),
+        "attaching reconciled the replicas (before: {before})"
+    );
     qemu_io_ok(&b.uri(), &["read -P 0x5a 0 1M", "read -P 0x5b 5M 512"]);
     drop(b);
 
