@@ -202,8 +202,9 @@ fn leaf_flag_given(m: &ArgMatches, id: &str) -> bool {
 #[tokio::main]
 async fn main() {
     // A closed pipe (`stratus list | head`) ends the process quietly, as it does any Unix
-    // tool, instead of a panic in `println!`. Sockets are unaffected: Rust writes to them
-    // with MSG_NOSIGNAL and sees EPIPE as an error.
+    // tool, instead of a panic in `println!`. std's sockets write with MSG_NOSIGNAL, but
+    // tokio's write with writev and would raise SIGPIPE too: the commands that must
+    // outlive a dead peer (`volume export`, `volume flatten`) ignore it again.
     // SAFETY: `signal` with SIG_DFL installs no Rust code as a handler; it only changes the
     // process-wide disposition of SIGPIPE.
     unsafe {

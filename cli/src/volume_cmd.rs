@@ -151,6 +151,17 @@ fn print_snapshot(conn: &Conn, s: &Snapshot) {
 
 /// Runs a `stratus volume` command.
 pub async fn run(conn: &Conn, cmd: VolumeCmd) -> Result<()> {
+    if matches!(cmd, VolumeCmd::Export { .. } | VolumeCmd::Flatten { .. }) {
+        // These hold connections to storage nodes that may die mid-request, and tokio
+        // writes sockets with writev, not send(MSG_NOSIGNAL): with SIGPIPE at its default
+        // (`main` sets it for pipelines) a killed storage node killed the export with it.
+        // A broken connection must be an error the writer handles (the replica leaves the
+        // set), never the end of the process.
+        // SAFETY: SIG_IGN installs no handler; it only changes SIGPIPE's disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+    }
     let meta = conn.client()?;
     let vols = Volumes::new(meta.clone());
     match cmd {
