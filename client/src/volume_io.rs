@@ -961,49 +961,60 @@ impl VolumeIo {
         Ok(out)
     }
 
+    /// A whole chunk and its version from `src` (catch-up and reconcile copy these).
+    async fn fetch_chunk(&self, src: &Replica, chunk: u64) -> io::Result<pb::ChunkCopy> {
+        let st = |e: tonic::Status| err(io::ErrorKind::Other, e.to_string());
+        let mut c = self.chunk_client(&src.node).map_err(st)?;
+        Ok(tokio::time::timeout(
+            NODE_TIMEOUT,
+            c.fetch(pb::ChunkFetch {
+                device: src.device.clone(),
+                volume: self.id.clone(),
+                chunk,
+            }),
+        )
+        .await
+        .map_err(|_| err(io::ErrorKind::TimedOut, "source stalled"))?
+        .map_err(st)?
+        .into_inner())
+    }
+
+    /// Stores a fetched chunk on `dst`, under this writer's epoch.
+    async fn store_chunk(&self, dst: &Replica, copy: &pb::ChunkCopy) -> Result<(), tonic::Status> {
+        let mut c = self.chunk_client(&dst.node)?;
+        tokio::time::timeout(
+            NODE_TIMEOUT,
+            c.store(pb::ChunkStore {
+                device: dst.device.clone(),
+                volume: self.id.clone(),
+                epoch: self.epoch,
+                version: copy.version,
+                data: copy.data.clone(),
+                snap: copy.snap,
+            }),
+        )
+        .await
+        .map_err(|_| tonic::Status::deadline_exceeded("replica stalled"))??;
+        Ok(())
+    }
+
     /// Copies the newest version of every divergent chunk to the replicas that differ
     /// (see [`VolumeIo::divergent`]); answers how many copies were made.
     pub async fn reconcile(&self) -> io::Result<usize> {
-        let st = |e: tonic::Status| err(io::ErrorKind::Other, e.to_string());
         let mut copies = 0;
         for (chunk, best, others) in self.divergent().await? {
             let _r = self
                 .ranges
                 .lock(chunk * CHUNK_SIZE, (chunk + 1) * CHUNK_SIZE)
                 .await;
-            let mut c = self.chunk_client(&best.node).map_err(st)?;
-            let copy = tokio::time::timeout(
-                NODE_TIMEOUT,
-                c.fetch(pb::ChunkFetch {
-                    device: best.device.clone(),
-                    volume: self.id.clone(),
-                    chunk,
-                }),
-            )
-            .await
-            .map_err(|_| err(io::ErrorKind::TimedOut, "source stalled"))?
-            .map_err(st)?
-            .into_inner();
+            let copy = self.fetch_chunk(&best, chunk).await?;
             if copy.version.is_none() {
                 continue;
             }
             for r in others {
-                let mut c = self.chunk_client(&r.node).map_err(st)?;
-                let stored = tokio::time::timeout(
-                    NODE_TIMEOUT,
-                    c.store(pb::ChunkStore {
-                        device: r.device.clone(),
-                        volume: self.id.clone(),
-                        epoch: self.epoch,
-                        version: copy.version,
-                        data: copy.data.clone(),
-                        snap: copy.snap,
-                    }),
-                )
-                .await;
-                match stored {
-                    Ok(Ok(_)) => copies += 1,
-                    Ok(Err(s)) if s.code() == Code::FailedPrecondition => {
+                match self.store_chunk(&r, &copy).await {
+                    Ok(()) => copies += 1,
+                    Err(s) if s.code() == Code::FailedPrecondition => {
                         self.fenced.store(true, Ordering::Relaxed);
                         return Err(err(
                             io::ErrorKind::PermissionDenied,
@@ -1097,37 +1108,11 @@ impl VolumeIo {
             } else {
                 None
             };
-            let mut c = self.chunk_client(&src.node).map_err(st)?;
-            let copy = tokio::time::timeout(
-                NODE_TIMEOUT,
-                c.fetch(pb::ChunkFetch {
-                    device: src.device.clone(),
-                    volume: self.id.clone(),
-                    chunk,
-                }),
-            )
-            .await
-            .map_err(|_| err(io::ErrorKind::TimedOut, "source stalled"))?
-            .map_err(st)?
-            .into_inner();
+            let copy = self.fetch_chunk(&src, chunk).await?;
             if copy.version.is_none() {
                 continue;
             }
-            let mut c = self.chunk_client(&stale.node).map_err(st)?;
-            tokio::time::timeout(
-                NODE_TIMEOUT,
-                c.store(pb::ChunkStore {
-                    device: stale.device.clone(),
-                    volume: self.id.clone(),
-                    epoch: self.epoch,
-                    version: copy.version,
-                    data: copy.data,
-                    snap: copy.snap,
-                }),
-            )
-            .await
-            .map_err(|_| err(io::ErrorKind::TimedOut, "stale replica stalled"))?
-            .map_err(st)?;
+            self.store_chunk(stale, &copy).await.map_err(st)?;
             copied += 1;
         }
         Ok(copied)
