@@ -17,12 +17,18 @@
 //! <dir>/openrc            `OS_*` variables for the `openstack` client as Keystone user
 //!                         `admin` (role admin on project admin); mode 0600
 //! <dir>/openrc-demo       the same for `demo` (role member on project demo)
+//! <dir>/compute-1/        with `up --compute`: the compute agent's state dir and its
+//!                         {addr,pid,log} (named after the host, `--compute-name`);
+//!                         see [`compute`]
+//! <dir>/libvirt-start.log what `virtlogd -d` and `libvirtd -d` said, when `up` started them
 //! ```
 //! The first `up` also creates the `account`, `container`, `object` and `volume` rings in meta with
 //! every device of every storage node (one zone per node) and publishes them, the
 //! TempAuth user `test:tester` (key `testing`), and the Keystone users `admin` and `demo`
 //! with random passwords, which live in the openrc files only: a later `up` reads them back
 //! from there (and gives a user whose openrc file is gone a new password).
+//! With `--compute` it also makes sure libvirtd runs and starts a compute agent
+//! ([`compute`]); the proxy creates the default flavors itself.
 //! A second `up` reuses the data and the addresses; `down` stops the processes and keeps
 //! the data.
 
@@ -41,6 +47,8 @@ use stratus_core::ring::NewDevice;
 use tokio::time::Instant;
 
 use crate::table;
+
+mod compute;
 
 /// `stratus dev …`
 #[derive(Subcommand, Debug)]
@@ -62,6 +70,8 @@ pub enum DevCmd {
         /// between passes; short, so a dev cluster heals while you watch.
         #[arg(long, default_value_t = 5.0)]
         worker_interval: f64,
+        #[command(flatten)]
+        compute: compute::DevCompute,
     },
     /// Show every process of the local cluster and its Raft state.
     Status {
@@ -133,7 +143,7 @@ fn running_pid(node_dir: &Path) -> Option<i32> {
     read_pid(node_dir).filter(|p| alive(*p))
 }
 
-/// Every service directory with a pid file (meta, storage, proxy), by name.
+/// Every service directory with a pid file (meta, storage, proxy, compute), by name.
 fn service_dirs(dir: &Path) -> Vec<(String, PathBuf)> {
     let mut out: Vec<(String, PathBuf)> = fs::read_dir(dir)
         .into_iter()
@@ -331,9 +341,18 @@ pub async fn run(cmd: DevCmd) -> Result<()> {
             storage_nodes,
             devices,
             worker_interval,
+            compute,
         } => {
             let dir = dir.unwrap_or_else(default_dir);
-            up(&dir, meta_nodes, storage_nodes, devices, worker_interval).await
+            up(
+                &dir,
+                meta_nodes,
+                storage_nodes,
+                devices,
+                worker_interval,
+                &compute,
+            )
+            .await
         }
         DevCmd::Status { dir, json } => status(&dir.unwrap_or_else(default_dir), json).await,
         DevCmd::Down { dir } => down(&dir.unwrap_or_else(default_dir)),
@@ -346,6 +365,7 @@ async fn up(
     storage_nodes: u32,
     devices: u32,
     worker_interval: f64,
+    with_compute: &compute::DevCompute,
 ) -> Result<()> {
     if meta_nodes == 0 {
         bail!("--meta-nodes must be at least 1");
@@ -355,6 +375,11 @@ async fn up(
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
+    // Without the agent's binary or libvirt, `--compute` fails before anything starts.
+    if with_compute.compute {
+        sibling_binary("stratus-compute")?;
+        compute::ensure_libvirt(&dir).await?;
+    }
     let bin = sibling_binary("stratus-meta")?;
     let mut addrs = BTreeMap::new();
     for id in 1..=meta_nodes {
@@ -427,6 +452,11 @@ async fn up(
     let identity_url = format!("http://{proxy_addr}/identity");
     let identities = ensure_identities(&client, &dir, &identity_url).await?;
     wait_listening("the proxy", &proxy_addr, &proxy_dir).await?;
+    let agent = if with_compute.compute {
+        Some(compute::start_agent(&dir, &endpoints, with_compute).await?)
+    } else {
+        None
+    };
     let auth_url = format!("http://{proxy_addr}/auth/v1.0");
     fs::write(dir.join("auth-url"), &auth_url)?;
     println!(
@@ -451,12 +481,18 @@ async fn up(
         "  proxy: http://{proxy_addr}   (log: {})",
         proxy_dir.join("log").display()
     );
+    if let Some(a) = &agent {
+        println!("  {a}");
+    }
     println!();
     println!("  Swift API auth URL: {auth_url}   user: {DEV_USER}   key: {DEV_KEY}");
     println!("  swift -A {auth_url} -U {DEV_USER} -K {DEV_KEY} stat");
     println!("  stratus upload mycontainer ./some-file   (stratus uses this cluster by default)");
     println!();
     print_identities(&identity_url, &identities);
+    if agent.is_some() {
+        compute::print_hints();
+    }
     println!();
     println!("  export STRATUS_META={}", endpoints.join(","));
     println!("  stratus meta status");
@@ -876,8 +912,15 @@ async fn status(dir: &Path, json: bool) -> Result<()> {
 
 fn down(dir: &Path) -> Result<()> {
     let mut nodes = service_dirs(dir);
-    // Front ends first, meta last, so nothing logs errors about a vanished meta.
-    nodes.sort_by_key(|(name, _)| name.starts_with("meta-"));
+    // Front ends (proxy, compute agents) first, then storage, meta last: nothing logs errors
+    // about a vanished meta, and an agent flushes its guests' volumes while storage runs.
+    nodes.sort_by_key(|(name, _)| {
+        if name.starts_with("meta-") {
+            2
+        } else {
+            u8::from(name.starts_with("storage-"))
+        }
+    });
     let mut stopped = 0;
     for (_, node_dir) in &nodes {
         if let Some(pid) = running_pid(node_dir) {

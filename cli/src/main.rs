@@ -11,6 +11,9 @@
 //! - [`swift_cmd`]: object storage for users (`stratus stat|list|upload|download|delete|post`);
 //! - [`image_cmd`]: Glance images (`stratus image create|list|show|set|download|delete`),
 //!   through a Keystone login ([`os_auth`]);
+//! - [`compute_cmd`]: Nova servers and flavors (`stratus server create|list|show|console|
+//!   stop|start|reboot|delete`, `stratus flavor list|show|create|delete`) through the same
+//!   login, and the compute hosts as meta has them (`stratus compute list`);
 //! - [`obj_bench`]: the Swift API benchmark (`stratus bench`);
 //! - [`cluster_cmd`]: watching a cluster heal (`stratus cluster health`, `stratus worker
 //!   list|set`, `stratus lookup`).
@@ -22,6 +25,7 @@
 
 mod bench;
 mod cluster_cmd;
+mod compute_cmd;
 mod dev;
 mod identity_cmd;
 mod image_cmd;
@@ -127,7 +131,27 @@ enum Cmd {
         #[command(subcommand)]
         cmd: image_cmd::ImageCmd,
     },
-    /// Benchmark a Swift API endpoint (the dev cluster by default).
+    /// Nova servers (Keystone login like `stratus image`).
+    Server {
+        #[command(flatten)]
+        opts: compute_cmd::NovaOpts,
+        #[command(subcommand)]
+        cmd: compute_cmd::ServerCmd,
+    },
+    /// Nova flavors (Keystone login like `stratus image`).
+    Flavor {
+        #[command(flatten)]
+        opts: compute_cmd::NovaOpts,
+        #[command(subcommand)]
+        cmd: compute_cmd::FlavorCmd,
+    },
+    /// Compute hosts (operator's view: straight from meta).
+    Compute {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: compute_cmd::ComputeCmd,
+    },
     /// Block volumes (operator's view: straight through meta and the storage nodes).
     Volume {
         #[command(flatten)]
@@ -135,6 +159,7 @@ enum Cmd {
         #[command(subcommand)]
         cmd: volume_cmd::VolumeCmd,
     },
+    /// Benchmark a Swift API endpoint (the dev cluster by default).
     Bench(obj_bench::BenchArgs),
     #[command(flatten)]
     Swift(swift_cmd::SwiftCmd),
@@ -229,6 +254,13 @@ async fn main() {
         Cmd::Worker { conn, cmd } => cluster_cmd::run_worker(&conn, cmd).await,
         Cmd::Lookup { conn, path } => cluster_cmd::run_lookup(&conn, &path).await,
         Cmd::Image { opts, cmd } => image_cmd::run(&cli.creds.dev_dir(), &opts, cmd).await,
+        Cmd::Server { opts, cmd } => {
+            compute_cmd::run_server(&cli.creds.dev_dir(), &opts, cmd).await
+        }
+        Cmd::Flavor { opts, cmd } => {
+            compute_cmd::run_flavor(&cli.creds.dev_dir(), &opts, cmd).await
+        }
+        Cmd::Compute { conn, cmd } => compute_cmd::hosts::run(&conn, cmd).await,
         Cmd::Volume { conn, cmd } => volume_cmd::run(&conn, cmd).await,
         Cmd::Bench(args) => obj_bench::run(&cli.creds, args).await,
         Cmd::Swift(cmd) => swift_cmd::run(&cli.creds, cmd).await,
@@ -292,6 +324,149 @@ mod tests {
             s.contains("user: None") && s.contains("group: Some(\"g\")"),
             "{s}"
         );
+    }
+
+    fn try_parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let mut argv = vec!["stratus"];
+        argv.extend(args);
+        let m = Cli::command().try_get_matches_from(argv)?;
+        Cli::from_arg_matches(&m)
+    }
+
+    #[test]
+    fn server_create_takes_one_way_to_boot() {
+        use compute_cmd::ServerCmd;
+        let create = |args: &[&str]| -> Result<_, clap::Error> {
+            let mut argv = vec!["server", "create", "s1", "--flavor", "m1.tiny"];
+            argv.extend(args);
+            match try_parse(&argv)?.cmd {
+                Cmd::Server {
+                    cmd:
+                        ServerCmd::Create {
+                            image,
+                            boot_from_volume,
+                            volume,
+                            wait,
+                            ..
+                        },
+                    ..
+                } => Ok((image, boot_from_volume, volume, wait)),
+                other => panic!("{other:?}"),
+            }
+        };
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(
+            create(&["--image", "cirros"]).unwrap(),
+            (some("cirros"), None, None, false)
+        );
+        assert_eq!(
+            create(&["--image", "cirros", "--boot-from-volume", "2", "--wait"]).unwrap(),
+            (some("cirros"), Some(2), None, true)
+        );
+        assert_eq!(
+            create(&["--volume", "v1"]).unwrap(),
+            (None, None, some("v1"), false)
+        );
+        for bad in [
+            &[][..],
+            &["--image", "i", "--volume", "v"],
+            &["--volume", "v", "--boot-from-volume", "1"],
+            &["--image", "i", "--boot-from-volume", "0"],
+        ] {
+            assert!(create(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn server_flavor_and_compute_commands_parse() {
+        use compute_cmd::{ComputeCmd, FlavorCmd, ServerCmd};
+        let cmd = |args: &[&str]| try_parse(args).unwrap().cmd;
+        let Cmd::Server {
+            opts,
+            cmd: ServerCmd::Reboot { server, hard, wait },
+        } = cmd(&["server", "reboot", "--hard", "s1", "--wait", "--json"])
+        else {
+            panic!()
+        };
+        assert!(hard && wait && format!("{opts:?}").contains("json: true"));
+        assert_eq!(server, "s1");
+        let Cmd::Server {
+            cmd: ServerCmd::Console { lines, .. },
+            ..
+        } = cmd(&["server", "console", "s1", "--lines", "20"])
+        else {
+            panic!()
+        };
+        assert_eq!(lines, Some(20));
+        let Cmd::Server {
+            cmd: ServerCmd::Delete { servers, wait },
+            ..
+        } = cmd(&["server", "delete", "a", "b", "--wait"])
+        else {
+            panic!()
+        };
+        assert_eq!((servers.len(), wait), (2, true));
+        assert!(try_parse(&["server", "delete"]).is_err());
+        let Cmd::Flavor {
+            cmd:
+                FlavorCmd::Create {
+                    name,
+                    ram,
+                    vcpus,
+                    disk,
+                    id,
+                    private,
+                },
+            ..
+        } = cmd(&[
+            "flavor", "create", "m1.x", "--ram", "512", "--vcpus", "1", "--disk", "0", "--id", "9",
+        ])
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (name.as_str(), ram, vcpus, disk, id.as_deref(), private),
+            ("m1.x", 512, 1, 0, Some("9"), false)
+        );
+        assert!(try_parse(&["flavor", "create", "f", "--ram", "1", "--disk", "1"]).is_err());
+        let Cmd::Compute {
+            conn,
+            cmd: ComputeCmd::List,
+        } = cmd(&["compute", "list", "--json", "--meta", "h:1,h:2"])
+        else {
+            panic!()
+        };
+        assert!(conn.json);
+        assert_eq!(conn.meta, ["h:1", "h:2"]);
+    }
+
+    #[test]
+    fn dev_up_takes_the_compute_flags() {
+        let Cmd::Dev {
+            cmd: dev::DevCmd::Up { .. },
+        } = try_parse(&["dev", "up", "--compute", "--compute-vcpus", "2"])
+            .unwrap()
+            .cmd
+        else {
+            panic!()
+        };
+        let s = format!(
+            "{:?}",
+            try_parse(&["dev", "up", "--compute", "--compute-ram-mb", "4096"])
+                .unwrap()
+                .cmd
+        );
+        assert!(
+            s.contains("compute: true")
+                && s.contains("compute_name: \"compute-1\"")
+                && s.contains("compute_ram_mb: Some(4096)")
+                && s.contains("compute_vcpus: None"),
+            "{s}"
+        );
+        // The sizes mean nothing without an agent.
+        assert!(try_parse(&["dev", "up", "--compute-disk-gb", "10"]).is_err());
+        assert!(try_parse(&["dev", "up", "--compute-name", "c2"]).is_err());
+        assert!(try_parse(&["dev", "up"]).is_ok());
     }
 
     #[test]

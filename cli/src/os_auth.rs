@@ -1,5 +1,6 @@
-//! Keystone v3 login for the commands that call OpenStack APIs (`stratus image …` today):
-//! credentials as the `openstack` client takes them, a token, and the catalog's endpoints.
+//! Keystone v3 login for the commands that call OpenStack APIs (`stratus image …`, `server …`,
+//! `flavor …`): credentials as the `openstack` client takes them, a token, and the catalog's
+//! endpoints.
 //!
 //! Credentials ([`OsCreds::load`]) come from the `OS_*` environment variables when
 //! `OS_AUTH_URL` is set (as after `source openrc`), else from the dev cluster's
@@ -294,7 +295,8 @@ pub async fn check(r: reqwest::Response, what: &str) -> Result<reqwest::Response
     bail!("{what}: {st}: {msg}")
 }
 
-/// A Keystone token and its catalog.
+/// A Keystone token and its catalog (cloning shares the HTTP client's connection pool).
+#[derive(Clone)]
 pub struct OsSession {
     http: reqwest::Client,
     token: String,

@@ -8,6 +8,7 @@
 //! - [`identity`]: Keystone v3 identity (domains, projects, users, groups, roles,
 //!   assignments), its tokens and the revocation list every proxy follows.
 //! - [`images`]: Glance image records.
+//! - [`compute`]: compute hosts, flavors, servers and the scheduler that places them.
 //! - [`nbd`]: an NBD server exporting a [`nbd::BlockDevice`] to QEMU and other clients.
 //! - [`volumes`]: Cinder volume and snapshot records (epoch, replica set, lineage).
 //! - [`volume_ops`]: the volume lifecycle (create, clone, snapshot, extend, flatten,
@@ -23,6 +24,7 @@
 // tonic::Status (176 bytes) is the error type of every gRPC client call.
 #![allow(clippy::result_large_err)]
 
+pub mod compute;
 pub mod identity;
 pub mod images;
 pub mod meta;

@@ -159,6 +159,17 @@ impl Keyed for Snapshot {
     }
 }
 
+impl<T> Records<T> {
+    /// Records stored as JSON under `prefix` (which ends in `/`).
+    pub fn new(client: MetaClient, prefix: &'static str) -> Self {
+        Self {
+            client,
+            prefix,
+            _t: std::marker::PhantomData,
+        }
+    }
+}
+
 impl<T: Serialize + DeserializeOwned + Keyed> Records<T> {
     fn key(&self, id: &str) -> String {
         format!("{}{id}", self.prefix)
@@ -268,20 +279,12 @@ impl<T: Serialize + DeserializeOwned + Keyed> Records<T> {
 
 /// Volumes in meta.
 pub fn volumes(client: MetaClient) -> Records<Volume> {
-    Records {
-        client,
-        prefix: VOLUMES,
-        _t: std::marker::PhantomData,
-    }
+    Records::new(client, VOLUMES)
 }
 
 /// Volume snapshots in meta.
 pub fn snapshots(client: MetaClient) -> Records<Snapshot> {
-    Records {
-        client,
-        prefix: SNAPSHOTS,
-        _t: std::marker::PhantomData,
-    }
+    Records::new(client, SNAPSHOTS)
 }
 
 /// A clone's ancestors, nearest first, as storage nodes want them.

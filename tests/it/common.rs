@@ -82,11 +82,17 @@ pub struct Session {
 
 impl TestCluster {
     pub fn start(storage_nodes: u32, devices: u32) -> Self {
+        Self::start_with(storage_nodes, devices, &[])
+    }
+
+    /// [`TestCluster::start`] with more `dev up` arguments.
+    pub fn start_with(storage_nodes: u32, devices: u32, extra: &[&str]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("cluster");
         let d = dir.to_str().unwrap().to_string();
         let down = Down(dir.clone());
-        ok(&[
+        let (nodes, devices) = (storage_nodes.to_string(), devices.to_string());
+        let mut args = vec![
             "dev",
             "up",
             "--dir",
@@ -94,12 +100,14 @@ impl TestCluster {
             "--meta-nodes",
             "1",
             "--storage-nodes",
-            &storage_nodes.to_string(),
+            &nodes,
             "--devices",
-            &devices.to_string(),
+            &devices,
             "--worker-interval",
             "1",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        ok(&args);
         let auth_url = std::fs::read_to_string(dir.join("auth-url")).unwrap();
         let proxy = auth_url.trim_end_matches("/auth/v1.0").to_string();
         Self {

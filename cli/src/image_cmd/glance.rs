@@ -149,7 +149,12 @@ impl Glance {
     /// Logs in (see [`OsCreds::load`]) and finds the image endpoint.
     pub async fn connect(dev_dir: &Path) -> Result<Self> {
         let creds = OsCreds::load(dev_dir)?;
-        let s = OsSession::login(&creds).await?;
+        Self::with_session(OsSession::login(&creds).await?)
+    }
+
+    /// The image API of a session already logged in (`stratus server create` finds its
+    /// image here).
+    pub fn with_session(s: OsSession) -> Result<Self> {
         let root = api_root(&s.endpoint("image")?);
         Ok(Self { s, root })
     }

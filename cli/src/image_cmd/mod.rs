@@ -8,7 +8,7 @@
 //! record is deleted again, so a failed create leaves nothing behind. Transfers show a
 //! progress line on a terminal. The Glance client itself is [`glance`].
 
-mod glance;
+pub(crate) mod glance;
 
 use std::path::{Path, PathBuf};
 
@@ -173,7 +173,7 @@ pub enum ImageCmd {
 
 /// Writes a line to stdout; a reader that went away (`stratus image list | head`) is not an
 /// error.
-fn emit(line: &str) -> Result<()> {
+pub(crate) fn emit(line: &str) -> Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{line}").and_then(|_| out.flush()) {

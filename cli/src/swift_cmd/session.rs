@@ -23,7 +23,8 @@ pub struct Creds {
     /// The user's key.
     #[arg(short = 'K', long, env = "ST_KEY", global = true, default_value = dev::DEV_KEY)]
     key: String,
-    /// Dev cluster directory (for the default auth URL, and the `openrc` of `stratus image`).
+    /// Dev cluster directory (for the default auth URL, and the `openrc` of `stratus image`,
+    /// `server` and `flavor`).
     #[arg(long, env = "STRATUS_DEV_DIR", global = true)]
     dir: Option<PathBuf>,
 }
