@@ -452,10 +452,11 @@ async fn up(
     let identity_url = format!("http://{proxy_addr}/identity");
     let identities = ensure_identities(&client, &dir, &identity_url).await?;
     wait_listening("the proxy", &proxy_addr, &proxy_dir).await?;
+    // A cluster made with `--compute` keeps its agents: `up` again restarts them.
     let agent = if with_compute.compute {
         Some(compute::start_agent(&dir, &endpoints, with_compute).await?)
     } else {
-        None
+        compute::restart_agents(&dir).await?
     };
     let auth_url = format!("http://{proxy_addr}/auth/v1.0");
     fs::write(dir.join("auth-url"), &auth_url)?;
@@ -922,6 +923,9 @@ fn down(dir: &Path) -> Result<()> {
         }
     });
     let mut stopped = 0;
+    for (name, _) in nodes.iter().filter(|(_, d)| d.join("console").is_dir()) {
+        compute::stop_guests(dir, name);
+    }
     for (_, node_dir) in &nodes {
         if let Some(pid) = running_pid(node_dir) {
             // SAFETY: sending SIGTERM to a pid we started.

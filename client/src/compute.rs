@@ -54,6 +54,12 @@ pub fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+/// What a compute agent writes as the `<description>` of its libvirt domains: how it (and
+/// `stratus dev down`) tells its own domains from any other's on a shared libvirtd.
+pub fn domain_owner(host: &str, run_dir: &std::path::Path) -> String {
+    format!("stratus compute agent {host} {}", run_dir.display())
+}
+
 /// A compute host, as its agent reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Host {

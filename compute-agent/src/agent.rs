@@ -73,11 +73,7 @@ impl Agent {
         let hv = Hypervisor::open(&settings.libvirt_uri).await?;
         std::fs::create_dir_all(settings.state_dir.join("console"))?;
         make_traversable(&settings.run_dir)?;
-        let owner = format!(
-            "stratus compute agent {} {}",
-            settings.name,
-            settings.run_dir.display()
-        );
+        let owner = compute::domain_owner(&settings.name, &settings.run_dir);
         let writer = format!("compute:{}", settings.name);
         Ok(Arc::new(Self {
             compute: Compute::new(meta.clone()),
@@ -206,7 +202,8 @@ impl Agent {
         beat.abort();
     }
 
-    /// Starts a reconcile of every server placed here that is not being reconciled.
+    /// Starts a reconcile of every server placed here that is not being reconciled, and
+    /// removes this agent's domains whose server is gone (deleted while the agent was down).
     async fn pass(self: &Arc<Self>) {
         let servers = match self.compute.servers.list().await {
             Ok(s) => s,
@@ -215,6 +212,7 @@ impl Agent {
                 return;
             }
         };
+        self.sweep(&servers).await;
         for s in servers {
             if s.host.as_deref() != Some(&self.settings.name) {
                 continue;
@@ -236,6 +234,30 @@ impl Agent {
                     busy.remove(&id);
                 }
             });
+        }
+    }
+
+    /// Undefines this agent's domains that no server placed here names any more.
+    async fn sweep(&self, servers: &[Server]) {
+        let owned = match self.hv.owned(&self.owner).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!("listing domains: {e}");
+                return;
+            }
+        };
+        for id in owned {
+            let ours = servers
+                .iter()
+                .any(|s| s.id == id && s.host.as_deref() == Some(&self.settings.name));
+            if ours || self.busy.lock().await.contains_key(&id) {
+                continue;
+            }
+            tracing::warn!(server = %id, "removing the domain of a server that is gone");
+            if let Err(e) = self.hv.undefine(&id).await {
+                tracing::warn!(server = %id, "removing the domain: {e}");
+            }
+            let _ = std::fs::remove_file(self.console_log(&id));
         }
     }
 

@@ -1,6 +1,11 @@
 //! The libvirt domain XML of a server: its flavor's vCPUs and RAM, one virtio disk per
 //! volume (an NBD export on a unix socket the agent serves), the serial console logged to
 //! a file, ACPI for the power button, and no network.
+//!
+//! A disk's NBD source carries `<reconnect delay>` (libvirt 10.x and later; QEMU then
+//! holds the guest's requests while the agent restarts instead of failing them), and
+//! `error_policy='stop'`: a request that fails anyway pauses the guest rather than
+//! handing it an I/O error; the agent resumes it once its volume is served again.
 
 use std::path::Path;
 
@@ -55,7 +60,7 @@ pub fn disk_xml(run_dir: &Path, d: &Disk) -> String {
     let serial: String = d.volume_id.chars().take(20).collect();
     format!(
         "<disk type='network' device='disk'>
-      <driver name='qemu' type='raw' cache='none' discard='unmap'/>
+      <driver name='qemu' type='raw' cache='none' discard='unmap' error_policy='stop' rerror_policy='stop'/>
       <source protocol='nbd' name='{name}'>
         <host transport='unix' socket='{sock}'/>
         <reconnect delay='{RECONNECT_DELAY_SECS}'/>
@@ -98,6 +103,7 @@ pub fn domain_xml(
   <on_crash>destroy</on_crash>
   <devices>
     {disks}
+    <controller type='usb' model='none'/>
     <serial type='pty'>
       <log file='{log}' append='on'/>
       <target port='0'/>

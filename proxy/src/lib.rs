@@ -1,6 +1,6 @@
 //! `stratus-proxy`: the HTTP front door. It speaks the OpenStack Swift API v1 (accounts,
-//! containers, objects) with TempAuth and Keystone tokens, and Keystone v3, Glance v2 and
-//! Cinder v3 themselves, and reaches storage nodes over gRPC, placing every
+//! containers, objects) with TempAuth and Keystone tokens, and Keystone v3, Glance v2,
+//! Cinder v3 and Nova v2.1 themselves, and reaches storage nodes over gRPC, placing every
 //! request by the rings it watches in meta. It keeps no state of its own: run as many as
 //! you like.
 //!
@@ -22,6 +22,9 @@
 //!   in the image service's account.
 //! - [`volume`]: the Cinder v3 API under `/volume/v3/{project_id}`: volumes and snapshots
 //!   over the shared lifecycle of [`stratus_client::volume_ops`], and volumes from images.
+//! - [`compute`]: the Nova v2.1 API under `/compute/v2.1`: flavors, servers (placed by the
+//!   scheduler, their disks made of volumes, run by the compute agents), actions, volume
+//!   attachments.
 //! - [`openstack`]: what the OpenStack APIs share (JSON answers, the client's address).
 //! - [`auth`]: TempAuth tokens and Keystone token checks; [`acl`]: who may do what by the
 //!   ACLs.
@@ -37,6 +40,7 @@ pub mod acl;
 pub mod auth;
 pub mod bulk;
 pub mod cluster;
+pub mod compute;
 pub mod container;
 pub mod error;
 pub mod headers;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use stratus_client::compute::Compute;
 use stratus_client::identity::{IdentityStore, Revocations};
 use stratus_client::images::ImageStore;
 use stratus_client::meta::MetaClient;
@@ -15,6 +16,7 @@ use stratus_proto::storage as pb;
 
 use crate::auth::Auth;
 use crate::cluster::Cluster;
+use crate::compute::Nova;
 use crate::identity::Keystone;
 use crate::image::Images;
 use crate::volume::Cinder;
@@ -57,6 +59,8 @@ pub struct Proxy {
     pub(crate) images: Images,
     /// The Cinder v3 API.
     pub(crate) volumes: Cinder,
+    /// The Nova v2.1 API.
+    pub(crate) compute: Nova,
     /// Account and container info, by `(account, container)` (see [`crate::ops::info`]).
     pub(crate) infos: Mutex<InfoCache>,
 }
@@ -76,6 +80,9 @@ impl Proxy {
             .map_err(|e| ProxyError::Meta(e.to_string()))?;
         let images = Images::new(ImageStore::new(meta.clone()));
         let volumes = Cinder::new(Volumes::new(meta.clone()));
+        let compute = Nova::new(Compute::new(meta.clone()), Volumes::new(meta.clone()))
+            .await
+            .map_err(ProxyError::Meta)?;
         let cluster = Cluster::new(meta).map_err(|e| ProxyError::Meta(e.to_string()))?;
         if !cluster.wait_ready(Duration::from_secs(30)).await {
             tracing::warn!("rings are not all published yet; requests get 503 until they are");
@@ -86,6 +93,7 @@ impl Proxy {
             keystone,
             images,
             volumes,
+            compute,
             infos: Mutex::new(HashMap::new()),
         }))
     }

@@ -23,7 +23,7 @@ use crate::ops::object::ObjPath;
 use crate::ops::store::MAX_FILE_SIZE;
 use crate::ops::{database, quota, versions};
 use crate::proxy::Proxy;
-use crate::{bulk, container, identity, image, large, object, tempurl, volume};
+use crate::{bulk, compute, container, identity, image, large, object, tempurl, volume};
 
 /// What a request addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +181,9 @@ pub async fn route(p: &Arc<Proxy>, req: Request) -> SwiftResult<Response> {
     }
     if path == "/volume" || path.starts_with("/volume/") {
         return Ok(volume::route(p, &parts, body).await);
+    }
+    if path == "/compute" || path.starts_with("/compute/") {
+        return Ok(compute::route(p, &parts, body).await);
     }
     let h = &parts.headers;
     let m = &parts.method;

@@ -16,3 +16,4 @@ mod t95_identity;
 mod t96_images;
 mod t97_volume_io;
 mod t98_cinder;
+mod t99_compute;

@@ -114,6 +114,39 @@ pub fn run_dir(dir: &Path, name: &str) -> PathBuf {
     PathBuf::from(format!("/run/stratus-compute/{}-{name}", cluster_id(dir)))
 }
 
+/// Powers off (destroys) the running guests of host `name` of the cluster in `dir`: an
+/// agent that stops leaves its guests running (so it can be restarted under them), but
+/// `dev down` stops the whole cloud. Their definitions stay: `dev up` boots them again.
+pub fn stop_guests(dir: &Path, name: &str) {
+    let Some(virsh) = find_program("virsh") else {
+        return;
+    };
+    let owner = stratus_client::compute::domain_owner(name, &run_dir(dir, name));
+    let run = |args: &[&str]| {
+        std::process::Command::new(&virsh)
+            .args(["-c", "qemu:///system"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+    };
+    let Some(list) = run(&["list", "--name", "--state-running", "--state-paused"]) else {
+        return;
+    };
+    for dom in list
+        .lines()
+        .map(str::trim)
+        .filter(|d| d.starts_with("stratus-"))
+    {
+        if run(&["desc", dom]).is_some_and(|d| d.trim() == owner) {
+            let _ = run(&["destroy", dom]);
+        }
+    }
+}
+
 /// The agent's command line.
 pub fn agent_args(
     endpoints: &[String],
@@ -309,6 +342,9 @@ pub async fn start_agent(dir: &Path, endpoints: &[String], c: &DevCompute) -> Re
     } else {
         let bin = super::sibling_binary("stratus-compute")?;
         let args = agent_args(endpoints, c, &node_dir, &run_dir(dir, &c.compute_name));
+        let saved = node_dir.join(ARGS_FILE);
+        fs::write(&saved, serde_json::to_vec(&args)?)
+            .with_context(|| format!("writing {}", saved.display()))?;
         let from = fs::metadata(node_dir.join("log")).map_or(0, |m| m.len());
         super::spawn(&bin, &args, &node_dir)?;
         wait_announced(&what, &node_dir, from).await?
@@ -320,6 +356,47 @@ pub async fn start_agent(dir: &Path, endpoints: &[String], c: &DevCompute) -> Re
         addr,
         node_dir,
     })
+}
+
+/// Where `up --compute` keeps an agent's command line, so `up` can restart it.
+const ARGS_FILE: &str = "args.json";
+
+/// Restarts the agents `up --compute` started in `dir` that are not running (with the
+/// arguments they were started with); the first, if any.
+pub async fn restart_agents(dir: &Path) -> Result<Option<Agent>> {
+    let mut first = None;
+    for e in fs::read_dir(dir)?.flatten() {
+        let node_dir = e.path();
+        let Ok(saved) = fs::read(node_dir.join(ARGS_FILE)) else {
+            continue;
+        };
+        let args: Vec<String> = serde_json::from_slice(&saved)
+            .with_context(|| format!("reading {}", node_dir.join(ARGS_FILE).display()))?;
+        let name = e.file_name().to_string_lossy().to_string();
+        let what = format!("compute agent {name}");
+        let addr = if super::running_pid(&node_dir).is_some() {
+            fs::read_to_string(node_dir.join("addr"))
+                .map(|a| a.trim().to_string())
+                .unwrap_or_default()
+        } else {
+            ensure_libvirt(dir).await?;
+            let bin = super::sibling_binary("stratus-compute")?;
+            let from = fs::metadata(node_dir.join("log")).map_or(0, |m| m.len());
+            super::spawn(&bin, &args, &node_dir)?;
+            let addr = wait_announced(&what, &node_dir, from).await?;
+            super::wait_listening(&what, &addr, &node_dir).await?;
+            fs::write(node_dir.join("addr"), &addr)?;
+            addr
+        };
+        if first.is_none() {
+            first = Some(Agent {
+                name,
+                addr,
+                node_dir,
+            });
+        }
+    }
+    Ok(first)
 }
 
 /// The compute lines of `up`'s report, after the `openstack` ones.

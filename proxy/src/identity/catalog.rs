@@ -3,7 +3,7 @@
 //! client used; region `RegionOne`, interfaces `public`, `internal` and `admin`.
 //!
 //! Services appear here as they are built: identity, image, block-storage (also under its
-//! older type `volumev3`, same URL) and object-store today. No `network` entry: clients
+//! older type `volumev3`, same URL), compute and object-store today. No `network` entry: clients
 //! change behaviour when one is present.
 
 use serde_json::{json, Value};
@@ -40,6 +40,11 @@ pub const SERVICES: &[Service] = &[
         kind: "volumev3",
         name: "cinderv3",
         path: "/volume/v3/{project_id}",
+    },
+    Service {
+        kind: "compute",
+        name: "nova",
+        path: "/compute/v2.1",
     },
     Service {
         kind: "object-store",
@@ -116,16 +121,20 @@ mod tests {
                 "image",
                 "block-storage",
                 "volumev3",
+                "compute",
                 "object-store"
             ]
         );
         assert_eq!(c[2]["endpoints"][0]["url"], "http://h/volume/v3/p1");
         assert_eq!(c[3]["endpoints"][0]["url"], "http://h/volume/v3/p1");
         assert_ne!(c[2]["id"], c[3]["id"]);
-        assert_eq!(c[4]["endpoints"][0]["url"], "http://h/v1/AUTH_p1");
+        assert_eq!(c[4]["endpoints"][0]["url"], "http://h/compute/v2.1");
+        assert_eq!(c[4]["name"], "nova");
         assert_eq!(c[4]["endpoints"].as_array().unwrap().len(), 3);
+        assert_eq!(c[5]["endpoints"][0]["url"], "http://h/v1/AUTH_p1");
+        assert_eq!(c[5]["endpoints"].as_array().unwrap().len(), 3);
         let unscoped = catalog("http://h", None);
-        assert_eq!(unscoped.as_array().unwrap().len(), 2);
+        assert_eq!(unscoped.as_array().unwrap().len(), 3);
         assert!(!types.contains(&"network"));
     }
 }

@@ -66,7 +66,7 @@ type Piece = (u64, Vec<u8>);
 /// `POST /volumes` with `imageRef`: checks the image and the size, and answers the new
 /// volume — `available` at once when the image volume is sealed already, else `creating`
 /// while a task imports the image or waits for its import.
-pub(super) async fn create(
+pub(crate) async fn create(
     r: &Req<'_>,
     mut new: NewVolume,
     image_id: &str,
