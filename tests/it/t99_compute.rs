@@ -162,6 +162,15 @@ fn domains() -> Vec<String> {
         .collect()
 }
 
+/// `virsh domstate` of server `id`'s domain.
+fn domain_state(id: &str) -> String {
+    let mut cmd = Command::new("virsh");
+    cmd.args(["-c", "qemu:///system", "domstate", &format!("stratus-{id}")]);
+    stdout(&output_within(cmd, Duration::from_secs(30)))
+        .trim()
+        .to_string()
+}
+
 /// The root volume id of a server (its `volumes_attached`).
 fn attached(s: &Value) -> Vec<String> {
     let v = &s["volumes_attached"];
@@ -292,11 +301,7 @@ async fn t99_servers_boot_from_replicated_volumes_and_keep_their_data() {
     // Stop and start: the counter on the replicated volume goes up.
     action(c, &["server", "stop", "s1"]);
     let s = wait_status(c, "s1", "SHUTOFF");
-    assert_eq!(
-        s["power_state"].to_string().contains("Shutdown") || s["power_state"] == 4,
-        true,
-        "{s}"
-    );
+    assert_eq!(s["OS-EXT-STS:power_state"], 4, "power state SHUTDOWN: {s}");
     action(c, &["server", "start", "s1"]);
     wait_status(c, "s1", "ACTIVE");
     wait_console(c, "s1", "STRATUS-GUEST-READY boot-count=2");
@@ -485,26 +490,15 @@ async fn t99_servers_boot_from_replicated_volumes_and_keep_their_data() {
         std::thread::sleep(Duration::from_secs(1));
     }
 
-    // --- The agent dies: the guest runs on; the restarted agent adopts it.
-    let before = last_heartbeat(&console(c, "s1"));
+    // --- The agent dies: the guest runs on (its disk requests wait, QEMU's NBD reconnect
+    // delay); the restarted agent serves its volume again and adopts it.
     kill_pid_file(&c.dir.join("compute-1"));
-    let log_file = c
-        .dir
-        .join("compute-1")
-        .join("console")
-        .join(format!("{s1_id}.log"));
-    let start = Instant::now();
-    loop {
-        let log = std::fs::read_to_string(&log_file).unwrap_or_default();
-        if last_heartbeat(&log) >= before + 2 {
-            break;
-        }
-        assert!(
-            start.elapsed() < GUEST_WAIT,
-            "the guest stopped with its agent:\n{log}"
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        domain_state(&s1_id),
+        "running",
+        "the guest runs on without its agent"
+    );
     c.up_again();
     let s = wait_status(c, "s1", "ACTIVE");
     assert_eq!(s["status"], "ACTIVE");
