@@ -9,10 +9,10 @@ bash scripts/deps.sh
 echo "== cargo fmt --check" >&2
 cargo fmt --all --check
 
-# The stateless proxy and the CLI reach the cluster through stratus-client only: neither
-# may link RocksDB or openraft (only meta and storage-node do).
-echo "== layout: proxy and cli link neither RocksDB nor openraft" >&2
-for pkg in stratus-proxy stratus-cli; do
+# The stateless proxy, the CLI and the compute agent reach the cluster through
+# stratus-client only: none may link RocksDB or openraft (only meta and storage-node do).
+echo "== layout: proxy, cli and compute agent link neither RocksDB nor openraft" >&2
+for pkg in stratus-proxy stratus-cli stratus-compute-agent; do
   linked=$(cargo tree --locked -p "$pkg" -e normal,build --prefix none \
     | awk '{print $1}' | grep -E '^(rocksdb|librocksdb-sys|openraft)$' | sort -u || true)
   if [ -n "$linked" ]; then

@@ -624,6 +624,15 @@ impl Agent {
         match self.hv.power(&s.id).await.map_err(|e| e.to_string())? {
             Some(Power::Running) => self.hv.pause(&s.id).await.map_err(|e| e.to_string())?,
             Some(Power::Paused) => {}
+            // Off (e.g. `stratus dev down` removed the domain): boot it, then pause it.
+            None | Some(Power::Off { .. }) => {
+                let saved = matches!(
+                    self.hv.power(&s.id).await.map_err(|e| e.to_string())?,
+                    Some(Power::Off { saved: true })
+                );
+                self.boot(s, saved).await?;
+                self.hv.pause(&s.id).await.map_err(|e| e.to_string())?
+            }
             other => return Err(format!("cannot pause a guest that is {other:?}")),
         }
         Ok(Report::new(("PAUSED", "paused", power::PAUSED)))
@@ -639,6 +648,9 @@ impl Agent {
                 self.release_exports(s).await;
             }
             Some(Power::Off { saved: true }) => self.release_exports(s).await,
+            // Its saved memory is gone (the domain was removed, e.g. by `stratus dev
+            // down`): it stays suspended, and resuming boots it from its disk.
+            None | Some(Power::Off { saved: false }) => self.release_exports(s).await,
             other => return Err(format!("cannot suspend a guest that is {other:?}")),
         }
         Ok(Report::new(("SUSPENDED", "suspended", power::SUSPENDED)))

@@ -309,6 +309,10 @@ async fn t99_servers_boot_from_replicated_volumes_and_keep_their_data() {
     action(c, &["server", "reboot", "s1"]);
     wait_status(c, "s1", "ACTIVE");
     wait_console(c, "s1", "STRATUS-GUEST-READY boot-count=3");
+    // A hard reboot (the plug, then boot).
+    action(c, &["server", "reboot", "--hard", "s1"]);
+    wait_status(c, "s1", "ACTIVE");
+    wait_console(c, "s1", "STRATUS-GUEST-READY boot-count=4");
     // Pause and unpause; suspend and resume: memory is kept, so no new boot.
     action(c, &["server", "pause", "s1"]);
     wait_status(c, "s1", "PAUSED");
@@ -332,7 +336,7 @@ async fn t99_servers_boot_from_replicated_volumes_and_keep_their_data() {
         std::thread::sleep(Duration::from_secs(1));
     };
     assert!(
-        !log.contains("boot-count=4"),
+        !log.contains("boot-count=5"),
         "resume restored the guest, it did not boot again:\n{log}"
     );
 
@@ -376,6 +380,19 @@ async fn t99_servers_boot_from_replicated_volumes_and_keep_their_data() {
     );
     assert_eq!(s2["status"], "ACTIVE", "{s2}");
     wait_console(c, "s2", "STRATUS-GUEST-READY boot-count=1");
+
+    // The operator's view, and the same servers through `stratus server`.
+    let listed = stratus_in(c, Path::new("/"), &["server", "list"]);
+    assert!(listed.contains("s1") && listed.contains("s2"), "{listed}");
+    let hosts = stratus_in(c, Path::new("/"), &["compute", "list"]);
+    assert!(hosts.contains("512/400"), "two m1.tiny reserved: {hosts}");
+    let tail = stratus_in(
+        c,
+        Path::new("/"),
+        &["server", "console", "s2", "--lines", "3"],
+    );
+    assert!(tail.lines().count() <= 3, "{tail}");
+    assert!(tail.contains("STRATUS-GUEST"), "{tail}");
 
     // --- s3 does not fit: NoValidHost.
     action(
@@ -517,7 +534,7 @@ async fn t99_servers_boot_from_replicated_volumes_and_keep_their_data() {
     };
     assert!(!log.contains("disk=error"), "{log}");
     assert!(
-        !log.contains("boot-count=4"),
+        !log.contains("boot-count=5"),
         "the guest ran on, it did not boot again:\n{log}"
     );
     action(c, &["server", "stop", "s1"]);

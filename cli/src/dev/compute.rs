@@ -114,9 +114,10 @@ pub fn run_dir(dir: &Path, name: &str) -> PathBuf {
     PathBuf::from(format!("/run/stratus-compute/{}-{name}", cluster_id(dir)))
 }
 
-/// Powers off (destroys) the running guests of host `name` of the cluster in `dir`: an
-/// agent that stops leaves its guests running (so it can be restarted under them), but
-/// `dev down` stops the whole cloud. Their definitions stay: `dev up` boots them again.
+/// Powers off (destroys) the guests of host `name` of the cluster in `dir` and removes
+/// their libvirt definitions: an agent that stops leaves its guests running (so it can be
+/// restarted under them), but `dev down` stops the whole cloud. The servers' records and
+/// volumes stay, so `dev up` boots them again (the agent defines each domain anew).
 pub fn stop_guests(dir: &Path, name: &str) {
     let Some(virsh) = find_program("virsh") else {
         return;
@@ -133,7 +134,7 @@ pub fn stop_guests(dir: &Path, name: &str) {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
     };
-    let Some(list) = run(&["list", "--name", "--state-running", "--state-paused"]) else {
+    let Some(list) = run(&["list", "--all", "--name"]) else {
         return;
     };
     for dom in list
@@ -143,6 +144,7 @@ pub fn stop_guests(dir: &Path, name: &str) {
     {
         if run(&["desc", dom]).is_some_and(|d| d.trim() == owner) {
             let _ = run(&["destroy", dom]);
+            let _ = run(&["undefine", "--managed-save", dom]);
         }
     }
 }
