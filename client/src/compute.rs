@@ -30,6 +30,7 @@ use stratus_proto::meta as pb;
 use crate::meta::MetaClient;
 use stratus_core::id::new_uuid;
 
+use crate::volume_io::{Attach, VolumeIo};
 use crate::volume_ops::{OpError, Volumes};
 use crate::volumes::{Attachment, Keyed, Records, Volume, VolumeError};
 
@@ -501,8 +502,16 @@ impl Compute {
                 };
                 return Err(ScheduleError::NoValidHost(why));
             };
-            let usage_rev = self.usage.get(&host.name).await?.map(|(_, r)| r);
-            let mut usage = usage.clone();
+            // The room check and the compare must see the same usage: read it once more
+            // with its revision and check that host again on exactly that.
+            let (mut usage, usage_rev) = match self.usage.get(&host.name).await? {
+                Some((u, r)) => (u, Some(r)),
+                None => (usage.clone(), None),
+            };
+            let pair = [(host.clone(), usage.clone())];
+            if rank(&pair, req, ratios, now_us()).0.is_empty() {
+                continue;
+            }
             usage.servers.insert(id.to_string(), req.take);
             server.host = Some(host.name.clone());
             server.availability_zone = Some(host.availability_zone.clone());
@@ -642,13 +651,29 @@ pub async fn retire(compute: &Compute, volumes: &Volumes, id: &str) -> Result<()
         return Ok(());
     };
     for d in &server.disks {
+        // A writer left behind (an agent that died, or one no longer heard from) is fenced
+        // first: a new epoch, so the storage nodes refuse it, then given back.
+        if let Some((v, _)) = volumes.vols.get(&d.volume_id).await? {
+            if v.writer.is_some() && !v.read_only {
+                let io = VolumeIo::attach_with(
+                    volumes.meta().clone(),
+                    &d.volume_id,
+                    &format!("compute-retire:{id}"),
+                    Attach::Write,
+                )
+                .await
+                .map_err(|e| OpError::Failed(format!("fencing volume {}: {e}", d.volume_id)))?;
+                io.detach()
+                    .await
+                    .map_err(|e| OpError::Failed(format!("fencing volume {}: {e}", d.volume_id)))?;
+            }
+        }
         release_volume(&volumes.vols, &d.volume_id, id).await?;
         if d.delete_on_termination {
             match volumes.delete(&d.volume_id, true).await {
                 Ok(()) | Err(OpError::NotFound(_)) => {}
-                Err(e) => {
-                    tracing::warn!(server = id, volume = %d.volume_id, "deleting the server's volume: {e}");
-                }
+                // Kept with the record: the next attempt deletes it.
+                Err(e) => return Err(e),
             }
         }
     }

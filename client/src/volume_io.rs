@@ -341,6 +341,11 @@ impl VolumeIo {
     }
 
     /// Whether writes are refused.
+    /// Whether a newer writer took the volume: every write of this one is refused now.
+    pub fn fenced(&self) -> bool {
+        self.fenced.load(Ordering::Relaxed)
+    }
+
     pub fn read_only(&self) -> bool {
         self.read_only
     }

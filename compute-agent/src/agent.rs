@@ -161,11 +161,18 @@ impl Agent {
             let Some((s, _)) = self.compute.servers.get(&id).await? else {
                 continue;
             };
-            for d in s.disks.iter().filter(|d| d.state != "attaching") {
-                if let Err(e) = self.exports.ensure(&d.volume_id).await {
-                    tracing::error!(server = %id, volume = %d.volume_id, "serving a running guest's volume again: {e}");
-                }
-            }
+            // All at once: QEMU holds the guest's requests only for the reconnect delay.
+            let s = &s;
+            let served = s
+                .disks
+                .iter()
+                .filter(|d| d.state == "attached")
+                .map(|d| async move {
+                    if let Err(e) = self.exports.ensure(&s.id, &d.volume_id).await {
+                        tracing::error!(server = %s.id, volume = %d.volume_id, "serving a running guest's volume again: {e}");
+                    }
+                });
+            futures::future::join_all(served).await;
             tracing::info!(server = %id, "running guest adopted");
         }
         Ok(())
@@ -250,14 +257,26 @@ impl Agent {
             let ours = servers
                 .iter()
                 .any(|s| s.id == id && s.host.as_deref() == Some(&self.settings.name));
-            if ours || self.busy.lock().await.contains_key(&id) {
+            if ours {
                 continue;
             }
+            // Not while a pass over it runs (it may be deleting the server itself).
+            let lock = self.busy.lock().await.get(&id).cloned();
+            let _held = match &lock {
+                Some(l) => match l.clone().try_lock_owned() {
+                    Ok(g) => Some(g),
+                    Err(_) => continue,
+                },
+                None => None,
+            };
             tracing::warn!(server = %id, "removing the domain of a server that is gone");
             if let Err(e) = self.hv.undefine(&id).await {
                 tracing::warn!(server = %id, "removing the domain: {e}");
+                continue;
             }
+            self.exports.stop_server(&id).await;
             let _ = std::fs::remove_file(self.console_log(&id));
+            self.busy.lock().await.remove(&id);
         }
     }
 
@@ -269,7 +288,12 @@ impl Agent {
         ) {
             return;
         }
-        if s.status == "ERROR" && s.want != Want::Deleted && s.launched_us.is_none() {
+        // A build that failed before any boot: nothing to do until someone asks.
+        if s.status == "ERROR"
+            && s.want != Want::Deleted
+            && s.launched_us.is_none()
+            && s.task_state.is_none()
+        {
             return;
         }
         let id = s.id.clone();
@@ -290,7 +314,7 @@ impl Agent {
                     .compute
                     .servers
                     .update(&id, |srv| {
-                        (srv.want == want && srv.status != "ERROR")
+                        (srv.want == want && (srv.status != "ERROR" || srv.task_state.is_some()))
                             .then(|| srv.set_error(500, why.clone()))
                     })
                     .await;
@@ -382,7 +406,7 @@ impl Agent {
     async fn boot(&self, s: &Server, saved: bool) -> Step<()> {
         for d in Self::guest_disks(s) {
             self.exports
-                .ensure(&d.volume_id)
+                .ensure(&s.id, &d.volume_id)
                 .await
                 .map_err(|e| format!("serving volume {}: {e}", d.volume_id))?;
         }
@@ -442,11 +466,7 @@ impl Agent {
 
     /// Stops serving every volume of `s` (its guest is off).
     async fn release_exports(&self, s: &Server) {
-        for d in &s.disks {
-            if let Err(e) = self.exports.stop(&d.volume_id).await {
-                tracing::warn!(server = %s.id, volume = %d.volume_id, "stopping the export: {e}");
-            }
-        }
+        self.exports.stop_server(&s.id).await;
     }
 
     async fn make_active(&self, s: &Server) -> Step<Report> {
@@ -464,6 +484,13 @@ impl Agent {
             self.disks_live(s, &mut report).await;
             return Ok(report);
         }
+        let mut pw = pw;
+        if s.reboot_seq > s.reboot_done && s.reboot_hard {
+            if let Some(Power::Off { saved: true }) = pw {
+                self.hv.drop_saved(&s.id).await.map_err(|e| e.to_string())?;
+                pw = Some(Power::Off { saved: false });
+            }
+        }
         report.reboot_done = s.reboot_seq;
         match pw {
             None => self.boot(s, false).await?,
@@ -475,7 +502,7 @@ impl Agent {
             Some(Power::Paused) => {
                 // A guest restored from a restart of the agent needs its exports too.
                 for d in Self::guest_disks(s) {
-                    let _ = self.exports.ensure(&d.volume_id).await;
+                    let _ = self.exports.ensure(&s.id, &d.volume_id).await;
                 }
                 self.hv.unpause(&s.id).await.map_err(|e| e.to_string())?
             }
@@ -483,7 +510,7 @@ impl Agent {
                 for d in Self::guest_disks(s) {
                     if d.state == "attached" && !self.exports.serving(&d.volume_id).await {
                         self.exports
-                            .ensure(&d.volume_id)
+                            .ensure(&s.id, &d.volume_id)
                             .await
                             .map_err(|e| format!("serving volume {}: {e}", d.volume_id))?;
                     }
@@ -507,7 +534,7 @@ impl Agent {
                             .map_err(|e| e.to_string())?
                         {
                             self.exports
-                                .ensure(&d.volume_id)
+                                .ensure(&s.id, &d.volume_id)
                                 .await
                                 .map_err(|e| e.to_string())?;
                             self.hv
@@ -635,7 +662,15 @@ impl Agent {
             }
             other => return Err(format!("cannot pause a guest that is {other:?}")),
         }
-        Ok(Report::new(("PAUSED", "paused", power::PAUSED)))
+        let mut report = Report::new(("PAUSED", "paused", power::PAUSED));
+        // A disk can be plugged into a paused guest; one leaving waits for the guest to
+        // run again (it has to let it go).
+        if s.disks.iter().any(|d| d.state == "attaching") {
+            let mut only_new = s.clone();
+            only_new.disks.retain(|d| d.state == "attaching");
+            self.disks_live(&only_new, &mut report).await;
+        }
+        Ok(report)
     }
 
     async fn make_suspended(&self, s: &Server) -> Step<Report> {

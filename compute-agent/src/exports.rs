@@ -1,6 +1,11 @@
 //! The volumes this agent serves to its guests: each attached as its one writer (which
 //! fences any earlier writer, such as this agent before a restart) and exported over NBD
 //! on a unix socket QEMU connects to.
+//!
+//! A volume is served only for the server its Cinder attachment names, so an agent that
+//! lost track (a crash between releasing a volume and saying so) never takes a volume
+//! from its new owner. Attaching can take seconds (catch-up of stale replicas): each
+//! volume has a lock of its own, so one slow volume never holds up the others.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,6 +13,7 @@ use std::sync::Arc;
 
 use stratus_client::nbd::{self, Export};
 use stratus_client::volume_io::VolumeIo;
+use stratus_client::volumes::{self, Records, Volume};
 use stratus_client::MetaClient;
 use tokio::sync::{oneshot, Mutex};
 use tokio::task::JoinHandle;
@@ -15,6 +21,7 @@ use tokio::task::JoinHandle;
 use crate::domain::socket_path;
 
 struct Served {
+    server: String,
     io: Arc<VolumeIo>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
@@ -23,47 +30,80 @@ struct Served {
 /// The exports of this agent, by volume id.
 pub struct Exports {
     meta: MetaClient,
+    vols: Records<Volume>,
     run_dir: PathBuf,
     /// Who this agent is, as volume records name their writer.
     writer: String,
     served: Mutex<HashMap<String, Served>>,
+    /// One lock per volume, held while it is being attached or stopped.
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl Exports {
     pub fn new(meta: MetaClient, run_dir: PathBuf, writer: String) -> Self {
         Self {
+            vols: volumes::volumes(meta.clone()),
             meta,
             run_dir,
             writer,
             served: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Serves `volume` unless it is served already: attaches it for writing (a new epoch)
-    /// and listens on its socket.
-    pub async fn ensure(&self, volume: &str) -> std::io::Result<()> {
-        let mut served = self.served.lock().await;
-        if let Some(s) = served.get(volume) {
-            if !s.task.is_finished() {
-                return Ok(());
+    async fn lock(&self, volume: &str) -> Arc<Mutex<()>> {
+        self.locks
+            .lock()
+            .await
+            .entry(volume.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Serves `volume` to `server` unless it is served already: attaches it for writing
+    /// (a new epoch) and listens on its socket.
+    pub async fn ensure(&self, server: &str, volume: &str) -> std::io::Result<()> {
+        let lock = self.lock(volume).await;
+        let _held = lock.lock().await;
+        let old = {
+            let mut served = self.served.lock().await;
+            match served.get(volume) {
+                Some(s) if !s.task.is_finished() && !s.io.fenced() && s.server == server => {
+                    return Ok(());
+                }
+                _ => served.remove(volume),
             }
-        }
-        if let Some(old) = served.remove(volume) {
+        };
+        if let Some(old) = old {
+            let _ = old.stop.send(());
+            let _ = old.task.await;
             let _ = old.io.detach().await;
+        }
+        match self.vols.get(volume).await {
+            Ok(Some((v, _)))
+                if v.attachments
+                    .iter()
+                    .any(|a| a.server_id.as_deref() == Some(server)) => {}
+            Ok(_) => {
+                return Err(std::io::Error::other(format!(
+                    "volume {volume} is not attached to server {server}"
+                )))
+            }
+            Err(e) => return Err(std::io::Error::other(e.to_string())),
         }
         let io = VolumeIo::attach(self.meta.clone(), volume, &self.writer, false).await?;
         let export = Arc::new(Export::new(volume, io.clone()));
         let path = socket_path(&self.run_dir, volume);
         let (stop, stopped) = oneshot::channel::<()>();
+        let serve_path = path.clone();
         let task = tokio::spawn(async move {
-            nbd::serve_unix(export, &path, async {
+            nbd::serve_unix(export, &serve_path, async {
                 let _ = stopped.await;
             })
             .await
         });
         // The socket exists once serve_unix has bound it; QEMU is started right after.
-        let path = socket_path(&self.run_dir, volume);
-        for _ in 0..200 {
+        for _ in 0..400 {
             if path.exists() || task.is_finished() {
                 break;
             }
@@ -80,14 +120,24 @@ impl Exports {
                 path.display()
             )));
         }
-        tracing::info!(volume, epoch = io.epoch(), socket = %path.display(), "exporting");
-        served.insert(volume.to_string(), Served { io, stop, task });
+        tracing::info!(server, volume, epoch = io.epoch(), socket = %path.display(), "exporting");
+        self.served.lock().await.insert(
+            volume.to_string(),
+            Served {
+                server: server.to_string(),
+                io,
+                stop,
+                task,
+            },
+        );
         Ok(())
     }
 
     /// Stops serving `volume` (its guest must be done with it): flushes, closes the
     /// socket and gives the writer's epoch back.
     pub async fn stop(&self, volume: &str) -> std::io::Result<()> {
+        let lock = self.lock(volume).await;
+        let _held = lock.lock().await;
         let Some(s) = self.served.lock().await.remove(volume) else {
             return Ok(());
         };
@@ -98,13 +148,29 @@ impl Exports {
         flushed
     }
 
-    /// Whether `volume` is being served.
-    pub async fn serving(&self, volume: &str) -> bool {
-        self.served.lock().await.contains_key(volume)
+    /// Stops every export of `server`.
+    pub async fn stop_server(&self, server: &str) {
+        let volumes: Vec<String> = self
+            .served
+            .lock()
+            .await
+            .iter()
+            .filter(|(_, s)| s.server == server)
+            .map(|(v, _)| v.clone())
+            .collect();
+        for v in volumes {
+            if let Err(e) = self.stop(&v).await {
+                tracing::warn!(server, volume = %v, "stopping the export: {e}");
+            }
+        }
     }
 
-    /// Volume ids being served.
-    pub async fn volumes(&self) -> Vec<String> {
-        self.served.lock().await.keys().cloned().collect()
+    /// Whether `volume` is being served (and not fenced by another writer).
+    pub async fn serving(&self, volume: &str) -> bool {
+        self.served
+            .lock()
+            .await
+            .get(volume)
+            .is_some_and(|s| !s.task.is_finished() && !s.io.fenced())
     }
 }

@@ -166,6 +166,17 @@ impl Hypervisor {
         self.with(id, |d| Ok(d.managed_save(0)?)).await
     }
 
+    /// Drops the domain's managed save: the next start boots it afresh.
+    pub async fn drop_saved(&self, id: &str) -> Result<()> {
+        self.with(id, |d| {
+            if d.has_managed_save(0)? {
+                d.managed_save_remove(0)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Forgets the domain (and its managed save). An undefined domain is fine.
     pub async fn undefine(&self, id: &str) -> Result<()> {
         let conn = self.conn.clone();
@@ -220,13 +231,16 @@ impl Hypervisor {
         let needle = format!("<description>{}</description>", crate::domain::esc(owner));
         blocking(move || {
             let mut out = Vec::new();
+            // A domain may vanish while the list is read (another agent on a shared
+            // libvirtd): skip it.
             for d in conn.list_all_domains(0)? {
-                let name = d.name()?;
-                if !name.starts_with("stratus-") {
+                if !d.name().is_ok_and(|n| n.starts_with("stratus-")) {
                     continue;
                 }
-                if d.xml_desc(0)?.contains(&needle) {
-                    out.push(d.uuid_string()?);
+                if d.xml_desc(0).is_ok_and(|x| x.contains(&needle)) {
+                    if let Ok(id) = d.uuid_string() {
+                        out.push(id);
+                    }
                 }
             }
             Ok(out)

@@ -21,7 +21,9 @@ use crate::openstack::{empty, json_response};
 pub fn check_settled(s: &Server, method: &str) -> NovaResult<()> {
     if !matches!(
         s.vm_state.as_str(),
-        "active" | "paused" | "suspended" | "stopped"
+        // Nova's states for attach and detach: not a suspended server (its saved memory
+        // holds the old set of disks).
+        "active" | "paused" | "stopped"
     ) {
         return Err(conflict(format!(
             "Cannot '{method}' instance {} while it is in vm_state {}",
