@@ -305,6 +305,7 @@ impl Agent {
             Want::Paused => self.make_paused(&s).await.map(Some),
             Want::Suspended => self.make_suspended(&s).await.map(Some),
         };
+        crate::metrics::pass(&format!("{want:?}").to_lowercase(), done.is_ok());
         match done {
             Ok(None) => {}
             Ok(Some(report)) => self.report(&id, want, report).await,
@@ -427,7 +428,9 @@ impl Agent {
         self.hv
             .start(&s.id)
             .await
-            .map_err(|e| format!("starting the domain: {e}"))
+            .map_err(|e| format!("starting the domain: {e}"))?;
+        crate::metrics::METRICS.boots.inc();
+        Ok(())
     }
 
     /// Powers the guest off: the ACPI button, then the plug after the timeout.

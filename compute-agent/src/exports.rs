@@ -71,7 +71,11 @@ impl Exports {
                 Some(s) if !s.task.is_finished() && !s.io.fenced() && s.server == server => {
                     return Ok(());
                 }
-                _ => served.remove(volume),
+                _ => {
+                    let old = served.remove(volume);
+                    crate::metrics::METRICS.exports.set(served.len() as i64);
+                    old
+                }
             }
         };
         if let Some(old) = old {
@@ -121,7 +125,8 @@ impl Exports {
             )));
         }
         tracing::info!(server, volume, epoch = io.epoch(), socket = %path.display(), "exporting");
-        self.served.lock().await.insert(
+        let mut served = self.served.lock().await;
+        served.insert(
             volume.to_string(),
             Served {
                 server: server.to_string(),
@@ -130,6 +135,7 @@ impl Exports {
                 task,
             },
         );
+        crate::metrics::METRICS.exports.set(served.len() as i64);
         Ok(())
     }
 
@@ -138,7 +144,13 @@ impl Exports {
     pub async fn stop(&self, volume: &str) -> std::io::Result<()> {
         let lock = self.lock(volume).await;
         let _held = lock.lock().await;
-        let Some(s) = self.served.lock().await.remove(volume) else {
+        let removed = {
+            let mut served = self.served.lock().await;
+            let removed = served.remove(volume);
+            crate::metrics::METRICS.exports.set(served.len() as i64);
+            removed
+        };
+        let Some(s) = removed else {
             return Ok(());
         };
         let _ = s.stop.send(());

@@ -8,6 +8,7 @@
 //! - [`exports`]: the volumes served to guests (NBD on unix sockets).
 //! - [`kvm`]: whether KVM really works here (else TCG).
 //! - [`http`]: console logs, `/metrics`, `/healthz`.
+//! - [`metrics`]: the agent's own metrics.
 
 pub mod agent;
 pub mod domain;
@@ -15,3 +16,4 @@ pub mod exports;
 pub mod http;
 pub mod kvm;
 pub mod libvirt;
+pub mod metrics;

@@ -70,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
     stratus_client::service::init_tracing("info");
     let a: Args = stratus_client::service::config::parse();
     stratus_client::service::metrics::init();
+    std::sync::LazyLock::force(&stratus_compute_agent::metrics::METRICS);
     std::fs::create_dir_all(&a.state_dir)
         .with_context(|| format!("creating {}", a.state_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(a.listen)

@@ -394,6 +394,28 @@ async fn t99_servers_boot_from_replicated_volumes_and_keep_their_data() {
     assert!(tail.lines().count() <= 3, "{tail}");
     assert!(tail.contains("STRATUS-GUEST"), "{tail}");
 
+    // The agent's metrics count its boots and the volumes it serves.
+    let agent = std::fs::read_to_string(c.dir.join("compute-1").join("addr")).unwrap();
+    let metrics = reqwest::get(format!("http://{}/metrics", agent.trim()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+    };
+    assert!(value("stratus_compute_boots_total") >= 5.0, "{metrics}");
+    assert_eq!(
+        value("stratus_compute_exports"),
+        2.0,
+        "s1's and s2's root volumes"
+    );
+
     // --- s3 does not fit: NoValidHost.
     action(
         c,
