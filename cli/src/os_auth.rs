@@ -366,6 +366,25 @@ impl OsSession {
     }
 }
 
+/// The one `kind` among those a name lookup found whose name is exactly `what`.
+pub fn pick_named(kind: &str, what: &str, found: Vec<Value>) -> Result<Value> {
+    let mut same: Vec<Value> = found
+        .into_iter()
+        .filter(|i| i["name"].as_str() == Some(what))
+        .collect();
+    match same.len() {
+        0 => bail!("no {kind} with a name or ID of '{what}' exists"),
+        1 => Ok(same.remove(0)),
+        n => {
+            let ids: Vec<&str> = same.iter().filter_map(|i| i["id"].as_str()).collect();
+            bail!(
+                "{n} {kind}s are named '{what}'; use an ID: {}",
+                ids.join(", ")
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

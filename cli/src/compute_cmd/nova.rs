@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -39,24 +39,7 @@ pub fn compute_root(endpoint: &str) -> String {
     }
 }
 
-/// The one `kind` among those a name lookup found whose name is exactly `what`.
-pub fn pick_named(kind: &str, what: &str, found: Vec<Value>) -> Result<Value> {
-    let mut same: Vec<Value> = found
-        .into_iter()
-        .filter(|i| i["name"].as_str() == Some(what))
-        .collect();
-    match same.len() {
-        0 => bail!("no {kind} with a name or ID of '{what}' exists"),
-        1 => Ok(same.remove(0)),
-        n => {
-            let ids: Vec<&str> = same.iter().filter_map(|i| i["id"].as_str()).collect();
-            bail!(
-                "{n} {kind}s are named '{what}'; use an ID: {}",
-                ids.join(", ")
-            )
-        }
-    }
-}
+pub use crate::os_auth::pick_named;
 
 /// The `href` of the `next` link in `links` (`servers_links`, `flavors_links`), if any.
 pub fn next_link(links: &Value) -> Option<String> {

@@ -42,21 +42,7 @@ pub fn api_root(endpoint: &str) -> String {
 
 /// The one image among those a name lookup found (`what` is the name asked for).
 pub fn pick_one(what: &str, found: Vec<Value>) -> Result<Value> {
-    let mut same: Vec<Value> = found
-        .into_iter()
-        .filter(|i| i["name"].as_str() == Some(what))
-        .collect();
-    match same.len() {
-        0 => bail!("no image with a name or ID of '{what}' exists"),
-        1 => Ok(same.remove(0)),
-        n => {
-            let ids: Vec<&str> = same.iter().filter_map(|i| i["id"].as_str()).collect();
-            bail!(
-                "{n} images are named '{what}'; use an ID: {}",
-                ids.join(", ")
-            )
-        }
-    }
+    crate::os_auth::pick_named("image", what, found)
 }
 
 /// A JSON-pointer path of one level for property `key` (`~` and `/` escaped).

@@ -257,7 +257,7 @@ mod tests {
             ("active", true),
             ("stopped", true),
             ("paused", true),
-            ("suspended", true),
+            ("suspended", false),
             ("building", false),
             ("error", false),
         ] {

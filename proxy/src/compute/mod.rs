@@ -435,49 +435,13 @@ fn v20_entry(host_url: &str, detail: bool) -> Value {
 /// `compute latest`) or else `X-OpenStack-Nova-API-Version`; none is 2.1. 400 if
 /// malformed, 406 if not served.
 pub fn microversion(h: &HeaderMap) -> NovaResult<(u32, u32)> {
-    let asked = h
-        .get_all("openstack-api-version")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|item| {
-            let mut it = item.split_whitespace();
-            let service = it.next()?;
-            service
-                .eq_ignore_ascii_case("compute")
-                .then(|| it.next().unwrap_or("").to_string())
-        })
-        .next()
-        .or_else(|| hv(h, "x-openstack-nova-api-version").map(|v| v.trim().to_string()));
-    let Some(asked) = asked else {
-        return Ok(MICROVERSION);
-    };
-    if asked.eq_ignore_ascii_case("latest") {
-        return Ok(MICROVERSION);
-    }
-    let invalid = || {
-        bad(format!(
-            "API Version String {asked} is of invalid format. Must be of format MajorNum.MinorNum."
-        ))
-    };
-    let (major, minor) = asked.split_once('.').ok_or_else(invalid)?;
-    let num = |s: &str| {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse::<u32>().ok())
-            .flatten()
-            .ok_or_else(invalid)
-    };
-    let v = (num(major)?, num(minor)?);
-    if v != MICROVERSION {
-        let (major, minor) = MICROVERSION;
-        return Err(NovaError::new(
-            StatusCode::NOT_ACCEPTABLE,
-            format!(
-                "Version {asked} is not supported by the API. Minimum is {major}.{minor} and maximum is {major}.{minor}."
-            ),
-        ));
-    }
-    Ok(v)
+    crate::openstack::microversion(
+        h,
+        "compute",
+        Some("x-openstack-nova-api-version"),
+        MICROVERSION,
+    )
+    .map_err(|(status, message)| NovaError::new(status, message))
 }
 
 /// Answers a request under `/compute`.

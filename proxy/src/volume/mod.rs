@@ -296,48 +296,8 @@ fn versions(host_url: &str, status: StatusCode) -> Response {
 /// The microversion a request asks for in `OpenStack-API-Version` (`volume 3.0`,
 /// `volume latest`, or none: 3.0): 400 if malformed, 406 if not served.
 pub fn microversion(h: &HeaderMap) -> CinderResult<(u32, u32)> {
-    let asked = h
-        .get_all("openstack-api-version")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|item| {
-            let mut it = item.split_whitespace();
-            let service = it.next()?;
-            service
-                .eq_ignore_ascii_case("volume")
-                .then(|| it.next().unwrap_or("").to_string())
-        })
-        .next();
-    let Some(asked) = asked else {
-        return Ok(MICROVERSION);
-    };
-    if asked.eq_ignore_ascii_case("latest") {
-        return Ok(MICROVERSION);
-    }
-    let invalid = || {
-        bad(format!(
-            "API Version String {asked} is of invalid format. Must be of format MajorNum.MinorNum."
-        ))
-    };
-    let (major, minor) = asked.split_once('.').ok_or_else(invalid)?;
-    let num = |s: &str| {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse::<u32>().ok())
-            .flatten()
-            .ok_or_else(invalid)
-    };
-    let v = (num(major)?, num(minor)?);
-    if v != MICROVERSION {
-        let (major, minor) = MICROVERSION;
-        return Err(CinderError::new(
-            StatusCode::NOT_ACCEPTABLE,
-            format!(
-                "Version {asked} is not supported by the API. Minimum is {major}.{minor} and maximum is {major}.{minor}."
-            ),
-        ));
-    }
-    Ok(v)
+    crate::openstack::microversion(h, "volume", None, MICROVERSION)
+        .map_err(|(status, message)| CinderError::new(status, message))
 }
 
 /// Answers a request under `/volume`.
