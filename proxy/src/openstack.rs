@@ -94,3 +94,21 @@ pub fn microversion(
     }
     Ok(v)
 }
+
+/// The fault's name in an error body for `status` (the `Fault._fault_names` Nova and
+/// Cinder share: `{"itemNotFound": {"code": 404, "message": …}}`).
+pub fn fault_name(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "badRequest",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "itemNotFound",
+        405 => "badMethod",
+        409 => "conflictingRequest",
+        413 | 429 => "overLimit",
+        415 => "badMediaType",
+        501 => "notImplemented",
+        503 => "serviceUnavailable",
+        _ => "computeFault",
+    }
+}

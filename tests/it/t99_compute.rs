@@ -112,6 +112,20 @@ fn wait_console(c: &TestCluster, name: &str, marker: &str) -> String {
     }
 }
 
+/// Polls the console log until heartbeat `seq` (or a later one) is in it; the log. `what`
+/// says what stopped when it is not.
+fn wait_heartbeats(c: &TestCluster, name: &str, seq: u64, what: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let log = console(c, name);
+        if last_heartbeat(&log) >= seq {
+            return log;
+        }
+        assert!(start.elapsed() < GUEST_WAIT, "{what}:\n{log}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 /// The last heartbeat sequence number in a console log.
 fn last_heartbeat(log: &str) -> u64 {
     log.lines()
@@ -323,18 +337,7 @@ async fn t99_servers_boot_from_replicated_volumes_and_keep_their_data() {
     action(c, &["server", "resume", "s1"]);
     wait_status(c, "s1", "ACTIVE");
     let before = last_heartbeat(&console(c, "s1"));
-    let start = Instant::now();
-    let log = loop {
-        let log = console(c, "s1");
-        if last_heartbeat(&log) >= before + 2 {
-            break log;
-        }
-        assert!(
-            start.elapsed() < GUEST_WAIT,
-            "no heartbeat after resume:\n{log}"
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    };
+    let log = wait_heartbeats(c, "s1", before + 2, "no heartbeat after resume");
     assert!(
         !log.contains("boot-count=5"),
         "resume restored the guest, it did not boot again:\n{log}"
@@ -491,18 +494,12 @@ async fn t99_servers_boot_from_replicated_volumes_and_keep_their_data() {
     // --- A storage node dies under a running guest: no I/O error, the heartbeat goes on.
     let before = last_heartbeat(&console(c, "s1"));
     kill_pid_file(&c.dir.join("storage-2"));
-    let start = Instant::now();
-    let log = loop {
-        let log = console(c, "s1");
-        if last_heartbeat(&log) >= before + 4 {
-            break log;
-        }
-        assert!(
-            start.elapsed() < GUEST_WAIT,
-            "the guest stopped writing after a storage node died:\n{log}"
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    };
+    let log = wait_heartbeats(
+        c,
+        "s1",
+        before + 4,
+        "the guest stopped writing after a storage node died",
+    );
     assert!(
         !log.contains("disk=error")
             && !log.contains("I/O error")
@@ -542,18 +539,12 @@ async fn t99_servers_boot_from_replicated_volumes_and_keep_their_data() {
     let s = wait_status(c, "s1", "ACTIVE");
     assert_eq!(s["status"], "ACTIVE");
     let before = last_heartbeat(&console(c, "s1"));
-    let start = Instant::now();
-    let log = loop {
-        let log = console(c, "s1");
-        if last_heartbeat(&log) >= before + 2 {
-            break log;
-        }
-        assert!(
-            start.elapsed() < GUEST_WAIT,
-            "no heartbeat after the agent came back:\n{log}"
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    };
+    let log = wait_heartbeats(
+        c,
+        "s1",
+        before + 2,
+        "no heartbeat after the agent came back",
+    );
     assert!(!log.contains("disk=error"), "{log}");
     assert!(
         !log.contains("boot-count=5"),

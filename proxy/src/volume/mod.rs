@@ -83,21 +83,9 @@ impl CinderError {
         }
     }
 
-    /// The fault's name in the body (Cinder's `Fault._fault_names`).
+    /// The fault's name in the body (Nova's and Cinder's `Fault._fault_names`).
     fn fault_name(&self) -> &'static str {
-        match self.status.as_u16() {
-            400 => "badRequest",
-            401 => "unauthorized",
-            403 => "forbidden",
-            404 => "itemNotFound",
-            405 => "badMethod",
-            409 => "conflictingRequest",
-            413 | 429 => "overLimit",
-            415 => "badMediaType",
-            501 => "notImplemented",
-            503 => "serviceUnavailable",
-            _ => "computeFault",
-        }
+        crate::openstack::fault_name(self.status)
     }
 
     pub fn into_response(self) -> Response {
