@@ -228,7 +228,7 @@ impl MetaClient {
     /// Put with every option; a request id is added when missing.
     pub async fn put_req(&self, mut req: pb::PutRequest) -> Result<pb::PutResponse, ClientError> {
         if req.request_id.is_empty() {
-            req.request_id = RequestId::random().0.to_vec();
+            req.request_id = RequestId::fresh().0.to_vec();
         }
         self.call(|mut c| {
             let req = req.clone();
@@ -314,7 +314,7 @@ impl MetaClient {
         let req = pb::DeleteRequest {
             key: key.into(),
             prefix,
-            request_id: RequestId::random().0.to_vec(),
+            request_id: RequestId::fresh().0.to_vec(),
             ..Default::default()
         };
         self.call(|mut c| {
@@ -327,7 +327,7 @@ impl MetaClient {
     /// Run a transaction; a request id is added when missing.
     pub async fn txn(&self, mut req: pb::TxnRequest) -> Result<pb::TxnResponse, ClientError> {
         if req.request_id.is_empty() {
-            req.request_id = RequestId::random().0.to_vec();
+            req.request_id = RequestId::fresh().0.to_vec();
         }
         self.call(|mut c| {
             let req = req.clone();

@@ -41,9 +41,21 @@ pub struct RequestId(pub [u8; 16]);
 pub struct BadRequestId(pub usize);
 
 impl RequestId {
-    /// A fresh random id.
-    pub fn random() -> Self {
-        RequestId(rand::random())
+    /// A fresh id: the time in nanoseconds (big endian) then 64 random bits.
+    ///
+    /// Meta keeps every id it has answered in a RocksDB column family keyed by the id, one
+    /// insert per client write. Ids that rise with time land near each other in the
+    /// memtable's skip list, whose insert then reuses its last position; fully random ids made
+    /// those inserts the largest single cost of a meta leader (perf at 64 writes in flight).
+    pub fn fresh() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&nanos.to_be_bytes());
+        id[8..].copy_from_slice(&rand::random::<[u8; 8]>());
+        RequestId(id)
     }
 
     /// Parse from wire bytes; empty means "no id" (the write is not deduplicated).
@@ -81,10 +93,20 @@ mod tests {
 
     #[test]
     fn wire_round_trip_and_errors() {
-        let id = RequestId::random();
+        let id = RequestId::fresh();
         assert_eq!(RequestId::from_wire(&id.0).unwrap(), Some(id));
         assert_eq!(RequestId::from_wire(&[]).unwrap(), None);
         assert_eq!(RequestId::from_wire(&[1, 2, 3]), Err(BadRequestId(3)));
         assert_eq!(format!("{}", RequestId([0xab; 16])).len(), 32);
+    }
+
+    #[test]
+    fn fresh_ids_differ_and_rise_with_time() {
+        let ids: Vec<RequestId> = (0..1000).map(|_| RequestId::fresh()).collect();
+        assert_eq!(
+            ids.iter().collect::<std::collections::HashSet<_>>().len(),
+            1000
+        );
+        assert!(ids.windows(2).all(|w| w[0].0[..8] <= w[1].0[..8]));
     }
 }

@@ -217,6 +217,17 @@ pub struct Txn {
     pub failure: Vec<Op>,
 }
 
+impl Txn {
+    /// Whether applying it may walk many keys: a read or delete of a range, not one key.
+    pub fn scans(&self) -> bool {
+        self.success.iter().chain(&self.failure).any(|op| match op {
+            Op::Range(q) => q.range.end != RangeEnd::Single,
+            Op::Delete { range, .. } => range.end != RangeEnd::Single,
+            Op::Put { .. } => false,
+        })
+    }
+}
+
 /// The Raft log payload (`TypeConfig::D`): client writes that were proposed together and
 /// share one log entry, one log append and one fsync (group commit). They are applied in
 /// order, each as its own txn with its own revision and answer; the entry's answer
@@ -612,6 +623,38 @@ impl MemKv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_txn_scans_when_it_reads_or_deletes_a_range() {
+        let txn = |op: Op| Txn {
+            compares: vec![],
+            success: vec![],
+            failure: vec![op],
+        };
+        let put = Op::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            prev_kv: true,
+        };
+        let read = |range| {
+            Op::Range(RangeQuery {
+                range,
+                limit: 0,
+                keys_only: false,
+                count_only: false,
+            })
+        };
+        let delete = |range| Op::Delete {
+            range,
+            prev_kv: false,
+        };
+        assert!(!txn(put).scans());
+        assert!(!txn(read(KeyRange::single("k"))).scans());
+        assert!(!txn(delete(KeyRange::single("k"))).scans());
+        assert!(txn(read(KeyRange::prefix("bench/"))).scans());
+        assert!(txn(delete(KeyRange::prefix("bench/"))).scans());
+        assert!(txn(delete(KeyRange::prefix(""))).scans());
+    }
 
     fn put(k: &str, v: &str) -> Op {
         Op::Put {

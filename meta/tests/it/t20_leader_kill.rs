@@ -89,7 +89,7 @@ async fn leader_kill_under_64_writers_keeps_every_ack_once() {
                 let req = stratus_proto::meta::PutRequest {
                     key: format!("gc/{w:02}/{i:03}").into_bytes(),
                     value: format!("value-{w}-{i}").into_bytes(),
-                    request_id: stratus_core::id::RequestId::random().0.to_vec(),
+                    request_id: stratus_core::id::RequestId::fresh().0.to_vec(),
                     ..Default::default()
                 };
                 let deadline = tokio::time::Instant::now() + crate::common::WAIT;
