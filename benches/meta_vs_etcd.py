@@ -192,6 +192,8 @@ def main():
     ap.add_argument("--levels", default="1,16,64")
     ap.add_argument("--warmup", type=int, default=5,
                     help="seconds each system runs at each level before the rounds, not counted")
+    ap.add_argument("--settle", type=float, default=5,
+                    help="seconds to wait after each run (after a sync) before the next")
     ap.add_argument("--dir", default=None, help="data directory (default: a new one in /var/tmp)")
     a = ap.parse_args()
     if not shutil.which("etcd"):
@@ -217,6 +219,11 @@ def main():
             order = ["stratus", "etcd"] if rnd % 2 == 0 else ["etcd", "stratus"]
             for level in levels:
                 for name in order:
+                    # The previous run ends with its cleanup (a delete of every bench
+                    # key) and whatever background writes its system then does; measured
+                    # beside them, the next run would time both systems at once.
+                    os.sync()
+                    time.sleep(a.settle)
                     row = measured(systems[name], level, a.seconds)
                     row.update(system=name, round=rnd + 1)
                     print(json.dumps(row), flush=True)
