@@ -52,7 +52,7 @@ impl<W: Write> Write for CrcWriter<W> {
 }
 
 /// Bytes written between write-behind steps.
-const WRITE_BEHIND_CHUNK: u64 = 256 << 10;
+const WRITE_BEHIND_CHUNK: u64 = 64 << 10;
 /// Snapshot files are written no faster than this, so the disk's queue never holds more
 /// than a chunk of them in front of a log sync.
 const SNAPSHOT_WRITE_BYTES_PER_SEC: u64 = 64 << 20;
