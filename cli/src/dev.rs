@@ -234,10 +234,15 @@ fn spawn(bin: &Path, args: &[String], node_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// How long a started process may take to listen. Idle, a dev cluster is up in a second; on
+/// two cores shared with QEMU guests booting under TCG and other clusters, a proxy once took
+/// over 30 s.
+const START_WAIT: Duration = Duration::from_secs(60);
+
 /// Waits until something accepts connections on `addr` (the process in `node_dir` must
 /// stay alive meanwhile).
 async fn wait_listening(what: &str, addr: &str, node_dir: &Path) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + START_WAIT;
     loop {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
             return Ok(());
@@ -251,7 +256,8 @@ async fn wait_listening(what: &str, addr: &str, node_dir: &Path) -> Result<()> {
         }
         if Instant::now() > deadline {
             bail!(
-                "{what} did not listen on {addr} within 30s; see {}",
+                "{what} did not listen on {addr} within {}s; see {}",
+                START_WAIT.as_secs(),
                 node_dir.join("log").display()
             );
         }
@@ -274,7 +280,7 @@ async fn start_meta(bin: &Path, id: u64, node_dir: &Path) -> Result<String> {
         ],
     )?;
     spawn(bin, &args, node_dir)?;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + START_WAIT;
     loop {
         if let Some(addr) = stratus_client::service::read_addr(node_dir) {
             let addr = addr.to_string();
@@ -291,7 +297,8 @@ async fn start_meta(bin: &Path, id: u64, node_dir: &Path) -> Result<String> {
         }
         if Instant::now() > deadline {
             bail!(
-                "meta node {id} did not answer within 30s; see {}",
+                "meta node {id} did not answer within {}s; see {}",
+                START_WAIT.as_secs(),
                 node_dir.join("log").display()
             );
         }
