@@ -43,6 +43,8 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use stratus_client::meta::MetaClient;
 use stratus_client::rings::{RingStore, RingStoreError};
+use stratus_client::tls::certs::{Ca, Validity};
+use stratus_client::tls::{self, Identity, Role};
 use stratus_core::ring::NewDevice;
 use tokio::time::Instant;
 
@@ -70,6 +72,10 @@ pub enum DevCmd {
         /// between passes; short, so a dev cluster heals while you watch.
         #[arg(long, default_value_t = 5.0)]
         worker_interval: f64,
+        /// Run every process without TLS: nothing is authenticated. Only for measuring what
+        /// TLS costs (a cluster is made with TLS or without, for good).
+        #[arg(long)]
+        insecure: bool,
         #[command(flatten)]
         compute: compute::DevCompute,
     },
@@ -85,6 +91,19 @@ pub enum DevCmd {
         #[arg(long, env = "STRATUS_DEV_DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+/// Installs the identity this CLI process speaks TLS with: `explicit` (`--tls`), else the
+/// admin identity of the dev cluster in `dir`, else none (an `--insecure` cluster, or one
+/// reached with `--meta` and no identity, which a TLS cluster refuses).
+pub fn install_identity(dir: &Path, explicit: Option<&Path>) -> Result<()> {
+    let admin = dir.join(TLS_DIR).join(ADMIN_IDENTITY);
+    match explicit {
+        Some(d) => tls::install(Some(Identity::load(d)?)),
+        None if admin.join(tls::CERT_FILE).exists() => tls::install(Some(Identity::load(&admin)?)),
+        None => tls::install(None),
+    }
+    Ok(())
 }
 
 /// The default cluster directory.
@@ -186,6 +205,7 @@ enum Setting {
     List(Vec<String>),
     Num(f64),
     Int(u64),
+    Bool(bool),
 }
 
 /// Writes the config file `node_dir/<name>.toml` of a service (keys are its long flag
@@ -204,6 +224,7 @@ fn write_config(node_dir: &Path, name: &str, settings: &[(&str, Setting)]) -> Re
             ),
             Setting::Num(n) => format!("{n:?}"),
             Setting::Int(n) => n.to_string(),
+            Setting::Bool(b) => b.to_string(),
         };
         text.push_str(&format!("{key} = {v}\n"));
     }
@@ -266,7 +287,12 @@ async fn wait_listening(what: &str, addr: &str, node_dir: &Path) -> Result<()> {
 }
 
 /// Start meta node `id` in `node_dir` unless it already runs; returns its address.
-async fn start_meta(bin: &Path, id: u64, node_dir: &Path) -> Result<String> {
+async fn start_meta(
+    bin: &Path,
+    id: u64,
+    node_dir: &Path,
+    tls: (&'static str, Setting),
+) -> Result<String> {
     let args = write_config(
         node_dir,
         "meta",
@@ -277,6 +303,7 @@ async fn start_meta(bin: &Path, id: u64, node_dir: &Path) -> Result<String> {
             ("admin_listen", Setting::Str(admin_addr(node_dir)?)),
             // Every node of a dev cluster shares this machine's cores (see BENCHMARKS.md).
             ("worker_threads", Setting::Int(1)),
+            tls,
         ],
     )?;
     spawn(bin, &args, node_dir)?;
@@ -348,32 +375,107 @@ pub async fn run(cmd: DevCmd) -> Result<()> {
             storage_nodes,
             devices,
             worker_interval,
+            insecure,
             compute,
         } => {
             let dir = dir.unwrap_or_else(default_dir);
-            up(
-                &dir,
+            let shape = Shape {
                 meta_nodes,
                 storage_nodes,
                 devices,
                 worker_interval,
-                &compute,
-            )
-            .await
+                insecure,
+            };
+            up(&dir, &shape, &compute).await
         }
-        DevCmd::Status { dir, json } => status(&dir.unwrap_or_else(default_dir), json).await,
+        DevCmd::Status { dir, json } => {
+            let dir = dir.unwrap_or_else(default_dir);
+            install_identity(&dir, None)?;
+            status(&dir, json).await
+        }
         DevCmd::Down { dir } => down(&dir.unwrap_or_else(default_dir)),
     }
 }
 
-async fn up(
-    dir: &Path,
+/// What `dev up` starts.
+struct Shape {
     meta_nodes: u64,
     storage_nodes: u32,
     devices: u32,
     worker_interval: f64,
-    with_compute: &compute::DevCompute,
-) -> Result<()> {
+    insecure: bool,
+}
+
+/// Where a dev cluster keeps its CA and the identity of each process (`tls/<name>`).
+pub const TLS_DIR: &str = "tls";
+/// The CLI's identity in a dev cluster (`tls/admin`).
+pub const ADMIN_IDENTITY: &str = "admin";
+
+/// The CA of a dev cluster, and the identities of its processes.
+struct Certs {
+    /// `None`: an `--insecure` cluster.
+    ca: Option<Ca>,
+    dir: PathBuf,
+}
+
+impl Certs {
+    /// Opens (or makes) the cluster's CA, and installs the admin identity for this process.
+    fn open(dir: &Path, insecure: bool) -> Result<Certs> {
+        let tls_dir = dir.join(TLS_DIR);
+        if insecure {
+            if tls_dir.exists() {
+                bail!(
+                    "{} was made with TLS: --insecure would start its processes without it",
+                    dir.display()
+                );
+            }
+            tls::install(None);
+            return Ok(Certs {
+                ca: None,
+                dir: tls_dir,
+            });
+        }
+        let ca = Ca::open_or_create(&tls_dir.join("ca"))?;
+        let certs = Certs {
+            ca: Some(ca),
+            dir: tls_dir,
+        };
+        let admin = certs.identity(Role::Admin, ADMIN_IDENTITY)?;
+        if let Some(d) = &admin {
+            tls::install(Some(Identity::load(d)?));
+        }
+        Ok(certs)
+    }
+
+    /// The identity folder of process `name` (issued on first use); `None` when insecure.
+    fn identity(&self, role: Role, name: &str) -> Result<Option<PathBuf>> {
+        let Some(ca) = &self.ca else {
+            return Ok(None);
+        };
+        let out = self.dir.join(name);
+        if !out.join(tls::CERT_FILE).exists() {
+            ca.issue(role, name, &out, Validity::default())?;
+        }
+        Ok(Some(out))
+    }
+
+    /// The config setting that gives process `name` its identity (or runs it insecure).
+    fn setting(&self, role: Role, name: &str) -> Result<(&'static str, Setting)> {
+        Ok(match self.identity(role, name)? {
+            Some(d) => ("tls", Setting::Str(d.display().to_string())),
+            None => ("insecure", Setting::Bool(true)),
+        })
+    }
+}
+
+async fn up(dir: &Path, shape: &Shape, with_compute: &compute::DevCompute) -> Result<()> {
+    let Shape {
+        meta_nodes,
+        storage_nodes,
+        devices,
+        worker_interval,
+        insecure,
+    } = *shape;
     if meta_nodes == 0 {
         bail!("--meta-nodes must be at least 1");
     }
@@ -387,10 +489,13 @@ async fn up(
         sibling_binary("stratus-compute")?;
         compute::ensure_libvirt(&dir).await?;
     }
+    let certs = Certs::open(&dir, insecure)?;
     let bin = sibling_binary("stratus-meta")?;
     let mut addrs = BTreeMap::new();
     for id in 1..=meta_nodes {
-        let addr = start_meta(&bin, id, &dir.join(format!("meta-{id}"))).await?;
+        let name = format!("meta-{id}");
+        let tls = certs.setting(Role::Meta, &name)?;
+        let addr = start_meta(&bin, id, &dir.join(&name), tls).await?;
         addrs.insert(id, addr);
     }
     let endpoints: Vec<String> = addrs.values().cloned().collect();
@@ -425,6 +530,7 @@ async fn up(
                 ("worker_interval", Setting::Num(worker_interval)),
                 ("device", Setting::List(device_dirs)),
                 ("admin_listen", Setting::Str(admin_addr(&node_dir)?)),
+                certs.setting(Role::Storage, &format!("storage-{n}"))?,
             ],
         )?;
         spawn(&storage_bin, &args, &node_dir)?;
@@ -452,6 +558,7 @@ async fn up(
             ("listen", Setting::Str(proxy_addr.clone())),
             ("meta", Setting::List(endpoints.clone())),
             ("admin_listen", Setting::Str(admin_addr(&proxy_dir)?)),
+            certs.setting(Role::Proxy, "proxy")?,
         ],
     )?;
     spawn(&sibling_binary("stratus-proxy")?, &proxy_args, &proxy_dir)?;
@@ -461,7 +568,8 @@ async fn up(
     wait_listening("the proxy", &proxy_addr, &proxy_dir).await?;
     // A cluster made with `--compute` keeps its agents: `up` again restarts them.
     let agent = if with_compute.compute {
-        Some(compute::start_agent(&dir, &endpoints, with_compute).await?)
+        let tls = certs.identity(Role::Compute, &with_compute.compute_name)?;
+        Some(compute::start_agent(&dir, &endpoints, with_compute, tls.as_deref()).await?)
     } else {
         compute::restart_agents(&dir).await?
     };

@@ -177,13 +177,18 @@ pub struct Conn {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// TLS identity folder (ca.pem, cert.pem, key.pem; an `admin` certificate for most
+    /// commands). Default: the dev cluster's `tls/admin`.
+    #[arg(long, env = "STRATUS_TLS", global = true, value_name = "DIR")]
+    tls: Option<PathBuf>,
 }
 
 impl Conn {
     /// A client for the endpoints given, or for the dev cluster's.
     pub fn client(&self) -> anyhow::Result<stratus_client::meta::MetaClient> {
+        let dir = self.dir.clone().unwrap_or_else(dev::default_dir);
+        dev::install_identity(&dir, self.tls.as_deref())?;
         let endpoints = if self.meta.is_empty() {
-            let dir = self.dir.clone().unwrap_or_else(dev::default_dir);
             dev::read_endpoints(&dir)?
         } else {
             self.meta.clone()

@@ -18,6 +18,8 @@
 //! - [`users`]: TempAuth users and the token-signing secret kept in meta.
 //! - [`peers`]: the shared cache of gRPC channels to storage nodes.
 //! - [`records`]: the typed, versioned records storage nodes keep in meta.
+//! - [`tls`]: mutual TLS inside the cluster: identities, roles, certificates, the TLS
+//!   listener and connector, authorization by role.
 //! - [`service`]: the process skeleton every service shares (logging, shutdown, config,
 //!   admin port with metrics, request ids).
 
@@ -33,6 +35,7 @@ pub mod peers;
 pub mod records;
 pub mod rings;
 pub mod service;
+pub mod tls;
 pub mod users;
 pub mod volume_io;
 pub mod volume_ops;

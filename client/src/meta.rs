@@ -33,14 +33,13 @@ pub const LEADER_HEADER: &str = "x-stratus-leader";
 pub const MAX_CLIENT_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Make a lazily connected channel to `addr` (`host:port`).
+/// Speaks TLS as this process when an identity is installed ([`crate::tls`]).
 pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(
-        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .connect_lazy(),
-    )
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10));
+    Ok(crate::tls::net::channel(endpoint, crate::tls::Role::Meta))
 }
 
 /// How long one attempt may take before the next endpoint is tried.
@@ -96,6 +95,7 @@ pub struct MetaClient {
     state: Arc<Mutex<State>>,
     next: Arc<AtomicUsize>,
     timeout: Duration,
+    reveal: bool,
 }
 
 impl MetaClient {
@@ -120,12 +120,20 @@ impl MetaClient {
             })),
             next: Arc::default(),
             timeout: Duration::from_secs(30),
+            reveal: false,
         })
     }
 
     /// How long a call keeps retrying before it gives up (default 30 s).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// A client whose calls ask to see identity secrets (the token secret, user records):
+    /// meta shows them to an `admin` certificate that asks, and to `proxy` certificates.
+    pub fn revealing(mut self) -> Self {
+        self.reveal = true;
         self
     }
 
@@ -144,9 +152,14 @@ impl MetaClient {
                 c
             }
         };
-        Grpc::with_interceptor(ch, Stamp)
-            .max_decoding_message_size(64 * 1024 * 1024)
-            .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
+        Grpc::with_interceptor(
+            ch,
+            Stamp {
+                reveal: self.reveal,
+            },
+        )
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
     }
 
     fn pick(&self) -> String {

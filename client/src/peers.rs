@@ -31,7 +31,8 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// The channel to `addr` (created on first use; connects lazily, reconnects by itself).
+    /// The channel to `addr` (created on first use; connects lazily, reconnects by itself;
+    /// TLS as this process when an identity is installed).
     pub fn channel(&self, addr: &str) -> Result<Channel, tonic::Status> {
         let mut map = self.map.lock().expect("peers lock");
         if let Some(c) = map.get(addr) {
@@ -44,23 +45,27 @@ impl Peers {
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .connect_lazy();
+            .keep_alive_timeout(Duration::from_secs(10));
+        let ch = crate::tls::net::channel(ch, crate::tls::Role::Storage);
         map.insert(addr.to_string(), ch.clone());
         Ok(ch)
     }
 
     /// An object client for `addr` (its calls carry the current transaction id).
     pub fn object(&self, addr: &str) -> Result<ObjectClient<Traced>, tonic::Status> {
-        Ok(ObjectClient::with_interceptor(self.channel(addr)?, Stamp)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+        Ok(
+            ObjectClient::with_interceptor(self.channel(addr)?, Stamp::default())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
     }
 
     /// A database client for `addr` (its calls carry the current transaction id).
     pub fn db(&self, addr: &str) -> Result<DbClient<Traced>, tonic::Status> {
-        Ok(DbClient::with_interceptor(self.channel(addr)?, Stamp)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+        Ok(
+            DbClient::with_interceptor(self.channel(addr)?, Stamp::default())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
     }
 }

@@ -359,7 +359,7 @@ impl VolumeIo {
 
     fn chunk_client(&self, node: &str) -> Result<ChunkClient<Traced>, tonic::Status> {
         Ok(
-            ChunkClient::with_interceptor(self.peers.channel(node)?, Stamp)
+            ChunkClient::with_interceptor(self.peers.channel(node)?, Stamp::default())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )

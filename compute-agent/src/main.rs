@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use std::future::pending;
+
+use stratus_client::tls::Role;
 use stratus_client::MetaClient;
 use stratus_compute_agent::agent::{Agent, Settings};
 use stratus_compute_agent::{http, kvm};
@@ -52,6 +55,8 @@ struct Args {
     /// Skip the KVM probe and use TCG.
     #[arg(long)]
     no_kvm: bool,
+    #[command(flatten)]
+    tls: stratus_client::tls::TlsArgs,
 }
 
 fn mem_total_mb() -> u64 {
@@ -69,6 +74,8 @@ fn mem_total_mb() -> u64 {
 async fn main() -> anyhow::Result<()> {
     stratus_client::service::init_tracing("info");
     let a: Args = stratus_client::service::config::parse();
+    a.tls.install()?;
+    let identity = stratus_client::tls::current();
     stratus_client::service::metrics::init();
     std::sync::LazyLock::force(&stratus_compute_agent::metrics::METRICS);
     std::fs::create_dir_all(&a.state_dir)
@@ -103,7 +110,10 @@ async fn main() -> anyhow::Result<()> {
         shutdown_timeout: Duration::from_secs_f64(a.shutdown_timeout.max(0.0)),
         virt_type,
         kvm_note,
-        http: format!("http://{addr}"),
+        http: format!(
+            "{}://{addr}",
+            if identity.is_some() { "https" } else { "http" }
+        ),
     };
     let meta = MetaClient::new(&a.meta)?;
     let agent = Agent::new(meta, settings)
@@ -113,7 +123,16 @@ async fn main() -> anyhow::Result<()> {
     agent.recover().await.context("adopting running guests")?;
     let app = http::router(agent.clone());
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        // With TLS, only the proxy (console logs) and operators may call the port.
+        let served = match identity {
+            Some(id) => {
+                let cfg = stratus_client::tls::http::cluster_server_config(&id);
+                let roles: &'static [Role] = &[Role::Proxy, Role::Admin];
+                stratus_client::tls::http::serve(listener, app, cfg, Some(roles), pending()).await
+            }
+            None => axum::serve(listener, app).await,
+        };
+        if let Err(e) = served {
             tracing::error!("HTTP port stopped: {e}");
         }
     });

@@ -43,6 +43,8 @@ struct Args {
     /// dev up` runs its nodes with 1), fewer threads mean fewer hand-overs between them.
     #[arg(long, default_value_t = 0)]
     worker_threads: usize,
+    #[command(flatten)]
+    tls: stratus_client::tls::TlsArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,6 +58,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(a: Args) -> anyhow::Result<()> {
     stratus_client::service::init_tracing("info,openraft=warn");
+    a.tls.install()?;
     let listen = server::resolve_listen(&a.data_dir, a.listen);
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -18,15 +18,19 @@
 //!
 //! One request at a time per connection: openraft's replication of one peer sends one
 //! request and waits for its answer. Frames over [`MAX_FRAME_BYTES`] close the connection.
-//! Like the gRPC service it replaces, it is not authenticated yet (mutual TLS is the security
-//! issue's work).
+//!
+//! With TLS (the process's identity, [`stratus_client::tls`]), the connection is TLS with
+//! ALPN [`tls::ALPN_RAFT`] instead of the peeked magic telling it apart, and the server
+//! answers a caller whose certificate is not `meta` with one error frame ([`refuse`]).
 
 use std::io;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use stratus_client::tls::{self, Role};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
 use crate::Raft;
@@ -110,10 +114,26 @@ async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R) -> io::Result<(u8, Vec<u
     Ok((tag, body))
 }
 
-/// Serve one peer connection (after [`is_peer`]) until it closes or sends garbage.
-pub async fn serve(stream: TcpStream, raft: Raft) {
-    let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
+/// A connection the transport runs on: plain TCP or TLS.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static> Stream for T {}
+
+/// Answers a peer that may not speak Raft with one error frame, and closes.
+pub async fn refuse<S: Stream>(mut stream: S, why: &str) {
+    tracing::warn!(why, "refused a Raft peer");
+    let _ = write_frame(
+        &mut stream,
+        1,
+        format!("permission denied: {why}").as_bytes(),
+    )
+    .await;
+    let _ = stream.shutdown().await;
+}
+
+/// Serve one peer connection (after [`is_peer`], or TLS with the Raft ALPN) until it closes
+/// or sends garbage.
+pub async fn serve<S: Stream>(stream: S, raft: Raft) {
+    let (r, w) = tokio::io::split(stream);
     let (mut r, mut w) = (BufReader::new(r), BufWriter::new(w));
     let mut magic = [0u8; MAGIC.len()];
     if r.read_exact(&mut magic).await.is_err() || &magic != MAGIC {
@@ -155,8 +175,8 @@ where
 }
 
 type Halves = (
-    BufReader<tokio::net::tcp::OwnedReadHalf>,
-    BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    BufReader<ReadHalf<Box<dyn Stream>>>,
+    BufWriter<WriteHalf<Box<dyn Stream>>>,
 );
 
 /// One client connection to a peer; reconnects on the next call after any failure.
@@ -220,9 +240,19 @@ impl PeerConn {
 
 async fn connect(addr: &str) -> Result<Halves, CallError> {
     let unreachable = |e: io::Error| CallError::Unreachable(format!("{addr}: {e}"));
-    let stream = TcpStream::connect(addr).await.map_err(unreachable)?;
-    let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
+    let stream: Box<dyn Stream> = match tls::current() {
+        Some(id) => Box::new(
+            tls::net::connect(&id, addr, Role::Meta, tls::ALPN_RAFT)
+                .await
+                .map_err(unreachable)?,
+        ),
+        None => {
+            let s = TcpStream::connect(addr).await.map_err(unreachable)?;
+            let _ = s.set_nodelay(true);
+            Box::new(s)
+        }
+    };
+    let (r, w) = tokio::io::split(stream);
     let mut w = BufWriter::new(w);
     // Flushed with the first request.
     w.write_all(MAGIC).await.map_err(unreachable)?;

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use openraft::{ServerState, SnapshotPolicy};
 use stratus_client::service::metrics::RpcLayer;
+use stratus_client::tls::{self, PeerIo, Role};
 use stratus_proto::meta::meta_server::MetaServer as MetaGrpcServer;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::grpc::meta_service::MetaService;
 use crate::network::Network;
@@ -132,27 +133,42 @@ impl MetaServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), MetaError> {
-        // One port: Raft peers (they open with `peer::MAGIC`) are served here, every other
-        // connection goes to gRPC.
-        let (grpc_tx, grpc_rx) = tokio::sync::mpsc::channel::<std::io::Result<TcpStream>>(64);
+        // One port for Raft peers and gRPC. With TLS (the process's identity), the caller
+        // picks by ALPN and only a `meta` certificate may speak Raft; a plain node tells a
+        // Raft peer (it opens with `peer::MAGIC`) from an HTTP/2 client by its first bytes.
+        let (grpc_tx, grpc_rx) = tokio::sync::mpsc::channel::<std::io::Result<PeerIo>>(64);
         let raft = self.raft.clone();
+        let identity = tls::current();
         let acceptor = tokio::spawn(async move {
             loop {
-                let stream = match listener.accept().await {
-                    Ok((s, _)) => s,
+                let (stream, remote) = match listener.accept().await {
+                    Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(error = %e, "accepting a connection");
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                         continue;
                     }
                 };
-                let (grpc_tx, raft) = (grpc_tx.clone(), raft.clone());
+                let (grpc_tx, raft, identity) = (grpc_tx.clone(), raft.clone(), identity.clone());
                 tokio::spawn(async move {
-                    if peer::is_peer(&stream).await {
-                        peer::serve(stream, raft).await;
+                    let io = match tls::net::accept(stream, identity.as_deref()).await {
+                        Ok(io) => io,
+                        Err(e) => {
+                            tracing::info!(%remote, error = %e, "refused a connection");
+                            return;
+                        }
+                    };
+                    let raft_peer = match io.alpn() {
+                        Some(alpn) => alpn == tls::ALPN_RAFT,
+                        None if identity.is_none() => peer::is_peer(io.tcp()).await,
+                        None => false,
+                    };
+                    if !raft_peer {
+                        let _ = grpc_tx.send(Ok(io)).await;
+                    } else if matches!(io.peer().role, None | Some(Role::Meta)) {
+                        peer::serve(io, raft).await;
                     } else {
-                        let _ = stream.set_nodelay(true);
-                        let _ = grpc_tx.send(Ok(stream)).await;
+                        peer::refuse(io, "raft needs role meta").await;
                     }
                 });
             }
@@ -170,6 +186,7 @@ impl MetaServer {
         crate::metrics::install(self.raft.clone());
         let served = tonic::transport::Server::builder()
             .layer(RpcLayer)
+            .layer(tls::Authorize(crate::grpc::access::policy))
             .add_service(meta_svc)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;

@@ -28,6 +28,14 @@ struct Args {
     /// Address of the admin HTTP port (`/metrics`, `/healthz`); none if not given.
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
+    /// Serve the public port over TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    tls_key: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    tls: stratus_client::tls::TlsArgs,
 }
 
 #[tokio::main]
@@ -44,6 +52,11 @@ async fn main() -> anyhow::Result<()> {
     }
     stratus_client::service::init_tracing("info");
     let a: Args = stratus_client::service::config::parse();
+    a.tls.install()?;
+    let public_tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => Some(stratus_client::tls::http::public_server_config(c, k)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("binding {}", a.listen))?;
@@ -57,11 +70,20 @@ async fn main() -> anyhow::Result<()> {
     stratus_proxy::metrics::init();
     admin::start_if_asked("stratus-proxy", a.admin_listen, admin::always_healthy()).await?;
     println!(
-        "stratus-proxy listening on http://{}",
+        "stratus-proxy listening on {}://{}",
+        if public_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         listener.local_addr()?
     );
     proxy
-        .run(listener, stratus_client::service::shutdown_signal())
+        .run(
+            listener,
+            public_tls,
+            stratus_client::service::shutdown_signal(),
+        )
         .await?;
     Ok(())
 }

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use stratus_client::service::trace;
 use tokio::net::TcpListener;
+use tokio_rustls::rustls::ServerConfig;
 use tracing::Instrument;
 
 use crate::headers::hv;
@@ -22,13 +23,18 @@ use crate::proxy::{Proxy, ProxyError};
 use crate::router::route;
 
 impl Proxy {
-    /// Serves HTTP on `listener` until `shutdown` resolves.
+    /// Serves HTTP on `listener` (HTTPS with `tls`) until `shutdown` resolves.
     pub async fn run(
         self: Arc<Self>,
         listener: TcpListener,
+        tls: Option<Arc<ServerConfig>>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ProxyError> {
         let app = axum::Router::new().fallback(handle).with_state(self);
+        if let Some(tls) = tls {
+            stratus_client::tls::http::serve(listener, app, tls, None, shutdown).await?;
+            return Ok(());
+        }
         axum::serve(listener, app)
             .tcp_nodelay(true)
             .with_graceful_shutdown(shutdown)

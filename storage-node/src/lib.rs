@@ -61,6 +61,7 @@ use crate::device::Device;
 use stratus_client::peers::{self, Peers, MAX_MESSAGE_BYTES};
 use stratus_client::records::{registration_key, DeviceReport, Registration, RECORD_VERSION};
 use stratus_client::service::metrics::RpcLayer;
+use stratus_client::tls::{self, Role};
 
 /// Free bytes each device keeps back by default (writes that would use them get 507).
 pub const DEFAULT_RESERVE: u64 = 64 << 20;
@@ -246,14 +247,15 @@ impl StorageServer {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let admin = AdminServer::new(admin::AdminService::new(self.node.clone()));
-        // TCP_NODELAY: a reply written in two segments must not wait for a delayed ACK.
-        let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
-            .map_err(|e| StorageError::Io(std::io::Error::other(e)))?;
+        // TLS with the process's identity (or plain with --insecure); TCP_NODELAY, so a
+        // reply written in two segments does not wait for a delayed ACK.
+        let incoming = tls::net::incoming(listener, tls::current());
         metrics::install(self.node.clone());
         let r = tonic::transport::Server::builder()
             .initial_stream_window_size(peers::STREAM_WINDOW)
             .initial_connection_window_size(peers::CONNECTION_WINDOW)
             .layer(RpcLayer)
+            .layer(tls::Authorize(policy))
             .add_service(object)
             .add_service(db)
             .add_service(replication)
@@ -266,6 +268,25 @@ impl StorageServer {
         }
         Ok(r?)
     }
+}
+
+/// Who may call what on a storage node, by the caller's certificate: worker settings
+/// (`Admin`) need `admin`; replication between nodes needs `storage` (or `admin`, for
+/// `stratus` health checks); objects, databases and volume chunks are for the proxy, other
+/// storage nodes, compute agents and operators, never for meta.
+pub fn policy(path: &str, role: Role) -> Result<(), String> {
+    let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    let service = service.rsplit('.').next().unwrap_or("");
+    let allowed: &[Role] = match service {
+        "Admin" => &[Role::Admin],
+        "Replication" => &[Role::Storage, Role::Admin],
+        _ => &[Role::Proxy, Role::Storage, Role::Compute, Role::Admin],
+    };
+    if allowed.contains(&role) {
+        return Ok(());
+    }
+    let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+    Err(names.join(" or "))
 }
 
 /// How often the node looks at its devices, and the longest it leaves its registration

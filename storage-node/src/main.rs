@@ -30,12 +30,15 @@ struct Args {
     /// Address of the admin HTTP port (`/metrics`, `/healthz`); none if not given.
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    tls: stratus_client::tls::TlsArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     stratus_client::service::init_tracing("info");
     let a: Args = stratus_client::service::config::parse();
+    a.tls.install()?;
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("binding {}", a.listen))?;

@@ -155,6 +155,7 @@ pub fn agent_args(
     c: &DevCompute,
     state_dir: &Path,
     run_dir: &Path,
+    tls: Option<&Path>,
 ) -> Vec<String> {
     let mut args: Vec<String> = [
         "--meta",
@@ -179,6 +180,10 @@ pub fn agent_args(
         if let Some(v) = v {
             args.extend([flag.to_string(), v.to_string()]);
         }
+    }
+    match tls {
+        Some(d) => args.extend(["--tls".to_string(), d.display().to_string()]),
+        None => args.push("--insecure".to_string()),
     }
     args
 }
@@ -322,7 +327,12 @@ async fn wait_announced(what: &str, node_dir: &Path, from: u64) -> Result<String
 
 /// Starts the compute agent of the cluster in `dir` unless it runs already, and waits
 /// until it listens.
-pub async fn start_agent(dir: &Path, endpoints: &[String], c: &DevCompute) -> Result<Agent> {
+pub async fn start_agent(
+    dir: &Path,
+    endpoints: &[String],
+    c: &DevCompute,
+    tls: Option<&Path>,
+) -> Result<Agent> {
     check_name(&c.compute_name)?;
     let node_dir = dir.join(&c.compute_name);
     fs::create_dir_all(&node_dir)?;
@@ -343,7 +353,7 @@ pub async fn start_agent(dir: &Path, endpoints: &[String], c: &DevCompute) -> Re
         }
     } else {
         let bin = super::sibling_binary("stratus-compute")?;
-        let args = agent_args(endpoints, c, &node_dir, &run_dir(dir, &c.compute_name));
+        let args = agent_args(endpoints, c, &node_dir, &run_dir(dir, &c.compute_name), tls);
         let saved = node_dir.join(ARGS_FILE);
         fs::write(&saved, serde_json::to_vec(&args)?)
             .with_context(|| format!("writing {}", saved.display()))?;
@@ -429,7 +439,7 @@ mod tests {
         let eps = vec!["127.0.0.1:1".to_string(), "127.0.0.1:2".to_string()];
         let dir = Path::new("/d");
         let run = run_dir(dir, "compute-1");
-        let args = agent_args(&eps, &c, &dir.join("compute-1"), &run);
+        let args = agent_args(&eps, &c, &dir.join("compute-1"), &run, None);
         let id = cluster_id(dir);
         assert_eq!(
             args,
@@ -448,7 +458,7 @@ mod tests {
         );
         c.compute_vcpus = Some(2);
         c.compute_disk_gb = Some(20);
-        let args = agent_args(&eps, &c, &dir.join("compute-1"), &run);
+        let args = agent_args(&eps, &c, &dir.join("compute-1"), &run, None);
         assert_eq!(args[10..], ["--vcpus", "2", "--disk-gb", "20"]);
     }
 

@@ -54,9 +54,15 @@ pub fn accept(raw: &[u8]) -> Option<Arc<str>> {
     std::str::from_utf8(raw).ok().map(Arc::from)
 }
 
-/// The interceptor that stamps the current transaction id on outgoing gRPC calls.
+/// gRPC metadata key an admin sets to read identity secrets from meta (`--reveal`).
+pub const REVEAL_HEADER: &str = "x-stratus-reveal";
+
+/// The interceptor that stamps the current transaction id on outgoing gRPC calls (and,
+/// when `reveal` is set, asks meta to show identity secrets to an admin).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Stamp;
+pub struct Stamp {
+    pub reveal: bool,
+}
 
 impl Interceptor for Stamp {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
@@ -64,6 +70,12 @@ impl Interceptor for Stamp {
             if let Ok(v) = id.parse() {
                 req.metadata_mut().insert(TRANS_ID_HEADER, v);
             }
+        }
+        if self.reveal {
+            req.metadata_mut().insert(
+                REVEAL_HEADER,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
         }
         Ok(req)
     }
@@ -78,7 +90,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_id_is_stamped_only_inside_a_scope() {
-        let stamped = |()| Stamp.call(Request::new(())).unwrap();
+        let stamped = |()| Stamp::default().call(Request::new(())).unwrap();
         assert!(stamped(()).metadata().get(TRANS_ID_HEADER).is_none());
         let id: Arc<str> = Arc::from(new_trans_id());
         let req = scope(id.clone(), async { stamped(()) }).await;

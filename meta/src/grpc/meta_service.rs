@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::access::Caller;
 use super::convert::{self, invalid};
 use super::propose::Proposer;
 use crate::kv::{self, OpResult, RangeQuery, Txn};
@@ -110,7 +111,9 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> 
 impl Meta for MetaService {
     #[tracing::instrument(skip_all, fields(node = self.id))]
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        let caller = Caller::of(&req);
         let r = req.into_inner();
+        caller.write(&kv::KeyRange::single(r.key.clone()))?;
         let request_id = r.request_id.clone();
         let txn = Txn {
             success: vec![convert::put_op(r)],
@@ -128,6 +131,7 @@ impl Meta for MetaService {
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        let caller = Caller::of(&req);
         let r = req.into_inner();
         let q = RangeQuery {
             range: kv::KeyRange::single(r.key),
@@ -135,6 +139,7 @@ impl Meta for MetaService {
             keys_only: false,
             count_only: false,
         };
+        caller.read(&q.range)?;
         let (res, rev) = self.read(q, r.revision, r.serializable).await?;
         let kv = match res {
             OpResult::Range { kvs, .. } => kvs.into_iter().next().map(Into::into),
@@ -150,9 +155,11 @@ impl Meta for MetaService {
         &self,
         req: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
+        let caller = Caller::of(&req);
         let r = req.into_inner();
         let (revision, serializable) = (r.revision, r.serializable);
         let q = convert::range_query(r)?;
+        caller.read(&q.range)?;
         let (res, rev) = self.read(q, revision, serializable).await?;
         match convert::response_op(res, &self.header(rev)).response {
             Some(pb::response_op::Response::Range(r)) => Ok(Response::new(r)),
@@ -165,12 +172,14 @@ impl Meta for MetaService {
         &self,
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let caller = Caller::of(&req);
         let r = req.into_inner();
         let request_id = r.request_id.clone();
         let txn = Txn {
             success: vec![convert::delete_op(r)],
             ..Default::default()
         };
+        caller.txn(&txn)?;
         let resp = self.write(&request_id, txn).await?;
         let (deleted, prev_kvs) = match resp.results.into_iter().next() {
             Some(OpResult::Delete { deleted, prev_kvs }) => {
@@ -187,9 +196,11 @@ impl Meta for MetaService {
 
     #[tracing::instrument(skip_all, fields(node = self.id))]
     async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
+        let caller = Caller::of(&req);
         let r = req.into_inner();
         let request_id = r.request_id.clone();
         let txn = convert::txn(r)?;
+        caller.txn(&txn)?;
         // A read-only txn still goes through the log: it is linearizable by construction.
         let resp = self.write(&request_id, txn).await?;
         let header = self.header(resp.revision);
@@ -211,7 +222,9 @@ impl Meta for MetaService {
         &self,
         req: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let caller = Caller::of(&req);
         let r = req.into_inner();
+        caller.read(&kv::KeyRange::prefix(r.prefix.clone()))?;
         if r.start_revision < 0 {
             return Err(Status::invalid_argument(
                 "start_revision must not be negative",

@@ -52,6 +52,7 @@ use serde_json::{json, Map, Value};
 use stratus_client::compute::{Compute, Server};
 use stratus_client::identity::TokenClaims;
 use stratus_client::images::ImageError;
+use stratus_client::tls::Role;
 use stratus_client::volume_ops::{OpError, Volumes};
 use stratus_client::volumes::VolumeError;
 
@@ -92,8 +93,15 @@ impl Nova {
             .ensure_flavors()
             .await
             .map_err(|e| format!("creating the default flavors: {e}"))?;
-        let http = reqwest::Client::builder()
-            .timeout(AGENT_TIMEOUT)
+        let mut http = reqwest::Client::builder().timeout(AGENT_TIMEOUT);
+        // Agents serve mutual TLS: the proxy's identity, and only a `compute` certificate
+        // from the cluster CA on the other end.
+        if let Some(id) = stratus_client::tls::current() {
+            let tls = stratus_client::tls::http::client_config_for(&id, Role::Compute)
+                .map_err(|e| e.to_string())?;
+            http = http.use_preconfigured_tls(tls);
+        }
+        let http = http
             .build()
             .map_err(|e| format!("building the HTTP client: {e}"))?;
         Ok(Self {
