@@ -632,7 +632,7 @@ pub const DEV_USER: &str = "test:tester";
 pub const DEV_KEY: &str = "testing";
 
 async fn ensure_test_user(client: &MetaClient) -> Result<()> {
-    let users = stratus_client::users::UserStore::new(client.clone());
+    let users = stratus_client::users::UserStore::new(client.clone().revealing());
     if users.get("test", "tester").await?.is_none() {
         users
             .add(
@@ -689,7 +689,7 @@ async fn ensure_identities(
     dir: &Path,
     auth_url: &str,
 ) -> Result<Vec<IdentityState>> {
-    let store = stratus_client::identity::IdentityStore::new(client.clone());
+    let store = stratus_client::identity::IdentityStore::new(client.clone().revealing());
     let mut out = Vec::new();
     for id in &DEV_IDENTITIES {
         let rc = dir.join(id.rc);

@@ -731,7 +731,7 @@ fn nothing_to_change(any: bool, what: &str) -> Result<()> {
 
 /// Runs a `stratus identity` command.
 pub async fn run(conn: &Conn, cmd: IdentityCmd) -> Result<()> {
-    let s = IdentityStore::new(conn.client()?);
+    let s = IdentityStore::new(conn.client()?.revealing());
     match cmd {
         IdentityCmd::Domain { cmd } => domain(conn, &s, cmd).await,
         IdentityCmd::Project { cmd } => project(conn, &s, cmd).await,
@@ -771,12 +771,12 @@ pub async fn run(conn: &Conn, cmd: IdentityCmd) -> Result<()> {
 
 /// Runs `stratus project …`.
 pub async fn run_project(conn: &Conn, cmd: ProjectCmd) -> Result<()> {
-    project(conn, &IdentityStore::new(conn.client()?), cmd).await
+    project(conn, &IdentityStore::new(conn.client()?.revealing()), cmd).await
 }
 
 /// Runs `stratus role …`.
 pub async fn run_role(conn: &Conn, cmd: RoleCmd) -> Result<()> {
-    role(conn, &IdentityStore::new(conn.client()?), cmd).await
+    role(conn, &IdentityStore::new(conn.client()?.revealing()), cmd).await
 }
 
 async fn domain(conn: &Conn, s: &IdentityStore, cmd: DomainCmd) -> Result<()> {

@@ -32,6 +32,9 @@ pub enum MetaCmd {
         /// Read from any member without a leader check (may be stale).
         #[arg(long)]
         serializable: bool,
+        /// Show identity secrets (the token secret, user records): needs an admin certificate.
+        #[arg(long)]
+        reveal: bool,
     },
     /// Delete a key (or every key under a prefix).
     Del {
@@ -49,6 +52,9 @@ pub enum MetaCmd {
         rev: i64,
         #[arg(long)]
         keys_only: bool,
+        /// Show identity secrets (the token secret, user records): needs an admin certificate.
+        #[arg(long)]
+        reveal: bool,
     },
     /// Print changes under a prefix as they happen.
     Watch {
@@ -60,6 +66,9 @@ pub enum MetaCmd {
         /// Stop after this many revisions.
         #[arg(long)]
         count: Option<usize>,
+        /// Show identity secrets (the token secret, user records): needs an admin certificate.
+        #[arg(long)]
+        reveal: bool,
     },
     /// Initialize a new cluster: `stratus meta init 1=127.0.0.1:7001 2=… 3=…`.
     Init {
@@ -134,7 +143,13 @@ fn opt(v: Option<u64>) -> String {
 
 /// Run a `stratus meta` command.
 pub async fn run(conn: &Conn, cmd: MetaCmd) -> Result<()> {
-    let client = conn.client()?;
+    let mut client = conn.client()?;
+    if let MetaCmd::Get { reveal: true, .. }
+    | MetaCmd::Range { reveal: true, .. }
+    | MetaCmd::Watch { reveal: true, .. } = &cmd
+    {
+        client = client.revealing();
+    }
     let json_out = conn.json;
     match cmd {
         MetaCmd::Status => {
@@ -217,6 +232,7 @@ pub async fn run(conn: &Conn, cmd: MetaCmd) -> Result<()> {
             key,
             rev,
             serializable,
+            ..
         } => {
             let r = client
                 .get_req(pb::GetRequest {
@@ -245,6 +261,7 @@ pub async fn run(conn: &Conn, cmd: MetaCmd) -> Result<()> {
             limit,
             rev,
             keys_only,
+            ..
         } => {
             let req = pb::RangeRequest {
                 key: prefix.into(),
@@ -275,6 +292,7 @@ pub async fn run(conn: &Conn, cmd: MetaCmd) -> Result<()> {
             prefix,
             from,
             count,
+            ..
         } => {
             let mut stream = client.watch(prefix, from, false);
             let mut seen = 0;

@@ -37,7 +37,7 @@ fn split(name: &str) -> Result<(&str, &str)> {
 
 /// Runs a `stratus user` command.
 pub async fn run(conn: &Conn, cmd: UserCmd) -> Result<()> {
-    let users = UserStore::new(conn.client()?);
+    let users = UserStore::new(conn.client()?.revealing());
     match cmd {
         UserCmd::Add {
             name,

@@ -255,9 +255,15 @@ impl tower_service::Service<Uri> for Connector {
 /// TLS with this process's identity when one is installed, plain otherwise.
 pub fn channel(endpoint: Endpoint, role: Role) -> Channel {
     match current() {
-        Some(identity) => endpoint.connect_with_connector_lazy(Connector { identity, role }),
+        Some(identity) => channel_as(identity, endpoint, role),
         None => endpoint.connect_lazy(),
     }
+}
+
+/// A lazily connected TLS channel to a server of `role`, as `identity` (not necessarily
+/// this process's: tests and tools that act as several roles).
+pub fn channel_as(identity: Arc<Identity>, endpoint: Endpoint, role: Role) -> Channel {
+    endpoint.connect_with_connector_lazy(Connector { identity, role })
 }
 
 /// Which roles may make a call: the policy [`Authorize`] asks, with the gRPC path

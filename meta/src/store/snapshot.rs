@@ -144,6 +144,25 @@ impl Write for WriteBehind {
     }
 }
 
+/// Longest snapshot id accepted.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Whether `id`, which a peer sends and which names a file in the snapshot folder, is one
+/// this node could have made: 1 to [`MAX_ID_LEN`] ASCII letters, digits and `-` (so no `/`,
+/// no `..`, no absolute path).
+pub fn check_id(id: &str) -> Result<(), String> {
+    if id.is_empty()
+        || id.len() > MAX_ID_LEN
+        || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(format!(
+            "bad snapshot id {:?}: 1 to {MAX_ID_LEN} letters, digits and '-'",
+            id.chars().take(MAX_ID_LEN).collect::<String>()
+        ));
+    }
+    Ok(())
+}
+
 /// Streams records into a new snapshot file.
 pub struct SnapshotWriter {
     out: CrcWriter<BufWriter<WriteBehind>>,
@@ -155,6 +174,7 @@ pub struct SnapshotWriter {
 impl SnapshotWriter {
     /// Start `dir/<snapshot_id>.snap`.
     pub fn create(dir: &Path, meta: &Meta) -> io::Result<Self> {
+        check_id(&meta.snapshot_id).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         fs::create_dir_all(dir)?;
         let dest = dir.join(format!("{}.snap", meta.snapshot_id));
         let tmp = dir.join(format!("{}.snap.tmp", meta.snapshot_id));

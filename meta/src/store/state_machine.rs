@@ -482,6 +482,11 @@ impl StateMachineStore {
                 &std::io::Error::other(e.to_string()),
             ))
         };
+        // The id names a file: a peer's id must be one this node could have made.
+        if let Err(e) = snapshot::check_id(&meta.snapshot_id) {
+            tracing::warn!(error = %e, "refused a snapshot");
+            return Err(werr(&e));
+        }
         let parsed = snapshot::parse(&bytes).map_err(|e| werr(&e))?;
         if parsed.meta.last_log_id != meta.last_log_id {
             return Err(werr(&"snapshot file does not match its metadata"));
@@ -792,6 +797,60 @@ mod tests {
             success: vec![put(key, value)],
             ..Default::default()
         }
+    }
+
+    /// A peer's snapshot id names a file: one with `/`, `..` or an absolute path is
+    /// refused before anything is written, and the state is untouched.
+    #[tokio::test]
+    async fn snapshot_ids_that_name_other_files_are_refused() {
+        use openraft::storage::RaftSnapshotBuilder;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (_log, mut sm) = super::super::open(&data).await.unwrap();
+        sm.apply(vec![entry(1, vec![req(1, writes("kept", "1"))])])
+            .await
+            .unwrap();
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let outside = dir.path().join("outside");
+        for bad in [
+            outside.display().to_string(),
+            "../../outside".to_string(),
+            "a/b".to_string(),
+            "..".to_string(),
+            String::new(),
+            "x".repeat(200),
+        ] {
+            let mut meta = snap.meta.clone();
+            meta.snapshot_id = bad.clone();
+            let file = tokio::fs::File::open(&sm.shared.current.lock().unwrap().clone().unwrap().1)
+                .await
+                .unwrap();
+            let r = sm.install_snapshot(&meta, Box::new(file)).await;
+            assert!(r.is_err(), "{bad:?} was accepted");
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(names, ["data"], "nothing written beside the data folder");
+        let (got, _) = sm
+            .reader()
+            .range(
+                &RangeQuery {
+                    range: KeyRange::single("kept"),
+                    limit: 0,
+                    keys_only: false,
+                    count_only: false,
+                },
+                0,
+            )
+            .unwrap();
+        assert!(matches!(got, OpResult::Range { kvs, .. } if kvs.len() == 1));
     }
 
     #[tokio::test]

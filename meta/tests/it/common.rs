@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use stratus_client::meta::MetaClient;
@@ -25,6 +26,25 @@ pub struct Cluster {
     pub tmp: tempfile::TempDir,
     pub nodes: BTreeMap<u64, Node>,
     args: Vec<String>,
+}
+
+/// One cluster CA for the whole test process: every node gets the `meta` identity, and the
+/// test process speaks as `admin` (installed once, for every client it makes).
+pub fn pki() -> &'static Path {
+    static PKI: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, meta) = PKI.get_or_init(|| {
+        use stratus_client::tls::{self, certs, Identity, Role};
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = certs::Ca::create(&tmp.path().join("ca")).unwrap();
+        let (admin, meta) = (tmp.path().join("admin"), tmp.path().join("meta"));
+        ca.issue(Role::Admin, "tests", &admin, certs::Validity::default())
+            .unwrap();
+        ca.issue(Role::Meta, "meta", &meta, certs::Validity::default())
+            .unwrap();
+        tls::install(Some(Identity::load(&admin).unwrap()));
+        (tmp, meta)
+    });
+    meta
 }
 
 /// Poll `f` until it returns `Some`, or panic after [`WAIT`] naming `what`.
@@ -85,6 +105,8 @@ impl Cluster {
                 dir.to_str().unwrap(),
                 "--listen",
                 "127.0.0.1:0",
+                "--tls",
+                pki().to_str().unwrap(),
             ])
             .args([
                 "--heartbeat-ms",

@@ -129,18 +129,37 @@ async fn bad_requests_are_refused_and_nothing_is_half_applied() {
     client.put("still", "fine").await.unwrap();
 }
 
-/// Connects to `addr`, sends `bytes`, closes its sending side and returns everything the
-/// node sends back before it closes (bounded).
+/// Connects to `addr` as a meta node (TLS, the Raft protocol by ALPN), sends `bytes`,
+/// closes its sending side and returns everything the node sends back before it closes
+/// (bounded).
 async fn exchange(addr: &str, bytes: &[u8]) -> Vec<u8> {
+    use stratus_client::tls::{self, Identity, Role};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let me = Identity::load(crate::common::pki()).unwrap();
+    let mut s = tls::net::connect(&me, addr, Role::Meta, tls::ALPN_RAFT)
+        .await
+        .unwrap();
+    s.write_all(bytes).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    // The node closes without a TLS close_notify: what came before it is the answer.
+    let _ = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out))
+        .await
+        .expect("the node answers or closes");
+    out
+}
+
+/// The same bytes without TLS: the node answers nothing a Raft peer would read (the TLS
+/// handshake fails first).
+async fn exchange_plain(addr: &str, bytes: &[u8]) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(bytes).await.unwrap();
     s.shutdown().await.unwrap();
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out))
+    let _ = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out))
         .await
-        .expect("the node answers or closes")
-        .unwrap_or_default();
+        .expect("the node answers or closes");
     out
 }
 
@@ -180,6 +199,12 @@ async fn garbage_on_the_peer_port_is_refused_and_raft_carries_on() {
         assert!(exchange(addr, &cut).await.is_empty());
         assert!(exchange(addr, stratus_meta::peer::MAGIC).await.is_empty());
         exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        // Without TLS, even a well-formed request gets nothing but a TLS alert (0x15).
+        let plain = exchange_plain(addr, &frame(1, b"not bincode")).await;
+        assert!(
+            plain.is_empty() || plain[0] == 0x15,
+            "a plain peer was answered: {plain:?}"
+        );
     }
     client.put("after", "2").await.expect("writes still commit");
     for id in c.nodes.keys() {
