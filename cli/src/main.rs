@@ -24,6 +24,7 @@
 //! [`progress`] draws the progress line of large transfers; [`table`] the tables.
 
 mod bench;
+mod cert_cmd;
 mod cluster_cmd;
 mod compute_cmd;
 mod dev;
@@ -74,6 +75,18 @@ enum Cmd {
         conn: Conn,
         #[command(subcommand)]
         cmd: ring_cmd::RingCmd,
+    },
+    /// The cluster CA and process certificates (mutual TLS inside the cluster).
+    Cert {
+        #[command(subcommand)]
+        cmd: cert_cmd::CertCmd,
+    },
+    /// The token-signing secret every proxy shares.
+    Auth {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: user_cmd::AuthCmd,
     },
     /// Manage TempAuth users (kept in meta).
     User {
@@ -252,6 +265,8 @@ async fn main() {
         Cmd::Meta { conn, cmd } => meta_cmd::run(&conn, cmd).await,
         Cmd::Ring { conn, cmd } => ring_cmd::run(&conn, cmd).await,
         Cmd::User { conn, cmd } => user_cmd::run(&conn, cmd).await,
+        Cmd::Cert { cmd } => cert_cmd::run(cmd),
+        Cmd::Auth { conn, cmd } => user_cmd::run_auth(&conn, cmd).await,
         Cmd::Project { conn, cmd } => identity_cmd::run_project(&conn, cmd).await,
         Cmd::Role { conn, cmd } => identity_cmd::run_role(&conn, cmd).await,
         Cmd::Identity { conn, cmd } => identity_cmd::run(&conn, cmd).await,

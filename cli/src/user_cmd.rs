@@ -1,4 +1,5 @@
-//! `stratus user add|list|delete`: TempAuth users, kept in meta.
+//! `stratus user add|list|delete`: TempAuth users, kept in meta; `stratus auth
+//! rotate-secret`: a new token-signing secret.
 
 use anyhow::{bail, Result};
 use clap::Subcommand;
@@ -26,6 +27,38 @@ pub enum UserCmd {
         /// `account:user`
         name: String,
     },
+}
+
+/// `stratus auth …`
+#[derive(Subcommand, Debug)]
+pub enum AuthCmd {
+    /// Replace the secret that signs every token (TempAuth and Keystone). Proxies switch
+    /// at once; tokens signed with the old secret keep working for --grace seconds.
+    RotateSecret {
+        /// Seconds tokens signed with the old secret stay valid (0: refused at once, e.g.
+        /// when the secret leaked).
+        #[arg(long, default_value_t = DEFAULT_GRACE)]
+        grace: u64,
+    },
+}
+
+/// Grace period of a rotation by default: one hour.
+pub const DEFAULT_GRACE: u64 = 3600;
+
+/// Runs a `stratus auth` command.
+pub async fn run_auth(conn: &Conn, cmd: AuthCmd) -> Result<()> {
+    let users = UserStore::new(conn.client()?.revealing());
+    match cmd {
+        AuthCmd::RotateSecret { grace } => {
+            users.rotate_token_secret(grace).await?;
+            if conn.json {
+                println!("{}", serde_json::json!({"rotated": true, "grace": grace}));
+            } else {
+                println!("token secret rotated; tokens signed with the old one are refused after {grace} s");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn split(name: &str) -> Result<(&str, &str)> {

@@ -2,9 +2,15 @@
 //!
 //! # Keys
 //! - `/auth/users/<account>/<user>`: a [`User`] (JSON). The key itself is never stored:
-//!   only a random salt and BLAKE3(salt ‖ key).
+//!   only its argon2id PHC string (records written before version 2: a random salt and
+//!   BLAKE3(salt ‖ key), still checked, in constant time).
 //! - `/auth/token-secret`: 32 random bytes, created on first use; every proxy signs and
 //!   checks tokens with it (see `stratus_core::token`).
+//! - `/auth/token-secret-previous`: the secret before the last rotation and until when
+//!   tokens it signed are still accepted ([`PreviousSecret`]; `stratus auth rotate-secret`).
+//!
+//! Only the `proxy` role reads these keys (and an `admin` that asks to; see meta's access
+//! rules).
 
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +19,30 @@ use stratus_core::time::now_secs;
 use crate::meta::{ClientError, MetaClient};
 
 const USERS: &str = "/auth/users/";
-const TOKEN_SECRET: &str = "/auth/token-secret";
+/// The current token-signing secret.
+pub const TOKEN_SECRET: &str = "/auth/token-secret";
+/// The secret before the last rotation, while its grace period lasts.
+pub const TOKEN_SECRET_PREVIOUS: &str = "/auth/token-secret-previous";
+
+/// The secret a rotation replaced, and until when tokens it signed are accepted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PreviousSecret {
+    #[serde(default = "crate::records::v1")]
+    pub v: u32,
+    /// Hex of the 32 bytes.
+    pub secret: String,
+    /// Seconds since the epoch.
+    pub until: u64,
+}
+
+/// The secrets tokens are checked with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSecrets {
+    /// Signs new tokens; checks every token.
+    pub current: [u8; 32],
+    /// Still checks tokens it signed until the given time (seconds since the epoch).
+    pub previous: Option<([u8; 32], u64)>,
+}
 
 /// Role that owns its account.
 pub const ROLE_ADMIN: &str = "admin";
@@ -28,22 +57,45 @@ pub struct User {
     pub v: u32,
     pub account: String,
     pub user: String,
-    /// Hex salt.
+    /// Hex salt (records before version 2; empty after).
+    #[serde(default)]
     pub salt: String,
-    /// Hex BLAKE3(salt ‖ key).
+    /// The key's argon2id PHC string (before version 2: hex BLAKE3(salt ‖ key)).
     pub key_hash: String,
     pub roles: Vec<String>,
     pub created: u64,
 }
 
 impl User {
-    /// Whether `key` is this user's key.
+    /// Whether `key` is this user's key (argon2id: tens of milliseconds by design; use
+    /// [`User::check_key_async`] on async threads). Compares in constant time.
     pub fn check_key(&self, key: &str) -> bool {
+        if self.key_hash.starts_with("$argon2") {
+            return crate::identity::password::verify(&self.key_hash, key);
+        }
         let Ok(salt) = hex::decode(&self.salt) else {
             return false;
         };
-        hex::encode(hash_key(&salt, key)) == self.key_hash
+        let want = hex::encode(hash_key(&salt, key));
+        let (a, b) = (want.as_bytes(), self.key_hash.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
+
+    /// [`User::check_key`] off the async threads.
+    pub async fn check_key_async(self: std::sync::Arc<Self>, key: String) -> bool {
+        crate::identity::password::off_thread(move || self.check_key(&key))
+            .await
+            .unwrap_or(false)
+    }
+}
+
+/// Costs a wrong user name as much time as a wrong key.
+pub async fn check_decoy(key: String) -> bool {
+    crate::identity::password::off_thread(move || {
+        crate::identity::password::verify(crate::identity::password::decoy(), &key)
+    })
+    .await
+    .unwrap_or(false)
 }
 
 fn hash_key(salt: &[u8], key: &str) -> [u8; 32] {
@@ -52,6 +104,9 @@ fn hash_key(salt: &[u8], key: &str) -> [u8; 32] {
     h.update(key.as_bytes());
     *h.finalize().as_bytes()
 }
+
+/// Version of user records written now (2: the key as an argon2id PHC string).
+pub const USER_VERSION: u32 = 2;
 
 /// Why a user operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +143,11 @@ impl UserStore {
         Self { client }
     }
 
+    /// The meta client underneath.
+    pub fn client(&self) -> &MetaClient {
+        &self.client
+    }
+
     /// Adds (or replaces) `account:user` with `key` and `roles`.
     pub async fn add(
         &self,
@@ -105,13 +165,15 @@ impl UserStore {
         if key.is_empty() {
             return Err(UserError::EmptyKey);
         }
-        let salt: [u8; 16] = rand::random();
+        let key_hash = crate::identity::password::hash_async(key.to_string())
+            .await
+            .map_err(|e| UserError::Damaged(e.to_string()))?;
         let u = User {
-            v: crate::records::RECORD_VERSION,
+            v: USER_VERSION,
             account: account.into(),
             user: user.into(),
-            salt: hex::encode(salt),
-            key_hash: hex::encode(hash_key(&salt, key)),
+            salt: String::new(),
+            key_hash,
             roles: roles.iter().map(|r| r.to_string()).collect(),
             created: now_secs(),
         };
@@ -152,13 +214,89 @@ impl UserStore {
 
     /// The token-signing secret, created on first use.
     pub async fn token_secret(&self) -> Result<[u8; 32], UserError> {
+        Ok(self.token_secrets().await?.current)
+    }
+
+    /// The current secret (created on first use) and the previous one, if a rotation's
+    /// grace period still lasts.
+    pub async fn token_secrets(&self) -> Result<TokenSecrets, UserError> {
         let fresh: [u8; 32] = rand::random();
-        self.client
+        let current = self
+            .client
             .get_or_create(TOKEN_SECRET, fresh.to_vec())
             .await?
-            .ok_or_else(|| UserError::Damaged("token secret vanished".into()))?
-            .as_slice()
-            .try_into()
-            .map_err(|_| UserError::Damaged("token secret is not 32 bytes".into()))
+            .ok_or_else(|| UserError::Damaged("token secret vanished".into()))?;
+        let current = secret_bytes(&current)?;
+        let previous = match self.client.get(TOKEN_SECRET_PREVIOUS).await? {
+            None => None,
+            Some(kv) => {
+                let p: PreviousSecret = serde_json::from_slice(&kv.value)
+                    .map_err(|e| UserError::Damaged(format!("previous token secret: {e}")))?;
+                let bytes = hex::decode(&p.secret)
+                    .map_err(|e| UserError::Damaged(format!("previous token secret: {e}")))?;
+                Some((secret_bytes(&bytes)?, p.until))
+            }
+        };
+        Ok(TokenSecrets { current, previous })
     }
+
+    /// Replaces the token secret with a fresh one; tokens signed with the old one are
+    /// accepted for `grace` more seconds (0: refused at once). Atomic: a rotation that
+    /// races another fails rather than losing one.
+    pub async fn rotate_token_secret(&self, grace: u64) -> Result<TokenSecrets, UserError> {
+        use stratus_proto::meta as pb;
+        let old = self.token_secrets().await?;
+        let kv = self
+            .client
+            .get(TOKEN_SECRET)
+            .await?
+            .ok_or_else(|| UserError::Damaged("token secret vanished".into()))?;
+        let fresh: [u8; 32] = rand::random();
+        let until = now_secs() + grace;
+        let prev = PreviousSecret {
+            v: crate::records::RECORD_VERSION,
+            secret: hex::encode(old.current),
+            until,
+        };
+        let put = |key: &str, value: Vec<u8>| pb::RequestOp {
+            request: Some(pb::request_op::Request::Put(pb::PutRequest {
+                key: key.as_bytes().to_vec(),
+                value,
+                ..Default::default()
+            })),
+        };
+        let r = self
+            .client
+            .txn(pb::TxnRequest {
+                compare: vec![pb::Compare {
+                    result: pb::compare::Result::Equal as i32,
+                    key: TOKEN_SECRET.as_bytes().to_vec(),
+                    target: Some(pb::compare::Target::ModRevision(kv.mod_revision)),
+                }],
+                success: vec![
+                    put(TOKEN_SECRET, fresh.to_vec()),
+                    put(
+                        TOKEN_SECRET_PREVIOUS,
+                        serde_json::to_vec(&prev).expect("plain struct serializes"),
+                    ),
+                ],
+                ..Default::default()
+            })
+            .await?;
+        if !r.succeeded {
+            return Err(UserError::Damaged(
+                "the token secret changed during the rotation (another rotation?): try again"
+                    .into(),
+            ));
+        }
+        Ok(TokenSecrets {
+            current: fresh,
+            previous: Some((old.current, until)),
+        })
+    }
+}
+
+fn secret_bytes(b: &[u8]) -> Result<[u8; 32], UserError> {
+    b.try_into()
+        .map_err(|_| UserError::Damaged("token secret is not 32 bytes".into()))
 }

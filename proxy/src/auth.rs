@@ -11,14 +11,23 @@
 //! it, `ResellerAdmin` acts on every account, and ACLs name `project:user` (ids or names,
 //! `*` for either) or a role. A Keystone token is checked against its signature, its
 //! expiry and the revocation list this proxy follows, without a meta call.
+//!
+//! Both kinds of token are signed with the cluster's token secret, which this proxy
+//! follows in meta: after `stratus auth rotate-secret`, new tokens are signed with the new
+//! secret at once, and tokens signed with the old one are accepted until the grace period
+//! the rotation chose ends. A token whose expiry lies further ahead than this proxy's
+//! token lifetime (plus a minute for clocks) is refused, whoever signed it.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio_stream::StreamExt;
 
 use stratus_client::identity::revoke::Revocations;
 use stratus_client::identity::token::{TokenClaims, TokenError, TokenKey};
-use stratus_client::users::{UserStore, ROLE_ADMIN, ROLE_RESELLER};
+use stratus_client::users::{TokenSecrets, UserStore, ROLE_ADMIN, ROLE_RESELLER, TOKEN_SECRET};
 use stratus_core::time::now_secs;
 use stratus_core::token::{self, Claims};
 
@@ -39,12 +48,41 @@ pub const READER_ROLE: &str = "reader";
 /// Keystone role that acts on every account (Swift's `reseller_admin_role`).
 pub const RESELLER_ADMIN_ROLE: &str = "ResellerAdmin";
 
+/// How far a token's expiry may lie beyond the lifetime this proxy gives tokens (other
+/// proxies' clocks).
+pub const CLOCK_SKEW: u64 = 60;
+
+/// The secrets this proxy checks tokens with (see [`TokenSecrets`]).
+struct Keys {
+    current: [u8; 32],
+    keystone: TokenKey,
+    /// The previous secret, its Keystone key, and until when they are accepted.
+    previous: Option<([u8; 32], TokenKey, u64)>,
+}
+
+impl Keys {
+    fn new(s: &TokenSecrets) -> Self {
+        Keys {
+            current: s.current,
+            keystone: TokenKey::derive(&s.current),
+            previous: s
+                .previous
+                .map(|(p, until)| (p, TokenKey::derive(&p), until)),
+        }
+    }
+
+    /// The previous secret, if its grace period lasts at `now`.
+    fn previous(&self, now: u64) -> Option<&([u8; 32], TokenKey, u64)> {
+        self.previous.as_ref().filter(|(_, _, until)| now < *until)
+    }
+}
+
 /// The authority of a proxy: TempAuth, and Keystone token checks.
 pub struct Auth {
     users: UserStore,
-    secret: [u8; 32],
+    keys: Arc<RwLock<Arc<Keys>>>,
     ttl: u64,
-    keystone: TokenKey,
+    identity_ttl: u64,
     revocations: Arc<Revocations>,
 }
 
@@ -55,6 +93,8 @@ pub enum KeystoneTokenError {
     Token(#[from] TokenError),
     #[error("token revoked")]
     Revoked,
+    #[error("token expiry lies beyond the longest lifetime this proxy issues")]
+    TooLong,
 }
 
 /// 401, as TempAuth answers it.
@@ -75,26 +115,35 @@ pub fn forbidden() -> SwiftError {
 }
 
 impl Auth {
-    /// Loads the token secret (created on first use); Keystone tokens are checked against
-    /// `revocations`.
+    /// Loads the token secrets (created on first use) and follows their rotations; TempAuth
+    /// tokens live `ttl` seconds, Keystone ones `identity_ttl`; Keystone tokens are checked
+    /// against `revocations`.
     pub async fn new(
         users: UserStore,
         ttl: u64,
+        identity_ttl: u64,
         revocations: Arc<Revocations>,
     ) -> Result<Self, stratus_client::users::UserError> {
-        let secret = users.token_secret().await?;
+        let keys = Arc::new(RwLock::new(Arc::new(Keys::new(
+            &users.token_secrets().await?,
+        ))));
+        tokio::spawn(follow_secrets(users.clone(), Arc::downgrade(&keys)));
         Ok(Self {
             users,
-            secret,
+            keys,
             ttl,
-            keystone: TokenKey::derive(&secret),
+            identity_ttl,
             revocations,
         })
     }
 
-    /// The Keystone token key.
-    pub fn keystone_key(&self) -> &TokenKey {
-        &self.keystone
+    fn keys(&self) -> Arc<Keys> {
+        self.keys.read().expect("keys lock").clone()
+    }
+
+    /// The Keystone token key new tokens are signed with.
+    pub fn keystone_key(&self) -> TokenKey {
+        self.keys().keystone.clone()
     }
 
     /// The revocation list this proxy follows.
@@ -104,7 +153,17 @@ impl Auth {
 
     /// The claims of a valid Keystone token: signed, unexpired, not revoked.
     pub fn keystone(&self, token: &str) -> Result<TokenClaims, KeystoneTokenError> {
-        let c = self.keystone.verify(token, now_secs())?;
+        let (keys, now) = (self.keys(), now_secs());
+        let c = match keys.keystone.verify(token, now) {
+            Err(TokenError::BadSignature) => match keys.previous(now) {
+                Some((_, key, _)) => key.verify(token, now)?,
+                None => return Err(TokenError::BadSignature.into()),
+            },
+            r => r?,
+        };
+        if c.expires > now + self.identity_ttl + CLOCK_SKEW {
+            return Err(KeystoneTokenError::TooLong);
+        }
         if self.revocations.is_revoked(&c) {
             return Err(KeystoneTokenError::Revoked);
         }
@@ -126,8 +185,19 @@ impl Auth {
             .get(account, name)
             .await
             .map_err(|e| unavailable(format!("reading user from meta: {e}")))?;
-        let Some(u) = stored.filter(|u| u.check_key(key)) else {
-            return Err(unauthorized());
+        // argon2 off the async threads; an unknown user costs as much as a wrong key.
+        let u = match stored {
+            Some(u) => {
+                let u = Arc::new(u);
+                if !u.clone().check_key_async(key.to_string()).await {
+                    return Err(unauthorized());
+                }
+                u
+            }
+            None => {
+                stratus_client::users::check_decoy(key.to_string()).await;
+                return Err(unauthorized());
+            }
         };
         let claims = Claims {
             account: u.account.clone(),
@@ -135,7 +205,7 @@ impl Auth {
             roles: u.roles.clone(),
             expires: now_secs() + self.ttl,
         };
-        let tok = token::mint(&self.secret, &claims);
+        let tok = token::mint(&self.keys().current, &claims);
         let host = hv(h, "host").unwrap_or("127.0.0.1");
         let url = format!("http://{host}/v1/{RESELLER_PREFIX}{}", u.account);
         let mut r = StatusCode::OK.into_response();
@@ -164,8 +234,49 @@ impl Auth {
             let c = self.keystone(tok).map_err(|_| unauthorized())?;
             return Ok(keystone_identity(&c, account));
         }
-        let claims = token::verify(&self.secret, tok, now_secs()).map_err(|_| unauthorized())?;
-        Ok(identity(&claims, account))
+        Ok(identity(&self.tempauth(tok)?, account))
+    }
+
+    /// The claims of a valid TempAuth token: signed with the current secret (or the
+    /// previous one in its grace period), unexpired, and not expiring further ahead than
+    /// this proxy's token lifetime.
+    fn tempauth(&self, tok: &str) -> SwiftResult<Claims> {
+        let (keys, now) = (self.keys(), now_secs());
+        let claims = match token::verify(&keys.current, tok, now) {
+            Err(token::TokenError::BadSignature) => match keys.previous(now) {
+                Some((old, _, _)) => token::verify(old, tok, now),
+                None => Err(token::TokenError::BadSignature),
+            },
+            r => r,
+        }
+        .map_err(|_| unauthorized())?;
+        if claims.expires > now + self.ttl + CLOCK_SKEW {
+            return Err(unauthorized());
+        }
+        Ok(claims)
+    }
+}
+
+/// Reloads the token secrets whenever they change in meta (a rotation), until the
+/// [`Auth`] is dropped; the watch resumes by itself after failures.
+async fn follow_secrets(users: UserStore, keys: std::sync::Weak<RwLock<Arc<Keys>>>) {
+    let mut events = users.client().watch(TOKEN_SECRET, 0, false);
+    while let Some(ev) = events.next().await {
+        let Some(keys) = keys.upgrade() else {
+            return;
+        };
+        if let Err(e) = ev {
+            tracing::warn!(error = %e, "watching the token secret");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        match users.token_secrets().await {
+            Ok(s) => {
+                *keys.write().expect("keys lock") = Arc::new(Keys::new(&s));
+                tracing::info!("token secret rotated: new tokens use the new secret");
+            }
+            Err(e) => tracing::warn!(error = %e, "reloading the token secret"),
+        }
     }
 }
 

@@ -343,3 +343,121 @@ async fn every_port_refuses_strangers_and_authorizes_by_role() {
         denied(sums, "meta calls replication");
     }
 }
+
+/// The token secret as the proxy reads it.
+async fn secret(c: &TestCluster) -> [u8; 32] {
+    let proxy = Identity::load(&c.dir.join("tls/proxy")).unwrap();
+    let meta_addr = std::fs::read_to_string(c.dir.join("endpoints")).unwrap();
+    let meta_addr = meta_addr.split(',').next().unwrap().trim().to_string();
+    let kv = meta_get(
+        as_role(&proxy, &meta_addr, Role::Meta),
+        "/auth/token-secret",
+        false,
+    )
+    .await
+    .unwrap()
+    .kv
+    .unwrap();
+    kv.value.as_slice().try_into().unwrap()
+}
+
+fn tester_claims(expires: u64) -> stratus_core::token::Claims {
+    stratus_core::token::Claims {
+        account: "test".into(),
+        user: "tester".into(),
+        roles: vec!["admin".into()],
+        expires,
+    }
+}
+
+async fn status_with(s: &Session, token: &str) -> u16 {
+    s.http
+        .get(&s.url)
+        .header("x-auth-token", token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Polls (bounded) until a fresh login's token is signed with `secret`: the proxy has
+/// followed the rotation.
+async fn wait_signed_with(c: &TestCluster, secret: &[u8; 32]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = c.tester().await.token;
+        if stratus_core::token::verify(secret, &t, 0).is_ok() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proxy did not follow the rotation in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Tokens are only as good as the secret: one minted with a guessed secret, one with the
+/// real secret but an expiry beyond any lifetime a proxy issues, and one signed with a
+/// secret rotated away (grace 0) are all refused; a rotation with a grace period keeps old
+/// tokens working until it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_from_guessed_long_lived_or_rotated_secrets_are_refused() {
+    let c = TestCluster::start(1, 1);
+    let s = c.tester().await;
+    assert_eq!(status_with(&s, &s.token).await / 100, 2);
+    let now = stratus_core::time::now_secs();
+
+    let guessed = stratus_core::token::mint(&[7u8; 32], &tester_claims(now + 600));
+    assert_eq!(status_with(&s, &guessed).await, 401, "a guessed secret");
+    let real = secret(&c).await;
+    let fine = stratus_core::token::mint(&real, &tester_claims(now + 600));
+    assert_eq!(
+        status_with(&s, &fine).await / 100,
+        2,
+        "the real secret, a normal expiry"
+    );
+    let forever = stratus_core::token::mint(&real, &tester_claims(1 << 63));
+    assert_eq!(status_with(&s, &forever).await, 401, "an expiry of 2^63");
+
+    // Rotation with no grace: the old token is refused once the proxy follows.
+    let out = ok(&[
+        "auth",
+        "--dir",
+        c.dir_str(),
+        "rotate-secret",
+        "--grace",
+        "0",
+    ]);
+    assert!(out.contains("rotated"), "{out}");
+    let second = secret(&c).await;
+    assert_ne!(second, real);
+    wait_signed_with(&c, &second).await;
+    assert_eq!(
+        status_with(&s, &s.token).await,
+        401,
+        "signed with the rotated secret"
+    );
+    assert_eq!(status_with(&s, &fine).await, 401);
+
+    // Rotation with a grace period: tokens of the previous secret still work.
+    let before = c.tester().await;
+    ok(&[
+        "auth",
+        "--dir",
+        c.dir_str(),
+        "rotate-secret",
+        "--grace",
+        "600",
+    ]);
+    let third = secret(&c).await;
+    wait_signed_with(&c, &third).await;
+    assert_eq!(
+        status_with(&before, &before.token).await / 100,
+        2,
+        "within the grace period"
+    );
+    let after = c.tester().await;
+    assert_eq!(status_with(&after, &after.token).await / 100, 2);
+}
