@@ -16,7 +16,8 @@ leader's metrics to report how many log entries each fsync made durable.
 `STRATUS_META_BIN` names another `stratus-meta` (an older build, for a before/after run;
 builds before 2026-11-30 need `STRATUS_META_WORKERS=default`, they lack the flag). The meta
 nodes run with `--worker-threads 1`, as `stratus dev up` runs them (`STRATUS_META_WORKERS`
-changes it); etcd runs with its defaults (`GOMAXPROCS` = the cores), or whatever
+changes it) and without TLS, as etcd does here (`--insecure`; `STRATUS_META_INSECURE=0`
+for builds from before mutual TLS); etcd runs with its defaults (`GOMAXPROCS` = the cores), or whatever
 `GOMAXPROCS` the environment sets.
 Prints one JSON row per run and a summary table (medians over rounds) at the end.
 """
@@ -92,6 +93,11 @@ class Stratus(Processes):
         # As `stratus dev up` runs them: three nodes share this machine's cores.
         workers = os.environ.get("STRATUS_META_WORKERS", "1")
         extra = [] if workers == "default" else ["--worker-threads", workers]
+        # Like against like: etcd runs without TLS here, so do the meta nodes (builds from
+        # before mutual TLS lack the flag: STRATUS_META_INSECURE=0).
+        if os.environ.get("STRATUS_META_INSECURE", "1") == "1":
+            extra.append("--insecure")
+        self.base = base
         for i in (1, 2, 3):
             d = os.path.join(base, f"meta{i}")
             os.makedirs(d)
@@ -109,7 +115,8 @@ class Stratus(Processes):
         wait_for("a Stratus leader", self.leader_metrics)
 
     def cli(self, args, capture=False):
-        cmd = [os.path.join(REL, "stratus"), "meta", "--meta", ",".join(self.grpc), *args]
+        # `--dir base`: no dev cluster's TLS identity there, so the CLI speaks plain gRPC.
+        cmd = [os.path.join(REL, "stratus"), "meta", "--dir", self.base, "--meta", ",".join(self.grpc), *args]
         return subprocess.run(cmd, check=True, text=True,
                               stdout=subprocess.PIPE if capture else None).stdout
 

@@ -15,8 +15,10 @@
 //! Both kinds of token are signed with the cluster's token secret, which this proxy
 //! follows in meta: after `stratus auth rotate-secret`, new tokens are signed with the new
 //! secret at once, and tokens signed with the old one are accepted until the grace period
-//! the rotation chose ends. A token whose expiry lies further ahead than this proxy's
-//! token lifetime (plus a minute for clocks) is refused, whoever signed it.
+//! the rotation chose ends. A token whose expiry lies further ahead than the longest
+//! lifetime any proxy issues ([`MAX_TOKEN_TTL`], 7 days, plus a minute for clocks) is
+//! refused, whoever signed it: proxies with different lifetimes accept each other's
+//! tokens, and a stolen secret cannot mint one that lives for ever.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -48,9 +50,12 @@ pub const READER_ROLE: &str = "reader";
 /// Keystone role that acts on every account (Swift's `reseller_admin_role`).
 pub const RESELLER_ADMIN_ROLE: &str = "ResellerAdmin";
 
-/// How far a token's expiry may lie beyond the lifetime this proxy gives tokens (other
-/// proxies' clocks).
+/// How far a token's expiry may lie beyond [`MAX_TOKEN_TTL`] (other proxies' clocks).
 pub const CLOCK_SKEW: u64 = 60;
+
+/// The longest lifetime a proxy gives a token, TempAuth or Keystone (`--token-ttl` and
+/// `--identity-token-ttl` are bounded by it).
+pub use stratus_client::identity::revoke::MAX_TOKEN_TTL;
 
 /// The secrets this proxy checks tokens with (see [`TokenSecrets`]).
 struct Keys {
@@ -82,7 +87,6 @@ pub struct Auth {
     users: UserStore,
     keys: Arc<RwLock<Arc<Keys>>>,
     ttl: u64,
-    identity_ttl: u64,
     revocations: Arc<Revocations>,
 }
 
@@ -116,12 +120,10 @@ pub fn forbidden() -> SwiftError {
 
 impl Auth {
     /// Loads the token secrets (created on first use) and follows their rotations; TempAuth
-    /// tokens live `ttl` seconds, Keystone ones `identity_ttl`; Keystone tokens are checked
-    /// against `revocations`.
+    /// tokens live `ttl` seconds; Keystone tokens are checked against `revocations`.
     pub async fn new(
         users: UserStore,
         ttl: u64,
-        identity_ttl: u64,
         revocations: Arc<Revocations>,
     ) -> Result<Self, stratus_client::users::UserError> {
         let keys = Arc::new(RwLock::new(Arc::new(Keys::new(
@@ -132,7 +134,6 @@ impl Auth {
             users,
             keys,
             ttl,
-            identity_ttl,
             revocations,
         })
     }
@@ -161,7 +162,7 @@ impl Auth {
             },
             r => r?,
         };
-        if c.expires > now + self.identity_ttl + CLOCK_SKEW {
+        if c.expires > now + MAX_TOKEN_TTL + CLOCK_SKEW {
             return Err(KeystoneTokenError::TooLong);
         }
         if self.revocations.is_revoked(&c) {
@@ -239,7 +240,7 @@ impl Auth {
 
     /// The claims of a valid TempAuth token: signed with the current secret (or the
     /// previous one in its grace period), unexpired, and not expiring further ahead than
-    /// this proxy's token lifetime.
+    /// any proxy's token lifetime.
     fn tempauth(&self, tok: &str) -> SwiftResult<Claims> {
         let (keys, now) = (self.keys(), now_secs());
         let claims = match token::verify(&keys.current, tok, now) {
@@ -250,7 +251,7 @@ impl Auth {
             r => r,
         }
         .map_err(|_| unauthorized())?;
-        if claims.expires > now + self.ttl + CLOCK_SKEW {
+        if claims.expires > now + MAX_TOKEN_TTL + CLOCK_SKEW {
             return Err(unauthorized());
         }
         Ok(claims)

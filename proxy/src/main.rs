@@ -18,8 +18,10 @@ struct Args {
     /// Meta endpoints, comma separated.
     #[arg(long, env = "STRATUS_META", value_delimiter = ',', required = true)]
     meta: Vec<String>,
-    /// TempAuth token lifetime, seconds.
-    #[arg(long, default_value_t = DEFAULT_TOKEN_TTL)]
+    /// TempAuth token lifetime, seconds (at most 7 days: a token expiring further ahead is
+    /// refused by every proxy).
+    #[arg(long, default_value_t = DEFAULT_TOKEN_TTL,
+          value_parser = clap::value_parser!(u64).range(1..=stratus_client::identity::revoke::MAX_TOKEN_TTL))]
     token_ttl: u64,
     /// Keystone token lifetime, seconds (Keystone's `[token] expiration`; at most 7 days).
     #[arg(long, default_value_t = stratus_proxy::identity::DEFAULT_TOKEN_TTL,

@@ -72,14 +72,9 @@ impl Proxy {
         let revocations = Revocations::follow(meta.clone())
             .await
             .map_err(|e| ProxyError::Meta(e.to_string()))?;
-        let auth = Auth::new(
-            UserStore::new(meta.clone()),
-            cfg.token_ttl,
-            cfg.identity_token_ttl,
-            revocations,
-        )
-        .await
-        .map_err(|e| ProxyError::Meta(e.to_string()))?;
+        let auth = Auth::new(UserStore::new(meta.clone()), cfg.token_ttl, revocations)
+            .await
+            .map_err(|e| ProxyError::Meta(e.to_string()))?;
         let keystone = Keystone::new(IdentityStore::new(meta.clone()), cfg.identity_token_ttl)
             .await
             .map_err(|e| ProxyError::Meta(e.to_string()))?;

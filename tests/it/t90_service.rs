@@ -272,8 +272,9 @@ async fn a_flag_overrides_the_config_file_and_unknown_keys_are_refused() {
     std::fs::write(
         &cfg,
         format!(
-            "listen = \"127.0.0.1:{file_port}\"\nmeta = [{}]\nadmin_listen = \"127.0.0.1:{admin_port}\"\n",
-            meta.join(", ")
+            "listen = \"127.0.0.1:{file_port}\"\nmeta = [{}]\nadmin_listen = \"127.0.0.1:{admin_port}\"\ntls = {:?}\n",
+            meta.join(", "),
+            c.dir.join("tls/proxy").display().to_string()
         ),
     )
     .unwrap();

@@ -461,3 +461,103 @@ async fn tokens_from_guessed_long_lived_or_rotated_secrets_are_refused() {
     let after = c.tester().await;
     assert_eq!(status_with(&after, &after.token).await / 100, 2);
 }
+
+/// The proxy's public port over HTTPS (`--tls-cert`, `--tls-key`): a client that trusts
+/// the certificate logs in, uploads and reads back; plain HTTP to that port gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_port_serves_https() {
+    use std::io::BufRead;
+    let c = TestCluster::start(1, 1);
+    // A server certificate for the name the client uses (any CA would do: here a fresh one).
+    let tmp = tempfile::tempdir().unwrap();
+    let web = tmp.path().join("web");
+    Ca::create(&tmp.path().join("web-ca"))
+        .unwrap()
+        .issue(Role::Proxy, "public", &web, Validity::default())
+        .unwrap();
+    let endpoints = std::fs::read_to_string(c.dir.join("endpoints")).unwrap();
+    let bin = STRATUS.parent().unwrap().join("stratus-proxy");
+    let mut child = std::process::Command::new(bin)
+        .args(["--listen", "127.0.0.1:0", "--meta", endpoints.trim()])
+        .arg("--tls")
+        .arg(c.dir.join("tls/proxy"))
+        .arg("--tls-cert")
+        .arg(web.join(tls::CERT_FILE))
+        .arg("--tls-key")
+        .arg(web.join(tls::KEY_FILE))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let _guard = Kill(child);
+    let line = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("listening on"))
+    })
+    .await
+    .unwrap()
+    .expect("the proxy says where it listens");
+    let addr = line.rsplit("https://").next().unwrap().trim().to_string();
+    assert!(line.contains("https://"), "{line}");
+    let sock: std::net::SocketAddr = addr.parse().unwrap();
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(web.join(tls::CA_FILE)).unwrap()).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .resolve("proxy.stratus", sock)
+        .build()
+        .unwrap();
+    let base = format!("https://proxy.stratus:{}", sock.port());
+    let r = http
+        .get(format!("{base}/auth/v1.0"))
+        .header("x-auth-user", "test:tester")
+        .header("x-auth-key", "testing")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let token = r.headers()["x-auth-token"].to_str().unwrap().to_string();
+    let url = format!("{base}/v1/AUTH_test");
+    let put =
+        |p: String, body: Vec<u8>| http.put(p).header("x-auth-token", &token).body(body).send();
+    assert_eq!(
+        put(format!("{url}/secure"), vec![]).await.unwrap().status(),
+        201
+    );
+    let body = random_bytes(300_000, 9);
+    assert_eq!(
+        put(format!("{url}/secure/o"), body.clone())
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let got = http
+        .get(format!("{url}/secure/o"))
+        .header("x-auth-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.unwrap().to_vec(), body);
+    // Plain HTTP to the HTTPS port is not served.
+    let plain = reqwest::Client::new()
+        .get(format!("http://{addr}/info"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    assert!(
+        plain.as_ref().map_or(true, |r| !r.status().is_success()),
+        "plain HTTP answered: {plain:?}"
+    );
+}

@@ -330,6 +330,8 @@ impl ExtraProxy {
         let log = tmp.path().join("stderr");
         let mut child = Command::new(STRATUS.with_file_name("stratus-proxy"))
             .args(["--listen", "127.0.0.1:0", "--meta", endpoints.trim()])
+            .arg("--tls")
+            .arg(c.dir.join("tls/proxy"))
             .args(extra)
             .env_remove("STRATUS_META")
             .stdin(Stdio::null())

@@ -399,12 +399,27 @@ async fn t99_servers_boot_from_replicated_volumes_and_keep_their_data() {
 
     // The agent's metrics count its boots and the volumes it serves.
     let agent = std::fs::read_to_string(c.dir.join("compute-1").join("addr")).unwrap();
-    let metrics = reqwest::get(format!("http://{}/metrics", agent.trim()))
+    // Its port serves mutual TLS: the operator's (admin) identity, a `compute` server.
+    let admin = stratus_client::tls::Identity::load(&c.dir.join("tls/admin")).unwrap();
+    let tls =
+        stratus_client::tls::http::client_config_for(&admin, stratus_client::tls::Role::Compute)
+            .unwrap();
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap();
+    let metrics = http
+        .get(format!("https://{}/metrics", agent.trim()))
+        .send()
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
+    // Without a certificate, nothing.
+    assert!(reqwest::get(format!("http://{}/metrics", agent.trim()))
+        .await
+        .is_err());
     let value = |name: &str| -> f64 {
         metrics
             .lines()

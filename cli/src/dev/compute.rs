@@ -454,12 +454,24 @@ mod tests {
                 "/d/compute-1",
                 "--run-dir",
                 &format!("/run/stratus-compute/{id}-compute-1"),
+                "--insecure",
             ]
         );
         c.compute_vcpus = Some(2);
         c.compute_disk_gb = Some(20);
-        let args = agent_args(&eps, &c, &dir.join("compute-1"), &run, None);
-        assert_eq!(args[10..], ["--vcpus", "2", "--disk-gb", "20"]);
+        let tls = Path::new("/d/tls/compute-1");
+        let args = agent_args(&eps, &c, &dir.join("compute-1"), &run, Some(tls));
+        assert_eq!(
+            args[10..],
+            [
+                "--vcpus",
+                "2",
+                "--disk-gb",
+                "20",
+                "--tls",
+                "/d/tls/compute-1"
+            ]
+        );
     }
 
     #[test]

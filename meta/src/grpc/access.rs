@@ -9,8 +9,14 @@
 //!     `/identity/users/`: Keystone users with their password hashes) are read by `proxy`,
 //!     and by `admin` only when it asks with [`REVEAL_HEADER`] (`stratus meta get --reveal`);
 //!   - TempAuth users, rings and the cluster hash key are written by `admin` only; the token
-//!     secret by `proxy` (created on first use) and `admin` (rotation);
+//!     secret by `proxy` (created on first use) and `admin` (rotation); worker settings
+//!     (`/settings/`, which a storage node keeps for its admin service) and storage node
+//!     registrations (`/nodes/`) by `storage` and `admin`;
 //!   - everything else: any role.
+//!
+//!   A listing or watch over a range that reaches into keys the caller may not read (an
+//!   admin's `range ""`) leaves those keys out ([`Caller::hidden`]); a read of one such key,
+//!   a count over them, or a txn touching them is refused.
 //!
 //! A plain (`--insecure`) node has no roles and checks nothing.
 
@@ -64,6 +70,18 @@ pub const RULES: &[Rule] = &[
         write: &[Role::Admin],
         reveal: false,
     },
+    Rule {
+        prefix: b"/settings/",
+        read: ANY,
+        write: &[Role::Storage, Role::Admin],
+        reveal: false,
+    },
+    Rule {
+        prefix: b"/nodes/",
+        read: ANY,
+        write: &[Role::Storage, Role::Admin],
+        reveal: false,
+    },
 ];
 
 /// The gRPC-path policy of the `Meta` service: membership changes need `admin`.
@@ -97,6 +115,21 @@ impl Caller {
     /// Refuses unless the caller may read every key of `range`.
     pub fn read(&self, range: &KeyRange) -> Result<(), Status> {
         self.check(range, false)
+    }
+
+    /// The prefixes inside `range` whose keys the caller may not read: a listing or watch
+    /// over `range` leaves them out.
+    pub fn hidden(&self, range: &KeyRange) -> Vec<&'static [u8]> {
+        let Some(role) = self.role else {
+            return Vec::new();
+        };
+        governing(range)
+            .into_iter()
+            .filter(|r| {
+                !r.read.contains(&role) && !(r.reveal && self.reveal && role == Role::Admin)
+            })
+            .map(|r| r.prefix)
+            .collect()
     }
 
     /// Refuses unless the caller may write every key of `range`.
@@ -206,6 +239,12 @@ mod tests {
         // A range that reaches into secrets needs the secret's rule; one beside it does not.
         let all = KeyRange::prefix(Vec::new());
         assert!(caller(Role::Storage, false).read(&all).is_err());
+        assert!(caller(Role::Proxy, false)
+            .write(&KeyRange::single(b"/settings/storage/a/r".to_vec()))
+            .is_err());
+        assert!(caller(Role::Storage, false)
+            .write(&KeyRange::single(b"/settings/storage/a/r".to_vec()))
+            .is_ok());
         assert!(caller(Role::Proxy, false).read(&all).is_ok());
         let auth = KeyRange::prefix(b"/au".to_vec());
         assert!(caller(Role::Admin, false).read(&auth).is_err());
@@ -221,6 +260,12 @@ mod tests {
             ..Default::default()
         };
         assert!(caller(Role::Storage, false).txn(&txn).is_err());
+        // A listing over everything hides the secrets instead of failing.
+        let hidden = caller(Role::Admin, false).hidden(&all);
+        assert!(hidden.contains(&&b"/auth/"[..]) && hidden.contains(&&b"/identity/users/"[..]));
+        assert!(!hidden.contains(&&b"/rings/"[..]));
+        assert!(caller(Role::Admin, true).hidden(&all).is_empty());
+        assert!(caller(Role::Proxy, false).hidden(&all).is_empty());
         // Plain nodes check nothing.
         let plain_caller = Caller {
             role: None,

@@ -159,8 +159,18 @@ impl Meta for MetaService {
         let r = req.into_inner();
         let (revision, serializable) = (r.revision, r.serializable);
         let q = convert::range_query(r)?;
-        caller.read(&q.range)?;
-        let (res, rev) = self.read(q, revision, serializable).await?;
+        // Keys the caller may not read are left out of a listing; a count over them, or a
+        // read of one of them, is refused.
+        let hidden = caller.hidden(&q.range);
+        if !hidden.is_empty() && (q.count_only || matches!(q.range.end, kv::RangeEnd::Single)) {
+            caller.read(&q.range)?;
+        }
+        let (mut res, rev) = self.read(q, revision, serializable).await?;
+        if let OpResult::Range { kvs, count, .. } = &mut res {
+            let before = kvs.len();
+            kvs.retain(|kv| !hidden.iter().any(|p| kv.key.starts_with(p)));
+            *count -= (before - kvs.len()) as i64;
+        }
         match convert::response_op(res, &self.header(rev)).response {
             Some(pb::response_op::Response::Range(r)) => Ok(Response::new(r)),
             _ => Err(Status::internal("range produced a non-range result")),
@@ -224,7 +234,8 @@ impl Meta for MetaService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let caller = Caller::of(&req);
         let r = req.into_inner();
-        caller.read(&kv::KeyRange::prefix(r.prefix.clone()))?;
+        // Events of keys the caller may not read are left out.
+        let hidden = caller.hidden(&kv::KeyRange::prefix(r.prefix.clone()));
         if r.start_revision < 0 {
             return Err(Status::invalid_argument(
                 "start_revision must not be negative",
@@ -259,8 +270,9 @@ impl Meta for MetaService {
                         }
                     };
                     for (rev, events) in batch {
-                        let events = events
+                        let events: Vec<pb::Event> = events
                             .into_iter()
+                            .filter(|e| !hidden.iter().any(|p| e.kv.key.starts_with(p)))
                             .map(|e| pb::Event {
                                 r#type: match e.kind {
                                     kv::EventKind::Put => pb::event::EventType::Put as i32,
@@ -274,6 +286,9 @@ impl Meta for MetaService {
                                 },
                             })
                             .collect();
+                        if events.is_empty() {
+                            continue;
+                        }
                         let header = pb::Header {
                             revision: rev,
                             member_id: id,
