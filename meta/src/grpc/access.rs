@@ -125,9 +125,7 @@ impl Caller {
         };
         governing(range)
             .into_iter()
-            .filter(|r| {
-                !r.read.contains(&role) && !(r.reveal && self.reveal && role == Role::Admin)
-            })
+            .filter(|r| !self.may_read(r, role))
             .map(|r| r.prefix)
             .collect()
     }
@@ -152,14 +150,24 @@ impl Caller {
         Ok(())
     }
 
+    /// Whether `role` may read keys under `rule`: listed, or an admin that asked to see
+    /// secrets.
+    fn may_read(&self, rule: &Rule, role: Role) -> bool {
+        rule.read.contains(&role) || (rule.reveal && self.reveal && role == Role::Admin)
+    }
+
     fn check(&self, range: &KeyRange, write: bool) -> Result<(), Status> {
         let Some(role) = self.role else {
             return Ok(());
         };
         for rule in governing(range) {
             let allowed = if write { rule.write } else { rule.read };
-            let revealed = !write && rule.reveal && self.reveal && role == Role::Admin;
-            if !allowed.contains(&role) && !revealed {
+            let ok = if write {
+                allowed.contains(&role)
+            } else {
+                self.may_read(rule, role)
+            };
+            if !ok {
                 let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
                 let mut need = names.join(" or ");
                 if !write && rule.reveal {

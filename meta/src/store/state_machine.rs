@@ -827,9 +827,8 @@ mod tests {
         ] {
             let mut meta = snap.meta.clone();
             meta.snapshot_id = bad.clone();
-            let file = tokio::fs::File::open(&sm.shared.current.lock().unwrap().clone().unwrap().1)
-                .await
-                .unwrap();
+            let path = sm.shared.current.lock().unwrap().clone().unwrap().1;
+            let file = tokio::fs::File::open(&path).await.unwrap();
             let r = sm.install_snapshot(&meta, Box::new(file)).await;
             assert!(r.is_err(), "{bad:?} was accepted");
         }
