@@ -12,6 +12,7 @@ run and a table of medians over rounds with the ratio TLS / plain.
 
     cargo build --release --bins
     python3 benches/tls_cost.py [--rounds 2] [--seconds 15] [--dir /var/tmp/tls-cost]
+        [--only 'get 4KiB,put 1MiB,meta']
 """
 
 import argparse
@@ -37,6 +38,9 @@ OBJECT_RUNS = [
 ]
 
 
+WITH_META = True
+
+
 def run(args, env=None, timeout=900):
     r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
     if r.returncode != 0:
@@ -59,6 +63,22 @@ def down(d):
     shutil.rmtree(d, ignore_errors=True)
 
 
+def cpu_seconds(d):
+    """CPU seconds (user + system) used so far by the cluster's processes, by kind."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"proxy": 0.0, "storage": 0.0, "meta": 0.0}
+    for name in os.listdir(d):
+        kind = name.split("-")[0]
+        try:
+            pid = int(open(os.path.join(d, name, "pid")).read())
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except (OSError, ValueError):
+            continue
+        if kind in out:
+            out[kind] += (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def settle():
     os.sync()
     time.sleep(3)
@@ -72,20 +92,27 @@ def one_mode(mode, base, seconds, rnd):
         for name, args in OBJECT_RUNS:
             settle()
             secs = seconds * 2 if "64MiB" in name else seconds
+            cpu0 = cpu_seconds(d)
             out = run(
                 [STRATUS, "bench", *args, "--concurrency", "16", "--duration", f"{secs}s", "--json"],
                 env=env,
             )
+            cpu1 = cpu_seconds(d)
             rep = json.loads(out)
             op = rep["ops"][args[0]]
+            # CPU per operation by process kind (a GET run's prefill counts too: small).
+            n = max(op["count"], 1)
             row = {
                 "round": rnd, "mode": mode, "run": name,
                 "ops_per_s": op["ops_per_s"], "mb_per_s": op["mb_per_s"],
                 "p50_ms": op["latency_ms"]["p50"], "p99_ms": op["latency_ms"]["p99"],
                 "errors": op["error_count"],
+                "cpu_ms_per_op": {k: round((cpu1[k] - cpu0[k]) * 1000 / n, 3) for k in cpu1},
             }
             print(json.dumps(row), flush=True)
             rows.append(row)
+        if not WITH_META:
+            return rows
         settle()
         out = run(
             [STRATUS, "meta", "--dir", d, "--json", "bench", "--concurrency", "64", "--seconds", "10", "--value-size", "256"],
@@ -110,19 +137,25 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--dir", default="/var/tmp/tls-cost")
+    ap.add_argument("--only", help="comma-separated runs, e.g. 'get 4KiB,put 1MiB,meta'")
     a = ap.parse_args()
     if not os.path.exists(STRATUS):
         sys.exit("build first: cargo build --release --bins")
     os.makedirs(a.dir, exist_ok=True)
+    if a.only:
+        keep = [w.strip() for w in a.only.split(",")]
+        OBJECT_RUNS[:] = [(n, r) for n, r in OBJECT_RUNS if n in keep]
+        global WITH_META
+        WITH_META = "meta" in keep
     rows = []
     for rnd in range(1, a.rounds + 1):
         order = ["plain", "tls"] if rnd % 2 else ["tls", "plain"]
         for mode in order:
             rows += one_mode(mode, a.dir, a.seconds, rnd)
-    names = [n for n, _ in OBJECT_RUNS] + ["meta bench c64"]
+    names = [n for n, _ in OBJECT_RUNS] + (["meta bench c64"] if WITH_META else [])
     print()
-    print("| run | plain ops/s | TLS ops/s | TLS / plain | plain p99 ms | TLS p99 ms | errors |")
-    print("|---|---|---|---|---|---|---|")
+    print("| run | plain ops/s | TLS ops/s | TLS / plain | plain p99 ms | TLS p99 ms | errors | CPU ms/op plain → TLS (proxy, storage) |")
+    print("|---|---|---|---|---|---|---|---|")
     for n in names:
         med = {}
         for mode in ("plain", "tls"):
@@ -135,7 +168,13 @@ def main():
             )
         (po, pp, pe), (to, tp, te) = med["plain"], med["tls"]
         fmt = lambda v: "-" if v is None else f"{v:,.1f}"
-        print(f"| {n} | {po:,.1f} | {to:,.1f} | {to / po:.2f}x | {fmt(pp)} | {fmt(tp)} | {pe + te} |")
+        cpu = {}
+        for mode in ("plain", "tls"):
+            rs = [r for r in rows if r["run"] == n and r["mode"] == mode and "cpu_ms_per_op" in r]
+            cpu[mode] = {k: statistics.median(r["cpu_ms_per_op"][k] for r in rs) for k in ("proxy", "storage")} if rs else None
+        cpu_txt = "-" if not cpu["plain"] else ", ".join(
+            f"{k} {cpu['plain'][k]:.2f} → {cpu['tls'][k]:.2f}" for k in ("proxy", "storage"))
+        print(f"| {n} | {po:,.1f} | {to:,.1f} | {to / po:.2f}x | {fmt(pp)} | {fmt(tp)} | {pe + te} | {cpu_txt} |")
 
 
 if __name__ == "__main__":

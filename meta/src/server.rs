@@ -141,14 +141,7 @@ impl MetaServer {
         let identity = tls::current();
         let acceptor = tokio::spawn(async move {
             loop {
-                let (stream, remote) = match listener.accept().await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accepting a connection");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+                let (stream, remote) = tls::net::accept_tcp(&listener).await;
                 let (grpc_tx, raft, identity) = (grpc_tx.clone(), raft.clone(), identity.clone());
                 tokio::spawn(async move {
                     let io = match tls::net::accept(stream, identity.as_deref()).await {

@@ -34,6 +34,11 @@ fn as_role(id: &Arc<Identity>, addr: &str, role: Role) -> Channel {
     tls::net::channel_as(id.clone(), endpoint(addr), role)
 }
 
+fn first_meta(c: &TestCluster) -> String {
+    let eps = std::fs::read_to_string(c.dir.join("endpoints")).unwrap();
+    eps.split(',').next().unwrap().trim().to_string()
+}
+
 fn listen_of(node_dir: &Path) -> String {
     let text = std::fs::read_to_string(node_dir.join("storage.toml")).unwrap();
     let line = text.lines().find(|l| l.starts_with("listen")).unwrap();
@@ -148,8 +153,7 @@ async fn every_port_refuses_strangers_and_authorizes_by_role() {
     let tls_dir = c.dir.join("tls");
     let id = |name: &str| Identity::load(&tls_dir.join(name)).unwrap();
     let (admin, proxy, storage, meta) = (id("admin"), id("proxy"), id("storage-1"), id("meta-1"));
-    let meta_addr = std::fs::read_to_string(c.dir.join("endpoints")).unwrap();
-    let meta_addr = meta_addr.split(',').next().unwrap().trim().to_string();
+    let meta_addr = first_meta(&c);
     let storage_addrs: Vec<String> = (1..=2)
         .map(|n| listen_of(&c.dir.join(format!("storage-{n}"))))
         .collect();
@@ -175,33 +179,17 @@ async fn every_port_refuses_strangers_and_authorizes_by_role() {
     .unwrap()
     .kv
     .is_some());
-    refused(
-        meta_get(
-            endpoint(&meta_addr).connect_lazy(),
-            "/rings/object/current",
-            false,
-        )
-        .await,
-        "meta, plain HTTP/2",
-    );
-    refused(
-        meta_get(
-            as_role(&foreign, &meta_addr, Role::Meta),
-            "/rings/object/current",
-            false,
-        )
-        .await,
-        "meta, another CA",
-    );
-    refused(
-        meta_get(
+    let strangers = [
+        (endpoint(&meta_addr).connect_lazy(), "plain HTTP/2"),
+        (as_role(&foreign, &meta_addr, Role::Meta), "another CA"),
+        (
             as_role(&expired, &meta_addr, Role::Meta),
-            "/rings/object/current",
-            false,
-        )
-        .await,
-        "meta, expired certificate",
-    );
+            "an expired certificate",
+        ),
+    ];
+    for (ch, what) in strangers {
+        refused(meta_get(ch, "/rings/object/current", false).await, what);
+    }
     no_client_cert_refused(&admin, &meta_addr, Role::Meta).await;
 
     // Meta by role.
@@ -308,18 +296,17 @@ async fn every_port_refuses_strangers_and_authorizes_by_role() {
                 .map(|r| r.into_inner())
         };
         assert!(workers(as_role(&admin, addr, Role::Storage)).await.is_ok());
-        refused(
-            workers(endpoint(addr).connect_lazy()).await,
-            "storage, plain",
-        );
-        refused(
-            workers(as_role(&foreign, addr, Role::Storage)).await,
-            "storage, another CA",
-        );
-        refused(
-            workers(as_role(&expired, addr, Role::Storage)).await,
-            "storage, expired",
-        );
+        let strangers = [
+            (endpoint(addr).connect_lazy(), "plain HTTP/2"),
+            (as_role(&foreign, addr, Role::Storage), "another CA"),
+            (
+                as_role(&expired, addr, Role::Storage),
+                "an expired certificate",
+            ),
+        ];
+        for (ch, what) in strangers {
+            refused(workers(ch).await, what);
+        }
         no_client_cert_refused(&admin, addr, Role::Storage).await;
         denied(
             workers(as_role(&proxy, addr, Role::Storage)).await,
@@ -347,8 +334,7 @@ async fn every_port_refuses_strangers_and_authorizes_by_role() {
 /// The token secret as the proxy reads it.
 async fn secret(c: &TestCluster) -> [u8; 32] {
     let proxy = Identity::load(&c.dir.join("tls/proxy")).unwrap();
-    let meta_addr = std::fs::read_to_string(c.dir.join("endpoints")).unwrap();
-    let meta_addr = meta_addr.split(',').next().unwrap().trim().to_string();
+    let meta_addr = first_meta(c);
     let kv = meta_get(
         as_role(&proxy, &meta_addr, Role::Meta),
         "/auth/token-secret",
@@ -422,14 +408,17 @@ async fn tokens_from_guessed_long_lived_or_rotated_secrets_are_refused() {
     assert_eq!(status_with(&s, &forever).await, 401, "an expiry of 2^63");
 
     // Rotation with no grace: the old token is refused once the proxy follows.
-    let out = ok(&[
-        "auth",
-        "--dir",
-        c.dir_str(),
-        "rotate-secret",
-        "--grace",
-        "0",
-    ]);
+    let rotate = |grace: &str| {
+        ok(&[
+            "auth",
+            "--dir",
+            c.dir_str(),
+            "rotate-secret",
+            "--grace",
+            grace,
+        ])
+    };
+    let out = rotate("0");
     assert!(out.contains("rotated"), "{out}");
     let second = secret(&c).await;
     assert_ne!(second, real);
@@ -443,14 +432,7 @@ async fn tokens_from_guessed_long_lived_or_rotated_secrets_are_refused() {
 
     // Rotation with a grace period: tokens of the previous secret still work.
     let before = c.tester().await;
-    ok(&[
-        "auth",
-        "--dir",
-        c.dir_str(),
-        "rotate-secret",
-        "--grace",
-        "600",
-    ]);
+    rotate("600");
     let third = secret(&c).await;
     wait_signed_with(&c, &third).await;
     assert_eq!(

@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -19,7 +18,7 @@ use tokio_rustls::rustls::client::WebPkiServerVerifier;
 use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
 use tokio_rustls::TlsAcceptor;
 
-use super::{role_of, Identity, Role, TlsError};
+use super::{Identity, Role, TlsError};
 
 /// A server configuration for a public HTTPS port: `cert` (a PEM chain) and `key`, no client
 /// certificates; HTTP/1.1 (and HTTP/2 by ALPN).
@@ -44,7 +43,9 @@ pub fn public_server_config(
         return Err(bad(cert, &"no certificate in it"));
     }
     let key_der = PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|e| bad(key, &e))?;
-    let mut c = ServerConfig::builder()
+    let mut c = ServerConfig::builder_with_provider(super::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(chain, key_der)
         .map_err(|e| bad(key, &e))?;
@@ -74,19 +75,13 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            x = super::net::accept_tcp(&listener) => x,
             _ = &mut shutdown => return Ok(()),
         };
         let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
+            let stream = tokio::io::BufReader::with_capacity(super::net::READ_BUFFER, stream);
             let tls =
                 match tokio::time::timeout(super::net::HANDSHAKE_TIMEOUT, acceptor.accept(stream))
                     .await
@@ -99,12 +94,7 @@ pub async fn serve(
                     Err(_) => return,
                 };
             if let Some(roles) = roles {
-                let role = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .and_then(role_of);
+                let role = super::net::peer_role(tls.get_ref().1);
                 if !role.is_some_and(|r| roles.contains(&r)) {
                     tracing::warn!(%remote, ?role, "refused: role may not call this port");
                     return;
@@ -162,7 +152,7 @@ impl ServerCertVerifier for RoleVerifier {
 /// A client configuration (for reqwest) that presents `identity` and accepts only a
 /// server whose certificate from the cluster CA names `role`.
 pub fn client_config_for(identity: &Identity, role: Role) -> Result<ClientConfig, TlsError> {
-    let inner = WebPkiServerVerifier::builder(identity.roots())
+    let inner = WebPkiServerVerifier::builder_with_provider(identity.roots(), super::provider())
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let name =

@@ -183,15 +183,19 @@ impl Identity {
             roots.add(c.clone()).map_err(|e| bad(&ca_path, e))?;
         }
         let roots = Arc::new(roots);
-        let verifier = WebPkiClientVerifier::builder(roots.clone())
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
             .build()
             .map_err(|e| TlsError::Config(e.to_string()))?;
-        let mut server = ServerConfig::builder()
+        let mut server = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain.clone(), key.clone_key())
             .map_err(|e| bad(&key_path, e))?;
         server.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_RAFT.to_vec()];
-        let client = ClientConfig::builder()
+        let client = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
             .with_root_certificates(roots.clone())
             .with_client_auth_cert(chain, key)
             .map_err(|e| bad(&key_path, e))?;
@@ -239,6 +243,30 @@ impl Identity {
         c.alpn_protocols = vec![b"http/1.1".to_vec()];
         c
     }
+}
+
+/// The crypto every Stratus TLS configuration uses: ring, with AES-128-GCM first (on this
+/// machine's AES-NI it moves a byte for less CPU than AES-256-GCM, rustls's first choice;
+/// ChaCha20-Poly1305 follows for CPUs without AES instructions).
+pub fn provider() -> Arc<tokio_rustls::rustls::crypto::CryptoProvider> {
+    use tokio_rustls::rustls::crypto::ring::{cipher_suite as cs, default_provider};
+    static PROVIDER: OnceLock<Arc<tokio_rustls::rustls::crypto::CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| {
+            Arc::new(tokio_rustls::rustls::crypto::CryptoProvider {
+                cipher_suites: vec![
+                    cs::TLS13_AES_128_GCM_SHA256,
+                    cs::TLS13_CHACHA20_POLY1305_SHA256,
+                    cs::TLS13_AES_256_GCM_SHA384,
+                    cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                    cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+                    cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+                    cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+                ],
+                ..default_provider()
+            })
+        })
+        .clone()
 }
 
 /// The role a certificate (already verified against the cluster CA) names: the first of
