@@ -54,6 +54,21 @@ fn foreign_identity(cluster_tls: &Path, other: &Ca, out: &Path) -> Arc<Identity>
     Identity::load(out).unwrap()
 }
 
+/// Opens a Raft connection to `addr` as `id`, sends one junk AppendEntries frame and
+/// returns the answer's status byte and message.
+async fn raft_answer(id: &Arc<Identity>, addr: &str) -> (u8, String) {
+    let mut s = tls::net::connect(id, addr, Role::Meta, tls::ALPN_RAFT)
+        .await
+        .unwrap();
+    s.write_all(b"STRAFT1\n").await.unwrap();
+    s.write_all(&[0, 0, 0, 2, 1, 0]).await.unwrap();
+    s.flush().await.unwrap();
+    let len = s.read_u32().await.unwrap() as usize;
+    let mut answer = vec![0u8; len];
+    s.read_exact(&mut answer).await.unwrap();
+    (answer[0], String::from_utf8_lossy(&answer[1..]).to_string())
+}
+
 fn request_id() -> Vec<u8> {
     (0..16).map(|_| rand_byte()).collect()
 }
@@ -259,32 +274,14 @@ async fn every_port_refuses_strangers_and_authorizes_by_role() {
     assert!(planted.kv.is_none());
 
     // Raft: only `meta` may speak it; a storage certificate gets one error frame.
-    let mut s = tls::net::connect(&storage, &meta_addr, Role::Meta, tls::ALPN_RAFT)
-        .await
-        .unwrap();
-    s.write_all(b"STRAFT1\n").await.unwrap();
-    s.write_all(&[0, 0, 0, 2, 1, 0]).await.unwrap();
-    s.flush().await.unwrap();
-    let len = s.read_u32().await.unwrap() as usize;
-    let mut answer = vec![0u8; len];
-    s.read_exact(&mut answer).await.unwrap();
-    assert_eq!(answer[0], 1, "an error frame");
-    let msg = String::from_utf8_lossy(&answer[1..]).to_string();
+    let (status, msg) = raft_answer(&storage, &meta_addr).await;
+    assert_eq!(status, 1, "an error frame");
     assert!(
         msg.contains("permission denied") && msg.contains("meta"),
         "{msg}"
     );
     // A meta certificate is let in (the frame is junk, so it is told so, not refused).
-    let mut s = tls::net::connect(&meta, &meta_addr, Role::Meta, tls::ALPN_RAFT)
-        .await
-        .unwrap();
-    s.write_all(b"STRAFT1\n").await.unwrap();
-    s.write_all(&[0, 0, 0, 2, 1, 0]).await.unwrap();
-    s.flush().await.unwrap();
-    let len = s.read_u32().await.unwrap() as usize;
-    let mut answer = vec![0u8; len];
-    s.read_exact(&mut answer).await.unwrap();
-    let msg = String::from_utf8_lossy(&answer[1..]).to_string();
+    let (_, msg) = raft_answer(&meta, &meta_addr).await;
     assert!(!msg.contains("permission denied"), "{msg}");
 
     // Storage nodes.
