@@ -171,8 +171,9 @@ impl Auth {
         Ok(c)
     }
 
-    /// Answers `GET /auth/v1.0`.
-    pub async fn authenticate(&self, h: &HeaderMap) -> SwiftResult<Response> {
+    /// Answers `GET /auth/v1.0`; the storage URL starts with `base` (`https://host:port`,
+    /// as the client reached this proxy).
+    pub async fn authenticate(&self, h: &HeaderMap, base: &str) -> SwiftResult<Response> {
         let user = hv(h, "x-auth-user").or_else(|| hv(h, "x-storage-user"));
         let key = hv(h, "x-auth-key").or_else(|| hv(h, "x-storage-pass"));
         let (Some(user), Some(key)) = (user, key) else {
@@ -207,8 +208,7 @@ impl Auth {
             expires: now_secs() + self.ttl,
         };
         let tok = token::mint(&self.keys().current, &claims);
-        let host = hv(h, "host").unwrap_or("127.0.0.1");
-        let url = format!("http://{host}/v1/{RESELLER_PREFIX}{}", u.account);
+        let url = format!("{base}/v1/{RESELLER_PREFIX}{}", u.account);
         let mut r = StatusCode::OK.into_response();
         let hs = r.headers_mut();
         for (k, v) in [

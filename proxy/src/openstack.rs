@@ -25,10 +25,14 @@ pub fn empty(status: StatusCode) -> Response {
     r
 }
 
-/// `http://host[:port]` as the client reached us.
+/// `http://host[:port]` (`https://` on a TLS port) as the client reached us.
 pub fn host_url(parts: &Parts) -> String {
+    let scheme = parts
+        .extensions
+        .get::<axum::http::uri::Scheme>()
+        .map_or("http", |s| s.as_str());
     format!(
-        "http://{}",
+        "{scheme}://{}",
         hv(&parts.headers, "host").unwrap_or("127.0.0.1")
     )
 }

@@ -200,7 +200,11 @@ pub async fn route(p: &Arc<Proxy>, req: Request) -> SwiftResult<Response> {
             info_json().to_string(),
         )
             .into_response()),
-        Endpoint::Auth if *m == Method::GET => p.auth.authenticate(h).await,
+        Endpoint::Auth if *m == Method::GET => {
+            p.auth
+                .authenticate(h, &crate::openstack::host_url(&parts))
+                .await
+        }
         Endpoint::Info | Endpoint::Auth => Err(not_allowed()),
         Endpoint::Account { account } => {
             let who = p.auth.identify(h, &account)?;

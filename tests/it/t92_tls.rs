@@ -506,7 +506,10 @@ async fn the_public_port_serves_https() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let token = r.headers()["x-auth-token"].to_str().unwrap().to_string();
-    let url = format!("{base}/v1/AUTH_test");
+    // The storage URL names the scheme the client came in on (the real `swift` client
+    // follows it).
+    let url = r.headers()["x-storage-url"].to_str().unwrap().to_string();
+    assert_eq!(url, format!("{base}/v1/AUTH_test"));
     let put =
         |p: String, body: Vec<u8>| http.put(p).header("x-auth-token", &token).body(body).send();
     assert_eq!(

@@ -72,6 +72,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(config);
+    // Handlers that write their own URLs (a storage URL, a catalog) see `https`.
+    let app = app.layer(axum::Extension(http::uri::Scheme::HTTPS));
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {

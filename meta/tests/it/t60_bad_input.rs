@@ -134,26 +134,26 @@ async fn bad_requests_are_refused_and_nothing_is_half_applied() {
 /// (bounded).
 async fn exchange(addr: &str, bytes: &[u8]) -> Vec<u8> {
     use stratus_client::tls::{self, Identity, Role};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let me = Identity::load(crate::common::pki()).unwrap();
-    let mut s = tls::net::connect(&me, addr, Role::Meta, tls::ALPN_RAFT)
+    let s = tls::net::connect(&me, addr, Role::Meta, tls::ALPN_RAFT)
         .await
         .unwrap();
-    s.write_all(bytes).await.unwrap();
-    s.shutdown().await.unwrap();
-    let mut out = Vec::new();
-    // The node closes without a TLS close_notify: what came before it is the answer.
-    let _ = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out))
-        .await
-        .expect("the node answers or closes");
-    out
+    send_and_read(s, bytes).await
 }
 
 /// The same bytes without TLS: the node answers nothing a Raft peer would read (the TLS
 /// handshake fails first).
 async fn exchange_plain(addr: &str, bytes: &[u8]) -> Vec<u8> {
+    send_and_read(tokio::net::TcpStream::connect(addr).await.unwrap(), bytes).await
+}
+
+/// Sends `bytes`, closes the sending side, and returns what comes back before the node
+/// closes (it closes without a TLS close_notify: what came before is the answer).
+async fn send_and_read<S>(mut s: S, bytes: &[u8]) -> Vec<u8>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(bytes).await.unwrap();
     s.shutdown().await.unwrap();
     let mut out = Vec::new();

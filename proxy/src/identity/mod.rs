@@ -226,10 +226,7 @@ pub async fn route(p: &Proxy, parts: &Parts, body: Body) -> Response {
 }
 
 async fn route_inner(p: &Proxy, parts: &Parts, body: Body) -> KsResult {
-    let host_url = format!(
-        "http://{}",
-        hv(&parts.headers, "host").unwrap_or("127.0.0.1")
-    );
+    let host_url = crate::openstack::host_url(parts);
     let path = parts.uri.path();
     let rest = path
         .strip_prefix("/identity")
