@@ -11,7 +11,7 @@ use stratus_proto::storage as pb;
 use stratus_storage_node::bodyfile::TmpBody;
 use stratus_storage_node::db::{self, Kind, Target};
 use stratus_storage_node::device::{write_sync, Device, CF_OBJECTS};
-use stratus_storage_node::diskfile::{data_file, name_hash, object_key, BodyHasher, ObjectRecord};
+use stratus_storage_node::diskfile::{body_file, name_hash, object_key, BodyHasher, ObjectRecord};
 
 fn hashing(c: &mut Criterion) {
     let data = vec![7u8; 1 << 20];
@@ -84,9 +84,7 @@ fn write_path(c: &mut Criterion) {
             rt.block_on(async {
                 let mut body = TmpBody::create(&dev).unwrap();
                 body.push(&big).await.unwrap();
-                body.finish(data_file(&dev, 1, &hash, rec.ts))
-                    .await
-                    .unwrap();
+                body.finish(body_file(&dev, 1, &hash, &rec)).await.unwrap();
                 let mut batch = WriteBatch::default();
                 dev.batch_put(&mut batch, CF_OBJECTS, &object_key(1, &hash), &rec.encode());
                 write_sync(&dev, batch).await.unwrap();

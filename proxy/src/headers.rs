@@ -182,7 +182,7 @@ impl RangeSpec {
     pub fn hint(self) -> Option<(u64, Option<u64>)> {
         match self {
             RangeSpec::From(s) => Some((s, None)),
-            RangeSpec::FromTo(s, e) => Some((s, Some(e - s + 1))),
+            RangeSpec::FromTo(s, e) => Some((s, Some((e - s).saturating_add(1)))),
             RangeSpec::Suffix(_) => None,
         }
     }

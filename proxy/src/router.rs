@@ -68,8 +68,13 @@ pub fn parse(raw_path: &str) -> Result<Endpoint, SwiftError> {
         _ => {}
     }
     let rest = raw_path.strip_prefix("/v1/").ok_or_else(not_found)?;
+    // Swift decodes the whole path before splitting it, so an encoded `/` (`%2F`) in an
+    // account or container separates names as a plain one does: `c%2Fb` is container `c`,
+    // object `b`, never a container named `c/b` (whose objects would share paths, and
+    // ACLs, with `c`'s).
+    let rest = decode(rest)?;
     let mut it = rest.splitn(3, '/');
-    let account = decode(it.next().unwrap_or(""))?;
+    let account = it.next().unwrap_or("").to_string();
     if account.is_empty() {
         return Err(not_found());
     }
@@ -77,14 +82,14 @@ pub fn parse(raw_path: &str) -> Result<Endpoint, SwiftError> {
     let container = match it.next() {
         None | Some("") if it.clone().next().is_none() => return Ok(Endpoint::Account { account }),
         None | Some("") => return Err(SwiftError::new(StatusCode::NOT_FOUND, "Not Found")),
-        Some(c) => decode(c)?,
+        Some(c) => c.to_string(),
     };
     check_segment("Container", &container, MAX_CONTAINER_NAME)?;
     let object = match it.next() {
         None | Some("") => {
             return Ok(Endpoint::Container { account, container });
         }
-        Some(o) => decode(o)?,
+        Some(o) => o.to_string(),
     };
     check_segment("Object", &object, MAX_OBJECT_NAME)?;
     if object.split('/').any(|s| s == "." || s == "..") {
@@ -372,6 +377,27 @@ mod tests {
         assert_eq!(
             parse("/v1/AUTH_t/c/%E2%82%AC").unwrap(),
             obj("AUTH_t", "c", "€")
+        );
+    }
+
+    #[test]
+    fn an_encoded_slash_in_a_container_separates_as_in_swift() {
+        // `priv%2Fb` is object `b` of `priv` (as Swift splits it), never a container
+        // `priv/b` whose objects would share `priv`'s paths and be read under its ACL.
+        assert_eq!(
+            parse("/v1/AUTH_t/priv%2Fb").unwrap(),
+            obj("AUTH_t", "priv", "b")
+        );
+        assert_eq!(
+            parse("/v1/AUTH_t/priv%2Fb/secret").unwrap(),
+            obj("AUTH_t", "priv", "b/secret")
+        );
+        assert_eq!(
+            parse("/v1/AUTH_t%2Fc").unwrap(),
+            Endpoint::Container {
+                account: "AUTH_t".into(),
+                container: "c".into()
+            }
         );
     }
 

@@ -60,6 +60,17 @@ fn httpdate_from_iso(v: &str) -> Option<u64> {
         return None;
     }
     // Days from civil (Howard Hinnant's algorithm).
+    // Out-of-range fields (a year of 10^15) would overflow the arithmetic below.
+    let ok = |v: i64, lo: i64, hi: i64| (lo..=hi).contains(&v);
+    let fields_ok = ok(d[0], 0, 9999)
+        && ok(d[1], 1, 12)
+        && ok(d[2], 1, 31)
+        && ok(t[0], 0, 23)
+        && ok(t[1], 0, 59)
+        && ok(t[2], 0, 60);
+    if !fields_ok {
+        return None;
+    }
     let (y, m, day) = (d[0] - i64::from(d[1] <= 2), d[1], d[2]);
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -228,5 +239,8 @@ mod tests {
         assert_eq!(parse_expires("2023-11-14T22:13:20Z"), Some(1_700_000_000));
         assert_eq!(parse_expires("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_expires("tomorrow"), None);
+        assert_eq!(parse_expires("999999999999999-01-01T00:00:00Z"), None);
+        assert_eq!(parse_expires("2023-13-01T00:00:00Z"), None);
+        assert_eq!(parse_expires("18446744073709551615"), Some(u64::MAX));
     }
 }

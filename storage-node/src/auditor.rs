@@ -4,7 +4,11 @@
 //! [`quarantine`] (also called by GET when a block fails its CRC) moves the bad body and
 //! its record to `<device>/quarantined/objects/` and removes the record, which changes the
 //! suffix's hash: the next replicator pass of a peer sees the difference and pushes a good
-//! copy back.
+//! copy back. Quarantine means corruption: a checksum that does not match, a body its
+//! record names that is not there, a record that does not decode. A read that fails
+//! (EIO, EACCES) is counted against the device ([`Device::io_failed`]) and the copy stays:
+//! a permission mistake must never turn into deleted data. Quarantined files stay until
+//! an operator purges them.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -12,7 +16,7 @@ use std::sync::Arc;
 use rocksdb::WriteBatch;
 
 use crate::device::{write_sync, Device, DeviceError, Space, CF_OBJECTS};
-use crate::diskfile::{batch_record, data_file, key_hash, object_key, ObjectRecord};
+use crate::diskfile::{batch_record, body_file, key_hash, object_key, ObjectRecord};
 use crate::hashes::suffix_of;
 use crate::worker::{Ctx, Limiter, Worker};
 
@@ -49,9 +53,9 @@ pub async fn quarantine(
     std::fs::create_dir_all(&qdir).map_err(io)?;
     let base = format!("{}-{ts:020}", hex::encode(hash));
     std::fs::write(qdir.join(format!("{base}.record")), &raw).map_err(io)?;
-    if rec.as_ref().is_some_and(ObjectRecord::has_file) {
+    if let Some(r) = rec.as_ref().filter(|r| r.has_file()) {
         match std::fs::rename(
-            data_file(dev, part, hash, ts),
+            body_file(dev, part, hash, r),
             qdir.join(format!("{base}.data")),
         ) {
             Ok(()) => {}
@@ -72,8 +76,17 @@ pub async fn quarantine(
     Ok(true)
 }
 
-/// Why a stored copy is bad, or `None` if it is good. Reads the body 1 MiB at a time,
-/// paced by `limiter` at `rate()` bytes/s.
+/// What an audit found of one copy.
+#[derive(Debug)]
+enum Finding {
+    Good,
+    /// Damaged or missing: quarantine it (why).
+    Bad(String),
+    /// The read failed: count it against the device, leave the copy.
+    Io(std::io::Error),
+}
+
+/// Checks one copy. Reads the body 1 MiB at a time, paced by `limiter` at `rate()` bytes/s.
 async fn verify(
     dev: &Arc<Device>,
     part: u32,
@@ -82,26 +95,29 @@ async fn verify(
     limiter: &mut Limiter,
     rate: impl Fn() -> f64,
     stats: &crate::worker::Stats,
-) -> Option<String> {
+) -> Finding {
     if let Some(body) = &rec.inline {
         limiter.take(body.len() as f64, rate()).await;
         stats.bytes(body.len() as u64);
         if body.len() as u64 != rec.size {
-            return Some(format!(
+            return Finding::Bad(format!(
                 "inline body is {} bytes, not {}",
                 body.len(),
                 rec.size
             ));
         }
         if blake3::hash(body).as_bytes() != &rec.blake3 {
-            return Some("inline body fails its BLAKE3".into());
+            return Finding::Bad("inline body fails its BLAKE3".into());
         }
-        return None;
+        return Finding::Good;
     }
-    let path = data_file(dev, part, hash, rec.ts);
+    let path = body_file(dev, part, hash, rec);
     let mut file = match std::fs::File::open(&path) {
         Ok(f) => f,
-        Err(e) => return Some(format!("body file unreadable: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Finding::Bad("body file missing".into())
+        }
+        Err(e) => return Finding::Io(e),
     };
     let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
@@ -114,13 +130,13 @@ async fn verify(
         .await;
         let (f, buf, n) = match r {
             Ok(x) => x,
-            Err(e) => return Some(format!("read task failed: {e}")),
+            Err(e) => return Finding::Io(std::io::Error::other(e)),
         };
         file = f;
         let n = match n {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) => return Some(format!("read failed: {e}")),
+            Err(e) => return Finding::Io(e),
         };
         hasher.update(&buf[..n]);
         size += n as u64;
@@ -137,15 +153,15 @@ async fn verify(
         unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     }
     if size != rec.size {
-        return Some(format!(
+        return Finding::Bad(format!(
             "body file is {size} bytes, the record says {}",
             rec.size
         ));
     }
     if hasher.finalize().as_bytes() != &rec.blake3 {
-        return Some("body fails its BLAKE3".into());
+        return Finding::Bad("body fails its BLAKE3".into());
     }
-    None
+    Finding::Good
 }
 
 /// The auditor worker.
@@ -207,13 +223,22 @@ async fn audit_device(cx: &Ctx, dev: &Arc<Device>, pace: &mut Pace) -> Result<()
             cx.stats
                 .progress_done
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let (why, ts) = match ObjectRecord::decode(&v) {
+            let (found, ts) = match ObjectRecord::decode(&v) {
                 Ok(rec) if rec.deleted => continue,
                 Ok(rec) => (
                     verify(dev, part, &hash, &rec, &mut pace.bytes, rate, &cx.stats).await,
                     rec.ts,
                 ),
-                Err(e) => (Some(e), 0),
+                Err(e) => (Finding::Bad(e), 0),
+            };
+            let why = match found {
+                Finding::Good => None,
+                Finding::Bad(why) => Some(why),
+                Finding::Io(e) => {
+                    dev.io_failed("auditing a body", &e);
+                    cx.stats.error(format!("{}: {e}", dev.name));
+                    None
+                }
             };
             if let Some(why) = why {
                 // (An undecodable record is quarantined whatever `ts` says.)

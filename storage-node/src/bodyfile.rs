@@ -91,6 +91,7 @@ pub struct TmpBody {
     file: Option<std::fs::File>,
     buf: Option<AlignedBuf>,
     direct: bool,
+    synced: bool,
 }
 
 impl TmpBody {
@@ -118,6 +119,7 @@ impl TmpBody {
             file: Some(file),
             buf: Some(AlignedBuf::new(BLOCK as usize)),
             direct,
+            synced: false,
         })
     }
 
@@ -151,14 +153,31 @@ impl TmpBody {
         Ok(())
     }
 
-    /// Flushes, fsyncs and renames the body to `dest`, fsyncing the directories it touched.
-    pub async fn finish(mut self, dest: PathBuf) -> std::io::Result<()> {
+    /// Flushes and fsyncs the body (still in `tmp/`): done before taking the object's
+    /// lock, so the lock is never held across a body's fsync.
+    pub async fn sync(&mut self) -> std::io::Result<()> {
+        if self.synced {
+            return Ok(());
+        }
         self.flush().await?;
         let file = self.file.take().expect("file present");
+        let file = tokio::task::spawn_blocking(move || {
+            stratus_client::service::metrics::timed_fsync(|| file.sync_all()).map(|_| file)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.file = Some(file);
+        self.synced = true;
+        Ok(())
+    }
+
+    /// Moves the synced body to `dest` and fsyncs the directories it touched. The caller
+    /// holds the object's lock and has decided that the record naming `dest` wins.
+    pub async fn install(mut self, dest: PathBuf) -> std::io::Result<()> {
+        self.sync().await?;
+        drop(self.file.take());
         let tmp = self.path.clone();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            stratus_client::service::metrics::timed_fsync(|| file.sync_all())?;
-            drop(file);
             let dir = dest.parent().expect("data file has a directory");
             let mut fresh = Vec::new();
             let mut d = dir;
@@ -181,6 +200,11 @@ impl TmpBody {
         .map_err(std::io::Error::other)??;
         self.path = PathBuf::new();
         Ok(())
+    }
+
+    /// [`TmpBody::sync`] then [`TmpBody::install`].
+    pub async fn finish(self, dest: PathBuf) -> std::io::Result<()> {
+        self.install(dest).await
     }
 }
 

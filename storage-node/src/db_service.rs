@@ -30,6 +30,11 @@ impl DbService {
         if t.account.is_empty() {
             return Err(Status::invalid_argument("target needs an account"));
         }
+        if t.account.contains('/') || t.container.contains('/') {
+            return Err(Status::invalid_argument(
+                "account and container names cannot contain '/'",
+            ));
+        }
         let dev = self.node.device(&t.device)?;
         // A pulled disk answers nothing, not even reads of what its open files still hold.
         dev.check_present()?;
@@ -82,7 +87,7 @@ impl Db for DbService {
     ) -> Result<Response<pb::DbReply>, Status> {
         let req = req.into_inner();
         let (dev, t) = self.open(req.target)?;
-        dev.check_space(0)?;
+        dev.check_present()?; // deletions and listing rows pass the reserve
         match db::delete(&dev, &t, req.ts).await? {
             DeleteOutcome::Deleted(info) => {
                 self.report_now(&dev, &t).await;
@@ -124,7 +129,7 @@ impl Db for DbService {
         let row = req
             .row
             .ok_or_else(|| Status::invalid_argument("missing row"))?;
-        dev.check_space(0)?;
+        dev.check_present()?; // deletions and listing rows pass the reserve
         let info = db::object_update(&dev, &t, &row).await?;
         self.node.dirty.notify_one();
         Ok(reply(&info, true))
@@ -142,7 +147,7 @@ impl Db for DbService {
         let row = req
             .row
             .ok_or_else(|| Status::invalid_argument("missing row"))?;
-        dev.check_space(0)?;
+        dev.check_present()?; // deletions and listing rows pass the reserve
         Ok(reply(&db::account_update(&dev, &t, &row).await?, true))
     }
 }

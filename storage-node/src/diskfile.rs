@@ -6,15 +6,21 @@
 //! name, size, content type, MD5 ETag, BLAKE3 digest, a CRC32 per 1 MiB block, user
 //! metadata and timestamps. A body of at most [`INLINE_MAX`] bytes lives inside the record,
 //! so a small PUT costs one group-committed WAL append. A larger body is a file,
-//! `<device>/objects/<part>/<suffix>/<hash>/<ts>.data`, written to `tmp/`, fsynced, renamed
-//! into place and its directory fsynced *before* the record naming it is committed; the
-//! previous version's file is removed only after that commit.
+//! `<device>/objects/<part>/<suffix>/<hash>/<ts>-<digest>.data` (see [`body_file`]), written
+//! to `tmp/` and fsynced, then, under the object's lock and only once its record is known to
+//! win, renamed into place and its directory fsynced *before* the record naming it is
+//! committed; the previous version's file is removed only after that commit.
 //!
 //! A tombstone is a record with `deleted` set. Records start with a format version byte.
 //!
+//! # Which version wins
+//! Versions are ordered by timestamp, then by content digest ([`VersionOrder`]): two PUTs
+//! that got the same timestamp from two proxies are still ordered, the same way on every
+//! replica, so replicas converge on one of them whatever order they arrived in.
+//!
 //! # Invariants
 //! - A record is committed only after its body is durable; a body never changes after its
-//!   record is committed (a new version gets a new file name).
+//!   record is committed (every version has its own file name, digest included).
 //! - Every byte served is checked against its block's CRC32 before it leaves the node.
 
 use std::path::PathBuf;
@@ -29,7 +35,10 @@ pub const INLINE_MAX: u64 = 64 * 1024;
 /// Bytes covered by one CRC32 in [`ObjectRecord::block_crcs`].
 pub const BLOCK: u64 = 1 << 20;
 
-const FORMAT_VERSION: u8 = 1;
+/// Records of format 2 name their body file with the content digest; format 1 (older
+/// nodes) named it by timestamp alone. The layout of the fields is the same.
+const FORMAT_VERSION: u8 = 2;
+const FORMAT_LEGACY: u8 = 1;
 
 /// The stored form of one object version (or tombstone).
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -55,12 +64,32 @@ pub struct ObjectRecord {
     pub delete_at: u64,
     /// The body when it is inline; `None` for tombstones and file bodies.
     pub inline: Option<Vec<u8>>,
+    /// Read from a format-1 record: its body file is `<ts>.data` (not stored; kept when
+    /// the record is rewritten, so the name it gives stays right).
+    #[serde(skip)]
+    pub legacy_name: bool,
+}
+
+/// Where a version stands against the stored one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionOrder {
+    /// It wins: store it.
+    Newer,
+    /// The very same version (timestamp and content) is stored already.
+    Same,
+    /// The stored version wins (a later timestamp, or the same one with a larger digest).
+    Older,
 }
 
 impl ObjectRecord {
     /// Serialized form: version byte + bincode.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![FORMAT_VERSION];
+        let v = if self.legacy_name {
+            FORMAT_LEGACY
+        } else {
+            FORMAT_VERSION
+        };
+        let mut out = vec![v];
         bincode::serialize_into(&mut out, self).expect("plain struct serializes");
         out
     }
@@ -68,8 +97,11 @@ impl ObjectRecord {
     /// Parses [`ObjectRecord::encode`]'s output.
     pub fn decode(b: &[u8]) -> Result<Self, String> {
         match b.split_first() {
-            Some((&FORMAT_VERSION, rest)) => {
-                bincode::deserialize(rest).map_err(|e| format!("object record: {e}"))
+            Some((&v, rest)) if v == FORMAT_VERSION || v == FORMAT_LEGACY => {
+                let mut r: Self =
+                    bincode::deserialize(rest).map_err(|e| format!("object record: {e}"))?;
+                r.legacy_name = v == FORMAT_LEGACY;
+                Ok(r)
             }
             Some((v, _)) => Err(format!("object record format {v} is not supported")),
             None => Err("empty object record".into()),
@@ -79,6 +111,28 @@ impl ObjectRecord {
     /// Whether the body is a file on disk.
     pub fn has_file(&self) -> bool {
         !self.deleted && self.inline.is_none()
+    }
+
+    /// What orders two versions with the same timestamp: the body's BLAKE3 (zero for a
+    /// tombstone, so data at the same instant wins over a deletion).
+    pub fn digest(&self) -> [u8; 32] {
+        if self.deleted {
+            [0; 32]
+        } else {
+            self.blake3
+        }
+    }
+
+    /// How this version stands against `stored` (none stored: it wins).
+    pub fn order(&self, stored: Option<&ObjectRecord>) -> VersionOrder {
+        let Some(old) = stored else {
+            return VersionOrder::Newer;
+        };
+        match (self.ts, self.digest()).cmp(&(old.ts, old.digest())) {
+            std::cmp::Ordering::Greater => VersionOrder::Newer,
+            std::cmp::Ordering::Equal => VersionOrder::Same,
+            std::cmp::Ordering::Less => VersionOrder::Older,
+        }
     }
 }
 
@@ -151,9 +205,19 @@ pub fn key_hash(key: &[u8]) -> Option<(u32, [u8; 16])> {
     Some((part, h))
 }
 
-/// The body file of version `ts`.
-pub fn data_file(dev: &Device, part: u32, hash: &[u8; 16], ts: u64) -> PathBuf {
-    object_dir(dev, part, hash).join(format!("{ts:020}.data"))
+/// The body file of version `rec`: `<ts>-<first 8 bytes of its BLAKE3, hex>.data`, so two
+/// versions that share a timestamp never share a file (`<ts>.data` for format-1 records).
+pub fn body_file(dev: &Device, part: u32, hash: &[u8; 16], rec: &ObjectRecord) -> PathBuf {
+    object_dir(dev, part, hash).join(body_file_name(rec))
+}
+
+/// The file name of [`body_file`].
+pub fn body_file_name(rec: &ObjectRecord) -> String {
+    if rec.legacy_name {
+        format!("{:020}.data", rec.ts)
+    } else {
+        format!("{:020}-{}.data", rec.ts, hex::encode(&rec.blake3[..8]))
+    }
 }
 
 /// Why a block of a body file could not be served.
@@ -267,6 +331,49 @@ mod tests {
         bad[0] = 9;
         assert!(ObjectRecord::decode(&bad).unwrap_err().contains("format 9"));
         assert!(ObjectRecord::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn versions_order_by_timestamp_then_digest() {
+        let v = |ts, b: u8| ObjectRecord {
+            ts,
+            blake3: [b; 32],
+            ..Default::default()
+        };
+        assert_eq!(v(5, 1).order(None), VersionOrder::Newer);
+        assert_eq!(v(6, 0).order(Some(&v(5, 9))), VersionOrder::Newer);
+        assert_eq!(v(5, 2).order(Some(&v(5, 1))), VersionOrder::Newer);
+        assert_eq!(v(5, 1).order(Some(&v(5, 2))), VersionOrder::Older);
+        assert_eq!(v(5, 1).order(Some(&v(5, 1))), VersionOrder::Same);
+        assert_eq!(v(4, 9).order(Some(&v(5, 0))), VersionOrder::Older);
+        let tomb = ObjectRecord {
+            ts: 5,
+            deleted: true,
+            ..Default::default()
+        };
+        assert_eq!(v(5, 1).order(Some(&tomb)), VersionOrder::Newer);
+        assert_eq!(tomb.order(Some(&v(5, 1))), VersionOrder::Older);
+    }
+
+    #[test]
+    fn format_1_records_keep_their_file_name() {
+        let r = ObjectRecord {
+            ts: 7,
+            blake3: [0xab; 32],
+            ..Default::default()
+        };
+        assert_eq!(
+            body_file_name(&r),
+            "00000000000000000007-abababababababab.data"
+        );
+        let mut old = r.encode();
+        old[0] = FORMAT_LEGACY;
+        let back = ObjectRecord::decode(&old).unwrap();
+        assert!(back.legacy_name);
+        assert_eq!(body_file_name(&back), "00000000000000000007.data");
+        // Rewritten (a POST), it stays format 1 and keeps naming the same file.
+        assert_eq!(back.encode()[0], FORMAT_LEGACY);
+        assert!(!ObjectRecord::decode(&r.encode()).unwrap().legacy_name);
     }
 
     #[test]

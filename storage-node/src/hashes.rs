@@ -6,8 +6,9 @@
 //! the directory under `objects/<part>/`). Object keys are `part ++ name hash`, so a suffix
 //! is one contiguous key range: recomputing one after a write scans only its own records.
 //! A suffix's hash covers, in key order, every record's name hash, data timestamp, metadata
-//! timestamp and deletion flag — exactly what decides which copy wins — so two devices
-//! that agree on a suffix's hash hold the same versions of its objects.
+//! timestamp, deletion flag and content digest — exactly what decides which copy wins
+//! ([`crate::diskfile::VersionOrder`]) — so two devices that agree on a suffix's hash hold
+//! the same versions of its objects, even two versions that share a timestamp.
 //!
 //! A container or account database partition has a single "suffix" (0): the hash of its
 //! databases' put/delete timestamps and metadata and of every row.
@@ -63,20 +64,35 @@ pub struct RecordHead {
     pub meta_ts: u64,
     /// Whether the record is a tombstone.
     pub deleted: bool,
+    _size: u64,
+    _content_type: String,
+    _etag: String,
+    blake3: [u8; 32],
 }
 
 impl RecordHead {
-    /// Reads the head of [`crate::diskfile::ObjectRecord::encode`]'s output.
+    /// Reads the head of [`crate::diskfile::ObjectRecord::encode`]'s output (formats 1
+    /// and 2 share the layout).
     pub fn decode(b: &[u8]) -> Option<RecordHead> {
         match b.split_first() {
-            Some((1, rest)) => bincode::deserialize(rest).ok(),
+            Some((1 | 2, rest)) => bincode::deserialize(rest).ok(),
             _ => None,
+        }
+    }
+
+    /// What orders versions with the same timestamp (see
+    /// [`crate::diskfile::ObjectRecord::digest`]).
+    pub fn digest(&self) -> [u8; 32] {
+        if self.deleted {
+            [0; 32]
+        } else {
+            self.blake3
         }
     }
 }
 
-/// One object record as a replica summary: (name hash, ts, meta_ts, deleted).
-pub type Summary = ([u8; 16], u64, u64, bool);
+/// One object record as a replica summary: (name hash, ts, meta_ts, deleted, digest).
+pub type Summary = ([u8; 16], u64, u64, bool, [u8; 32]);
 
 /// Summaries of the records of `suffixes` of `part`, in key order.
 pub fn summaries(dev: &Device, part: u32, suffixes: &[u16]) -> Result<Vec<Summary>, DeviceError> {
@@ -93,7 +109,7 @@ pub fn summaries(dev: &Device, part: u32, suffixes: &[u16]) -> Result<Vec<Summar
             };
             let mut nh = [0u8; 16];
             nh.copy_from_slice(&k[4..20]);
-            out.push((nh, h.ts, h.meta_ts, h.deleted));
+            out.push((nh, h.ts, h.meta_ts, h.deleted, h.digest()));
         }
     }
     Ok(out)
@@ -113,11 +129,12 @@ fn hash_suffix(dev: &Device, part: u32, suffix: u16) -> Result<Option<SuffixHash
 }
 
 /// Adds one record's summary to a suffix hash.
-fn feed(h: &mut blake3::Hasher, (nh, ts, meta_ts, deleted): &Summary) {
+fn feed(h: &mut blake3::Hasher, (nh, ts, meta_ts, deleted, digest): &Summary) {
     h.update(nh);
     h.update(&ts.to_le_bytes());
     h.update(&meta_ts.to_le_bytes());
     h.update(&[*deleted as u8]);
+    h.update(digest);
 }
 
 /// Every suffix of every record of `part` (one scan).
@@ -151,7 +168,10 @@ fn hash_partition(dev: &Device, part: u32) -> Result<Hashes, DeviceError> {
             continue;
         };
         let c = cur.get_or_insert_with(|| (s, blake3::Hasher::new(), 0));
-        feed(&mut c.1, &(nh, head.ts, head.meta_ts, head.deleted));
+        feed(
+            &mut c.1,
+            &(nh, head.ts, head.meta_ts, head.deleted, head.digest()),
+        );
         c.2 += 1;
     }
     flush(&mut cur);

@@ -21,8 +21,9 @@ struct Args {
     /// Meta endpoints, comma separated.
     #[arg(long, env = "STRATUS_META", value_delimiter = ',', required = true)]
     meta: Vec<String>,
-    /// Free bytes each device keeps back.
-    #[arg(long, default_value_t = DEFAULT_RESERVE)]
+    /// Free bytes each device keeps back (bodies that would use them get 507; deletions
+    /// still pass).
+    #[arg(long, env = "STRATUS_RESERVE", default_value_t = DEFAULT_RESERVE)]
     reserve: u64,
     /// Seconds the background workers (replicator, auditor, …) idle between passes.
     #[arg(long, default_value_t = DEFAULT_WORKER_INTERVAL)]

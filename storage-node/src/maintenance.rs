@@ -7,11 +7,11 @@
 //!   its listing row like a DELETE would.
 //! - **Reclaimer.** Tombstones must outlive any node's absence, or a node returning with
 //!   an old copy would bring a deleted object back. After `reclaim_age` (default 7 days,
-//!   Swift's default) they have reached every replica and go, with deleted listing rows and
-//!   quarantined copies of the same age.
+//!   Swift's default) they have reached every replica and go, with deleted listing rows.
+//!   Quarantined copies are never removed here: they may be the last copy of something,
+//!   and only an operator decides (`stratus quarantine purge`).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use rocksdb::WriteBatch;
 use stratus_core::timestamp::Timestamp;
@@ -120,21 +120,6 @@ impl Worker for Reclaimer {
             match blocking(&dev, move |d| crate::db::reclaim_rows(d, before)).await {
                 Ok(n) => cx.stats.repaired(n),
                 Err(e) => cx.stats.error(e),
-            }
-            let qdir = dev.quarantine_dir();
-            let max_age = Duration::from_secs_f64(age.min(1e12));
-            if let Ok(rd) = std::fs::read_dir(&qdir) {
-                for e in rd.flatten() {
-                    let old = e
-                        .metadata()
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| SystemTime::now().duration_since(t).ok())
-                        .is_some_and(|a| a >= max_age);
-                    if old && std::fs::remove_file(e.path()).is_ok() {
-                        cx.stats.repaired(1);
-                    }
-                }
             }
         }
     }

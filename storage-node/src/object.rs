@@ -20,8 +20,8 @@ use crate::auditor::quarantine;
 use crate::bodyfile::TmpBody;
 use crate::device::{write_sync, Device, Space, CF_OBJECTS, CF_PENDING};
 use crate::diskfile::{
-    batch_record, data_file, name_hash, object_key, read_block, BlockError, BodyHasher,
-    ObjectRecord, BLOCK, INLINE_MAX,
+    batch_record, body_file, name_hash, object_key, read_block, BlockError, BodyHasher,
+    ObjectRecord, VersionOrder, BLOCK, INLINE_MAX,
 };
 use crate::hashes::suffix_of;
 use crate::updater::{send_container_update, Pending};
@@ -64,6 +64,11 @@ impl Loc {
         let t = t.ok_or_else(|| bad("missing target"))?;
         if t.account.is_empty() || t.container.is_empty() || t.object.is_empty() {
             return Err(bad("target needs account, container and object"));
+        }
+        // `/a/c/o` names one object only if neither the account nor the container holds
+        // a `/`: otherwise (`b/x` in `a`/`c`) and (`x` in `a`/`c/b`) would share a record.
+        if t.account.contains('/') || t.container.contains('/') {
+            return Err(bad("account and container names cannot contain '/'"));
         }
         let dev = node.device(&t.device)?;
         let path = format!("/{}/{}/{}", t.account, t.container, t.object);
@@ -125,9 +130,11 @@ impl Loc {
         self.dev
             .hashes
             .invalidate(Space::Object, self.part, suffix_of(&self.hash));
-        if let Some(old) = old.filter(|o| o.has_file() && o.ts != rec.ts) {
-            let f = data_file(&self.dev, self.part, &self.hash, old.ts);
-            let _ = tokio::fs::remove_file(f).await;
+        if let Some(old) = old.filter(|o| o.has_file()) {
+            let f = body_file(&self.dev, self.part, &self.hash, old);
+            if !rec.has_file() || f != body_file(&self.dev, self.part, &self.hash, rec) {
+                let _ = tokio::fs::remove_file(f).await;
+            }
         }
         drop(guard);
         let (Some(p), Some(k)) = (pending, pkey) else {
@@ -223,6 +230,15 @@ async fn receive(
     }
     let size = hasher.size;
     let (blake3, block_crcs) = hasher.finish();
+    // The proxy hashed the bytes it sent; bytes damaged on the way (a bad NIC, memory,
+    // a bug) must not be committed as if they were the client's.
+    if !footer.blake3.is_empty() && footer.blake3[..] != blake3[..] {
+        tracing::error!(object = %loc.path, device = %loc.dev.name, "body arrived damaged: its BLAKE3 differs from the proxy's");
+        return Err(Status::data_loss(format!(
+            "{}: the body arrived damaged (BLAKE3 differs from the proxy's); not stored",
+            loc.path
+        )));
+    }
     let rec = ObjectRecord {
         name: loc.path.clone(),
         ts: h.ts,
@@ -236,22 +252,37 @@ async fn receive(
         meta: h.meta.into_iter().map(|m| (m.key, m.value)).collect(),
         delete_at: h.delete_at,
         inline: body.is_none().then_some(inline),
+        legacy_name: false,
     };
-    if let Some(f) = body {
-        let dest = data_file(&loc.dev, loc.part, &loc.hash, rec.ts);
-        f.finish(dest).await.map_err(|e| io_status(&loc.dev, e))?;
+    if let Some(f) = body.as_mut() {
+        f.sync().await.map_err(|e| io_status(&loc.dev, e))?;
     }
     let guard = loc.dev.lock_for(&loc.key).lock().await;
     let old = loc.load()?;
-    if old.as_ref().is_some_and(|o| o.ts >= rec.ts) {
-        // A newer version is already here: this one is superseded, which is the state it
-        // would reach anyway. Its body (if any) goes.
-        if rec.inline.is_none() {
-            let _ = std::fs::remove_file(data_file(&loc.dev, loc.part, &loc.hash, rec.ts));
-        }
-        return Ok(true);
+    match rec.order(old.as_ref()) {
+        VersionOrder::Newer => {}
+        // Already durable here (a retry, or a replica's push that came first).
+        VersionOrder::Same => return Ok(true),
+        // A later version, or one with the same timestamp that orders after this one, is
+        // committed: this PUT is not stored (its temporary body goes when dropped) and
+        // the committed body is never touched.
+        VersionOrder::Older => return Err(conflict(&loc.path, old.as_ref())),
+    }
+    if let Some(f) = body {
+        let dest = body_file(&loc.dev, loc.part, &loc.hash, &rec);
+        f.install(dest).await.map_err(|e| io_status(&loc.dev, e))?;
     }
     loc.commit(&node, &rec, old.as_ref(), true, guard).await
+}
+
+/// 409 for a PUT that a stored version supersedes (the code a proxy counts as "a newer
+/// version is there", as Swift's object server answers). The stored timestamp rides in
+/// the message after `stored ts `.
+fn conflict(path: &str, old: Option<&ObjectRecord>) -> Status {
+    let ts = old.map_or(0, |o| o.ts);
+    Status::already_exists(format!(
+        "{path}: a version that supersedes this one is stored (stored ts {ts})"
+    ))
 }
 
 /// How far ahead of a GET's reader the node asks the kernel to read.
@@ -291,11 +322,17 @@ async fn send_body(
         let _ = quarantine(&dev, part, &hash, rec.ts, "inline body fails its CRC").await;
         return;
     }
-    let path = data_file(&dev, part, &hash, rec.ts);
+    let path = body_file(&dev, part, &hash, &rec);
     let mut file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) => {
-            let _ = quarantine(&dev, part, &hash, rec.ts, "body file unreadable").await;
+            // A body its record names but that is not there is lost from this copy; any
+            // other failure (EACCES, EIO) says nothing about the bytes: the copy stays.
+            if e.kind() == std::io::ErrorKind::NotFound {
+                let _ = quarantine(&dev, part, &hash, rec.ts, "body file missing").await;
+            } else {
+                dev.io_failed("opening a body for GET", &e);
+            }
             let _ = tx
                 .send(Err(Status::data_loss(format!(
                     "{}: body file unreadable on {}: {e}",
@@ -332,6 +369,7 @@ async fn send_body(
         let buf = match read {
             Ok(buf) => buf,
             Err(BlockError::Read(e)) => {
+                dev.io_failed("reading a body for GET", &e);
                 let _ = tx
                     .send(Err(Status::data_loss(format!(
                         "{}: read failed: {e}",
@@ -393,6 +431,11 @@ impl Object for ObjectService {
             return Err(bad("a put needs a timestamp"));
         }
         loc.dev.check_space(h.content_length.unwrap_or(0))?;
+        // Refused before the body moves when a later version is already here (the final
+        // word is said under the lock, after the body).
+        if let Some(old) = loc.load()?.filter(|o| o.ts > h.ts) {
+            return Err(conflict(&loc.path, Some(&old)));
+        }
         let (tx, rx) = mpsc::channel(2);
         let ready = pb::PutAck {
             stage: pb::put_ack::Stage::Ready as i32,
@@ -451,7 +494,8 @@ impl Object for ObjectService {
     ) -> Result<Response<pb::WriteReply>, Status> {
         let req = req.into_inner();
         let loc = Loc::new(&self.node, req.target)?;
-        loc.dev.check_space(0)?;
+        // A tombstone needs no room: a full device still lets users free space.
+        loc.dev.check_present()?;
         let guard = loc.dev.lock_for(&loc.key).lock().await;
         let old = loc.load()?;
         let existed = old.as_ref().is_some_and(|o| !o.deleted);

@@ -9,6 +9,7 @@ mod t40_failures;
 mod t50_concurrency;
 mod t60_bench;
 mod t70_durability;
+mod t71_data_safety;
 mod t80_swift_client_extras;
 mod t81_swift_extras_http;
 mod t90_service;

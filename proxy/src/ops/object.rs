@@ -73,28 +73,35 @@ pub fn client_disconnect() -> SwiftError {
     )
 }
 
-/// `X-Delete-At` / `X-Delete-After` of a request, as seconds since the epoch (0: none).
+/// The latest expiry Swift keeps (`normalize_delete_at_timestamp`): later ones are
+/// clamped to it, never wrapped into the past.
+pub const MAX_DELETE_AT: u64 = 9_999_999_999;
+
+/// A whole number of seconds; one too large for a u64 (all digits) is `u64::MAX`.
+fn seconds(v: &str) -> Option<u64> {
+    let v = v.trim();
+    match v.parse::<u64>() {
+        Ok(n) => Some(n),
+        Err(_) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => Some(u64::MAX),
+        Err(_) => None,
+    }
+}
+
+/// `X-Delete-At` / `X-Delete-After` of a request, as seconds since the epoch (0: none),
+/// at most [`MAX_DELETE_AT`].
 pub fn delete_at(h: &HeaderMap) -> SwiftResult<u64> {
     let now = now_secs();
     if let Some(v) = hv(h, "x-delete-after") {
-        let n: u64 = v
-            .trim()
-            .parse()
-            .map_err(|_| bad_request("Non-integer X-Delete-After"))?;
-        return Ok(now + n);
+        let n = seconds(v).ok_or_else(|| bad_request("Non-integer X-Delete-After"))?;
+        return Ok(now.saturating_add(n).min(MAX_DELETE_AT));
     }
     if let Some(v) = hv(h, "x-delete-at") {
-        let at: u64 = v
-            .trim()
-            .split('.')
-            .next()
-            .unwrap_or("")
-            .parse()
-            .map_err(|_| bad_request("Non-integer X-Delete-At"))?;
+        let at = seconds(v.trim().split('.').next().unwrap_or(""))
+            .ok_or_else(|| bad_request("Non-integer X-Delete-At"))?;
         if at <= now {
             return Err(bad_request("X-Delete-At in past"));
         }
-        return Ok(at);
+        return Ok(at.min(MAX_DELETE_AT));
     }
     Ok(0)
 }
@@ -138,4 +145,38 @@ pub async fn delete(p: &Proxy, path: &ObjPath) -> SwiftResult<Response> {
         return Err(not_found());
     }
     Ok(SwiftError::new(StatusCode::NO_CONTENT, "").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn at(name: &'static str, v: &str) -> SwiftResult<u64> {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(v).unwrap());
+        delete_at(&h)
+    }
+
+    #[test]
+    fn far_future_expiry_is_clamped_never_wrapped() {
+        let now = now_secs();
+        assert_eq!(
+            at("x-delete-after", "18446744073709551615").unwrap(),
+            MAX_DELETE_AT
+        );
+        assert_eq!(
+            at("x-delete-after", "99999999999999999999999999").unwrap(),
+            MAX_DELETE_AT
+        );
+        assert_eq!(
+            at("x-delete-at", "18446744073709551615").unwrap(),
+            MAX_DELETE_AT
+        );
+        let in_an_hour = at("x-delete-after", "3600").unwrap();
+        assert!(in_an_hour >= now + 3600 && in_an_hour < now + 3700);
+        assert_eq!(at("x-delete-after", "-1").unwrap_err().status.as_u16(), 400);
+        assert_eq!(at("x-delete-at", "12").unwrap_err().status.as_u16(), 400);
+        assert_eq!(at("x-delete-at", "soon").unwrap_err().status.as_u16(), 400);
+    }
 }

@@ -62,29 +62,57 @@ async fn open_writer(
     }
 }
 
-/// Opens a writer per primary, replacing failed primaries by handoffs.
-async fn open_writers(p: &Proxy, place: &Placement, header: &pb::PutHeader) -> Vec<Writer> {
+/// Whether a node refused a PUT because a version that supersedes it is stored there
+/// (Swift's object server answers 409).
+fn superseded(s: &Status) -> bool {
+    s.code() == tonic::Code::AlreadyExists
+}
+
+/// Opens a writer per primary, replacing failed primaries by handoffs. Also returns how
+/// many primaries refused because they hold a version that supersedes this one.
+async fn open_writers(
+    p: &Proxy,
+    place: &Placement,
+    header: &pb::PutHeader,
+) -> (Vec<Writer>, usize) {
     let calls = place.primaries.iter().enumerate().map(|(i, primary)| async move {
         let mut dev = primary.clone();
         loop {
             match timed(open_writer(p, &dev, header, i as u32)).await {
-                Ok(w) => return Some(w),
+                Ok(w) => return Ok(w),
                 Err(s) if node_failure(&s) => {
                     tracing::info!(node = %dev.node, device = %dev.name, error = %s.message(), "primary unavailable for PUT; trying a handoff");
-                    dev = place.next_handoff()?.clone();
+                    dev = match place.next_handoff() {
+                        Some(d) => d.clone(),
+                        None => return Err(false),
+                    };
                 }
                 Err(s) => {
                     tracing::warn!(node = %dev.node, error = %s.message(), "PUT refused");
-                    return None;
+                    return Err(superseded(&s));
                 }
             }
         }
     });
-    futures::future::join_all(calls)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+    let mut writers = Vec::new();
+    let mut conflicts = 0;
+    for r in futures::future::join_all(calls).await {
+        match r {
+            Ok(w) => writers.push(w),
+            Err(true) => conflicts += 1,
+            Err(false) => {}
+        }
+    }
+    (writers, conflicts)
+}
+
+/// 202, as Swift answers a PUT that replicas refused because they hold a version at least
+/// as new: the request was valid, and a concurrent or later write won.
+fn accepted_not_stored() -> SwiftError {
+    SwiftError::new(
+        StatusCode::ACCEPTED,
+        "<html><h1>Accepted</h1><p>The request is accepted for processing.</p></html>",
+    )
 }
 
 /// Sends one data message to every writer, dropping the writers that failed.
@@ -125,8 +153,11 @@ pub async fn store(
     let ts = Timestamp::now();
     header.ts = ts.0;
     header.target = Some(path.target(&place));
-    let mut writers = open_writers(p, &place, &header).await;
+    let (mut writers, refused) = open_writers(p, &place, &header).await;
     let quorum = place.quorum();
+    if writers.len() < quorum && refused > 0 && writers.len() + refused >= quorum {
+        return Err(accepted_not_stored());
+    }
     if writers.len() < quorum {
         return Err(unavailable(format!(
             "only {} of {} replicas could take {}/{}/{}",
@@ -138,6 +169,8 @@ pub async fn store(
         )));
     }
     let mut md5 = Md5::new();
+    // Each node checks the bytes it got against this before committing them.
+    let mut b3 = blake3::Hasher::new();
     let mut size = 0u64;
     // Client bodies arrive in small frames (often 8–16 KiB); they are gathered into
     // messages of up to CHUNK so each replica gets few, large gRPC messages.
@@ -155,6 +188,7 @@ pub async fn store(
                     ));
                 }
                 md5.update(&piece);
+                b3.update(&piece);
                 pending.extend_from_slice(&piece);
                 if pending.len() < CHUNK {
                     continue;
@@ -183,6 +217,7 @@ pub async fn store(
     let footer = pb::PutMsg {
         msg: Some(pb::put_msg::Msg::Footer(pb::PutFooter {
             etag: etag.clone(),
+            blake3: b3.finalize().as_bytes().to_vec().into(),
         })),
     };
     let commits = writers.into_iter().map(|mut w| {
@@ -201,11 +236,16 @@ pub async fn store(
             }
         }
     });
-    let committed = futures::future::join_all(commits)
-        .await
-        .into_iter()
-        .filter(|r| r.is_ok())
-        .count();
+    let results = futures::future::join_all(commits).await;
+    let committed = results.iter().filter(|r| r.is_ok()).count();
+    let refused = refused
+        + results
+            .iter()
+            .filter(|r| r.as_ref().is_err_and(superseded))
+            .count();
+    if committed < quorum && refused > 0 && committed + refused >= quorum {
+        return Err(accepted_not_stored());
+    }
     if committed < quorum {
         return Err(unavailable(format!(
             "{committed} of {} replicas committed",

@@ -5,25 +5,32 @@
 //! <device>/db/                                   RocksDB: object records (small objects
 //!                                                inline), container and account databases,
 //!                                                async pendings, dirty containers
-//! <device>/objects/<part>/<suffix>/<hash>/<ts>.data   bodies of large objects
+//! <device>/objects/<part>/<suffix>/<hash>/<ts>-<digest>.data   bodies of large objects
 //! <device>/volumes/<volume>/head               chunks of a volume (sparse: chunk c at
 //!                                                c x 4 MiB); `snap-<s>` beside it holds
 //!                                                chunks preserved for snapshots
 //! <device>/tmp/                                  bodies being written (never read)
 //! <device>/quarantined/objects/                  copies that failed verification (body and
-//!                                                record), kept for the operator until the
-//!                                                reclaimer removes them
+//!                                                record), kept until an operator purges
+//!                                                them (`stratus quarantine purge`)
 //! ```
 //! Every RocksDB write that acknowledges a client is synced (`WriteOptions::set_sync`):
 //! concurrent writers are group-committed by RocksDB, so one WAL fsync covers many small
 //! objects. A device whose directory disappears, or whose free space falls under the
-//! reserve, refuses writes with [`DeviceError::Insufficient`] (Swift's 507).
+//! reserve, refuses writes of bodies with [`DeviceError::Insufficient`] (Swift's 507);
+//! deletions still pass, so users can free space.
+//!
+//! A read or write that fails with an I/O error (EIO, EACCES after an ownership change)
+//! is never taken for corruption: it is counted ([`Device::io_failed`]) and the device
+//! shows as failing for [`FAILING_FOR`] after the last one (`stratus cluster health`,
+//! `/metrics`); the copy stays where it is.
 //!
 //! The device is the bottom of the crate: it imports nothing of the code above it. Its
 //! column families and keyspaces are in [`keyspace`]; the partition hashes it caches for
 //! [`crate::hashes`] are kept in [`hash_cache`].
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
@@ -87,7 +94,14 @@ pub struct Device {
     stripes: Vec<Mutex<()>>,
     /// Cached partition hashes (see [`hash_cache`] and [`crate::hashes`]).
     pub hashes: HashCache,
+    /// I/O errors met on this device since the node started.
+    pub io_errors: AtomicU64,
+    /// Unix seconds of the last I/O error (0: none).
+    last_io_error: AtomicU64,
 }
+
+/// How long a device shows as failing after its last I/O error, seconds.
+pub const FAILING_FOR: u64 = 300;
 
 impl Device {
     /// Opens (creating if needed) the device at `root`.
@@ -128,7 +142,24 @@ impl Device {
             db,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             hashes: Default::default(),
+            io_errors: AtomicU64::new(0),
+            last_io_error: AtomicU64::new(0),
         }))
+    }
+
+    /// Counts an I/O error met while `what` (a read that failed is not corruption: the
+    /// copy is left alone and the device shows as failing for a while).
+    pub fn io_failed(&self, what: &str, e: &std::io::Error) {
+        self.io_errors.fetch_add(1, Ordering::Relaxed);
+        self.last_io_error
+            .store(stratus_core::time::now_secs(), Ordering::Relaxed);
+        tracing::warn!(device = %self.name, error = %e, "I/O error while {what}; the device is marked failing");
+    }
+
+    /// Whether an I/O error was met in the last [`FAILING_FOR`] seconds.
+    pub fn failing(&self) -> bool {
+        let last = self.last_io_error.load(Ordering::Relaxed);
+        last != 0 && stratus_core::time::now_secs().saturating_sub(last) < FAILING_FOR
     }
 
     /// The lock guarding everything keyed by `key` (striped: unrelated keys rarely share).

@@ -21,7 +21,7 @@ use super::peer;
 use super::push::Pusher;
 use crate::db::{self, Kind};
 use crate::device::{blocking, Device, DeviceError, Space, CF_OBJECTS};
-use crate::diskfile::{batch_record, data_file, object_key, ObjectRecord};
+use crate::diskfile::{batch_record, body_file, object_key, ObjectRecord};
 use crate::hashes::{self, suffix_of, Hashes};
 use crate::worker::{Ctx, Limiter, Worker};
 
@@ -225,7 +225,7 @@ impl Pass<'_> {
             .await
             .map_err(|e| e.to_string())?;
         let mut removed = 0;
-        for (nh, ts, meta_ts, deleted) in list {
+        for (nh, ts, meta_ts, deleted, digest) in list {
             let key = object_key(part, &nh);
             let _g = dev.lock_for(&key).lock().await;
             let Some(old) = dev
@@ -235,7 +235,7 @@ impl Pass<'_> {
             else {
                 continue;
             };
-            if (old.ts, old.meta_ts, old.deleted) != (ts, meta_ts, deleted) {
+            if (old.ts, old.meta_ts, old.deleted, old.digest()) != (ts, meta_ts, deleted, digest) {
                 continue;
             }
             let mut batch = WriteBatch::default();
@@ -244,7 +244,7 @@ impl Pass<'_> {
             dev.write(batch, false).map_err(|e| e.to_string())?;
             dev.hashes.invalidate(Space::Object, part, suffix_of(&nh));
             if old.has_file() {
-                let _ = std::fs::remove_file(data_file(dev, part, &nh, old.ts));
+                let _ = std::fs::remove_file(body_file(dev, part, &nh, &old));
             }
             removed += 1;
         }

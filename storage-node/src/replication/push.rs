@@ -21,7 +21,7 @@ use super::peer::{client, timed, Remote};
 use crate::auditor::quarantine;
 use crate::db::{self, Kind};
 use crate::device::{blocking, Device, CF_OBJECTS};
-use crate::diskfile::{data_file, object_key, read_block, ObjectRecord, BLOCK};
+use crate::diskfile::{body_file, object_key, read_block, BlockError, ObjectRecord, BLOCK};
 use crate::hashes::{self, Hashes};
 use crate::worker::{Ctx, Limiter};
 
@@ -77,20 +77,23 @@ impl<'a> Pusher<'a> {
             suffixes: differ.iter().map(|&s| u32::from(s)).collect(),
         }))
         .await?;
-        let theirs: HashMap<Vec<u8>, (u64, u64)> = theirs
+        let theirs: HashMap<Vec<u8>, (u64, Vec<u8>, u64)> = theirs
             .objects
             .into_iter()
-            .map(|o| (o.name_hash.to_vec(), (o.ts, o.meta_ts)))
+            .map(|o| (o.name_hash.to_vec(), (o.ts, o.digest.to_vec(), o.meta_ts)))
             .collect();
         let ours = blocking(dev, move |d| hashes::summaries(d, part, &differ)).await?;
-        // (name hash, metadata only)
+        // (name hash, metadata only). Versions order by (timestamp, digest), as on every
+        // node (see diskfile::VersionOrder).
         let mut send = Vec::new();
-        for (nh, ts, meta_ts, deleted) in ours {
+        for (nh, ts, meta_ts, deleted, digest) in ours {
             match theirs.get(&nh[..]) {
                 None => send.push((nh, false)),
-                Some(&(t, _)) if t < ts => send.push((nh, false)),
-                Some(&(t, mt)) if t == ts && mt < meta_ts && !deleted => send.push((nh, true)),
-                _ => {}
+                Some((t, d, mt)) => match (*t, d.as_slice()).cmp(&(ts, &digest[..])) {
+                    std::cmp::Ordering::Less => send.push((nh, false)),
+                    std::cmp::Ordering::Equal if *mt < meta_ts && !deleted => send.push((nh, true)),
+                    _ => {}
+                },
             }
         }
         if send.is_empty() {
@@ -159,24 +162,39 @@ impl<'a> Pusher<'a> {
             if !rec.has_file() {
                 continue;
             }
-            let path = data_file(dev, part, &nh, rec.ts);
+            let path = body_file(dev, part, &nh, &rec);
             let mut file = match std::fs::File::open(&path) {
                 Ok(f) => f,
                 Err(e) => {
-                    let _ = quarantine(dev, part, &nh, rec.ts, "body file missing").await;
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        let _ = quarantine(dev, part, &nh, rec.ts, "body file missing").await;
+                    } else {
+                        dev.io_failed("reading a body to push", &e);
+                    }
                     return Err(Status::data_loss(format!("{}: {e}", rec.name)));
                 }
             };
             let mut block = 0u64;
             while block * BLOCK < rec.size {
                 let (f, read) = read_block(file, &rec, block).await;
-                let Ok(buf) = read else {
-                    let _ = quarantine(dev, part, &nh, rec.ts, "block fails its CRC").await;
-                    // Ending the stream mid-body makes the receiver drop the partial copy.
-                    return Err(Status::data_loss(format!(
-                        "{}: block {block} is damaged here; quarantined",
-                        rec.name
-                    )));
+                let buf = match read {
+                    Ok(buf) => buf,
+                    Err(BlockError::Checksum) => {
+                        let _ = quarantine(dev, part, &nh, rec.ts, "block fails its CRC").await;
+                        // Ending the stream mid-body makes the receiver drop the partial
+                        // copy.
+                        return Err(Status::data_loss(format!(
+                            "{}: block {block} is damaged here; quarantined",
+                            rec.name
+                        )));
+                    }
+                    Err(BlockError::Read(e)) => {
+                        dev.io_failed("reading a body to push", &e);
+                        return Err(Status::data_loss(format!(
+                            "{}: block {block} could not be read here: {e}",
+                            rec.name
+                        )));
+                    }
                 };
                 file = f.expect("a finished read gives the file back");
                 self.pace_bytes(buf.len()).await;

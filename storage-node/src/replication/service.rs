@@ -17,7 +17,9 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::bodyfile::TmpBody;
 use crate::db::{self, Kind};
 use crate::device::{blocking, write_sync, Device, DeviceError, Space, CF_OBJECTS};
-use crate::diskfile::{batch_record, data_file, name_hash, object_key, BodyHasher, ObjectRecord};
+use crate::diskfile::{
+    batch_record, body_file, name_hash, object_key, BodyHasher, ObjectRecord, VersionOrder,
+};
 use crate::hashes::{self, suffix_of, Hashes};
 use crate::Node;
 
@@ -58,30 +60,34 @@ async fn apply_record(
     let hash = name_hash(&rec.name);
     let key = object_key(part, &hash);
     let io = |e| Status::from(DeviceError::Io(dev.name.clone(), e));
-    // As in a PUT: the body is durable under its final name before a record names it.
-    let wrote_file = body.is_some();
-    if let Some(b) = body {
-        b.finish(data_file(dev, part, &hash, rec.ts))
-            .await
-            .map_err(io)?;
+    let mut body = body;
+    if let Some(b) = body.as_mut() {
+        b.sync().await.map_err(io)?;
     }
     let _g = dev.lock_for(&key).lock().await;
     let old = match dev.get(CF_OBJECTS, &key)? {
         Some(b) => ObjectRecord::decode(&b).ok(),
         None => None,
     };
-    if old.as_ref().is_some_and(|o| o.ts >= rec.ts) {
-        if wrote_file && old.as_ref().is_some_and(|o| o.ts != rec.ts) {
-            let _ = std::fs::remove_file(data_file(dev, part, &hash, rec.ts));
-        }
+    // The same rule as a PUT: only a version that orders after the stored one is taken,
+    // and its body is moved into place (under its own name) before its record commits.
+    if rec.order(old.as_ref()) != VersionOrder::Newer {
         return Ok(false);
+    }
+    if let Some(b) = body {
+        b.install(body_file(dev, part, &hash, &rec))
+            .await
+            .map_err(io)?;
     }
     let mut batch = WriteBatch::default();
     batch_record(dev, &mut batch, &key, Some(&rec), old.as_ref());
     write_sync(dev, batch).await?;
     dev.hashes.invalidate(Space::Object, part, suffix_of(&hash));
     if let Some(o) = old.filter(|o| o.has_file()) {
-        let _ = std::fs::remove_file(data_file(dev, part, &hash, o.ts));
+        let f = body_file(dev, part, &hash, &o);
+        if !rec.has_file() || f != body_file(dev, part, &hash, &rec) {
+            let _ = std::fs::remove_file(f);
+        }
     }
     Ok(true)
 }
@@ -97,7 +103,8 @@ async fn apply_meta(dev: &Arc<Device>, part: u32, rec: ObjectRecord) -> Result<b
     else {
         return Ok(false);
     };
-    if old.deleted || old.ts != rec.ts || old.meta_ts >= rec.meta_ts {
+    if old.deleted || old.ts != rec.ts || old.digest() != rec.digest() || old.meta_ts >= rec.meta_ts
+    {
         return Ok(false);
     }
     let mut new = old.clone();
@@ -228,11 +235,12 @@ impl Replication for ReplicationService {
         Ok(Response::new(pb::SummariesReply {
             objects: list
                 .into_iter()
-                .map(|(nh, ts, meta_ts, deleted)| pb::Summary {
+                .map(|(nh, ts, meta_ts, deleted, digest)| pb::Summary {
                     name_hash: nh.to_vec().into(),
                     ts,
                     meta_ts,
                     deleted,
+                    digest: digest.to_vec().into(),
                 })
                 .collect(),
         }))

@@ -1,0 +1,296 @@
+//! The object path's data-safety rules, tried against a real `dev up` cluster by speaking
+//! to its storage nodes directly (as a proxy would, with the admin certificate):
+//! - two PUTs that share a timestamp never replace a committed body: the one that orders
+//!   after wins on every replica (409 on a replica that holds the winner already), and the
+//!   replicas converge on it;
+//! - bytes damaged between proxy and node (a BLAKE3 that does not match what arrived) are
+//!   refused and leave nothing behind;
+//! - a container name holding an encoded `/` cannot reach another container's objects;
+//! - a device under its space reserve refuses bodies but still takes DELETEs.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use stratus_client::tls::{self, Identity, Role};
+use stratus_proto::storage as spb;
+use stratus_proto::storage::object_client::ObjectClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::common::*;
+
+/// One primary of an object.
+struct Replica {
+    node: String,
+    device: String,
+    part: u32,
+}
+
+fn replicas(c: &TestCluster, path: &str) -> Vec<Replica> {
+    let v = json(&ok(&["lookup", "--json", "--dir", c.dir_str(), path]));
+    let part = v["partition"].as_u64().unwrap() as u32;
+    v["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["role"].as_str().unwrap().starts_with("primary"))
+        .map(|r| Replica {
+            node: r["node"].as_str().unwrap().to_string(),
+            device: r["device"].as_str().unwrap().to_string(),
+            part,
+        })
+        .collect()
+}
+
+fn node_client(c: &TestCluster, addr: &str) -> ObjectClient<Channel> {
+    let admin = Identity::load(&c.dir.join("tls/admin")).unwrap();
+    let ep = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30));
+    ObjectClient::new(tls::net::channel_as(admin, ep, Role::Storage))
+        .max_decoding_message_size(16 << 20)
+        .max_encoding_message_size(16 << 20)
+}
+
+fn target(r: &Replica, object: &str) -> spb::ObjectTarget {
+    spb::ObjectTarget {
+        device: r.device.clone(),
+        part: r.part,
+        account: "AUTH_test".into(),
+        container: "c".into(),
+        object: object.into(),
+        replica_index: 0,
+    }
+}
+
+fn b3(body: &[u8]) -> [u8; 32] {
+    *blake3::hash(body).as_bytes()
+}
+
+/// PUTs `body` at `ts` straight to one replica, the footer claiming `claimed` as the
+/// proxy's BLAKE3; the node's final answer.
+async fn put_at(
+    c: &TestCluster,
+    r: &Replica,
+    object: &str,
+    ts: u64,
+    body: &[u8],
+    claimed: [u8; 32],
+) -> Result<(), Status> {
+    let mut msgs = vec![spb::PutMsg {
+        msg: Some(spb::put_msg::Msg::Header(spb::PutHeader {
+            target: Some(target(r, object)),
+            ts,
+            content_type: "application/octet-stream".into(),
+            meta: vec![],
+            delete_at: 0,
+            content_length: Some(body.len() as u64),
+        })),
+    }];
+    for piece in body.chunks(64 << 10) {
+        msgs.push(spb::PutMsg {
+            msg: Some(spb::put_msg::Msg::Data(piece.to_vec().into())),
+        });
+    }
+    msgs.push(spb::PutMsg {
+        msg: Some(spb::put_msg::Msg::Footer(spb::PutFooter {
+            etag: md5_hex(body),
+            blake3: claimed.to_vec().into(),
+        })),
+    });
+    let mut acks = node_client(c, &r.node)
+        .put(futures::stream::iter(msgs))
+        .await?
+        .into_inner();
+    while let Some(a) = acks.message().await? {
+        if a.stage == spb::put_ack::Stage::Committed as i32 {
+            return Ok(());
+        }
+    }
+    Err(Status::unknown("the node ended the PUT without committing"))
+}
+
+/// (timestamp, body) one replica serves, or `None` if it holds nothing live.
+async fn get_from(c: &TestCluster, r: &Replica, object: &str) -> Option<(u64, Vec<u8>)> {
+    let mut s = node_client(c, &r.node)
+        .get(spb::GetRequest {
+            target: Some(target(r, object)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ts = None;
+    let mut body = Vec::new();
+    while let Some(m) = s.message().await.unwrap() {
+        match m.msg {
+            Some(spb::get_msg::Msg::Meta(m)) if m.found && !m.deleted => ts = Some(m.ts),
+            Some(spb::get_msg::Msg::Meta(_)) => return None,
+            Some(spb::get_msg::Msg::Data(d)) => body.extend_from_slice(&d),
+            _ => {}
+        }
+    }
+    ts.map(|t| (t, body))
+}
+
+/// Files under every device's `tmp/` (bodies being written; empty when nothing is).
+fn tmp_files(c: &TestCluster) -> usize {
+    files_under(&c.dir)
+        .iter()
+        .filter(|p| p.parent().and_then(Path::file_name) == Some("tmp".as_ref()))
+        .count()
+}
+
+/// Two PUTs with one timestamp and different bytes, delivered in different orders to
+/// different replicas (as two proxies racing can), never replace a body a replica
+/// committed: the version that orders after (timestamp, then BLAKE3) wins wherever it
+/// arrives, the other gets 409 where the winner is already there, and the replicators
+/// bring every replica to the winner. A body whose bytes do not match the proxy's BLAKE3
+/// is refused and leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_instant_puts_converge_and_damaged_bodies_are_refused() {
+    let c = TestCluster::start(3, 1);
+    let s = c.tester().await;
+    assert_eq!(
+        s.req(reqwest::Method::PUT, "c")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let rs = replicas(&c, "/AUTH_test/c/o");
+    assert_eq!(rs.len(), 3);
+    // Large enough to be body files, not inline records.
+    let a = random_bytes(300_000, 1);
+    let b = random_bytes(300_000, 2);
+    let (win, lose) = if b3(&a) > b3(&b) { (a, b) } else { (b, a) };
+    let ts = stratus_core::timestamp::Timestamp::now().0;
+
+    put_at(&c, &rs[0], "o", ts, &win, b3(&win)).await.unwrap();
+    put_at(&c, &rs[1], "o", ts, &lose, b3(&lose)).await.unwrap();
+    put_at(&c, &rs[2], "o", ts, &lose, b3(&lose)).await.unwrap();
+    // The winner is there: the loser at the same instant is refused, the body untouched.
+    let e = put_at(&c, &rs[0], "o", ts, &lose, b3(&lose))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+    assert_eq!(get_from(&c, &rs[0], "o").await, Some((ts, win.clone())));
+    // The same version again is already durable: acknowledged.
+    put_at(&c, &rs[0], "o", ts, &win, b3(&win)).await.unwrap();
+    // The winner replaces the loser where the loser came first.
+    put_at(&c, &rs[1], "o", ts, &win, b3(&win)).await.unwrap();
+    assert_eq!(get_from(&c, &rs[1], "o").await, Some((ts, win.clone())));
+
+    // Bytes damaged on the way: refused, the stored version served as before.
+    let damaged = random_bytes(300_000, 3);
+    let e = put_at(&c, &rs[0], "o", ts + 1, &damaged, b3(&win))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::DataLoss, "{e:?}");
+    assert!(e.message().contains("damaged"), "{e:?}");
+    assert_eq!(get_from(&c, &rs[0], "o").await, Some((ts, win.clone())));
+    assert_eq!(tmp_files(&c), 0, "a refused body leaves nothing in tmp/");
+
+    // Replica 2 still has the loser: replication brings it the winner.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut all = Vec::new();
+        for r in &rs {
+            all.push(get_from(&c, r, "o").await);
+        }
+        if all.iter().all(|g| g.as_ref() == Some(&(ts, win.clone()))) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not converge on the winner in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let got = s.get("c/o").await;
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.unwrap().as_ref(), &win[..]);
+    // Nothing was quarantined: no copy was ever damaged.
+    assert_eq!(c.worker_total("auditor", "quarantined"), 0);
+    let quarantined = files_under(&c.dir)
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("/quarantined/"))
+        .count();
+    assert_eq!(quarantined, 0);
+}
+
+/// A container named with an encoded `/` is split as Swift splits it, so a public
+/// container `priv%2Fb` cannot expose `b/secret` of the private container `priv`.
+/// A device under its space reserve refuses new bodies (507) but still takes DELETEs,
+/// so users can free space.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_slashes_cannot_cross_containers_and_full_devices_take_deletes() {
+    let c = TestCluster::start(1, 1);
+    let s = c.tester().await;
+    let st = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(
+        st(s.req(reqwest::Method::PUT, "priv").send().await.unwrap()),
+        201
+    );
+    assert_eq!(st(s.put("priv/b/secret", "private").await), 201);
+    // What used to create a public container `priv/b` is a PUT of object `b` of `priv`.
+    let r = s
+        .req(reqwest::Method::PUT, "priv%2Fb")
+        .header("x-container-read", ".r:*")
+        .body("not a container")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(st(r), 201);
+    let anon = reqwest::Client::new()
+        .get(format!("{}/priv%2Fb/secret", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(st(anon), 401, "an anonymous read of a private object");
+    let names = s.names("", "").await;
+    assert_eq!(names, vec!["priv".to_string()], "no container priv/b");
+
+    assert_eq!(st(s.put("priv/doomed", "x".repeat(100_000)).await), 201);
+    // Restart the node with a reserve larger than any disk: every byte is "reserved".
+    c.kill_storage(1);
+    let out = Command::new(&*STRATUS)
+        .args(["dev", "up", "--dir", c.dir_str(), "--meta-nodes", "1"])
+        .args([
+            "--storage-nodes",
+            "1",
+            "--devices",
+            "1",
+            "--worker-interval",
+            "1",
+        ])
+        .env("STRATUS_RESERVE", (1u64 << 62).to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let code = st(s.put("priv/more", "y".repeat(100_000)).await);
+        // 507 from the device; the proxy, with no replica able to take the body, says 503.
+        if code == 507 || code == 503 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "PUT never refused: {code}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let del = st(s
+        .req(reqwest::Method::DELETE, "priv/doomed")
+        .send()
+        .await
+        .unwrap());
+    assert_eq!(del, 204, "a full device still takes a DELETE");
+    assert_eq!(st(s.get("priv/doomed").await), 404);
+    assert_eq!(st(s.get("priv/b/secret").await), 200);
+}
