@@ -5,12 +5,16 @@
 //!   reason (unreachable, 507, timeout) is replaced by the next handoff from the ring, and
 //!   the write succeeds on a quorum (`replicas / 2 + 1`).
 //! - An *answer* (404, 409, 400) is not a node failure: it counts and is not retried.
+//! - No node can hold a request up: every call to one is bounded by the node timeout
+//!   ([`node_timeout`], Swift's `node_timeout`), and once a quorum has answered the others
+//!   get [`POST_QUORUM`] more before the request goes on without them ([`gather`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures::Future;
+use futures::stream::FuturesUnordered;
+use futures::{Future, StreamExt};
 use stratus_client::meta::MetaClient;
 use stratus_client::peers::Peers;
 use stratus_client::rings::{RingStore, RingWatcher};
@@ -19,8 +23,70 @@ use tonic::{Code, Status};
 
 use crate::error::{unavailable, SwiftError};
 
-/// How long one storage RPC may take (unary calls, and opening a stream).
-pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of [`node_timeout`] (Swift's `node_timeout` default).
+pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the remaining replicas may take once a quorum has answered (Swift's
+/// `post_quorum_timeout`).
+pub const POST_QUORUM: Duration = Duration::from_millis(500);
+
+static NODE_TIMEOUT: OnceLock<Duration> = OnceLock::new();
+
+/// Sets the node timeout of this process (once, at start).
+pub fn set_node_timeout(d: Duration) {
+    let _ = NODE_TIMEOUT.set(d);
+}
+
+/// How long one storage RPC may take: a unary call, opening a stream, one message of a
+/// body going either way, a commit's acknowledgement.
+pub fn node_timeout() -> Duration {
+    NODE_TIMEOUT.get().copied().unwrap_or(DEFAULT_NODE_TIMEOUT)
+}
+
+/// Runs `calls` together and returns their results in call order once all finished, or
+/// once `quorum` of them finished with a result that `counts` and the rest had
+/// [`POST_QUORUM`] more. A call still running then is abandoned (`None`): a stalled node
+/// costs a request half a second, not its whole timeout.
+pub async fn gather<T, Fut>(
+    calls: impl IntoIterator<Item = Fut>,
+    quorum: usize,
+    counts: impl Fn(&T) -> bool,
+) -> Vec<Option<T>>
+where
+    Fut: Future<Output = T>,
+{
+    let mut pending: FuturesUnordered<_> = calls
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| async move { (i, f.await) })
+        .collect();
+    let mut out: Vec<Option<T>> = (0..pending.len()).map(|_| None).collect();
+    let mut good = 0;
+    let mut deadline = None;
+    loop {
+        let next = match deadline {
+            None => pending.next().await,
+            Some(d) => match tokio::time::timeout_at(d, pending.next()).await {
+                Ok(n) => n,
+                Err(_) => break,
+            },
+        };
+        let Some((i, r)) = next else { break };
+        if counts(&r) {
+            good += 1;
+        }
+        out[i] = Some(r);
+        if good >= quorum && deadline.is_none() {
+            deadline = Some(tokio::time::Instant::now() + POST_QUORUM);
+        }
+    }
+    out
+}
+
+/// The error a call abandoned by [`gather`] stands for.
+pub fn abandoned() -> Status {
+    Status::deadline_exceeded("storage node too slow: the request went on with a quorum")
+}
 
 /// The three rings the proxy places by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,9 +147,9 @@ pub fn node_failure(s: &Status) -> bool {
     )
 }
 
-/// Runs `rpc` with [`RPC_TIMEOUT`].
+/// Runs `rpc` with [`node_timeout`].
 pub async fn timed<T>(rpc: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
-    tokio::time::timeout(RPC_TIMEOUT, rpc)
+    tokio::time::timeout(node_timeout(), rpc)
         .await
         .unwrap_or_else(|_| Err(Status::deadline_exceeded("storage node timed out")))
 }
@@ -166,16 +232,27 @@ impl Cluster {
                 }
             }
         });
-        futures::future::join_all(calls).await
+        gather(calls, p.quorum(), Result::is_ok)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(abandoned())))
+            .collect()
     }
 
-    /// Runs a unary read on every primary in parallel; node failures come back as errors.
+    /// Runs a unary read on every primary in parallel; node failures come back as errors
+    /// (a replica still silent after a quorum answered is one too).
     pub async fn read_all<T, F, Fut>(&self, p: &Placement, rpc: F) -> Vec<Result<T, Status>>
     where
         F: Fn(Device) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let calls = p.primaries.iter().map(|d| timed(rpc(d.clone())));
-        futures::future::join_all(calls).await
+        let answered =
+            |r: &Result<T, Status>| r.as_ref().map_or_else(|s| !node_failure(s), |_| true);
+        gather(calls, p.quorum(), answered)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(abandoned())))
+            .collect()
     }
 }

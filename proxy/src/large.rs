@@ -38,7 +38,7 @@ use crate::ops::manifest::{
     entry_path, is_slo, segment_range, Entry, DLO_HEADER, MAX_MANIFEST_SIZE, SLO_ETAG, SLO_FLAG,
     SLO_SIZE,
 };
-use crate::ops::object::{self, client_disconnect, ByteStream, ObjPath, STORED_HEADERS};
+use crate::ops::object::{self, body_error, ByteStream, ObjPath, STORED_HEADERS};
 use crate::ops::report::{render, Report};
 use crate::ops::segments::{
     clip, open_piece, read_body, resolve, segments_of, stream_pieces, Piece,
@@ -329,7 +329,7 @@ pub async fn put_slo(
     let mut raw = Vec::new();
     let mut stream = body.into_data_stream();
     while let Some(piece) = stream.next().await {
-        raw.extend_from_slice(&piece.map_err(|_| client_disconnect())?);
+        raw.extend_from_slice(&piece.map_err(body_error)?);
         if raw.len() > MAX_MANIFEST_SIZE {
             return Err(SwiftError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

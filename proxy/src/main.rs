@@ -36,6 +36,16 @@ struct Args {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, requires = "tls_cert", value_name = "PEM")]
     tls_key: Option<std::path::PathBuf>,
+    /// Seconds one storage-node call may take (a connection, a message of a body, a
+    /// commit); a node slower than that is left out while a quorum answers.
+    #[arg(long, env = "STRATUS_NODE_TIMEOUT", default_value_t = 10.0)]
+    node_timeout: f64,
+    /// Seconds a client may take to send its headers or the next piece of its body.
+    #[arg(long, default_value_t = 60.0)]
+    client_timeout: f64,
+    /// Requests handled at once; more get 503 with Retry-After.
+    #[arg(long, default_value_t = Config::MAX_REQUESTS)]
+    max_requests: usize,
     #[command(flatten)]
     tls: stratus_client::tls::TlsArgs,
 }
@@ -66,6 +76,9 @@ async fn main() -> anyhow::Result<()> {
         meta: a.meta,
         token_ttl: a.token_ttl,
         identity_token_ttl: a.identity_token_ttl,
+        node_timeout: seconds(a.node_timeout, "--node-timeout")?,
+        client_timeout: seconds(a.client_timeout, "--client-timeout")?,
+        max_requests: a.max_requests,
     })
     .await
     .context("starting the proxy")?;
@@ -88,4 +101,12 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     Ok(())
+}
+
+/// A positive, finite number of seconds.
+fn seconds(v: f64, flag: &str) -> anyhow::Result<std::time::Duration> {
+    if !(v.is_finite() && v > 0.0 && v < 1e9) {
+        anyhow::bail!("{flag} must be a positive number of seconds, not {v}");
+    }
+    Ok(std::time::Duration::from_secs_f64(v))
 }

@@ -20,9 +20,7 @@ use crate::headers::{self, http_date, hv};
 use crate::names::{decode, MAX_OBJECT_NAME};
 use crate::ops::fetch::fetch;
 use crate::ops::manifest::{is_manifest, is_manifest_meta};
-use crate::ops::object::{
-    client_disconnect, delete_at, meta_items, ByteStream, ObjPath, STORED_HEADERS,
-};
+use crate::ops::object::{body_error, delete_at, meta_items, ByteStream, ObjPath, STORED_HEADERS};
 use crate::ops::segments::assembled;
 use crate::ops::store::{client_put_header, created, store, MAX_FILE_SIZE};
 use crate::ops::{quota, versions};
@@ -92,10 +90,7 @@ pub async fn put(
     let header = client_put_header(h, meta, if chunked { None } else { content_length })?;
     quota::check_put(p, path, content_length.unwrap_or(0)).await?;
     versions::archive_current(p, path).await?;
-    let stream: ByteStream = Box::pin(
-        body.into_data_stream()
-            .map(|r| r.map_err(|_| client_disconnect())),
-    );
+    let stream: ByteStream = Box::pin(body.into_data_stream().map(|r| r.map_err(body_error)));
     let expect = hv(h, "etag").map(str::to_string);
     let stored = store(p, path, header, stream, expect).await?;
     Ok(created(&stored))

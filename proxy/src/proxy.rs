@@ -33,6 +33,21 @@ pub struct Config {
     pub token_ttl: u64,
     /// Keystone token lifetime in seconds.
     pub identity_token_ttl: u64,
+    /// Longest one storage-node call may take (see [`crate::cluster::node_timeout`]).
+    pub node_timeout: Duration,
+    /// Longest a client may take to send its headers, or the next piece of its body
+    /// (408 for a body, Swift's `client_timeout`).
+    pub client_timeout: Duration,
+    /// Requests handled at once; more get 503 with `Retry-After`.
+    pub max_requests: usize,
+}
+
+/// Defaults of the limits in [`Config`].
+impl Config {
+    /// Swift's `client_timeout` default.
+    pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Default of `max_requests`.
+    pub const MAX_REQUESTS: usize = 1024;
 }
 
 /// Why the proxy could not start.
@@ -63,11 +78,16 @@ pub struct Proxy {
     pub(crate) compute: Nova,
     /// Account and container info, by `(account, container)` (see [`crate::ops::info`]).
     pub(crate) infos: Mutex<InfoCache>,
+    /// Requests in flight (one permit each).
+    pub(crate) inflight: Arc<tokio::sync::Semaphore>,
+    /// See [`Config::client_timeout`].
+    pub(crate) client_timeout: Duration,
 }
 
 impl Proxy {
     /// Connects to meta, loads the token secret and starts watching the rings.
     pub async fn new(cfg: Config) -> Result<Arc<Self>, ProxyError> {
+        crate::cluster::set_node_timeout(cfg.node_timeout);
         let meta = MetaClient::new(&cfg.meta).map_err(|e| ProxyError::Meta(e.to_string()))?;
         let revocations = Revocations::follow(meta.clone())
             .await
@@ -95,6 +115,8 @@ impl Proxy {
             volumes,
             compute,
             infos: Mutex::new(HashMap::new()),
+            inflight: Arc::new(tokio::sync::Semaphore::new(cfg.max_requests.max(1))),
+            client_timeout: cfg.client_timeout,
         }))
     }
 }

@@ -9,14 +9,17 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::http::{HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
-use futures::TryStreamExt;
+use futures::StreamExt;
 use stratus_client::service::trace;
+use stratus_client::tls::http::{serve_public, HttpOptions};
 use tokio::net::TcpListener;
 use tokio_rustls::rustls::ServerConfig;
 use tracing::Instrument;
 
+use crate::error::SwiftError;
 use crate::headers::hv;
 use crate::metrics;
 use crate::proxy::{Proxy, ProxyError};
@@ -30,15 +33,11 @@ impl Proxy {
         tls: Option<Arc<ServerConfig>>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ProxyError> {
+        let opts = HttpOptions {
+            header_timeout: self.client_timeout,
+        };
         let app = axum::Router::new().fallback(handle).with_state(self);
-        if let Some(tls) = tls {
-            stratus_client::tls::http::serve(listener, app, tls, None, shutdown).await?;
-            return Ok(());
-        }
-        axum::serve(listener, app)
-            .tcp_nodelay(true)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        serve_public(listener, app, tls, opts, shutdown).await?;
         Ok(())
     }
 }
@@ -46,6 +45,18 @@ impl Proxy {
 /// Every request: a transaction id (on every log line and storage or meta call it causes,
 /// and in the answer), counted body bytes, and its metrics.
 async fn handle(State(p): State<Arc<Proxy>>, req: Request) -> Response {
+    // The permit is held while the request is handled (a streamed answer's body is sent
+    // after it is released).
+    let Ok(_permit) = p.inflight.clone().try_acquire_owned() else {
+        metrics::request(req.method().as_str(), 503, 0.0, 0);
+        return SwiftError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "<html><h1>Service Unavailable</h1><p>Too many requests in flight; retry shortly.</p></html>",
+        )
+        .with_header("retry-after", "1".into())
+        .with_header("connection", "close".into())
+        .into_response();
+    };
     let trans_id: Arc<str> = Arc::from(trace::new_trans_id());
     let span = tracing::info_span!("request", trans_id = %trans_id);
     trace::scope(
@@ -61,12 +72,8 @@ async fn handle_traced(p: Arc<Proxy>, req: Request, trans_id: Arc<str>) -> Respo
         || hv(req.headers(), "content-length").is_some_and(|l| l.trim() != "0");
     // Count body bytes as they are read (only requests that have a body pay for it).
     let req = if sends_body {
-        req.map(|body| {
-            Body::from_stream(
-                body.into_data_stream()
-                    .inspect_ok(|b| metrics::bytes_in(b.len() as u64)),
-            )
-        })
+        let limit = p.client_timeout;
+        req.map(|body| Body::from_stream(client_body(body, limit)))
     } else {
         req
     };
@@ -108,4 +115,39 @@ async fn handle_traced(p: Arc<Proxy>, req: Request, trans_id: Arc<str>) -> Respo
     let ms = elapsed.as_secs_f64() * 1e3;
     tracing::info!(%method, %path, status, ms = format_args!("{ms:.2}"), "request");
     resp
+}
+
+/// What a body read fails with when the client sends nothing for too long.
+#[derive(Debug)]
+pub struct ClientTimeout;
+
+impl std::fmt::Display for ClientTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(CLIENT_TIMEOUT_MESSAGE)
+    }
+}
+
+impl std::error::Error for ClientTimeout {}
+
+/// The text of [`ClientTimeout`] (handlers tell a timeout from a disconnect by it).
+pub const CLIENT_TIMEOUT_MESSAGE: &str = "client timed out sending the body";
+
+/// A request body, counted as it is read, that fails with [`ClientTimeout`] when the
+/// client sends nothing for `limit`.
+fn client_body(
+    body: Body,
+    limit: std::time::Duration,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, axum::Error>> {
+    futures::stream::unfold(Some(body.into_data_stream()), move |state| async move {
+        let mut s = state?;
+        match tokio::time::timeout(limit, s.next()).await {
+            Ok(Some(Ok(b))) => {
+                metrics::bytes_in(b.len() as u64);
+                Some((Ok(b), Some(s)))
+            }
+            Ok(Some(Err(e))) => Some((Err(e), None)),
+            Ok(None) => None,
+            Err(_) => Some((Err(axum::Error::new(ClientTimeout)), None)),
+        }
+    })
 }

@@ -24,7 +24,7 @@ use crate::diskfile::{
     ObjectRecord, VersionOrder, BLOCK, INLINE_MAX,
 };
 use crate::hashes::suffix_of;
-use crate::updater::{send_container_update, Pending};
+use crate::updater::{send_container_update, Pending, SYNC_UPDATE_TIMEOUT};
 use crate::Node;
 
 /// The gRPC object service of one node.
@@ -140,7 +140,7 @@ impl Loc {
         let (Some(p), Some(k)) = (pending, pkey) else {
             return Ok(true);
         };
-        match send_container_update(node, &p).await {
+        match send_container_update(node, &p, SYNC_UPDATE_TIMEOUT).await {
             Ok(()) => {
                 let mut b = WriteBatch::default();
                 self.dev.batch_delete(&mut b, CF_PENDING, &k);

@@ -24,6 +24,12 @@ use crate::Node;
 /// How long one update RPC may take.
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a write waits for its container update before acknowledging without it
+/// (the pending, committed with the write, delivers it later): Swift's
+/// `container_update_timeout`. A stalled container replica costs a write one second,
+/// never a failed quorum.
+pub const SYNC_UPDATE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A container update waiting to be delivered.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Pending {
@@ -63,8 +69,12 @@ impl Pending {
     }
 }
 
-/// Sends one object row to its container replica.
-pub async fn send_container_update(node: &Node, p: &Pending) -> Result<(), String> {
+/// Sends one object row to its container replica, waiting at most `limit` for it.
+pub async fn send_container_update(
+    node: &Node,
+    p: &Pending,
+    limit: Duration,
+) -> Result<(), String> {
     let ring = node
         .container_ring
         .current()
@@ -93,7 +103,7 @@ pub async fn send_container_update(node: &Node, p: &Pending) -> Result<(), Strin
             deleted: p.deleted,
         }),
     };
-    match tokio::time::timeout(RPC_TIMEOUT, client.object_update(req)).await {
+    match tokio::time::timeout(limit, client.object_update(req)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(s)) => Err(format!("{}: {}", dev.node, s.message())),
         Err(_) => Err(format!("{}: timed out", dev.node)),
@@ -146,7 +156,7 @@ async fn pending_pass(node: &Node, dev: &Arc<Device>) -> Result<(u64, u64), Stri
         if p.queued > fresh_after {
             break; // its writer is probably still delivering it
         }
-        match send_container_update(node, &p).await {
+        match send_container_update(node, &p, RPC_TIMEOUT).await {
             Ok(()) => {
                 let mut b = rocksdb::WriteBatch::default();
                 dev.batch_delete(&mut b, CF_PENDING, &k);

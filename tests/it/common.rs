@@ -87,6 +87,17 @@ impl TestCluster {
 
     /// [`TestCluster::start`] with more `dev up` arguments.
     pub fn start_with(storage_nodes: u32, devices: u32, extra: &[&str]) -> Self {
+        Self::start_env(storage_nodes, devices, extra, &[])
+    }
+
+    /// [`TestCluster::start_with`] with environment variables for every process started
+    /// (a service's settings that have one, such as `STRATUS_NODE_TIMEOUT`).
+    pub fn start_env(
+        storage_nodes: u32,
+        devices: u32,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("cluster");
         let d = dir.to_str().unwrap().to_string();
@@ -107,7 +118,21 @@ impl TestCluster {
             "1",
         ];
         args.extend_from_slice(extra);
-        ok(&args);
+        let out = Command::new(&*STRATUS)
+            .args(&args)
+            .env_remove("STRATUS_META")
+            .env_remove("STRATUS_DEV_DIR")
+            .env_remove("ST_AUTH")
+            .env_remove("ST_USER")
+            .env_remove("ST_KEY")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run stratus");
+        assert!(
+            out.status.success(),
+            "stratus {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let auth_url = std::fs::read_to_string(dir.join("auth-url")).unwrap();
         let proxy = auth_url.trim_end_matches("/auth/v1.0").to_string();
         Self {

@@ -6,7 +6,9 @@
 //! - bytes damaged between proxy and node (a BLAKE3 that does not match what arrived) are
 //!   refused and leave nothing behind;
 //! - a container name holding an encoded `/` cannot reach another container's objects;
-//! - a device under its space reserve refuses bodies but still takes DELETEs.
+//! - a device under its space reserve refuses bodies but still takes DELETEs;
+//! - a storage node that stalls (SIGSTOP) holds no request up for longer than twice the
+//!   proxy's node timeout.
 
 use std::path::Path;
 use std::process::Command;
@@ -293,4 +295,98 @@ async fn encoded_slashes_cannot_cross_containers_and_full_devices_take_deletes()
     assert_eq!(del, 204, "a full device still takes a DELETE");
     assert_eq!(st(s.get("priv/doomed").await), 404);
     assert_eq!(st(s.get("priv/b/secret").await), 200);
+}
+
+fn signal_node(c: &TestCluster, n: u32, sig: i32) {
+    let pid: i32 = std::fs::read_to_string(c.dir.join(format!("storage-{n}/pid")))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: signalling a process this test started.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+}
+
+/// Resumes a stopped node however the test ends (a stopped process ignores SIGTERM).
+struct Resume<'a>(&'a TestCluster, u32);
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        signal_node(self.0, self.1, libc::SIGCONT);
+    }
+}
+
+/// One storage node of three stalls (SIGSTOP: its connections stay open and say nothing)
+/// while clients PUT and GET: every request still succeeds, none waits more than twice
+/// the proxy's node timeout, and everything acknowledged is there once the node resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_node_does_not_stall_requests() {
+    const NODE_TIMEOUT: u64 = 4;
+    let c = TestCluster::start_env(
+        3,
+        1,
+        &[],
+        &[("STRATUS_NODE_TIMEOUT", &NODE_TIMEOUT.to_string())],
+    );
+    let s = c.tester().await;
+    assert_eq!(
+        s.req(reqwest::Method::PUT, "c")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let body = |i: usize| random_bytes(if i.is_multiple_of(4) { 100_000 } else { 4096 }, i as u64);
+    for i in 0..40 {
+        assert_eq!(s.put(&format!("c/old-{i}"), body(i)).await.status(), 201);
+    }
+    signal_node(&c, 2, libc::SIGSTOP);
+    let resume = Resume(&c, 2);
+    // 8 clients, 200 PUTs and 200 GETs between them.
+    let work = (0..8).map(|w| {
+        let s = s.clone();
+        async move {
+            let mut seen = Vec::new();
+            for k in 0..25 {
+                let i = w * 25 + k;
+                let t = Instant::now();
+                let put = s
+                    .put(&format!("c/new-{i}"), body(i))
+                    .await
+                    .status()
+                    .as_u16();
+                seen.push((format!("PUT new-{i}"), put, t.elapsed()));
+                let t = Instant::now();
+                let r = s.get(&format!("c/old-{}", i % 40)).await;
+                let status = r.status().as_u16();
+                let got = r.bytes().await.unwrap();
+                assert_eq!(got.as_ref(), &body(i % 40)[..], "GET old-{}", i % 40);
+                seen.push((format!("GET old-{}", i % 40), status, t.elapsed()));
+            }
+            seen
+        }
+    });
+    let seen: Vec<_> = futures::future::join_all(work)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    drop(resume);
+    let bound = Duration::from_secs(2 * NODE_TIMEOUT);
+    let failed: Vec<_> = seen.iter().filter(|x| x.1 / 100 != 2).collect();
+    assert!(
+        failed.is_empty(),
+        "requests failed with a node stalled: {failed:?}"
+    );
+    let slow: Vec<_> = seen.iter().filter(|x| x.2 > bound).collect();
+    assert!(
+        slow.is_empty(),
+        "requests waited more than 2 x node_timeout: {slow:?}"
+    );
+    assert_eq!(seen.len(), 400);
+    for i in 0..200 {
+        let r = s.get(&format!("c/new-{i}")).await;
+        assert_eq!(r.status(), 200, "new-{i}");
+        assert_eq!(r.bytes().await.unwrap().as_ref(), &body(i)[..]);
+    }
 }

@@ -110,6 +110,67 @@ pub async fn serve(
     }
 }
 
+/// How a public HTTP port treats its clients.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpOptions {
+    /// Longest a client may take to send a request's headers (a client that trickles
+    /// them, or opens connections and says nothing, is dropped).
+    pub header_timeout: std::time::Duration,
+}
+
+/// Serves `app` on a public port, over TLS with `config` (no client certificates) or plain
+/// HTTP without, until `shutdown` resolves. A client that half-closes its side after a
+/// complete request still gets its answer (HTTP/1.1 half-close, as Swift's eventlet
+/// server allows).
+pub async fn serve_public(
+    listener: TcpListener,
+    app: axum::Router,
+    config: Option<Arc<ServerConfig>>,
+    opts: HttpOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acceptor = config.map(TlsAcceptor::from);
+    let app = match acceptor {
+        Some(_) => app.layer(axum::Extension(http::uri::Scheme::HTTPS)),
+        None => app,
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .half_close(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(opts.header_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            x = super::net::accept_tcp(&listener) => x,
+            _ = &mut shutdown => return Ok(()),
+        };
+        let (acceptor, app, builder) = (acceptor.clone(), app.clone(), builder.clone());
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let svc = TowerToHyperService::new(app);
+            let Some(acceptor) = acceptor else {
+                let _ = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .await;
+                return;
+            };
+            let stream = tokio::io::BufReader::with_capacity(super::net::READ_BUFFER, stream);
+            match tokio::time::timeout(super::net::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+            {
+                Ok(Ok(tls)) => {
+                    let _ = builder
+                        .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                        .await;
+                }
+                Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake failed"),
+                Err(_) => {}
+            }
+        });
+    }
+}
+
 /// Verifies a server's certificate against the cluster CA for a role's name, whatever
 /// address the URL gave (agents are reached by IP address).
 #[derive(Debug)]

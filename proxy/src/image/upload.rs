@@ -21,7 +21,7 @@ use super::{bad, conflict, empty, ImgError, ImgResult, Req};
 use crate::cluster::RingKind;
 use crate::error::SwiftError;
 use crate::headers::hv;
-use crate::ops::object::{client_disconnect, ByteStream, ObjPath};
+use crate::ops::object::{body_error, ByteStream, ObjPath};
 use crate::ops::store::{store, MAX_FILE_SIZE};
 
 /// An upload whose record has not been touched for this long is taken for dead (its proxy
@@ -234,7 +234,7 @@ async fn stream_in(
     let stream: ByteStream = Box::pin(body.into_data_stream().then(move |chunk| {
         let (tx, s2, declared) = (tx.clone(), s2.clone(), declared.clone());
         async move {
-            let chunk = chunk.map_err(|_| client_disconnect())?;
+            let chunk = chunk.map_err(body_error)?;
             {
                 let mut s = s2.lock().expect("lock");
                 s.size += chunk.len() as u64;

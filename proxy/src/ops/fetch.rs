@@ -15,7 +15,7 @@ use stratus_proto::storage as pb;
 use stratus_proto::storage::object_client::ObjectClient;
 use tonic::{Status, Streaming};
 
-use crate::cluster::timed;
+use crate::cluster::{abandoned, gather, node_timeout, timed};
 use crate::error::{not_found, unavailable, SwiftError, SwiftResult};
 use crate::headers::{self, conditions, http_date, range_spec, title_case, Condition};
 use crate::ops::manifest::is_manifest;
@@ -93,7 +93,11 @@ impl BodyStream {
             return Some(Ok(b));
         }
         while self.pos < self.end {
-            match self.cur.message().await {
+            // A replica that stalls mid-body counts as failed: the rest comes from another.
+            let next = tokio::time::timeout(node_timeout(), self.cur.message())
+                .await
+                .unwrap_or_else(|_| Err(Status::deadline_exceeded("replica stalled mid-body")));
+            match next {
                 Ok(Some(pb::GetMsg {
                     msg: Some(pb::get_msg::Msg::Data(d)),
                 })) => {
@@ -184,11 +188,16 @@ pub async fn fetch(
         Vec::new();
     let mut missing = 0;
     let mut failed = 0;
-    for (i, r) in futures::future::join_all(calls)
+    // The newest version among a quorum of answers is the newest acknowledged (a write
+    // is acknowledged on a quorum, and two quorums share a replica); a replica still
+    // silent half a second after a quorum answered is not waited for.
+    let answered = |r: &Result<(pb::ObjectMeta, Streaming<pb::GetMsg>), Status>| r.is_ok();
+    for (i, r) in gather(calls, place.quorum(), answered)
         .await
         .into_iter()
         .enumerate()
     {
+        let r = r.unwrap_or_else(|| Err(abandoned()));
         match r {
             Ok((m, s)) if m.found => {
                 answers.push((place.primaries[i].clone(), m, Some(s), speculate && i == 0))
@@ -283,7 +292,10 @@ pub async fn fetch(
                 range,
             });
         }
-        match s.message().await {
+        let first = tokio::time::timeout(node_timeout(), s.message())
+            .await
+            .unwrap_or_else(|_| Err(Status::deadline_exceeded("replica stalled")));
+        match first {
             Ok(Some(pb::GetMsg {
                 msg: Some(pb::get_msg::Msg::Data(d)),
             })) => {

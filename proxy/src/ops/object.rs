@@ -73,6 +73,20 @@ pub fn client_disconnect() -> SwiftError {
     )
 }
 
+/// The answer to a request whose body could not be read: 408 if the client sent nothing
+/// for too long (Swift's `client_timeout`), 499 if it went away.
+pub fn body_error(e: impl std::fmt::Display) -> SwiftError {
+    if e.to_string()
+        .contains(crate::server::CLIENT_TIMEOUT_MESSAGE)
+    {
+        return SwiftError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "<html><h1>Request Timeout</h1><p>The server has waited too long for the request to be sent by the client.</p></html>",
+        );
+    }
+    client_disconnect()
+}
+
 /// The latest expiry Swift keeps (`normalize_delete_at_timestamp`): later ones are
 /// clamped to it, never wrapped into the past.
 pub const MAX_DELETE_AT: u64 = 9_999_999_999;

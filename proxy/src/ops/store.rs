@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
-use crate::cluster::{node_failure, timed, Placement};
+use crate::cluster::{abandoned, gather, node_failure, node_timeout, timed, Placement};
 use crate::error::{unavailable, SwiftError, SwiftResult};
 use crate::headers::{http_date, hv};
 use crate::ops::object::{delete_at, meta_items, ByteStream, ObjPath};
@@ -96,11 +96,13 @@ async fn open_writers(
     });
     let mut writers = Vec::new();
     let mut conflicts = 0;
-    for r in futures::future::join_all(calls).await {
+    // A primary still silent half a second after a quorum is ready is left out (the
+    // replicator brings it the object later): a stalled node must not stall the PUT.
+    for r in gather(calls, place.quorum(), Result::is_ok).await {
         match r {
-            Ok(w) => writers.push(w),
-            Err(true) => conflicts += 1,
-            Err(false) => {}
+            Some(Ok(w)) => writers.push(w),
+            Some(Err(true)) => conflicts += 1,
+            Some(Err(false)) | None => {}
         }
     }
     (writers, conflicts)
@@ -120,11 +122,14 @@ async fn send_all(writers: &mut Vec<Writer>, data: Bytes) {
     let msg = pb::PutMsg {
         msg: Some(pb::put_msg::Msg::Data(data)),
     };
-    let sends = writers.iter().map(|w| w.tx.send(msg.clone()));
+    // A replica that cannot take the message within the node timeout is dropped.
+    let sends = writers
+        .iter()
+        .map(|w| tokio::time::timeout(node_timeout(), w.tx.send(msg.clone())));
     let ok: Vec<bool> = futures::future::join_all(sends)
         .await
         .into_iter()
-        .map(|r| r.is_ok())
+        .map(|r| matches!(r, Ok(Ok(()))))
         .collect();
     let mut i = 0;
     writers.retain(|_| {
@@ -225,7 +230,7 @@ pub async fn store(
         async move {
             w.tx.send(footer).await.map_err(|_| Status::unavailable("stream closed"))?;
             drop(w.tx);
-            let r = tokio::time::timeout(std::time::Duration::from_secs(60), w.acks.message()).await;
+            let r = tokio::time::timeout(node_timeout(), w.acks.message()).await;
             match r {
                 Ok(Ok(Some(a))) if a.stage == pb::put_ack::Stage::Committed as i32 => Ok(()),
                 Ok(Err(s)) => {
@@ -236,7 +241,11 @@ pub async fn store(
             }
         }
     });
-    let results = futures::future::join_all(commits).await;
+    let results: Vec<Result<(), Status>> = gather(commits, quorum, Result::is_ok)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(abandoned())))
+        .collect();
     let committed = results.iter().filter(|r| r.is_ok()).count();
     let refused = refused
         + results
