@@ -34,6 +34,21 @@ pub enum ClusterCmd {
     Health,
 }
 
+/// `stratus quarantine …`
+#[derive(Subcommand, Debug)]
+pub enum QuarantineCmd {
+    /// Copies every node moved to quarantine (damaged or missing bodies, undecodable
+    /// records): device, file, size, when.
+    List,
+    /// Removes quarantined copies older than `--older-than` seconds (nothing else ever
+    /// removes them: look at them first, once the cluster is healthy again).
+    Purge {
+        /// Only copies quarantined at least this many seconds ago.
+        #[arg(long, default_value_t = 0)]
+        older_than: u64,
+    },
+}
+
 /// `stratus worker …`
 #[derive(Subcommand, Debug)]
 pub enum WorkerCmd {
@@ -183,6 +198,8 @@ async fn health(conn: &Conn) -> Result<()> {
     let mut out = Vec::new();
     let mut unreachable = BTreeSet::new();
     let mut devices = Vec::new();
+    // (node, device) → (I/O errors, failing, files in quarantine)
+    let mut states: BTreeMap<(String, String), (u64, bool, u64)> = BTreeMap::new();
     for (name, ring) in &rings {
         let mut copies = Copies::new();
         let calls = nodes.iter().map(|n| {
@@ -197,6 +214,12 @@ async fn health(conn: &Conn) -> Result<()> {
         for (n, r) in nodes.iter().zip(replies) {
             match r {
                 Ok(r) => {
+                    for d in &r.devices {
+                        states.insert(
+                            (n.clone(), d.device.clone()),
+                            (d.io_errors, d.failing, d.quarantined),
+                        );
+                    }
                     let mut per_dev: BTreeMap<String, (u64, u64)> = BTreeMap::new();
                     for c in &r.copies {
                         let e = per_dev.entry(c.device.clone()).or_default();
@@ -230,6 +253,12 @@ async fn health(conn: &Conn) -> Result<()> {
         .filter(|v| !v.stale.is_empty())
         .map(|v| json!({"volume": v.id, "stale": v.stale}))
         .collect();
+    let failing: Vec<serde_json::Value> = states
+        .iter()
+        .filter(|(_, s)| s.1)
+        .map(|((n, d), s)| json!({"node": n, "device": d, "io_errors": s.0}))
+        .collect();
+    let quarantined: u64 = states.values().map(|s| s.2).sum();
     if conn.json {
         println!(
             "{}",
@@ -237,6 +266,8 @@ async fn health(conn: &Conn) -> Result<()> {
                 "rings": out,
                 "unreachable": unreachable,
                 "devices": devices,
+                "failing_devices": failing,
+                "quarantined_files": quarantined,
                 "volumes": {"total": vols.len(), "degraded": degraded},
             }))?
         );
@@ -292,7 +323,80 @@ async fn health(conn: &Conn) -> Result<()> {
     for u in &unreachable {
         println!("unreachable: {u}");
     }
+    for f in &failing {
+        println!(
+            "failing: device {} on {} ({} I/O errors; the last in the past 5 minutes)",
+            f["device"].as_str().unwrap_or(""),
+            f["node"].as_str().unwrap_or(""),
+            f["io_errors"]
+        );
+    }
+    if quarantined > 0 {
+        println!("quarantined: {quarantined} file(s) (stratus quarantine list)");
+    }
     Ok(())
+}
+
+async fn quarantine(conn: &Conn, cmd: QuarantineCmd) -> Result<()> {
+    let client = conn.client()?;
+    let rings = rings(&client).await?;
+    let nodes = nodes(&client, &rings).await?;
+    let peers = Peers::default();
+    let req = match cmd {
+        QuarantineCmd::List => pb::QuarantineRequest::default(),
+        QuarantineCmd::Purge { older_than } => pb::QuarantineRequest {
+            purge: true,
+            older_than_secs: older_than,
+        },
+    };
+    let mut rows = Vec::new();
+    let mut js = Vec::new();
+    let mut purged = 0;
+    for n in &nodes {
+        let mut c = admin(&peers, n)?;
+        let r = match timed(c.quarantine(req)).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("unreachable: {n}: {e}");
+                continue;
+            }
+        };
+        purged += r.purged;
+        for f in r.files {
+            rows.push(vec![
+                n.clone(),
+                f.device.clone(),
+                f.name.clone(),
+                f.bytes.to_string(),
+                f.at.to_string(),
+            ]);
+            js.push(json!({"node": n, "device": f.device, "name": f.name,
+                "bytes": f.bytes, "at": f.at}));
+        }
+    }
+    if conn.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"files": js, "purged": purged}))?
+        );
+        return Ok(());
+    }
+    if req.purge {
+        println!("purged {purged} file(s)");
+    }
+    println!(
+        "{}",
+        table::render(
+            &["NODE", "DEVICE", "FILE", "BYTES", "QUARANTINED AT"],
+            &rows
+        )
+    );
+    Ok(())
+}
+
+/// Runs `stratus quarantine …`.
+pub async fn run_quarantine(conn: &Conn, cmd: QuarantineCmd) -> Result<()> {
+    quarantine(conn, cmd).await
 }
 
 async fn worker(conn: &Conn, cmd: WorkerCmd) -> Result<()> {

@@ -123,6 +123,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cluster_cmd::ClusterCmd,
     },
+    /// Copies storage nodes moved to quarantine (list them; purge them, by hand only).
+    Quarantine {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: cluster_cmd::QuarantineCmd,
+    },
     /// Storage nodes' background workers (replicator, auditor, updater, …).
     Worker {
         #[command(flatten)]
@@ -272,6 +279,7 @@ async fn main() {
         Cmd::Identity { conn, cmd } => identity_cmd::run(&conn, cmd).await,
         Cmd::Cluster { conn, cmd } => cluster_cmd::run_cluster(&conn, cmd).await,
         Cmd::Worker { conn, cmd } => cluster_cmd::run_worker(&conn, cmd).await,
+        Cmd::Quarantine { conn, cmd } => cluster_cmd::run_quarantine(&conn, cmd).await,
         Cmd::Lookup { conn, path } => cluster_cmd::run_lookup(&conn, &path).await,
         Cmd::Image { opts, cmd } => image_cmd::run(&cli.creds.dev_dir(), &opts, cmd).await,
         Cmd::Server { opts, cmd } => {

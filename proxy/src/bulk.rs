@@ -118,7 +118,8 @@ pub async fn delete(
 
 /// What the decoder thread finds in an archive.
 enum Event {
-    File(String),
+    /// A member: its name and the size its header declares.
+    File(String, u64),
     Data(Bytes),
     End,
     Fail(String),
@@ -167,15 +168,24 @@ fn decode_archive(
             .map_err(|e| e.to_string())?
             .to_string_lossy()
             .into_owned();
-        if tx.blocking_send(Event::File(name)).is_err() {
+        let size = e.size();
+        if tx.blocking_send(Event::File(name, size)).is_err() {
             return Ok(());
         }
         let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0u64;
         loop {
             let n = e.read(&mut buf).map_err(|e| e.to_string())?;
             if n == 0 {
+                // A member cut short (a truncated archive) is not a complete object.
+                if got < size {
+                    return Err(format!(
+                        "archive ends inside a member ({got} of {size} bytes)"
+                    ));
+                }
                 break;
             }
+            got += n as u64;
             if tx
                 .blocking_send(Event::Data(Bytes::copy_from_slice(&buf[..n])))
                 .is_err()
@@ -207,7 +217,10 @@ fn destination(container: &str, prefix: &str, member: &str) -> Option<(String, S
             format!("{}/{member}", prefix.trim_end_matches('/')),
         )
     };
-    (!c.is_empty() && !o.is_empty() && o.len() <= MAX_OBJECT_NAME).then_some((c, o))
+    // The rules of a request path: no `..`, no container named `..` or holding a `/`,
+    // Swift's lengths.
+    crate::router::check_names(&c, &o).ok()?;
+    Some((c, o))
 }
 
 /// Checks and prepares one member's destination: rights, its container (created if need
@@ -217,8 +230,9 @@ async fn prepare(
     who: &Identity,
     path: &ObjPath,
     h: &HeaderMap,
+    size: u64,
     created: &mut usize,
-) -> SwiftResult<()> {
+) -> SwiftResult<Option<u64>> {
     if p.require_container(&path.account, &path.container)
         .await
         .is_err()
@@ -241,7 +255,7 @@ async fn prepare(
     p.require_container(&path.account, &path.container).await?;
     p.access(who, false, &path.account, Some(&path.container), true, h)
         .await?;
-    quota::check_put(p, path, 0).await
+    quota::check_put(p, path, size).await
 }
 
 /// `PUT ?extract-archive=…`.
@@ -286,8 +300,8 @@ pub async fn extract(
     let mut containers_created = 0;
     let mut failure = None;
     while let Some(ev) = rx.recv().await {
-        let member = match ev {
-            Event::File(m) => m,
+        let (member, size) = match ev {
+            Event::File(m, size) => (m, size),
             Event::Fail(e) => {
                 failure = Some(e);
                 break;
@@ -300,7 +314,7 @@ pub async fn extract(
             object: o,
         });
         let ready = match &dest {
-            Some(path) => prepare(p, who, path, h, &mut containers_created).await,
+            Some(path) => prepare(p, who, path, h, size, &mut containers_created).await,
             None => Err(bad_request("bad name")),
         };
         // The member's bytes flow through `file_tx` into the PUT (or are drained).
@@ -317,15 +331,23 @@ pub async fn extract(
                         }
                     }
                     Event::End => return None,
-                    Event::Fail(e) => return Some(e),
-                    Event::File(_) => return Some("archive member out of order".into()),
+                    Event::Fail(e) => {
+                        // The member's PUT must fail, not commit what arrived.
+                        if let Some(s) = &sink {
+                            let _ = s
+                                .send(Err(bad_request(format!("Invalid Tar File: {e}"))))
+                                .await;
+                        }
+                        return Some(e);
+                    }
+                    Event::File(..) => return Some("archive member out of order".into()),
                 }
             }
             None
         };
         let name = format!("/{}/{}", container, member);
         match (ready, dest) {
-            (Ok(()), Some(path)) => {
+            (Ok(left), Some(path)) => {
                 let header = pb::PutHeader {
                     target: None,
                     ts: 0,
@@ -336,6 +358,7 @@ pub async fn extract(
                 };
                 let stream: ByteStream =
                     Box::pin(tokio_stream::wrappers::ReceiverStream::new(file_rx));
+                let stream = quota::cap(stream, left);
                 let (stored, fail) = tokio::join!(store(p, &path, header, stream, None), forward);
                 match stored {
                     Ok(_) => report.created += 1,
@@ -393,5 +416,17 @@ mod tests {
             destination("c", "pre/", "x"),
             Some(("c".into(), "pre/x".into()))
         );
+    }
+
+    #[test]
+    fn members_follow_the_name_rules_of_a_request_path() {
+        assert_eq!(destination("", "", "../x"), None, "a container named ..");
+        assert_eq!(destination("", "", "./../x/y"), None);
+        assert_eq!(destination("c", "", "a/../b"), None);
+        assert_eq!(destination("c", "", "../b"), None);
+        assert_eq!(destination("c", "..", "b"), None);
+        let long = format!("{}/o", "c".repeat(300));
+        assert_eq!(destination("", "", &long), None, "a 300-byte container");
+        assert_eq!(destination("c", "", &"o".repeat(1025)), None);
     }
 }

@@ -11,22 +11,8 @@ use crate::cluster::RingKind;
 use crate::error::{not_found, SwiftError, SwiftResult};
 use crate::headers::{http_date, iso_date, title_case};
 use crate::ops::listing::{list_query, read, Format};
+use crate::ops::report::xml_escape;
 use crate::proxy::Proxy;
-
-fn xml_escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
 
 fn render(
     kind: RingKind,

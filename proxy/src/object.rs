@@ -88,9 +88,11 @@ pub async fn put(
     }
     let meta = headers::metadata(h, "object", STORED_HEADERS)?;
     let header = client_put_header(h, meta, if chunked { None } else { content_length })?;
-    quota::check_put(p, path, content_length.unwrap_or(0)).await?;
+    let left = quota::check_put(p, path, content_length.unwrap_or(0)).await?;
     versions::archive_current(p, path).await?;
     let stream: ByteStream = Box::pin(body.into_data_stream().map(|r| r.map_err(body_error)));
+    // A chunked body is checked against the quota as it arrives.
+    let stream = quota::cap(stream, left);
     let expect = hv(h, "etag").map(str::to_string);
     let stored = store(p, path, header, stream, expect).await?;
     Ok(created(&stored))
@@ -101,6 +103,8 @@ fn parse_copy_path(v: &str) -> SwiftResult<(String, String)> {
     let v = decode(v.trim().trim_start_matches('/'))?;
     match v.split_once('/') {
         Some((c, o)) if !c.is_empty() && !o.is_empty() && o.len() <= MAX_OBJECT_NAME => {
+            // The same rules as a request path (`C/a/../b` is refused, as Swift does).
+            crate::router::check_names(c, o)?;
             Ok((c.to_string(), o.to_string()))
         }
         _ => Err(precondition_failed(

@@ -59,6 +59,31 @@ fn check_segment(kind: &str, name: &str, max: usize) -> Result<(), SwiftError> {
     Ok(())
 }
 
+/// The rules a request's container and object names follow, for names that arrive
+/// another way (archive members, copy destinations): no `/` in a container, no `.` or `..`
+/// as a container or as an object path segment, no NUL, Swift's lengths.
+pub fn check_names(container: &str, object: &str) -> Result<(), SwiftError> {
+    if container.is_empty() || object.is_empty() {
+        return Err(bad_request("Container and object names cannot be empty"));
+    }
+    if container.contains('/') {
+        return Err(bad_request("Container name cannot contain /"));
+    }
+    if container.contains('\0') || object.contains('\0') {
+        return Err(crate::error::precondition_failed(
+            "Invalid UTF8 or contains NULL",
+        ));
+    }
+    check_segment("Container", container, MAX_CONTAINER_NAME)?;
+    check_segment("Object", object, MAX_OBJECT_NAME)?;
+    if object.split('/').any(|s| s == "." || s == "..") {
+        return Err(bad_request(
+            "Object name cannot contain a . or .. path segment",
+        ));
+    }
+    Ok(())
+}
+
 /// Parses the raw (still percent-encoded) path of a request.
 pub fn parse(raw_path: &str) -> Result<Endpoint, SwiftError> {
     match raw_path {
@@ -91,12 +116,7 @@ pub fn parse(raw_path: &str) -> Result<Endpoint, SwiftError> {
         }
         Some(o) => o.to_string(),
     };
-    check_segment("Object", &object, MAX_OBJECT_NAME)?;
-    if object.split('/').any(|s| s == "." || s == "..") {
-        return Err(bad_request(
-            "Object name cannot contain a . or .. path segment",
-        ));
-    }
+    check_names(&container, &object)?;
     Ok(Endpoint::Object {
         account,
         container,

@@ -9,7 +9,7 @@ use stratus_proto::storage as pb;
 use stratus_proto::storage::admin_server::Admin;
 use tonic::{Request, Response, Status};
 
-use crate::device::Space;
+use crate::device::{Device, Space};
 use crate::hashes;
 use crate::Node;
 
@@ -136,6 +136,77 @@ impl Admin for AdminService {
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))??;
-        Ok(Response::new(pb::PartitionsReply { copies }))
+        let devices = self
+            .node
+            .devices
+            .values()
+            .map(|d| pb::DeviceState {
+                device: d.name.clone(),
+                io_errors: d.io_errors.load(std::sync::atomic::Ordering::Relaxed),
+                failing: d.failing(),
+                quarantined: quarantined(d).len() as u64,
+            })
+            .collect();
+        Ok(Response::new(pb::PartitionsReply { copies, devices }))
     }
+
+    async fn quarantine(
+        &self,
+        req: Request<pb::QuarantineRequest>,
+    ) -> Result<Response<pb::QuarantineReply>, Status> {
+        let req = req.into_inner();
+        let now = stratus_core::time::now_secs();
+        let mut files = Vec::new();
+        let mut purged = 0;
+        for d in self.node.devices.values() {
+            for (path, f) in quarantined(d) {
+                let old = now.saturating_sub(f.at) >= req.older_than_secs;
+                if req.purge && old {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {
+                            tracing::warn!(device = %d.name, file = %f.name, "quarantined copy purged by an operator");
+                            purged += 1;
+                            continue;
+                        }
+                        Err(e) => {
+                            return Err(Status::internal(format!(
+                                "removing {}: {e}",
+                                path.display()
+                            )))
+                        }
+                    }
+                }
+                files.push(f);
+            }
+        }
+        files.sort_by(|a, b| (&a.device, &a.name).cmp(&(&b.device, &b.name)));
+        Ok(Response::new(pb::QuarantineReply { files, purged }))
+    }
+}
+
+/// The files in a device's quarantine, with their paths.
+pub fn quarantined(dev: &Device) -> Vec<(std::path::PathBuf, pb::QuarantinedFile)> {
+    let Ok(rd) = std::fs::read_dir(dev.quarantine_dir()) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            let at = m
+                .modified()
+                .ok()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_secs();
+            Some((
+                e.path(),
+                pb::QuarantinedFile {
+                    device: dev.name.clone(),
+                    name: e.file_name().to_string_lossy().into_owned(),
+                    bytes: m.len(),
+                    at,
+                },
+            ))
+        })
+        .collect()
 }

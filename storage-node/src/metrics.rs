@@ -4,7 +4,10 @@
 //!   items scanned, repaired, quarantined, errors, bytes), copied at each scrape;
 //! - `stratus_worker_running{worker}`, `stratus_worker_progress_{done,total}{worker}`;
 //! - `stratus_replication_{ring_version,partitions,handoff_partitions}{ring}`: where the
-//!   last replication pass got, per ring (the record it keeps in meta).
+//!   last replication pass got, per ring (the record it keeps in meta);
+//! - `stratus_device_io_errors_total{device}`, `stratus_device_failing{device}`: reads and
+//!   writes that failed with an I/O error (never taken for corruption), and whether one
+//!   did in the last 5 minutes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -90,11 +93,37 @@ static REPLICATION: LazyLock<ReplicationMetrics> = LazyLock::new(|| ReplicationM
     ),
 });
 
+struct DeviceMetrics {
+    io_errors: Family<Labels, Counter>,
+    failing: Family<Labels, Gauge>,
+}
+
+static DEVICES: LazyLock<DeviceMetrics> = LazyLock::new(|| DeviceMetrics {
+    io_errors: register(
+        "stratus_device_io_errors",
+        "I/O errors met on a device (the copy is left alone; never taken for corruption)",
+        Family::default(),
+    ),
+    failing: register(
+        "stratus_device_failing",
+        "1 if the device met an I/O error in the last 5 minutes",
+        Family::default(),
+    ),
+});
+
 /// Registers the node's metrics and the hook that copies worker counters at each scrape.
 pub fn install(node: Arc<Node>) {
     LazyLock::force(&REPLICATION);
     let w = &*WORKERS;
+    let dm = &*DEVICES;
     on_scrape(move || {
+        for d in node.devices.values() {
+            let l = labels(&[("device", &d.name)]);
+            let c = dm.io_errors.get_or_create(&l);
+            let now = d.io_errors.load(Ordering::Relaxed);
+            c.inc_by(now.saturating_sub(c.get()));
+            dm.failing.get_or_create(&l).set(i64::from(d.failing()));
+        }
         let Some(running) = node.workers.get() else {
             return;
         };

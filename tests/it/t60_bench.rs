@@ -74,7 +74,8 @@ fn bench_reports_add_up_and_count_injected_failures() {
     let (n, errors) = check_report(&put);
     assert!(n > 0 && errors == 0, "{put}");
     let secs = put["duration_s"].as_f64().unwrap();
-    assert!((2.0..3.0).contains(&secs), "a 2 s run took {secs} s");
+    // The run lasts at least as long as asked (how much longer is not a test's business).
+    assert!(secs >= 2.0, "a 2 s run took {secs} s");
     let drawn = std::fs::read_to_string(&svg).unwrap();
     assert!(
         drawn.starts_with("<svg") && drawn.contains("<polyline"),

@@ -390,3 +390,212 @@ async fn a_stalled_node_does_not_stall_requests() {
         assert_eq!(r.bytes().await.unwrap().as_ref(), &body(i)[..]);
     }
 }
+
+fn listen_of(node_dir: &Path) -> String {
+    let text = std::fs::read_to_string(node_dir.join("storage.toml")).unwrap();
+    let line = text.lines().find(|l| l.starts_with("listen")).unwrap();
+    line.split('"').nth(1).unwrap().to_string()
+}
+
+/// A body that cannot be read (an I/O error, not corruption: here a directory where the
+/// file was, since root ignores file modes) is never quarantined: GETs are served by the
+/// other replicas, the device shows as failing in `cluster health`, and once the file is
+/// back the copy serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_body_is_an_io_error_not_corruption() {
+    let c = TestCluster::start(3, 1);
+    let s = c.tester().await;
+    assert_eq!(
+        s.req(reqwest::Method::PUT, "c")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let body = random_bytes(300_000, 9);
+    assert_eq!(s.put("c/big", body.clone()).await.status(), 201);
+    let node_dir = c.dir.join("storage-1");
+    let file = files_under(&node_dir.join("d1/objects"))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "data"))
+        .expect("storage-1 holds a copy");
+    let aside = file.with_extension("aside");
+    std::fs::rename(&file, &aside).unwrap();
+    std::fs::create_dir(&file).unwrap();
+
+    for _ in 0..10 {
+        let r = s.get("c/big").await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.bytes().await.unwrap().as_ref(), &body[..]);
+    }
+    let me = listen_of(&node_dir);
+    let r = replicas(&c, "/AUTH_test/c/big")
+        .into_iter()
+        .find(|r| r.node == me)
+        .unwrap();
+    // The node itself refuses to serve it, and says why.
+    let mut stream = node_client(&c, &me)
+        .get(spb::GetRequest {
+            target: Some(target(&r, "big")),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut err = None;
+    loop {
+        match stream.message().await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => {
+                err = Some(e);
+                break;
+            }
+        }
+    }
+    assert!(err.is_some(), "an unreadable body is not served");
+    // Health names the failing device; the auditor (passes every second) and the GETs
+    // quarantined nothing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let h = c.health();
+    let failing = h["failing_devices"].as_array().unwrap();
+    assert!(
+        failing
+            .iter()
+            .any(|f| f["node"] == me.as_str() && f["device"] == "d1"),
+        "{h}"
+    );
+    assert_eq!(h["quarantined_files"], 0, "{h}");
+    assert!(files_under(&c.dir)
+        .iter()
+        .all(|p| !p.to_string_lossy().contains("/quarantined/")));
+
+    std::fs::remove_dir(&file).unwrap();
+    std::fs::rename(&aside, &file).unwrap();
+    assert_eq!(get_from(&c, &r, "big").await.map(|g| g.1), Some(body));
+    let out = ok(&["quarantine", "list", "--json", "--dir", c.dir_str()]);
+    assert_eq!(json(&out)["files"].as_array().unwrap().len(), 0, "{out}");
+}
+
+/// A tar archive of `(name, bytes)` members, whole.
+fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        if name.contains("..") {
+            // Set raw, so names the builder would refuse go in as a hostile client sends
+            // them.
+            let raw = &mut h.as_old_mut().name;
+            raw[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        } else {
+            // (Long names get GNU long-name entries.)
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+/// Input that made objects the API cannot reach, or that should not exist, gets what
+/// Swift answers: archive members with `..` or over-long container names are refused and
+/// create nothing, a member cut short by a truncated archive is not stored, a chunked
+/// upload past a byte quota is 413 with nothing kept, a COPY to `c/a/../b` is 400, and a
+/// far-future expiry is clamped to Swift's latest, never wrapped into the past.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_names_quotas_and_expiries_get_swifts_answers() {
+    let c = TestCluster::start(1, 1);
+    let s = c.tester().await;
+    let st = |r: reqwest::Response| r.status().as_u16();
+    let long = format!("{}/o", "c".repeat(300));
+    let archive = tar_of(&[
+        ("../x", b"dotdot"),
+        ("ok/a", b"fine"),
+        ("ok/b/../../etc", b"escape"),
+        (long.as_str(), b"long"),
+    ]);
+    let r = s
+        .req(reqwest::Method::PUT, "?extract-archive=tar")
+        .header("accept", "application/json")
+        .body(archive)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let report: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(report["Number Files Created"], 1, "{report}");
+    assert_eq!(report["Errors"].as_array().unwrap().len(), 3, "{report}");
+    assert_eq!(s.names("", "").await, vec!["ok".to_string()]);
+    assert_eq!(s.names("ok", "").await, vec!["a".to_string()]);
+
+    // A truncated archive: the member it cuts is not stored as if it were whole.
+    let whole = tar_of(&[("ok/t1", &[7u8; 5000]), ("ok/t2", &[8u8; 5000])]);
+    let cut = whole[..512 + 5000 + 512 + 2000].to_vec();
+    let r = s
+        .req(reqwest::Method::PUT, "?extract-archive=tar")
+        .body(cut)
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    assert!(text.contains("400"), "{text}");
+    assert_eq!(st(s.get("ok/t1").await), 200, "the whole member is stored");
+    assert_eq!(
+        st(s.get("ok/t2").await),
+        404,
+        "the cut member is not: {text}"
+    );
+
+    // A chunked upload past the container's byte quota: 413, nothing kept.
+    let r = s
+        .req(reqwest::Method::POST, "ok")
+        .header("x-container-meta-quota-bytes", "3000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(st(r), 204);
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..10).map(|_| Ok(vec![1u8; 1000])).collect();
+    let r = s
+        .req(reqwest::Method::PUT, "ok/chunked")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(st(r), 413);
+    assert_eq!(st(s.get("ok/chunked").await), 404);
+
+    // COPY to a path with a `..` segment.
+    let r = s
+        .req(reqwest::Method::from_bytes(b"COPY").unwrap(), "ok/a")
+        .header("destination", "ok/a/../b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(st(r), 400);
+    assert_eq!(
+        s.names("ok", "").await,
+        vec!["a".to_string(), "t1".to_string()]
+    );
+
+    // Expiry: clamped to 9999999999, not wrapped into the past.
+    assert_eq!(
+        st(s.req(reqwest::Method::PUT, "exp").send().await.unwrap()),
+        201
+    );
+    let r = s
+        .req(reqwest::Method::PUT, "exp/later")
+        .header("x-delete-after", "18446744073709551615")
+        .body("kept")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(st(r), 201);
+    let r = s.get("exp/later").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-delete-at"], "9999999999");
+}

@@ -13,13 +13,14 @@
 //! and container metadata) applies these checks, so they stand with the cluster operations.
 
 use axum::http::{HeaderMap, StatusCode};
+use futures::StreamExt;
 
 use crate::acl::Identity;
 use crate::auth::forbidden;
 use crate::error::{bad_request, SwiftError, SwiftResult};
 use crate::headers::{hv, meta_value};
 use crate::ops::listing::info;
-use crate::ops::object::ObjPath;
+use crate::ops::object::{ByteStream, ObjPath};
 use crate::proxy::Proxy;
 
 /// The account quota header.
@@ -65,25 +66,48 @@ pub fn validate_container_meta(key: &str, value: &str) -> SwiftResult<()> {
 }
 
 /// Refuses (413) a write of `len` more bytes into `path`'s container if it would exceed
-/// the container's or the account's quota.
-pub async fn check_put(p: &Proxy, path: &ObjPath, len: u64) -> SwiftResult<()> {
+/// the container's or the account's quota. Returns how many bytes the write may still
+/// take (`None`: no byte quota), for a body whose length is not known up front
+/// ([`cap`]).
+pub async fn check_put(p: &Proxy, path: &ObjPath, len: u64) -> SwiftResult<Option<u64>> {
     let cached = p.container_info(&path.account, &path.container).await?;
     let max_bytes = limit(meta_value(&cached.meta, "x-container-meta-quota-bytes"));
     let max_count = limit(meta_value(&cached.meta, "x-container-meta-quota-count"));
+    let mut left: Option<u64> = None;
+    let mut tighten = |l: u64| left = Some(left.map_or(l, |x| x.min(l)));
     if max_bytes.is_some() || max_count.is_some() {
         let now = info(p, &path.account, &path.container).await?;
-        if max_count.is_some_and(|m| now.object_count + 1 > m)
-            || max_bytes.is_some_and(|m| now.bytes + len > m)
-        {
+        if max_count.is_some_and(|m| now.object_count.saturating_add(1) > m) {
             return Err(exceeded());
+        }
+        if let Some(m) = max_bytes {
+            tighten(m.saturating_sub(now.bytes));
         }
     }
     let acct = p.db_info(&path.account, "").await?;
     if let Some(m) = limit(meta_value(&acct.meta, ACCOUNT_QUOTA)) {
         let now = info(p, &path.account, "").await?;
-        if now.bytes + len > m {
+        tighten(m.saturating_sub(now.bytes));
+    }
+    if left.is_some_and(|l| len > l) {
+        return Err(exceeded());
+    }
+    Ok(left)
+}
+
+/// Fails `body` with 413 as soon as it passes `left` bytes (a chunked upload, an archive
+/// member): the write is abandoned before any replica commits it, so nothing is kept.
+pub fn cap(body: ByteStream, left: Option<u64>) -> ByteStream {
+    let Some(left) = left else {
+        return body;
+    };
+    let mut seen = 0u64;
+    Box::pin(body.map(move |piece| {
+        let piece = piece?;
+        seen = seen.saturating_add(piece.len() as u64);
+        if seen > left {
             return Err(exceeded());
         }
-    }
-    Ok(())
+        Ok(piece)
+    }))
 }

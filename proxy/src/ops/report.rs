@@ -30,6 +30,22 @@ impl Report {
     }
 }
 
+/// Text made safe inside an XML element (names are the user's).
+pub fn xml_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
 /// Renders a report in the client's format; `ok` is the status reported when nothing
 /// failed.
 pub fn render(r: Report, h: &HeaderMap, ok: StatusCode) -> Response {
@@ -66,12 +82,14 @@ pub fn render(r: Report, h: &HeaderMap, ok: StatusCode) -> Response {
         let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<delete>\n");
         for (k, v) in &fields {
             let v = v.as_str().map(str::to_string).unwrap_or(v.to_string());
-            s.push_str(&format!("<{0}>{v}</{0}>\n", tag(k)));
+            s.push_str(&format!("<{0}>{1}</{0}>\n", tag(k), xml_escape(&v)));
         }
         s.push_str("<errors>\n");
         for (n, st) in &r.errors {
             s.push_str(&format!(
-                "<object><name>{n}</name><status>{st}</status></object>\n"
+                "<object><name>{}</name><status>{}</status></object>\n",
+                xml_escape(n),
+                xml_escape(st)
             ));
         }
         s.push_str("</errors>\n</delete>\n");
@@ -97,6 +115,21 @@ pub fn render(r: Report, h: &HeaderMap, ok: StatusCode) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn xml_reports_escape_names() {
+        let mut r = Report::default();
+        r.error("/c/<a&b>".into(), StatusCode::BAD_REQUEST);
+        let mut h = HeaderMap::new();
+        h.insert("accept", "application/xml".parse().unwrap());
+        let resp = render(r, &h, StatusCode::OK);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.contains("<name>/c/&lt;a&amp;b&gt;</name>"), "{text}");
+        assert!(!text.contains("<a&b>"), "{text}");
+    }
 
     #[test]
     fn reports_read_as_swift_writes_them() {
