@@ -20,6 +20,8 @@
 //!   `Chunk` gRPC service.
 //! - [`admin`]: the `Admin` gRPC service (workers, settings, partitions held).
 //! - [`peers`]: channels to other storage nodes (used by the proxy too).
+//! - [`identity`]: who this node is (the address the rings name) and the identity each
+//!   device keeps on disk, checked at start.
 //!
 //! One [`Node`] owns every subsystem; [`StorageServer`] serves it.
 
@@ -34,6 +36,7 @@ pub mod db_service;
 pub mod device;
 pub mod diskfile;
 pub mod hashes;
+pub mod identity;
 pub mod maintenance;
 pub mod metrics;
 pub mod object;
@@ -78,6 +81,9 @@ pub struct Config {
     /// Seconds each background worker idles between passes (changeable per worker with
     /// `stratus worker set`).
     pub worker_interval: f64,
+    /// The address the rings name this node by, when it is not the listen address (a
+    /// node listening on `0.0.0.0` must say which address it is).
+    pub advertise: Option<String>,
 }
 
 /// Default idle time between background passes, seconds.
@@ -98,6 +104,8 @@ pub enum StorageError {
     Transport(#[from] tonic::transport::Error),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("refusing to start: {0}")]
+    Identity(String),
 }
 
 /// Everything a storage node owns.
@@ -160,6 +168,7 @@ impl Node {
 pub struct StorageServer {
     node: Arc<Node>,
     worker_interval: f64,
+    advertise: Option<String>,
 }
 
 impl StorageServer {
@@ -209,6 +218,7 @@ impl StorageServer {
         Ok(Self {
             node: Arc::new(node),
             worker_interval: cfg.worker_interval,
+            advertise: cfg.advertise,
         })
     }
 
@@ -218,7 +228,11 @@ impl StorageServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), StorageError> {
-        let addr = listener.local_addr()?.to_string();
+        let addr = identity::address(&listener.local_addr()?, self.advertise.as_deref())
+            .map_err(StorageError::Identity)?;
+        for dev in self.node.devices.values() {
+            identity::check(dev, &addr).map_err(StorageError::Identity)?;
+        }
         let _ = self.node.addr.set(addr.clone());
         let workers: Vec<Box<dyn worker::Worker>> = vec![
             Box::new(replication::Replicator::default()),

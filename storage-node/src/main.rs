@@ -28,6 +28,10 @@ struct Args {
     /// Seconds the background workers (replicator, auditor, …) idle between passes.
     #[arg(long, default_value_t = DEFAULT_WORKER_INTERVAL)]
     worker_interval: f64,
+    /// The address the rings name this node by, if not --listen (needed when listening
+    /// on 0.0.0.0 or [::]).
+    #[arg(long)]
+    advertise: Option<String>,
     /// Address of the admin HTTP port (`/metrics`, `/healthz`); none if not given.
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
@@ -48,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
         meta: a.meta,
         reserve: a.reserve,
         worker_interval: a.worker_interval,
+        advertise: a.advertise,
     };
     let server = StorageServer::new(cfg)
         .await

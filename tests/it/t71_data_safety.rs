@@ -599,3 +599,43 @@ async fn hostile_names_quotas_and_expiries_get_swifts_answers() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-delete-at"], "9999999999");
 }
+
+/// A storage node that mistakes its own address would take every local copy for a
+/// misplaced one and push it away and delete it. It refuses to start instead, and says
+/// why: listening on 0.0.0.0 without `--advertise`, or under an address its devices do
+/// not belong to. Started as itself again, it serves what it held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_mistakes_its_address_refuses_to_start() {
+    let c = TestCluster::start(1, 1);
+    let s = c.tester().await;
+    assert_eq!(
+        s.req(reqwest::Method::PUT, "c")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    assert_eq!(s.put("c/kept", "still here").await.status(), 201);
+    c.kill_storage(1);
+    let node_dir = c.dir.join("storage-1");
+    let bin = STRATUS.parent().unwrap().join("stratus-storage");
+    for (listen, says) in [
+        ("0.0.0.0:0", "--advertise"),
+        ("127.0.0.1:0", "belongs to the node at"),
+    ] {
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--config")
+            .arg(node_dir.join("storage.toml"))
+            .args(["--listen", listen])
+            .current_dir(&node_dir);
+        let out = output_within(cmd, WAIT);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "started on {listen}: {err}");
+        assert!(err.contains(says), "{listen}: {err}");
+    }
+    c.up_again();
+    let r = s.get("c/kept").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "still here");
+}
