@@ -46,8 +46,12 @@ fn bad(msg: impl Into<String>) -> Status {
 }
 
 fn io_status(dev: &Device, e: std::io::Error) -> Status {
+    dev.io_failed("writing a body", &e);
     crate::device::DeviceError::Io(dev.name.clone(), e).into()
 }
+
+/// How often (in body bytes) a body whose length was not announced re-checks free space.
+const SPACE_CHECK_EVERY: u64 = 16 << 20;
 
 /// The resolved location of one object on one device.
 struct Loc {
@@ -178,6 +182,7 @@ fn to_meta(rec: &ObjectRecord) -> pb::ObjectMeta {
         etag: rec.etag.clone(),
         meta: meta_items(&rec.meta),
         delete_at: rec.delete_at,
+        digest: rec.digest().to_vec().into(),
     }
 }
 
@@ -212,7 +217,16 @@ async fn receive(
                     body = Some(f);
                 }
                 match body.as_mut() {
-                    Some(f) => f.push(&d).await.map_err(|e| io_status(&loc.dev, e))?,
+                    Some(f) => {
+                        // A body of unknown length (chunked) keeps the reserve as it grows.
+                        let before = hasher.size - d.len() as u64;
+                        if h.content_length.is_none()
+                            && before / SPACE_CHECK_EVERY != hasher.size / SPACE_CHECK_EVERY
+                        {
+                            loc.dev.check_space(SPACE_CHECK_EVERY)?;
+                        }
+                        f.push(&d).await.map_err(|e| io_status(&loc.dev, e))?
+                    }
                     None => inline.extend_from_slice(&d),
                 }
             }

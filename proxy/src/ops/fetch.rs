@@ -77,6 +77,8 @@ struct BodyStream {
     pos: u64,
     end: u64,
     ts: u64,
+    /// The version's digest: a replica is resumed on only if it holds this very version.
+    digest: bytes::Bytes,
     target: pb::ObjectTarget,
     /// Every replica of this version, the one being read included.
     replicas: Vec<(Device, ObjectClient<Traced>)>,
@@ -138,7 +140,7 @@ impl BodyStream {
             };
             let opened = timed(start_get(client.clone(), req)).await;
             match opened {
-                Ok((m, s)) if m.ts == self.ts => {
+                Ok((m, s)) if (m.ts, &m.digest) == (self.ts, &self.digest) => {
                     self.cur = s;
                     self.current = i;
                     return true;
@@ -226,7 +228,12 @@ pub async fn fetch(
             }
         }
     }
-    let Some(best) = answers.iter().map(|a| (a.1.ts, a.1.meta_ts)).max() else {
+    // Versions order by (timestamp, digest), as on the nodes; metadata by its timestamp.
+    let Some(best) = answers
+        .iter()
+        .map(|a| (a.1.ts, a.1.digest.clone(), a.1.meta_ts))
+        .max()
+    else {
         if missing == 0 && failed > 0 {
             return Err(unavailable("no replica of the object answered"));
         }
@@ -234,7 +241,7 @@ pub async fn fetch(
     };
     let newest = answers
         .iter()
-        .find(|a| (a.1.ts, a.1.meta_ts) == best)
+        .find(|a| (a.1.ts, &a.1.digest, a.1.meta_ts) == (best.0, &best.1, best.2))
         .expect("best exists")
         .1
         .clone();
@@ -258,7 +265,7 @@ pub async fn fetch(
     let (start, end) = range.map_or((0, newest.size), |r| (r.start, r.end));
     let mut sources: Vec<_> = answers
         .into_iter()
-        .filter(|a| a.1.ts == newest.ts)
+        .filter(|a| (a.1.ts, &a.1.digest) == (newest.ts, &newest.digest))
         .collect();
     sources.sort_by_key(|a| !a.3); // an already-streaming body first
     let replicas: Vec<(Device, ObjectClient<Traced>)> = sources
@@ -281,7 +288,7 @@ pub async fn fetch(
             ))
             .await
             {
-                Ok((m, s)) if m.ts == newest.ts => s,
+                Ok((m, s)) if (m.ts, &m.digest) == (newest.ts, &newest.digest) => s,
                 _ => continue,
             }
         };
@@ -307,6 +314,7 @@ pub async fn fetch(
                     pos: start,
                     end,
                     ts: newest.ts,
+                    digest: newest.digest.clone(),
                     target: target.clone(),
                     replicas,
                     current,
