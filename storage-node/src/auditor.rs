@@ -29,22 +29,24 @@ pub const DEFAULT_OBJECTS_PER_SEC: f64 = 500.0;
 /// Records read from the database at a time (no iterator is held across an await).
 const BATCH: usize = 256;
 
-/// Moves the copy of version `ts` of an object to quarantine and forgets it. Returns
-/// false if that version is no longer the device's (replaced meanwhile: nothing to do).
+/// Moves the copy of `version` (timestamp, digest) of an object to quarantine and forgets
+/// it. Returns false if that version is no longer the device's (replaced meanwhile:
+/// nothing to do). An undecodable record is quarantined whatever `version` says.
 pub async fn quarantine(
     dev: &Arc<Device>,
     part: u32,
     hash: &[u8; 16],
-    ts: u64,
+    version: (u64, [u8; 32]),
     why: &str,
 ) -> Result<bool, DeviceError> {
+    let ts = version.0;
     let key = object_key(part, hash);
     let _g = dev.lock_for(&key).lock().await;
     let Some(raw) = dev.get(CF_OBJECTS, &key)? else {
         return Ok(false);
     };
     let rec = match ObjectRecord::decode(&raw) {
-        Ok(r) if r.ts != ts => return Ok(false),
+        Ok(r) if r.version() != version => return Ok(false),
         Ok(r) => Some(r),
         Err(_) => None, // an unreadable record is quarantined as it is
     };
@@ -223,13 +225,13 @@ async fn audit_device(cx: &Ctx, dev: &Arc<Device>, pace: &mut Pace) -> Result<()
             cx.stats
                 .progress_done
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let (found, ts) = match ObjectRecord::decode(&v) {
+            let (found, version) = match ObjectRecord::decode(&v) {
                 Ok(rec) if rec.deleted => continue,
                 Ok(rec) => (
                     verify(dev, part, &hash, &rec, &mut pace.bytes, rate, &cx.stats).await,
-                    rec.ts,
+                    rec.version(),
                 ),
-                Err(e) => (Finding::Bad(e), 0),
+                Err(e) => (Finding::Bad(e), (0, [0; 32])),
             };
             let why = match found {
                 Finding::Good => None,
@@ -241,8 +243,8 @@ async fn audit_device(cx: &Ctx, dev: &Arc<Device>, pace: &mut Pace) -> Result<()
                 }
             };
             if let Some(why) = why {
-                // (An undecodable record is quarantined whatever `ts` says.)
-                match quarantine(dev, part, &hash, ts, &why).await {
+                // (An undecodable record is quarantined whatever `version` says.)
+                match quarantine(dev, part, &hash, version, &why).await {
                     Ok(true) => cx.stats.quarantined(),
                     Ok(false) => {}
                     Err(e) => cx.stats.error(e),

@@ -123,6 +123,11 @@ impl ObjectRecord {
         }
     }
 
+    /// What identifies this version among the object's: (timestamp, digest).
+    pub fn version(&self) -> (u64, [u8; 32]) {
+        (self.ts, self.digest())
+    }
+
     /// How this version stands against `stored` (none stored: it wins).
     pub fn order(&self, stored: Option<&ObjectRecord>) -> VersionOrder {
         let Some(old) = stored else {

@@ -96,6 +96,34 @@ impl Loc {
         }
     }
 
+    /// The current record and, with `body`, its body file opened at once: an open file
+    /// stays readable when a newer version replaces it, and a body removed between the
+    /// record read and the open (a newer version committed meanwhile) sends it back to
+    /// read the newer record, never to quarantine.
+    #[allow(clippy::type_complexity)]
+    fn open_current(
+        &self,
+        body: bool,
+    ) -> Result<(Option<ObjectRecord>, Option<std::io::Result<std::fs::File>>), Status> {
+        let mut rec = self.load()?;
+        for _ in 0..3 {
+            let Some(r) = rec.as_ref().filter(|r| body && r.has_file()) else {
+                return Ok((rec, None));
+            };
+            match std::fs::File::open(body_file(&self.dev, self.part, &self.hash, r)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let again = self.load()?;
+                    if again.as_ref().map(ObjectRecord::version) == Some(r.version()) {
+                        return Ok((rec, Some(Err(e))));
+                    }
+                    rec = again;
+                }
+                opened => return Ok((rec, Some(opened))),
+            }
+        }
+        Ok((rec, None))
+    }
+
     fn pending(&self, rec: &ObjectRecord) -> Pending {
         Pending {
             account: self.t.account.clone(),
@@ -303,12 +331,15 @@ fn conflict(path: &str, old: Option<&ObjectRecord>) -> Status {
 const READAHEAD: u64 = 32 * BLOCK;
 
 /// Reads `[start, end)` of a stored body, verifying each block touched, into `tx`. A copy
-/// that fails is quarantined (the proxy reads another replica; the replicator restores it).
+/// that fails its checksum is quarantined (the proxy reads another replica; the replicator
+/// restores it). `opened` is the body file if the caller opened it already.
+#[allow(clippy::too_many_arguments)]
 async fn send_body(
     dev: Arc<Device>,
     part: u32,
     hash: [u8; 16],
     rec: ObjectRecord,
+    opened: Option<std::io::Result<std::fs::File>>,
     start: u64,
     end: u64,
     tx: mpsc::Sender<Result<pb::GetMsg, Status>>,
@@ -333,17 +364,24 @@ async fn send_body(
                 rec.name
             ))))
             .await;
-        let _ = quarantine(&dev, part, &hash, rec.ts, "inline body fails its CRC").await;
+        let _ = quarantine(
+            &dev,
+            part,
+            &hash,
+            rec.version(),
+            "inline body fails its CRC",
+        )
+        .await;
         return;
     }
-    let path = body_file(&dev, part, &hash, &rec);
-    let mut file = match std::fs::File::open(&path) {
+    let opened = opened.unwrap_or_else(|| std::fs::File::open(body_file(&dev, part, &hash, &rec)));
+    let mut file = match opened {
         Ok(f) => f,
         Err(e) => {
             // A body its record names but that is not there is lost from this copy; any
             // other failure (EACCES, EIO) says nothing about the bytes: the copy stays.
             if e.kind() == std::io::ErrorKind::NotFound {
-                let _ = quarantine(&dev, part, &hash, rec.ts, "body file missing").await;
+                let _ = quarantine(&dev, part, &hash, rec.version(), "body file missing").await;
             } else {
                 dev.io_failed("opening a body for GET", &e);
             }
@@ -400,7 +438,14 @@ async fn send_body(
                         rec.name, dev.name
                     ))))
                     .await;
-                let _ = quarantine(&dev, part, &hash, rec.ts, "a block fails its CRC on GET").await;
+                let _ = quarantine(
+                    &dev,
+                    part,
+                    &hash,
+                    rec.version(),
+                    "a block fails its CRC on GET",
+                )
+                .await;
                 return;
             }
         };
@@ -473,7 +518,7 @@ impl Object for ObjectService {
         let req = req.into_inner();
         let loc = Loc::new(&self.node, req.target)?;
         loc.dev.check_present()?;
-        let rec = loc.load()?;
+        let (rec, opened) = loc.open_current(!req.head_only)?;
         let (tx, rx) = mpsc::channel(4);
         let meta = rec.as_ref().map_or_else(pb::ObjectMeta::default, to_meta);
         let _ = tx
@@ -493,6 +538,7 @@ impl Object for ObjectService {
                     loc.part,
                     loc.hash,
                     rec,
+                    opened,
                     start,
                     end,
                     tx,

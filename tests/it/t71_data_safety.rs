@@ -639,3 +639,133 @@ async fn a_node_that_mistakes_its_address_refuses_to_start() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "still here");
 }
+
+/// A second proxy of the same cluster, on a port the OS picks; killed on drop.
+struct SecondProxy {
+    child: std::process::Child,
+    url: String,
+}
+
+impl SecondProxy {
+    fn start(c: &TestCluster) -> Self {
+        use std::io::BufRead;
+        let dir = c.dir.join("proxy");
+        let bin = STRATUS.parent().unwrap().join("stratus-proxy");
+        let mut child = Command::new(bin)
+            .arg("--config")
+            .arg(dir.join("proxy.toml"))
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(c.dir.join("proxy2.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        loop {
+            let line = rx
+                .recv_timeout(WAIT)
+                .expect("the second proxy says where it listens");
+            if let Some(url) = line.strip_prefix("stratus-proxy listening on ") {
+                return Self {
+                    child,
+                    url: url.trim().to_string(),
+                };
+            }
+        }
+    }
+}
+
+impl Drop for SecondProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two proxies of one cluster, many concurrent PUTs of one name with different bodies
+/// (timestamps can collide across proxies): no 201 is ever followed by a 404 or 503,
+/// what is read is one of the bodies written, and the replicas converge on one version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_proxies_never_lose_an_acknowledged_object() {
+    let c = TestCluster::start(3, 1);
+    let s = c.tester().await;
+    assert_eq!(
+        s.req(reqwest::Method::PUT, "c")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let second = SecondProxy::start(&c);
+    let mut other = s.clone();
+    other.url = s.url.replacen(&c.proxy, &second.url, 1);
+    let body = |i: usize| random_bytes(70_000 + i, i as u64 + 100);
+    let log = c.dir.join("proxy/log");
+    let work = (0..16).map(|w| {
+        let s = if w % 2 == 0 { s.clone() } else { other.clone() };
+        let log = log.clone();
+        async move {
+            let mut codes = Vec::new();
+            for k in 0..20 {
+                let i = w * 20 + k;
+                let code = s.put("c/contested", body(i)).await.status().as_u16();
+                codes.push((i, code));
+                // Read back after every acknowledged write: never 404 or 503.
+                if code == 201 {
+                    let r = s.get("c/contested").await.status().as_u16();
+                    if r != 200 {
+                        let text = std::fs::read_to_string(&log).unwrap_or_default()
+                            + &std::fs::read_to_string(log.with_file_name("../proxy2.log"))
+                                .unwrap_or_default();
+                        let why: Vec<&str> = text
+                            .lines()
+                            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                            .collect();
+                        panic!("GET after a 201 (write {i}) got {r}; proxy log: {why:#?}");
+                    }
+                }
+            }
+            codes
+        }
+    });
+    let codes: Vec<(usize, u16)> = futures::future::join_all(work)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let odd: Vec<_> = codes.iter().filter(|c| c.1 != 201 && c.1 != 202).collect();
+    assert!(odd.is_empty(), "PUTs answered other than 201/202: {odd:?}");
+    let written: Vec<Vec<u8>> = (0..320).map(body).collect();
+    let r = s.get("c/contested").await;
+    assert_eq!(r.status(), 200);
+    let got = r.bytes().await.unwrap().to_vec();
+    assert!(
+        written.contains(&got),
+        "the object is one of the bodies written"
+    );
+    // Every replica ends up with the same version.
+    let rs = replicas(&c, "/AUTH_test/c/contested");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut seen = Vec::new();
+        for r in &rs {
+            seen.push(get_from(&c, r, "contested").await);
+        }
+        if seen.iter().all(|g| g.is_some() && *g == seen[0]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not converge in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -167,12 +167,36 @@ impl BodyStream {
     }
 }
 
-/// Reads an object: primaries first (the newest timestamp wins), then handoffs.
+/// Why a fetch found no replica to read the chosen version's body from.
+const NO_BODY: &str = "no replica could serve the object body";
+
+/// Reads an object: primaries first (the newest version wins), then handoffs. If every
+/// replica of the chosen version was overwritten before its body could be read (writes
+/// racing the read), the read starts over, twice at most: a newer version is there.
 pub async fn fetch(
     p: &Proxy,
     path: &ObjPath,
     h: &HeaderMap,
     head_only: bool,
+) -> SwiftResult<Found> {
+    for attempt in 0..3 {
+        // A retry asks every primary for the body straight away: a node holds the file
+        // of the version it answers with open, so whichever answer is newest can be read
+        // even if writes replace it meanwhile.
+        match fetch_once(p, path, h, head_only, attempt > 0).await {
+            Err(e) if e.body == NO_BODY => continue,
+            r => return r,
+        }
+    }
+    Err(unavailable(NO_BODY))
+}
+
+async fn fetch_once(
+    p: &Proxy,
+    path: &ObjPath,
+    h: &HeaderMap,
+    head_only: bool,
+    body_from_all: bool,
 ) -> SwiftResult<Found> {
     let place = path.place(p)?;
     let target = path.target(&place);
@@ -181,11 +205,10 @@ pub async fn fetch(
     // The first primary is asked for the body straight away (unless the range needs the
     // size first); the others only for metadata, to find the newest version.
     let speculate = !head_only && (spec.is_none() || hint.is_some());
-    let calls = place
-        .primaries
-        .iter()
-        .enumerate()
-        .map(|(i, d)| timed(open_get(p, d, &target, !(speculate && i == 0), hint)));
+    let calls = place.primaries.iter().enumerate().map(|(i, d)| {
+        let body = speculate && (i == 0 || body_from_all);
+        timed(open_get(p, d, &target, !body, hint))
+    });
     let mut answers: Vec<(Device, pb::ObjectMeta, Option<Streaming<pb::GetMsg>>, bool)> =
         Vec::new();
     let mut missing = 0;
@@ -201,9 +224,12 @@ pub async fn fetch(
     {
         let r = r.unwrap_or_else(|| Err(abandoned()));
         match r {
-            Ok((m, s)) if m.found => {
-                answers.push((place.primaries[i].clone(), m, Some(s), speculate && i == 0))
-            }
+            Ok((m, s)) if m.found => answers.push((
+                place.primaries[i].clone(),
+                m,
+                Some(s),
+                speculate && (i == 0 || body_from_all),
+            )),
             Ok(_) => missing += 1,
             Err(e) => {
                 tracing::info!(node = %place.primaries[i].node, error = %e.message(), "primary failed for GET");
@@ -332,7 +358,7 @@ pub async fn fetch(
             }
         }
     }
-    Err(unavailable("no replica could serve the object body"))
+    Err(SwiftError::new(StatusCode::SERVICE_UNAVAILABLE, NO_BODY))
 }
 
 /// Sets an object's headers on an answer (system metadata stays inside).

@@ -147,7 +147,8 @@ impl<'a> Pusher<'a> {
             }
             if let Some(body) = &rec.inline {
                 if blake3::hash(body).as_bytes() != &rec.blake3 {
-                    let _ = quarantine(dev, part, &nh, rec.ts, "inline body fails BLAKE3").await;
+                    let _ =
+                        quarantine(dev, part, &nh, rec.version(), "inline body fails BLAKE3").await;
                     continue;
                 }
             }
@@ -167,7 +168,8 @@ impl<'a> Pusher<'a> {
                 Ok(f) => f,
                 Err(e) => {
                     if e.kind() == std::io::ErrorKind::NotFound {
-                        let _ = quarantine(dev, part, &nh, rec.ts, "body file missing").await;
+                        let _ =
+                            quarantine(dev, part, &nh, rec.version(), "body file missing").await;
                     } else {
                         dev.io_failed("reading a body to push", &e);
                     }
@@ -180,7 +182,8 @@ impl<'a> Pusher<'a> {
                 let buf = match read {
                     Ok(buf) => buf,
                     Err(BlockError::Checksum) => {
-                        let _ = quarantine(dev, part, &nh, rec.ts, "block fails its CRC").await;
+                        let _ =
+                            quarantine(dev, part, &nh, rec.version(), "block fails its CRC").await;
                         // Ending the stream mid-body makes the receiver drop the partial
                         // copy.
                         return Err(Status::data_loss(format!(
