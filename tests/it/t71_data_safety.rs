@@ -661,8 +661,13 @@ impl SecondProxy {
             .stderr(std::fs::File::create(c.dir.join("proxy2.log")).unwrap())
             .spawn()
             .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
         let out = child.stdout.take().unwrap();
+        // Killed on drop however the wait below ends.
+        let mut me = Self {
+            child,
+            url: String::new(),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
                 let _ = tx.send(line);
@@ -673,10 +678,8 @@ impl SecondProxy {
                 .recv_timeout(WAIT)
                 .expect("the second proxy says where it listens");
             if let Some(url) = line.strip_prefix("stratus-proxy listening on ") {
-                return Self {
-                    child,
-                    url: url.trim().to_string(),
-                };
+                me.url = url.trim().to_string();
+                return me;
             }
         }
     }
