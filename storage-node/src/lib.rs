@@ -284,6 +284,13 @@ impl StorageServer {
     }
 }
 
+/// Ends the process at a crash point (see the `failpoints` feature): no unwinding, no
+/// destructors, no flushing, as a power cut or `kill -9` would.
+pub fn crash(at: &str) -> ! {
+    eprintln!("crash point {at}: aborting");
+    std::process::abort()
+}
+
 /// Who may call what on a storage node, by the caller's certificate: worker settings
 /// (`Admin`) need `admin`; replication between nodes needs `storage` (or `admin`, for
 /// `stratus` health checks); objects, databases and volume chunks are for the proxy, other

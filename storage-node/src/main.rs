@@ -44,6 +44,14 @@ async fn main() -> anyhow::Result<()> {
     stratus_client::service::init_tracing("info");
     let a: Args = stratus_client::service::config::parse();
     a.tls.install()?;
+    // Crash points named in FAILPOINTS (only in builds with the `failpoints` feature).
+    let _crash_points = fail::FailScenario::setup();
+    if cfg!(feature = "failpoints") {
+        tracing::warn!(
+            "built with crash points (FAILPOINTS={:?}): for tests only",
+            std::env::var("FAILPOINTS").unwrap_or_default()
+        );
+    }
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("binding {}", a.listen))?;

@@ -159,6 +159,9 @@ impl Loc {
             self.dev.batch_put(&mut batch, CF_PENDING, k, &p.encode());
         }
         write_sync(&self.dev, batch).await?;
+        fail::fail_point!("put-after-record-commit", |_| crate::crash(
+            "put-after-record-commit"
+        ));
         self.dev
             .hashes
             .invalidate(Space::Object, self.part, suffix_of(&self.hash));
@@ -172,6 +175,9 @@ impl Loc {
         let (Some(p), Some(k)) = (pending, pkey) else {
             return Ok(true);
         };
+        fail::fail_point!("put-before-container-update", |_| crate::crash(
+            "put-before-container-update"
+        ));
         match send_container_update(node, &p, SYNC_UPDATE_TIMEOUT).await {
             Ok(()) => {
                 let mut b = WriteBatch::default();
@@ -299,6 +305,9 @@ async fn receive(
     if let Some(f) = body.as_mut() {
         f.sync().await.map_err(|e| io_status(&loc.dev, e))?;
     }
+    fail::fail_point!("put-after-body-fsync", |_| crate::crash(
+        "put-after-body-fsync"
+    ));
     let guard = loc.dev.lock_for(&loc.key).lock().await;
     let old = loc.load()?;
     match rec.order(old.as_ref()) {
@@ -313,6 +322,7 @@ async fn receive(
     if let Some(f) = body {
         let dest = body_file(&loc.dev, loc.part, &loc.hash, &rec);
         f.install(dest).await.map_err(|e| io_status(&loc.dev, e))?;
+        fail::fail_point!("put-after-rename", |_| crate::crash("put-after-rename"));
     }
     loc.commit(&node, &rec, old.as_ref(), true, guard).await
 }
