@@ -27,7 +27,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use md5::{Digest, Md5};
 use serde::Deserialize;
-use stratus_proto::storage as pb;
 
 use crate::acl::Identity;
 use crate::error::{bad_request, conflict, status_line, SwiftError, SwiftResult};
@@ -40,9 +39,7 @@ use crate::ops::manifest::{
 };
 use crate::ops::object::{self, body_error, ByteStream, ObjPath, STORED_HEADERS};
 use crate::ops::report::{render, Report};
-use crate::ops::segments::{
-    clip, open_piece, read_body, resolve, segments_of, stream_pieces, Piece,
-};
+use crate::ops::segments::{first_piece, read_body, resolve, segments_of, stream_pieces, Large};
 use crate::ops::store::{client_put_header, created, store};
 use crate::ops::{quota, versions};
 use crate::proxy::Proxy;
@@ -65,15 +62,18 @@ fn slo_etag(entries: &[Entry]) -> String {
     hex::encode(md5.finalize())
 }
 
-/// Answers a GET/HEAD of a large object of `size` bytes made of `pieces`.
+/// Answers a GET/HEAD of large object `l` at `path`.
 async fn respond(
     p: &Arc<Proxy>,
-    manifest: &pb::ObjectMeta,
-    etag: &str,
-    size: u64,
-    pieces: Option<Vec<Piece>>,
+    who: &Identity,
+    path: &ObjPath,
+    l: Large,
+    head: bool,
     h: &HeaderMap,
 ) -> SwiftResult<Response> {
+    let (manifest, etag, size) = (&l.manifest, l.etag.as_str(), l.size);
+    // A DLO HEAD lists its segments for the size and ETag, but reads none.
+    let segments = l.segments.filter(|_| !head);
     let ts = manifest.meta_ts.max(manifest.ts);
     let quoted = format!("\"{etag}\"");
     let mut r = Response::new(Body::empty());
@@ -87,7 +87,7 @@ async fn respond(
         return Ok(r);
     }
     let range = match range_spec(h) {
-        Some(s) if pieces.is_some() => Some(s.resolve(size)?),
+        Some(s) if segments.is_some() => Some(s.resolve(size)?),
         _ => None,
     };
     let (lo, hi) = range.map_or((0, size), |b| (b.start, b.end));
@@ -99,19 +99,15 @@ async fn respond(
             r.headers_mut().insert("content-range", v);
         }
     }
-    let Some(pieces) = pieces else {
+    let Some(segments) = segments else {
         return Ok(r);
     };
-    let mut pieces = clip(pieces, lo, hi)
-        .into_iter()
-        .filter(|x| x.end > x.start)
-        .collect::<Vec<_>>();
-    if pieces.is_empty() {
+    // Only the segments (and nested manifests) the range reaches are ever fetched.
+    let mut src = segments.within(p, who, &path.account, h, lo, hi);
+    let Some(first) = first_piece(p, &mut src).await? else {
         return Ok(r);
-    }
-    let rest = pieces.split_off(1);
-    let first = open_piece(p, &pieces[0]).await?;
-    let body = stream_pieces(p.clone(), first, rest);
+    };
+    let body = stream_pieces(p.clone(), first, src);
     *r.body_mut() = Body::from_stream(body.map(|x| x.map_err(|e| std::io::Error::other(e.body))));
     Ok(r)
 }
@@ -139,11 +135,7 @@ pub async fn get(
     // A plain object's GET streams at once; a manifest is read whole first.
     let found = fetch(p, path, h, head).await?;
     match resolve(p, who, path, found, h, head).await? {
-        Ok(l) => {
-            // A DLO HEAD lists its segments for the size and ETag, but reads none.
-            let pieces = l.pieces.filter(|_| !head);
-            respond(p, &l.manifest, &l.etag, l.size, pieces, h).await
-        }
+        Ok(l) => respond(p, who, path, l, head, h).await,
         Err(found) => fetch::respond(found, h),
     }
 }

@@ -1,6 +1,11 @@
 //! Reading a large object: a DLO's segments listed at request time, an SLO's read from its
-//! manifest (nested ones expanded), each segment opened with the requester's rights and
-//! streamed one after another, the next opened while the current one streams.
+//! manifest, each segment opened with the requester's rights and streamed one after
+//! another, the next opened while the current one streams.
+//!
+//! An SLO's nested manifests are resolved lazily ([`SloCursor`]): only those the requested
+//! range reaches are fetched, one at a time as the body streams, so a request holds at most
+//! one manifest per nesting level (at most [`MAX_NESTING`] deep) and fetches at most
+//! [`MAX_MANIFESTS_PER_REQUEST`] of them, whatever the tree's size.
 //!
 //! A segment that has gone or changed (its ETag no longer the manifest's) fails the read
 //! with 409 before the first byte, or cuts the body short after. A server-side copy of a
@@ -53,56 +58,178 @@ pub async fn read_body(found: Found, limit: usize) -> SwiftResult<Vec<u8>> {
     Ok(out)
 }
 
-/// The pieces an SLO's entries stand for, nested manifests expanded.
-fn expand<'a>(
-    p: &'a Proxy,
-    who: &'a Identity,
-    account: &'a str,
-    entries: Vec<Entry>,
-    depth: usize,
-    h: &'a HeaderMap,
-) -> futures::future::BoxFuture<'a, SwiftResult<Vec<Piece>>> {
-    Box::pin(async move {
-        if depth > MAX_NESTING {
-            return Err(conflict("Max recursion depth exceeded on large object"));
+/// Most nested manifests one request may fetch.
+pub const MAX_MANIFESTS_PER_REQUEST: usize = 10_000;
+
+/// One level of an SLO being walked: its remaining entries, the window `[lo, hi)` wanted
+/// of it (in its own bytes) and the offset of the next entry.
+struct Frame {
+    entries: std::vec::IntoIter<Entry>,
+    lo: u64,
+    hi: u64,
+    at: u64,
+}
+
+/// The pieces of an SLO within a byte window, resolved as they are needed.
+pub struct SloCursor {
+    p: Arc<Proxy>,
+    who: Identity,
+    account: String,
+    h: HeaderMap,
+    stack: Vec<Frame>,
+    fetched: usize,
+}
+
+impl SloCursor {
+    /// The pieces of the SLO with top-level `entries` within `[lo, hi)`.
+    pub fn new(
+        p: Arc<Proxy>,
+        who: Identity,
+        account: String,
+        h: HeaderMap,
+        entries: Vec<Entry>,
+        lo: u64,
+        hi: u64,
+    ) -> Self {
+        Self {
+            p,
+            who,
+            account,
+            h,
+            stack: vec![Frame {
+                entries: entries.into_iter(),
+                lo,
+                hi,
+                at: 0,
+            }],
+            fetched: 0,
         }
-        let mut out = Vec::new();
-        for e in entries {
-            let path = entry_path(account, &e.name)
-                .ok_or_else(|| conflict(format!("invalid segment name {}", e.name)))?;
-            p.access(who, true, account, Some(&path.container), true, h)
-                .await?;
-            if e.sub_slo {
-                let found = fetch(p, &path, &HeaderMap::new(), false)
-                    .await
-                    .map_err(|_| conflict(format!("Object segment {} is missing", e.name)))?;
-                let inner: Vec<Entry> =
-                    serde_json::from_slice(&read_body(found, MAX_MANIFEST_SIZE).await?)
-                        .map_err(|_| conflict(format!("bad nested manifest {}", e.name)))?;
-                let pieces = expand(p, who, account, inner, depth + 1, h).await?;
-                let (lo, hi) = match &e.range {
-                    Some(r) => segment_range(r, pieces.iter().map(|x| x.end - x.start).sum())
-                        .ok_or_else(|| conflict("bad range in manifest"))?,
-                    None => (0, u64::MAX),
+    }
+
+    /// The next piece, fetching a nested manifest first if the window enters one.
+    pub async fn next(&mut self) -> Option<SwiftResult<Piece>> {
+        loop {
+            let depth = self.stack.len();
+            let (e, from, to) = {
+                let f = self.stack.last_mut()?;
+                if f.at >= f.hi {
+                    self.stack.pop();
+                    continue;
+                }
+                let Some(e) = f.entries.next() else {
+                    self.stack.pop();
+                    continue;
                 };
-                out.extend(clip(pieces, lo, hi));
-                continue;
-            }
-            let (start, end) = match &e.range {
-                Some(r) => segment_range(r, u64::MAX)
-                    .map(|(s, _)| (s, s + e.bytes))
-                    .ok_or_else(|| conflict("bad range in manifest"))?,
-                None => (0, e.bytes),
+                let (a, b) = (f.at, f.at.saturating_add(e.bytes));
+                f.at = b;
+                if b <= f.lo || a >= f.hi || e.bytes == 0 {
+                    continue;
+                }
+                let (from, to) = (f.lo.saturating_sub(a), e.bytes.min(f.hi - a));
+                (e, from, to)
             };
-            out.push(Piece {
-                path,
-                start,
-                end,
-                etag: Some(e.hash),
+            let Some(path) = entry_path(&self.account, &e.name) else {
+                return Some(Err(conflict(format!("invalid segment name {}", e.name))));
+            };
+            if let Err(err) = self
+                .p
+                .access(
+                    &self.who,
+                    true,
+                    &self.account,
+                    Some(&path.container),
+                    true,
+                    &self.h,
+                )
+                .await
+            {
+                return Some(Err(err));
+            }
+            if !e.sub_slo {
+                let start = match &e.range {
+                    Some(r) => match segment_range(r, u64::MAX) {
+                        Some((s, _)) => s,
+                        None => return Some(Err(conflict("bad range in manifest"))),
+                    },
+                    None => 0,
+                };
+                return Some(Ok(Piece {
+                    path,
+                    start: start + from,
+                    end: start + to,
+                    etag: Some(e.hash),
+                }));
+            }
+            if depth > MAX_NESTING {
+                return Some(Err(conflict(
+                    "Max recursion depth exceeded on large object",
+                )));
+            }
+            self.fetched += 1;
+            if self.fetched > MAX_MANIFESTS_PER_REQUEST {
+                return Some(Err(conflict(format!(
+                    "more than {MAX_MANIFESTS_PER_REQUEST} nested manifests in one request"
+                ))));
+            }
+            let found = match fetch(&self.p, &path, &HeaderMap::new(), false).await {
+                Ok(f) => f,
+                Err(_) => {
+                    return Some(Err(conflict(format!(
+                        "Object segment {} is missing",
+                        e.name
+                    ))))
+                }
+            };
+            let total: u64 = meta_value(&found.meta.meta, SLO_SIZE)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(found.meta.size);
+            let start = match &e.range {
+                Some(r) => match segment_range(r, total) {
+                    Some((s, _)) => s,
+                    None => return Some(Err(conflict("bad range in manifest"))),
+                },
+                None => 0,
+            };
+            let raw = match read_body(found, MAX_MANIFEST_SIZE).await {
+                Ok(r) => r,
+                Err(err) => return Some(Err(err)),
+            };
+            let inner: Vec<Entry> = match serde_json::from_slice(&raw) {
+                Ok(v) => v,
+                Err(_) => return Some(Err(conflict(format!("bad nested manifest {}", e.name)))),
+            };
+            self.stack.push(Frame {
+                entries: inner.into_iter(),
+                lo: start + from,
+                hi: start + to,
+                at: 0,
             });
         }
-        Ok(out)
-    })
+    }
+}
+
+/// Where the pieces of a large object come from.
+pub enum PieceSource {
+    /// A DLO's segments (listed already).
+    Listed(std::vec::IntoIter<Piece>),
+    /// An SLO's, resolved as the body streams.
+    Slo(Box<SloCursor>),
+}
+
+impl PieceSource {
+    /// The next piece with bytes in it.
+    pub async fn next(&mut self) -> Option<SwiftResult<Piece>> {
+        loop {
+            let x = match self {
+                PieceSource::Listed(it) => it.next().map(Ok),
+                PieceSource::Slo(c) => c.next().await,
+            };
+            match x {
+                Some(Ok(x)) if x.end <= x.start => continue,
+                other => return other,
+            }
+        }
+    }
 }
 
 /// The part of `pieces` (laid end to end) within `[lo, hi)`.
@@ -151,29 +278,36 @@ pub async fn open_piece(p: &Proxy, x: &Piece) -> SwiftResult<ByteStream> {
         .unwrap_or_else(|| Box::pin(futures::stream::empty())))
 }
 
-/// Streams the pieces in order; the first is already open. While one piece streams, the
-/// next is being opened, so a segment boundary costs no round trip.
-pub fn stream_pieces(p: Arc<Proxy>, first: ByteStream, rest: Vec<Piece>) -> ByteStream {
-    type Opening = tokio::task::JoinHandle<(Piece, SwiftResult<ByteStream>)>;
-    fn open_next(p: &Arc<Proxy>, it: &mut std::vec::IntoIter<Piece>) -> Option<Opening> {
-        let x = it.next()?;
+/// Streams a large object's pieces in order. While one piece streams, the next is being
+/// found and opened, so a segment boundary costs no round trip. Before answering, the
+/// first piece is opened ([`first_piece`]).
+pub fn stream_pieces(p: Arc<Proxy>, first: ByteStream, rest: PieceSource) -> ByteStream {
+    type Opening = tokio::task::JoinHandle<(PieceSource, Option<SwiftResult<ByteStream>>)>;
+    fn open_next(p: &Arc<Proxy>, mut src: PieceSource) -> Opening {
         let p = p.clone();
-        Some(tokio::spawn(async move {
-            let r = open_piece(&p, &x).await;
-            (x, r)
-        }))
+        tokio::spawn(async move {
+            let opened = match src.next().await {
+                None => None,
+                Some(Err(e)) => Some(Err(e)),
+                Some(Ok(x)) => {
+                    let r = open_piece(&p, &x).await;
+                    if let Err(e) = &r {
+                        tracing::error!(segment = %x.path.object, error = %e.body, "large object segment failed mid-body");
+                    }
+                    Some(r)
+                }
+            };
+            (src, opened)
+        })
     }
     struct State {
         p: Arc<Proxy>,
-        rest: std::vec::IntoIter<Piece>,
         cur: Option<ByteStream>,
         next: Option<Opening>,
     }
-    let mut rest = rest.into_iter();
-    let next = open_next(&p, &mut rest);
+    let next = Some(open_next(&p, rest));
     let state = State {
         p,
-        rest,
         cur: Some(first),
         next,
     };
@@ -185,30 +319,70 @@ pub fn stream_pieces(p: Arc<Proxy>, first: ByteStream, rest: Vec<Piece>) -> Byte
                     Some(Err(e)) => {
                         st.cur = None;
                         st.next = None;
-                        st.rest = Vec::new().into_iter();
                         return Some((Err(e), st));
                     }
                     None => st.cur = None,
                 }
             }
             let opening = st.next.take()?;
-            let (x, opened) = match opening.await {
+            let (src, opened) = match opening.await {
                 Ok(r) => r,
                 Err(e) => return Some((Err(conflict(format!("segment task failed: {e}"))), st)),
             };
             match opened {
-                Ok(s) => {
+                None => return None,
+                Some(Ok(s)) => {
                     st.cur = Some(s);
-                    st.next = open_next(&st.p, &mut st.rest);
+                    st.next = Some(open_next(&st.p, src));
                 }
-                Err(e) => {
-                    tracing::error!(segment = %x.path.object, error = %e.body, "large object segment failed mid-body");
-                    st.rest = Vec::new().into_iter();
-                    return Some((Err(e), st));
-                }
+                Some(Err(e)) => return Some((Err(e), st)),
             }
         }
     }))
+}
+
+/// Opens the first piece of `src` (a 409 for a missing or changed segment is still an
+/// answer, before any byte is sent); `None` if it has no bytes at all.
+pub async fn first_piece(p: &Proxy, src: &mut PieceSource) -> SwiftResult<Option<ByteStream>> {
+    match src.next().await {
+        None => Ok(None),
+        Some(Err(e)) => Err(e),
+        Some(Ok(x)) => Ok(Some(open_piece(p, &x).await?)),
+    }
+}
+
+/// A large object's segments, before a range picks some.
+pub enum Segments {
+    /// A DLO's, listed.
+    Listed(Vec<Piece>),
+    /// An SLO's top-level manifest entries.
+    Slo(Vec<Entry>),
+}
+
+impl Segments {
+    /// The pieces within `[lo, hi)`, found as they are needed.
+    pub fn within(
+        self,
+        p: &Arc<Proxy>,
+        who: &Identity,
+        account: &str,
+        h: &HeaderMap,
+        lo: u64,
+        hi: u64,
+    ) -> PieceSource {
+        match self {
+            Segments::Listed(v) => PieceSource::Listed(clip(v, lo, hi).into_iter()),
+            Segments::Slo(entries) => PieceSource::Slo(Box::new(SloCursor::new(
+                p.clone(),
+                who.clone(),
+                account.to_string(),
+                h.clone(),
+                entries,
+                lo,
+                hi,
+            ))),
+        }
+    }
 }
 
 /// A large object, resolved from its manifest.
@@ -219,8 +393,8 @@ pub struct Large {
     pub etag: String,
     /// The large object's size.
     pub size: u64,
-    /// The segments' bytes in order (not read for a HEAD of an SLO).
-    pub pieces: Option<Vec<Piece>>,
+    /// Its segments (not read for a HEAD of an SLO).
+    pub segments: Option<Segments>,
 }
 
 /// What `found` stands for: a large object, or (given back) a plain one.
@@ -265,7 +439,7 @@ pub async fn resolve(
             manifest: found.meta,
             etag: hex::encode(md5.finalize()),
             size,
-            pieces: Some(pieces),
+            segments: Some(Segments::Listed(pieces)),
         }));
     }
     if !is_slo(&found.meta) {
@@ -278,19 +452,19 @@ pub async fn resolve(
     let size: u64 = meta_value(&manifest.meta, SLO_SIZE)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let pieces = if head {
+    let segments = if head {
         None
     } else {
         let entries: Vec<Entry> =
             serde_json::from_slice(&read_body(found, MAX_MANIFEST_SIZE).await?)
                 .map_err(|_| conflict("stored manifest is not valid JSON"))?;
-        Some(expand(p, who, &path.account, entries, 0, h).await?)
+        Some(Segments::Slo(entries))
     };
     Ok(Ok(Large {
         manifest,
         etag,
         size,
-        pieces,
+        segments,
     }))
 }
 
@@ -307,18 +481,14 @@ pub async fn assembled(
         Ok(l) => l,
         Err(found) => return Ok(Err(found)),
     };
-    let mut pieces: Vec<Piece> = l
-        .pieces
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|x| x.end > x.start)
-        .collect();
-    if pieces.is_empty() {
+    let Some(segments) = l.segments else {
         return Ok(Ok((0, Box::pin(futures::stream::empty()))));
-    }
-    let rest = pieces.split_off(1);
-    let first = open_piece(p, &pieces[0]).await?;
-    Ok(Ok((l.size, stream_pieces(p.clone(), first, rest))))
+    };
+    let mut src = segments.within(p, who, &path.account, h, 0, l.size);
+    let Some(first) = first_piece(p, &mut src).await? else {
+        return Ok(Ok((0, Box::pin(futures::stream::empty()))));
+    };
+    Ok(Ok((l.size, stream_pieces(p.clone(), first, src))))
 }
 
 /// Every object an SLO is made of (nested manifests and their segments included), leaves
