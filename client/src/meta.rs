@@ -294,19 +294,46 @@ impl MetaClient {
         .await
     }
 
-    /// Every key starting with `prefix` (linearizable), at most `limit` (0 = server default).
+    /// Every key starting with `prefix` (linearizable), at most `limit`; with 0, every
+    /// key: the server answers a page at a time (`DEFAULT_RANGE_LIMIT` keys), and the
+    /// following pages are read at the first page's revision, so the whole is one
+    /// consistent view.
     pub async fn range_prefix(
         &self,
         prefix: impl Into<Vec<u8>>,
         limit: i64,
     ) -> Result<pb::RangeResponse, ClientError> {
-        self.range(pb::RangeRequest {
-            key: prefix.into(),
-            prefix: true,
-            limit,
-            ..Default::default()
-        })
-        .await
+        let prefix = prefix.into();
+        let mut all = self
+            .range(pb::RangeRequest {
+                key: prefix.clone(),
+                prefix: true,
+                limit,
+                ..Default::default()
+            })
+            .await?;
+        if limit != 0 {
+            return Ok(all);
+        }
+        let revision = all.header.as_ref().map_or(0, |h| h.revision);
+        let end = prefix_end(&prefix);
+        while all.more {
+            let Some(mut after) = all.kvs.last().map(|kv| kv.key.clone()) else {
+                break;
+            };
+            after.push(0);
+            let page = self
+                .range(pb::RangeRequest {
+                    key: after,
+                    range_end: end.clone(),
+                    revision,
+                    ..Default::default()
+                })
+                .await?;
+            all.more = page.more && !page.kvs.is_empty();
+            all.kvs.extend(page.kvs);
+        }
+        Ok(all)
     }
 
     /// Range with every option.
@@ -519,4 +546,16 @@ pub async fn probe(addr: &str) -> Result<pb::StatusResponse, Status> {
         .map_err(|e| Status::invalid_argument(format!("bad address {addr:?}: {e}")))?;
     let mut c = Grpc::new(ch);
     Ok(c.status(pb::StatusRequest {}).await?.into_inner())
+}
+
+/// The end of the range of keys starting with `prefix` (`[0]`: to the end of the keys).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
 }

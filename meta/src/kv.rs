@@ -495,13 +495,21 @@ pub fn apply_txn(state: &dyn KvRead, txn: &Txn, revision: i64) -> Applied {
 }
 
 /// Shape a list of key-values as the answer to `q`.
-pub fn range_result(mut kvs: Vec<KeyValue>, q: &RangeQuery) -> OpResult {
-    let count = kvs.len() as i64;
-    let more = q.limit > 0 && kvs.len() > q.limit;
+pub fn range_result(kvs: Vec<KeyValue>, q: &RangeQuery) -> OpResult {
+    let total = kvs.len();
+    range_page(kvs, q, q.limit, total)
+}
+
+/// The answer to `q` from the first keys of its range (`kvs`, at least `limit + 1` of
+/// them if there are more) and how many keys the range holds in all (`total`): at most
+/// `limit` keys (0 = all), `more` if the range holds more.
+pub fn range_page(mut kvs: Vec<KeyValue>, q: &RangeQuery, limit: usize, total: usize) -> OpResult {
+    let count = total as i64;
+    let more = limit > 0 && total > limit;
     if q.count_only {
         kvs.clear();
-    } else if q.limit > 0 {
-        kvs.truncate(q.limit);
+    } else if limit > 0 {
+        kvs.truncate(limit);
     }
     if q.keys_only {
         for kv in &mut kvs {

@@ -193,7 +193,7 @@ impl KvRead for Pending<'_> {
             return self.get(&range.start).into_iter().collect();
         }
         let base = self
-            .note(scan(self.db, None, range, usize::MAX))
+            .note(scan(self.db, None, range, usize::MAX).map(|(kvs, _)| kvs))
             .unwrap_or_default();
         let mut written = self
             .kv
@@ -215,22 +215,33 @@ impl KvRead for Pending<'_> {
     }
 }
 
-/// Live keys of `range`, in order, at most `max`.
+/// Live keys of `range`, in order, at most `max` of them decoded, and how many there are
+/// in all (counting goes on past `max` without decoding). A row that does not decode is
+/// an error, never a key read as absent on this replica only.
 fn scan(
     db: &DB,
     snap: Option<&rocksdb::Snapshot>,
     range: &KeyRange,
     max: usize,
-) -> Result<Vec<KeyValue>, rocksdb::Error> {
+) -> Result<(Vec<KeyValue>, usize), ReadError> {
+    let undecodable = |k: &[u8], e: bincode::Error| {
+        tracing::error!(key = %String::from_utf8_lossy(k), error = %e, "stored row does not decode");
+        ReadError::Storage(format!(
+            "stored row {:?} does not decode: {e}",
+            String::from_utf8_lossy(k)
+        ))
+    };
     if range.end == RangeEnd::Single {
         let raw = match snap {
             Some(s) => s.get_cf(cf(db, CF_KV), &range.start)?,
             None => db.get_cf(cf(db, CF_KV), &range.start)?,
         };
-        return Ok(raw
-            .and_then(|b| bincode::deserialize(&b).ok())
-            .into_iter()
-            .collect());
+        let kv: Option<KeyValue> = match raw {
+            Some(b) => Some(bincode::deserialize(&b).map_err(|e| undecodable(&range.start, e))?),
+            None => None,
+        };
+        let n = usize::from(kv.is_some());
+        return Ok((kv.into_iter().take(max).collect(), n));
     }
     let mut opts = ReadOptions::default();
     if let Some(s) = snap {
@@ -240,20 +251,19 @@ fn scan(
         opts.set_iterate_upper_bound(end.clone());
     }
     let mut out = Vec::new();
+    let mut total = 0;
     for item in db.iterator_cf_opt(
         cf(db, CF_KV),
         opts,
         IteratorMode::From(&range.start, Direction::Forward),
     ) {
-        let (_, v) = item?;
-        if out.len() >= max {
-            break;
-        }
-        if let Ok(kv) = bincode::deserialize(&v) {
-            out.push(kv);
+        let (k, v) = item?;
+        total += 1;
+        if out.len() < max {
+            out.push(bincode::deserialize(&v).map_err(|e| undecodable(&k, e))?);
         }
     }
-    Ok(out)
+    Ok((out, total))
 }
 
 impl StateMachineStore {
@@ -694,8 +704,22 @@ impl SmReader {
                 oldest: compact,
             });
         }
-        let mut kvs = scan(db, Some(&snap), &q.range, usize::MAX)?;
-        if at > 0 && at < current {
+        // A current read decodes only the page it answers (the request's limit, or
+        // DEFAULT_RANGE_LIMIT without one) and counts the rest; a read of an older
+        // revision rebuilds the whole range first.
+        let historic = at > 0 && at < current;
+        let limit = match q.limit {
+            _ if q.count_only => 0,
+            0 => stratus_core::limits::DEFAULT_RANGE_LIMIT,
+            n => n,
+        };
+        let decode = if historic || q.count_only {
+            usize::MAX
+        } else {
+            limit.saturating_add(1)
+        };
+        let (mut kvs, total) = scan(db, Some(&snap), &q.range, decode)?;
+        if historic {
             let mut opts = ReadOptions::default();
             opts.set_snapshot(&snap);
             opts.set_iterate_lower_bound(be(at + 1).to_vec());
@@ -708,7 +732,11 @@ impl SmReader {
             }
             kvs = kv::undo_events(kvs, &q.range, newer);
         }
-        Ok((kv::range_result(kvs, q), if at > 0 { at } else { current }))
+        let total = if historic { kvs.len() } else { total };
+        Ok((
+            kv::range_page(kvs, q, limit, total),
+            if at > 0 { at } else { current },
+        ))
     }
 
     /// Events of revisions `>= from` whose key starts with `prefix`, scanning at most
@@ -797,6 +825,52 @@ mod tests {
             success: vec![put(key, value)],
             ..Default::default()
         }
+    }
+
+    /// A current range read decodes only the page it answers and counts the rest; without
+    /// a limit it answers DEFAULT_RANGE_LIMIT keys with `more`; a row that does not decode
+    /// is an error, not a missing key.
+    #[tokio::test]
+    async fn range_reads_answer_a_page_and_refuse_undecodable_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, mut sm) = super::super::open(&dir.path().join("data")).await.unwrap();
+        let n = stratus_core::limits::DEFAULT_RANGE_LIMIT + 5;
+        let reqs: Vec<Request> = (0..n)
+            .map(|i| Request {
+                id: None,
+                txn: writes(&format!("k/{i:06}"), "v"),
+            })
+            .collect();
+        sm.apply(vec![entry(1, reqs)]).await.unwrap();
+        let reader = sm.reader();
+        let q = |limit| RangeQuery {
+            range: KeyRange::prefix(b"k/".to_vec()),
+            limit,
+            keys_only: false,
+            count_only: false,
+        };
+        let (r, _) = reader.range(&q(3), 0).unwrap();
+        let OpResult::Range { kvs, more, count } = r else {
+            panic!("not a range answer")
+        };
+        assert_eq!(kvs.len(), 3);
+        assert!(more);
+        assert_eq!(count, n as i64);
+        assert_eq!(kvs[2].key, b"k/000002");
+        let (r, _) = reader.range(&q(0), 0).unwrap();
+        let OpResult::Range { kvs, more, count } = r else {
+            panic!("not a range answer")
+        };
+        assert_eq!(kvs.len(), stratus_core::limits::DEFAULT_RANGE_LIMIT);
+        assert!(more);
+        assert_eq!(count, n as i64);
+
+        // A damaged row: the read fails and names it.
+        let db = &sm.shared.db;
+        db.put_cf(super::cf(db, super::CF_KV), b"k/000001", b"\xff\xff")
+            .unwrap();
+        let e = reader.range(&q(3), 0).unwrap_err();
+        assert!(e.to_string().contains("does not decode"), "{e}");
     }
 
     /// A peer's snapshot id names a file: one with `/`, `..` or an absolute path is

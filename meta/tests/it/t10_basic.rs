@@ -85,3 +85,59 @@ async fn writes_through_any_node_and_read_your_writes() {
         assert_eq!(c.status(id).await.unwrap().revision, rev);
     }
 }
+
+/// A range read answers at most DEFAULT_RANGE_LIMIT keys at a time (decoding only that
+/// page); a client asking for every key of a prefix gets them all, in order, in pages read
+/// at one revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_prefixes_are_read_in_pages() {
+    let c = Cluster::start(1, &[]).await;
+    let client = c.client();
+    let n = stratus_core::limits::DEFAULT_RANGE_LIMIT + 100;
+    let keys: Vec<String> = (0..n).map(|i| format!("many/{i:06}")).collect();
+    let txns = keys.chunks(100).map(|chunk| {
+        let client = client.clone();
+        let success = chunk
+            .iter()
+            .map(|k| pb::RequestOp {
+                request: Some(pb::request_op::Request::Put(pb::PutRequest {
+                    key: k.clone().into_bytes(),
+                    value: b"v".to_vec(),
+                    ..Default::default()
+                })),
+            })
+            .collect();
+        async move {
+            client
+                .txn(pb::TxnRequest {
+                    success,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+        }
+    });
+    futures::future::join_all(txns).await;
+    let one_page = client
+        .range(pb::RangeRequest {
+            key: b"many/".to_vec(),
+            prefix: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        one_page.kvs.len(),
+        stratus_core::limits::DEFAULT_RANGE_LIMIT
+    );
+    assert!(one_page.more);
+    assert_eq!(one_page.count, n as i64);
+    let all = client.range_prefix("many/", 0).await.unwrap();
+    assert!(!all.more);
+    let got: Vec<String> = all
+        .kvs
+        .iter()
+        .map(|kv| String::from_utf8(kv.key.clone()).unwrap())
+        .collect();
+    assert_eq!(got, keys);
+}
