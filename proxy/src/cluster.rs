@@ -256,3 +256,42 @@ impl Cluster {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn after(
+        ms: u64,
+        v: Result<u32, u32>,
+    ) -> futures::future::BoxFuture<'static, Result<u32, u32>> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            v
+        })
+    }
+
+    /// A quorum answers: the straggler gets POST_QUORUM more, then is abandoned.
+    #[tokio::test]
+    async fn a_stalled_replica_is_left_behind_once_a_quorum_answered() {
+        let calls = vec![after(10, Ok(1)), after(3_600_000, Ok(2)), after(20, Ok(3))];
+        let got = gather(calls, 2, Result::is_ok).await;
+        assert_eq!(got, vec![Some(Ok(1)), None, Some(Ok(3))]);
+    }
+
+    /// A replica that answers within the grace is still counted.
+    #[tokio::test]
+    async fn a_late_replica_within_the_grace_is_kept() {
+        let calls = vec![after(10, Ok(1)), after(20, Ok(2)), after(100, Ok(3))];
+        let got = gather(calls, 2, Result::is_ok).await;
+        assert_eq!(got, vec![Some(Ok(1)), Some(Ok(2)), Some(Ok(3))]);
+    }
+
+    /// Failures do not make a quorum: every call is waited for.
+    #[tokio::test]
+    async fn without_a_quorum_every_call_is_awaited() {
+        let calls = vec![after(10, Err(1)), after(800, Ok(2)), after(20, Err(3))];
+        let got = gather(calls, 2, Result::is_ok).await;
+        assert_eq!(got, vec![Some(Err(1)), Some(Ok(2)), Some(Err(3))]);
+    }
+}

@@ -150,7 +150,7 @@ pub fn info_json() -> serde_json::Value {
             "max_manifest_size": MAX_MANIFEST_SIZE,
             "min_segment_size": large::MIN_SEGMENT_SIZE,
         },
-        "dlo": {"max_segments": 10000},
+        "dlo": {"max_segments": crate::ops::segments::DLO_MAX_SEGMENTS},
         "tempurl": {
             "methods": tempurl::METHODS,
             "allowed_digests": tempurl::DIGESTS,

@@ -258,12 +258,15 @@ pub async fn list(
     Ok(m.entries)
 }
 
-/// Every object under `prefix`, in name order, reading page after page.
-pub async fn list_all(
+/// The objects under `prefix`, in name order, reading page after page, and stopping once
+/// more than `max` are read (a caller that finds more than `max` knows there are too many,
+/// without holding them all).
+pub async fn list_upto(
     p: &Proxy,
     account: &str,
     container: &str,
     prefix: &str,
+    max: usize,
 ) -> SwiftResult<Vec<pb::ListEntry>> {
     let mut q = ListQuery {
         prefix: prefix.to_string(),
@@ -278,7 +281,7 @@ pub async fn list_all(
             q.marker = last.name.clone();
         }
         out.extend(page);
-        if !full {
+        if !full || out.len() > max {
             return Ok(out);
         }
     }

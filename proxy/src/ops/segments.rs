@@ -23,7 +23,7 @@ use crate::error::{conflict, SwiftResult};
 use crate::headers::meta_value;
 use crate::names::decode;
 use crate::ops::fetch::{fetch, Found};
-use crate::ops::listing::list_all;
+use crate::ops::listing::list_upto;
 use crate::ops::manifest::{
     entry_path, is_manifest, is_slo, segment_range, Entry, DLO_HEADER, MAX_MANIFEST_SIZE,
     MAX_NESTING, SLO_ETAG, SLO_SIZE,
@@ -57,6 +57,9 @@ pub async fn read_body(found: Found, limit: usize) -> SwiftResult<Vec<u8>> {
     }
     Ok(out)
 }
+
+/// Most segments a DLO may have (`/info` advertises it as `dlo.max_segments`).
+pub const DLO_MAX_SEGMENTS: usize = 10_000;
 
 /// Most nested manifests one request may fetch.
 pub const MAX_MANIFESTS_PER_REQUEST: usize = 10_000;
@@ -412,11 +415,17 @@ pub async fn resolve(
             .split_once('/')
             .ok_or_else(|| conflict("bad X-Object-Manifest"))?;
         p.access(who, true, &path.account, Some(c), true, h).await?;
-        let segs = match list_all(p, &path.account, c, prefix).await {
+        // At most the segment count /info advertises: a request never holds more.
+        let segs = match list_upto(p, &path.account, c, prefix, DLO_MAX_SEGMENTS).await {
             Ok(s) => s,
             Err(e) if e.status == StatusCode::NOT_FOUND => Vec::new(),
             Err(e) => return Err(e),
         };
+        if segs.len() > DLO_MAX_SEGMENTS {
+            return Err(conflict(format!(
+                "Dynamic large object has more than {DLO_MAX_SEGMENTS} segments"
+            )));
+        }
         let mut md5 = Md5::new();
         for s in &segs {
             md5.update(&s.etag);
