@@ -41,10 +41,10 @@ struct Args {
     #[arg(long, env = "STRATUS_NODE_TIMEOUT", default_value_t = 10.0)]
     node_timeout: f64,
     /// Seconds a client may take to send its headers or the next piece of its body.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, env = "STRATUS_CLIENT_TIMEOUT", default_value_t = 60.0)]
     client_timeout: f64,
     /// Requests handled at once; more get 503 with Retry-After.
-    #[arg(long, default_value_t = Config::MAX_REQUESTS)]
+    #[arg(long, env = "STRATUS_MAX_REQUESTS", default_value_t = Config::MAX_REQUESTS)]
     max_requests: usize,
     #[command(flatten)]
     tls: stratus_client::tls::TlsArgs,

@@ -999,3 +999,98 @@ async fn a_deep_slo_range_get_stays_small() {
     let r = s.req(reqwest::Method::HEAD, "c/top").send().await.unwrap();
     assert_eq!(r.headers()["content-length"], "1000000");
 }
+
+/// Sends `request` raw to `addr` (optionally shutting our side after it) and returns the
+/// first line of the answer.
+async fn raw_exchange(addr: &str, request: &[u8], half_close: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    if half_close {
+        s.shutdown().await.unwrap();
+    }
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(WAIT, async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&buf)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The public port bounds its clients: one that half-closes after a complete request
+/// still gets its answer (Swift's does), one that stops sending its body gets 408 after
+/// the client timeout, and past the request limit new requests get 503 with Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_port_bounds_slow_and_half_closed_clients() {
+    let c = TestCluster::start_env(
+        1,
+        1,
+        &[],
+        &[
+            ("STRATUS_CLIENT_TIMEOUT", "3"),
+            ("STRATUS_MAX_REQUESTS", "1"),
+        ],
+    );
+    let s = c.tester().await;
+    assert_eq!(
+        s.req(reqwest::Method::PUT, "c")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let addr = c.proxy.trim_start_matches("http://").to_string();
+    let path = s.url.trim_start_matches(&c.proxy).to_string();
+    let put = |name: &str, declared: usize, sent: &str| {
+        format!(
+            "PUT {path}/c/{name} HTTP/1.1\r\nHost: {addr}\r\nX-Auth-Token: {}\r\nContent-Length: {declared}\r\n\r\n{sent}",
+            s.token
+        )
+        .into_bytes()
+    };
+    let line = raw_exchange(&addr, &put("half", 5, "hello"), true).await;
+    assert!(
+        line.starts_with("HTTP/1.1 201"),
+        "half-closed client got {line:?}"
+    );
+    assert_eq!(s.get("c/half").await.text().await.unwrap(), "hello");
+
+    // A client that sends 5 of 100 bytes and waits holds the only request slot...
+    let slow = tokio::spawn({
+        let addr = addr.clone();
+        let req = put("slow", 100, "hello");
+        async move { raw_exchange(&addr, &req, false).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let busy = s.get("c/half").await;
+    assert_eq!(busy.status(), 503, "past the request limit");
+    assert_eq!(busy.headers()["retry-after"], "1");
+    // ...until its body times out: 408, and nothing is stored.
+    let line = slow.await.unwrap();
+    assert!(
+        line.starts_with("HTTP/1.1 408"),
+        "stalled body got {line:?}"
+    );
+    assert_eq!(s.get("c/slow").await.status(), 404);
+    assert_eq!(
+        s.get("c/half").await.status(),
+        200,
+        "the slot is free again"
+    );
+}
