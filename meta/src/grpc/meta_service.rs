@@ -262,10 +262,18 @@ impl Meta for MetaService {
             loop {
                 let current = *revisions.borrow_and_update();
                 while next <= current {
-                    let (batch, scanned) = match reader.events(next, &prefix, 1024) {
-                        Ok(x) => x,
-                        Err(e) => {
+                    // History is read from RocksDB on a blocking thread, never on the
+                    // threads that serve every other call.
+                    let (r2, p2) = (reader.clone(), prefix.clone());
+                    let read = tokio::task::spawn_blocking(move || r2.events(next, &p2, 1024));
+                    let (batch, scanned) = match read.await {
+                        Ok(Ok(x)) => x,
+                        Ok(Err(e)) => {
                             let _ = tx.send(Err(convert::read_error(e))).await;
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(Status::internal(e.to_string()))).await;
                             return;
                         }
                     };
