@@ -13,6 +13,10 @@ run and a table of medians over rounds with the ratio TLS / plain.
     cargo build --release --bins
     python3 benches/tls_cost.py [--rounds 2] [--seconds 15] [--dir /var/tmp/tls-cost]
         [--only 'get 4KiB,put 1MiB,meta']
+
+With `--baseline DIR` (a folder holding another build's `stratus*` binaries) it compares
+that build ("before") with this one ("after") instead, both with TLS: what a change to
+the object path costs.
 """
 
 import argparse
@@ -40,6 +44,9 @@ OBJECT_RUNS = [
 
 WITH_META = True
 
+# mode -> the `stratus` binary it runs (the other services are its siblings).
+BINS = {"plain": STRATUS, "tls": STRATUS, "after": STRATUS}
+
 
 def run(args, env=None, timeout=900):
     r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
@@ -51,15 +58,15 @@ def run(args, env=None, timeout=900):
 def cluster(mode, base):
     d = os.path.join(base, mode)
     shutil.rmtree(d, ignore_errors=True)
-    up = [STRATUS, "dev", "up", "--dir", d]
+    up = [BINS[mode], "dev", "up", "--dir", d]
     if mode == "plain":
         up.append("--insecure")
     run(up)
     return d
 
 
-def down(d):
-    subprocess.run([STRATUS, "dev", "down", "--dir", d], capture_output=True, timeout=120)
+def down(d, mode):
+    subprocess.run([BINS[mode], "dev", "down", "--dir", d], capture_output=True, timeout=120)
     shutil.rmtree(d, ignore_errors=True)
 
 
@@ -94,7 +101,7 @@ def one_mode(mode, base, seconds, rnd):
             secs = seconds * 2 if "64MiB" in name else seconds
             cpu0 = cpu_seconds(d)
             out = run(
-                [STRATUS, "bench", *args, "--concurrency", "16", "--duration", f"{secs}s", "--json"],
+                [BINS[mode], "bench", *args, "--concurrency", "16", "--duration", f"{secs}s", "--json"],
                 env=env,
             )
             cpu1 = cpu_seconds(d)
@@ -115,7 +122,7 @@ def one_mode(mode, base, seconds, rnd):
             return rows
         settle()
         out = run(
-            [STRATUS, "meta", "--dir", d, "--json", "bench", "--concurrency", "64", "--seconds", "10", "--value-size", "256"],
+            [BINS[mode], "meta", "--dir", d, "--json", "bench", "--concurrency", "64", "--seconds", "10", "--value-size", "256"],
             env=env,
         )
         level = json.loads(out)[0]
@@ -128,7 +135,7 @@ def one_mode(mode, base, seconds, rnd):
         print(json.dumps(row), flush=True)
         rows.append(row)
     finally:
-        down(d)
+        down(d, mode)
     return rows
 
 
@@ -138,7 +145,12 @@ def main():
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--dir", default="/var/tmp/tls-cost")
     ap.add_argument("--only", help="comma-separated runs, e.g. 'get 4KiB,put 1MiB,meta'")
+    ap.add_argument("--baseline", help="folder of another build's binaries: compare it with this one")
     a = ap.parse_args()
+    modes = ("plain", "tls")
+    if a.baseline:
+        BINS["before"] = os.path.join(os.path.abspath(a.baseline), "stratus")
+        modes = ("before", "after")
     if not os.path.exists(STRATUS):
         sys.exit("build first: cargo build --release --bins")
     os.makedirs(a.dir, exist_ok=True)
@@ -149,16 +161,17 @@ def main():
         WITH_META = "meta" in keep
     rows = []
     for rnd in range(1, a.rounds + 1):
-        order = ["plain", "tls"] if rnd % 2 else ["tls", "plain"]
+        order = list(modes) if rnd % 2 else list(reversed(modes))
         for mode in order:
             rows += one_mode(mode, a.dir, a.seconds, rnd)
     names = [n for n, _ in OBJECT_RUNS] + (["meta bench c64"] if WITH_META else [])
     print()
-    print("| run | plain ops/s | TLS ops/s | TLS / plain | plain p99 ms | TLS p99 ms | errors | CPU ms/op plain → TLS (proxy, storage) |")
+    a_, b_ = modes
+    print(f"| run | {a_} ops/s | {b_} ops/s | {b_} / {a_} | {a_} p99 ms | {b_} p99 ms | errors | CPU ms/op {a_} → {b_} (proxy, storage) |")
     print("|---|---|---|---|---|---|---|---|")
     for n in names:
         med = {}
-        for mode in ("plain", "tls"):
+        for mode in modes:
             rs = [r for r in rows if r["run"] == n and r["mode"] == mode]
             med[mode] = (
                 statistics.median(r["ops_per_s"] for r in rs),
@@ -166,14 +179,14 @@ def main():
                 if any(r["p99_ms"] is not None for r in rs) else None,
                 sum(r["errors"] for r in rs),
             )
-        (po, pp, pe), (to, tp, te) = med["plain"], med["tls"]
+        (po, pp, pe), (to, tp, te) = med[a_], med[b_]
         fmt = lambda v: "-" if v is None else f"{v:,.1f}"
         cpu = {}
-        for mode in ("plain", "tls"):
+        for mode in modes:
             rs = [r for r in rows if r["run"] == n and r["mode"] == mode and "cpu_ms_per_op" in r]
             cpu[mode] = {k: statistics.median(r["cpu_ms_per_op"][k] for r in rs) for k in ("proxy", "storage")} if rs else None
-        cpu_txt = "-" if not cpu["plain"] else ", ".join(
-            f"{k} {cpu['plain'][k]:.2f} → {cpu['tls'][k]:.2f}" for k in ("proxy", "storage"))
+        cpu_txt = "-" if not cpu[a_] else ", ".join(
+            f"{k} {cpu[a_][k]:.2f} → {cpu[b_][k]:.2f}" for k in ("proxy", "storage"))
         print(f"| {n} | {po:,.1f} | {to:,.1f} | {to / po:.2f}x | {fmt(pp)} | {fmt(tp)} | {pe + te} | {cpu_txt} |")
 
 
