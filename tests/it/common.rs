@@ -248,6 +248,15 @@ impl TestCluster {
             .sum()
     }
 
+    /// The pid of storage node `n`.
+    pub fn storage_pid(&self, n: u32) -> i32 {
+        std::fs::read_to_string(self.dir.join(format!("storage-{n}/pid")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     /// kill -9 storage node `n`.
     pub fn kill_storage(&self, n: u32) {
         kill_pid_file(&self.dir.join(format!("storage-{n}")));
@@ -364,6 +373,12 @@ impl Session {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Creates container `name` (201 asserted).
+    pub async fn create_container(&self, name: &str) {
+        let r = self.req(reqwest::Method::PUT, name).send().await.unwrap();
+        assert_eq!(r.status(), 201, "PUT container {name}");
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

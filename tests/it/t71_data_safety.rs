@@ -155,14 +155,7 @@ fn tmp_files(c: &TestCluster) -> usize {
 async fn same_instant_puts_converge_and_damaged_bodies_are_refused() {
     let c = TestCluster::start(3, 1);
     let s = c.tester().await;
-    assert_eq!(
-        s.req(reqwest::Method::PUT, "c")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
+    s.create_container("c").await;
     let rs = replicas(&c, "/AUTH_test/c/o");
     assert_eq!(rs.len(), 3);
     // Large enough to be body files, not inline records.
@@ -233,10 +226,7 @@ async fn encoded_slashes_cannot_cross_containers_and_full_devices_take_deletes()
     let c = TestCluster::start(1, 1);
     let s = c.tester().await;
     let st = |r: reqwest::Response| r.status().as_u16();
-    assert_eq!(
-        st(s.req(reqwest::Method::PUT, "priv").send().await.unwrap()),
-        201
-    );
+    s.create_container("priv").await;
     assert_eq!(st(s.put("priv/b/secret", "private").await), 201);
     // What used to create a public container `priv/b` is a PUT of object `b` of `priv`.
     let r = s
@@ -298,11 +288,7 @@ async fn encoded_slashes_cannot_cross_containers_and_full_devices_take_deletes()
 }
 
 fn signal_node(c: &TestCluster, n: u32, sig: i32) {
-    let pid: i32 = std::fs::read_to_string(c.dir.join(format!("storage-{n}/pid")))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = c.storage_pid(n);
     // SAFETY: signalling a process this test started.
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
 }
@@ -328,14 +314,7 @@ async fn a_stalled_node_does_not_stall_requests() {
         &[("STRATUS_NODE_TIMEOUT", &NODE_TIMEOUT.to_string())],
     );
     let s = c.tester().await;
-    assert_eq!(
-        s.req(reqwest::Method::PUT, "c")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
+    s.create_container("c").await;
     let body = |i: usize| random_bytes(if i.is_multiple_of(4) { 100_000 } else { 4096 }, i as u64);
     for i in 0..40 {
         assert_eq!(s.put(&format!("c/old-{i}"), body(i)).await.status(), 201);
@@ -405,14 +384,7 @@ fn listen_of(node_dir: &Path) -> String {
 async fn an_unreadable_body_is_an_io_error_not_corruption() {
     let c = TestCluster::start(3, 1);
     let s = c.tester().await;
-    assert_eq!(
-        s.req(reqwest::Method::PUT, "c")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
+    s.create_container("c").await;
     let body = random_bytes(300_000, 9);
     assert_eq!(s.put("c/big", body.clone()).await.status(), 201);
     let node_dir = c.dir.join("storage-1");
@@ -583,10 +555,7 @@ async fn hostile_names_quotas_and_expiries_get_swifts_answers() {
     );
 
     // Expiry: clamped to 9999999999, not wrapped into the past.
-    assert_eq!(
-        st(s.req(reqwest::Method::PUT, "exp").send().await.unwrap()),
-        201
-    );
+    s.create_container("exp").await;
     let r = s
         .req(reqwest::Method::PUT, "exp/later")
         .header("x-delete-after", "18446744073709551615")
@@ -608,14 +577,7 @@ async fn hostile_names_quotas_and_expiries_get_swifts_answers() {
 async fn a_node_that_mistakes_its_address_refuses_to_start() {
     let c = TestCluster::start(1, 1);
     let s = c.tester().await;
-    assert_eq!(
-        s.req(reqwest::Method::PUT, "c")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
+    s.create_container("c").await;
     assert_eq!(s.put("c/kept", "still here").await.status(), 201);
     c.kill_storage(1);
     let node_dir = c.dir.join("storage-1");
@@ -699,14 +661,7 @@ impl Drop for SecondProxy {
 async fn racing_proxies_never_lose_an_acknowledged_object() {
     let c = TestCluster::start(3, 1);
     let s = c.tester().await;
-    assert_eq!(
-        s.req(reqwest::Method::PUT, "c")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
+    s.create_container("c").await;
     let second = SecondProxy::start(&c);
     let mut other = s.clone();
     other.url = s.url.replacen(&c.proxy, &second.url, 1);
@@ -773,14 +728,6 @@ async fn racing_proxies_never_lose_an_acknowledged_object() {
     }
 }
 
-fn pid_of(c: &TestCluster, n: u32) -> i32 {
-    std::fs::read_to_string(c.dir.join(format!("storage-{n}/pid")))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks existence.
     let exists = unsafe { libc::kill(pid, 0) } == 0;
@@ -799,14 +746,7 @@ fn alive(pid: i32) -> bool {
 async fn crashes_at_every_step_of_a_put_lose_nothing_acknowledged() {
     let c = TestCluster::start(3, 1);
     let s = c.tester().await;
-    assert_eq!(
-        s.req(reqwest::Method::PUT, "c")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
+    s.create_container("c").await;
     let body = |name: &str| {
         random_bytes(
             100_000,
@@ -840,7 +780,7 @@ async fn crashes_at_every_step_of_a_put_lose_nothing_acknowledged() {
                 "{}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            let pid = pid_of(&c, 2);
+            let pid = c.storage_pid(2);
             let mut crashed = false;
             for i in 0..30 {
                 let name = format!("{point}-{round}-{i}");
@@ -924,10 +864,7 @@ async fn a_deep_slo_range_get_stays_small() {
     let c = TestCluster::start(1, 1);
     let s = c.tester().await;
     let st = |r: reqwest::Response| r.status().as_u16();
-    assert_eq!(
-        st(s.req(reqwest::Method::PUT, "c").send().await.unwrap()),
-        201
-    );
+    s.create_container("c").await;
     assert_eq!(st(s.put("c/one", "1").await), 201);
     let put_slo = |name: &'static str, manifest: serde_json::Value| {
         let s = s.clone();
@@ -1047,14 +984,7 @@ async fn the_public_port_bounds_slow_and_half_closed_clients() {
         ],
     );
     let s = c.tester().await;
-    assert_eq!(
-        s.req(reqwest::Method::PUT, "c")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
+    s.create_container("c").await;
     let addr = c.proxy.trim_start_matches("http://").to_string();
     let path = s.url.trim_start_matches(&c.proxy).to_string();
     let put = |name: &str, declared: usize, sent: &str| {

@@ -192,14 +192,6 @@ fn wait_no_stale(c: &TestCluster, vol: &str) {
     }
 }
 
-fn pid_of(c: &TestCluster, n: u32) -> i32 {
-    std::fs::read_to_string(c.dir.join(format!("storage-{n}/pid")))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn t97_fio_verifies_through_a_killed_node_a_resync_and_a_stalled_node() {
     let c = TestCluster::start(4, 1);
@@ -245,7 +237,7 @@ fn t97_fio_verifies_through_a_killed_node_a_resync_and_a_stalled_node() {
     wait_no_stale(&c, &vol);
 
     // SIGSTOP a node for 30 s during a write run: still no I/O error.
-    let pid = pid_of(&c, 4);
+    let pid = c.storage_pid(4);
     let stopper = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(2));
         // SAFETY: signalling a process the test cluster started.
@@ -335,7 +327,7 @@ fn t97_flushed_writes_survive_a_killed_writer_and_snapshots_and_clones_hold() {
     // replicas miss writes the others took), and the writer dies before it notices. The
     // next attach makes every replica of the set agree again.
     let mut a = Exporter::start(&c, &vol, &tmp.path().join("a2.sock"));
-    let pid = pid_of(&c, 2);
+    let pid = c.storage_pid(2);
     // SAFETY: signalling a process the test cluster started.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
     let writes: Vec<String> = (0..64)
