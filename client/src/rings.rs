@@ -213,20 +213,44 @@ impl RingStore {
 
     /// The builder and where it is stored: what a later [`RingStore::commit`] compares
     /// against and, once replaced, deletes.
+    ///
+    /// The head and its chunks are separate reads: a writer that replaces the builder in
+    /// between deletes the chunks this read was about to fetch. A missing chunk under a
+    /// head that has since moved is that race, and the read starts again from the new head.
     async fn load(&self, name: &str) -> Result<(RingBuilder, Stored), RingStoreError> {
         check_name(name)?;
-        let kv = self
-            .client
-            .get(builder_key(name))
-            .await?
-            .ok_or_else(|| RingStoreError::NotFound(name.to_string()))?;
-        let head: BlobHead = parse("builder head", &kv.value)?;
-        let bytes = self.read_blob(name, &head).await?;
-        let stored = Stored {
-            rev: kv.mod_revision,
-            blob: head.blob,
-        };
-        Ok((RingBuilder::from_bytes(&bytes)?, stored))
+        let mut attempt = 0;
+        loop {
+            let kv = self
+                .client
+                .get(builder_key(name))
+                .await?
+                .ok_or_else(|| RingStoreError::NotFound(name.to_string()))?;
+            let head: BlobHead = parse("builder head", &kv.value)?;
+            match self.read_blob(name, &head).await {
+                Ok(bytes) => {
+                    let stored = Stored {
+                        rev: kv.mod_revision,
+                        blob: head.blob,
+                    };
+                    return Ok((RingBuilder::from_bytes(&bytes)?, stored));
+                }
+                Err(e) => {
+                    attempt += 1;
+                    if attempt >= CAS_ATTEMPTS
+                        || !self.moved(&builder_key(name), kv.mod_revision).await?
+                    {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `key` was rewritten (or removed) since `mod_revision`.
+    async fn moved(&self, key: &str, mod_revision: i64) -> Result<bool, RingStoreError> {
+        let now = self.client.get(key.to_string()).await?;
+        Ok(now.is_none_or(|kv| kv.mod_revision != mod_revision))
     }
 
     /// Applies `edit` to the builder and stores the result, retrying on a concurrent change.
@@ -341,10 +365,19 @@ impl RingStore {
     /// watcher can follow changes from exactly there, published or not.
     async fn published(&self, name: &str) -> Result<(Option<Arc<Ring>>, i64), RingStoreError> {
         check_name(name)?;
+        self.published_try(name, 0).await
+    }
+
+    async fn published_try(
+        &self,
+        name: &str,
+        attempt: usize,
+    ) -> Result<(Option<Arc<Ring>>, i64), RingStoreError> {
+        let key = current_key(name);
         let resp = self
             .client
             .get_req(pb::GetRequest {
-                key: current_key(name).into_bytes(),
+                key: key.clone().into_bytes(),
                 ..Default::default()
             })
             .await?;
@@ -353,7 +386,14 @@ impl RingStore {
             return Ok((None, rev));
         };
         let head: RingHead = parse("ring head", &kv.value)?;
-        Ok((Some(Arc::new(self.load_ring(name, &head).await?)), rev))
+        match self.load_ring(name, &head).await {
+            Ok(ring) => Ok((Some(Arc::new(ring)), rev)),
+            // Republished (and the old blob retired) between the two reads: read the new one.
+            Err(_) if attempt + 1 < CAS_ATTEMPTS && self.moved(&key, kv.mod_revision).await? => {
+                Box::pin(self.published_try(name, attempt + 1)).await
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A published version of ring `name`, if its blob is still kept.
