@@ -30,10 +30,10 @@ cargo check -p stratus-benches --benches --examples --locked
 
 # The integration tests (the stratus-tests crate) start every service binary (meta,
 # storage, proxy) through `stratus dev up`: build all of them first.
-# Storage nodes are built with their crash points (the `failpoints` feature, never in a
+# Storage and meta nodes are built with their crash points (the `failpoints` feature, never in a
 # release) for the crash tests; both commands name it, so neither rebuilds the other's.
 echo "== build" >&2
-cargo build --workspace --exclude stratus-benches --bins --locked --features stratus-storage-node/failpoints
+cargo build --workspace --exclude stratus-benches --bins --locked --features stratus-storage-node/failpoints,stratus-meta/failpoints
 # Integration tests each run a cluster of real processes; two at a time suits 2 cores.
 echo "== tests" >&2
-cargo test --workspace --exclude stratus-benches --locked --features stratus-storage-node/failpoints -- --test-threads=2
+cargo test --workspace --exclude stratus-benches --locked --features stratus-storage-node/failpoints,stratus-meta/failpoints -- --test-threads=2

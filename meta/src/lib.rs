@@ -56,4 +56,14 @@ pub enum MetaError {
     Config(String),
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The state cannot be brought back to a consistent point by itself.
+    #[error("{0}")]
+    Recovery(String),
+}
+
+/// Ends the process at a crash point (see the `failpoints` feature): no unwinding, no
+/// destructors, no flushing, as a power cut or `kill -9` would.
+pub fn crash(at: &str) -> ! {
+    eprintln!("crash point {at}: aborting");
+    std::process::abort()
 }

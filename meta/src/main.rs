@@ -58,6 +58,14 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(a: Args) -> anyhow::Result<()> {
     stratus_client::service::init_tracing("info,openraft=warn");
+    // Crash points named in FAILPOINTS (only in builds with the `failpoints` feature).
+    let _crash_points = fail::FailScenario::setup();
+    if cfg!(feature = "failpoints") {
+        tracing::warn!(
+            "built with crash points (FAILPOINTS={:?}): for tests only",
+            std::env::var("FAILPOINTS").unwrap_or_default()
+        );
+    }
     a.tls.install()?;
     let listen = server::resolve_listen(&a.data_dir, a.listen);
     let listener = tokio::net::TcpListener::bind(listen)

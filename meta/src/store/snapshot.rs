@@ -229,61 +229,138 @@ pub fn publish(tmp: &Path, dest: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// A parsed, verified snapshot.
-pub struct Parsed {
-    pub meta: Meta,
-    /// (column family number, key, value)
-    pub records: Vec<(u8, Vec<u8>, Vec<u8>)>,
+/// One key-value of a snapshot: (column family number, key, value).
+pub type Record = (u8, Vec<u8>, Vec<u8>);
+
+/// A snapshot read as a stream: the metadata first, then one record at a time, never the
+/// whole file in memory. The checksum covers every byte, so a record read before the end
+/// is not yet verified: read a received file through once ([`Reader::verify`]) before
+/// applying any of it, then again to apply.
+pub struct Reader<R: Read> {
+    r: R,
+    crc: crc32fast::Hasher,
+    /// Bytes left before the trailing checksum.
+    left: u64,
+    count: u64,
+    done: bool,
+    meta: Meta,
 }
 
-fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], SnapshotError> {
-    if buf.len() < n {
-        return Err(SnapshotError::Corrupt("truncated"));
+impl Reader<io::BufReader<File>> {
+    /// Opens the snapshot file at `path`.
+    pub fn open(path: &Path) -> Result<Self, SnapshotError> {
+        let f = File::open(path)?;
+        let len = f.metadata()?.len();
+        Reader::new(io::BufReader::with_capacity(1 << 20, f), len)
     }
-    let (a, b) = buf.split_at(n);
-    *buf = b;
-    Ok(a)
 }
 
-fn u32_at(buf: &mut &[u8]) -> Result<u32, SnapshotError> {
-    Ok(u32::from_le_bytes(
-        take(buf, 4)?.try_into().expect("4 bytes"),
-    ))
-}
+impl<R: Read> Reader<R> {
+    /// A reader over `len` bytes of snapshot from `r`; reads and checks the header.
+    pub fn new(r: R, len: u64) -> Result<Self, SnapshotError> {
+        if len < (MAGIC.len() + 8 + 13) as u64 {
+            return Err(SnapshotError::Corrupt("truncated"));
+        }
+        let mut me = Reader {
+            r,
+            crc: crc32fast::Hasher::new(),
+            left: len - 4,
+            count: 0,
+            done: false,
+            meta: Meta::default(),
+        };
+        if me.take(8)? != MAGIC {
+            return Err(SnapshotError::Corrupt("bad magic"));
+        }
+        let version = me.u32()?;
+        if version != VERSION {
+            return Err(SnapshotError::Version(version));
+        }
+        let meta_len = me.u32()? as usize;
+        me.meta = bincode::deserialize(&me.take(meta_len)?)
+            .map_err(|_| SnapshotError::Corrupt("bad meta"))?;
+        Ok(me)
+    }
 
-/// Verify the checksum and parse a whole snapshot.
-pub fn parse(bytes: &[u8]) -> Result<Parsed, SnapshotError> {
-    if bytes.len() < MAGIC.len() + 8 + 13 || &bytes[..8] != MAGIC {
-        return Err(SnapshotError::Corrupt("bad magic"));
+    /// The snapshot's metadata (as its header says; verified only once read through).
+    pub fn meta(&self) -> &Meta {
+        &self.meta
     }
-    let (body, crc) = bytes.split_at(bytes.len() - 4);
-    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
-        return Err(SnapshotError::Corrupt("checksum mismatch"));
+
+    /// `n` bytes of the body; a length running past the body is corruption, never a
+    /// large allocation.
+    fn take(&mut self, n: usize) -> Result<Vec<u8>, SnapshotError> {
+        if n as u64 > self.left {
+            return Err(SnapshotError::Corrupt("truncated"));
+        }
+        let mut buf = vec![0; n];
+        self.r.read_exact(&mut buf)?;
+        self.crc.update(&buf);
+        self.left -= n as u64;
+        Ok(buf)
     }
-    let mut buf = &body[8..];
-    let version = u32_at(&mut buf)?;
-    if version != VERSION {
-        return Err(SnapshotError::Version(version));
+
+    fn u32(&mut self) -> Result<u32, SnapshotError> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
-    let meta_len = u32_at(&mut buf)? as usize;
-    let meta: Meta = bincode::deserialize(take(&mut buf, meta_len)?)
-        .map_err(|_| SnapshotError::Corrupt("bad meta"))?;
-    let mut records = Vec::new();
-    loop {
-        let tag = take(&mut buf, 1)?[0];
+
+    /// The next record (column family number, key, value), or `None` at the end, where
+    /// the record count and the checksum of the whole file are checked.
+    pub fn next_record(&mut self) -> Result<Option<Record>, SnapshotError> {
+        if self.done {
+            return Ok(None);
+        }
+        let tag = self.take(1)?[0];
         if tag == END {
-            let count = u64::from_le_bytes(take(&mut buf, 8)?.try_into().expect("8 bytes"));
-            if count != records.len() as u64 || !buf.is_empty() {
+            let count = u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes"));
+            if count != self.count || self.left != 0 {
                 return Err(SnapshotError::Corrupt("record count mismatch"));
             }
-            return Ok(Parsed { meta, records });
+            let mut crc = [0u8; 4];
+            self.r.read_exact(&mut crc)?;
+            if self.crc.clone().finalize() != u32::from_le_bytes(crc) {
+                return Err(SnapshotError::Corrupt("checksum mismatch"));
+            }
+            self.done = true;
+            return Ok(None);
         }
-        let klen = u32_at(&mut buf)? as usize;
-        let key = take(&mut buf, klen)?.to_vec();
-        let vlen = u32_at(&mut buf)? as usize;
-        let value = take(&mut buf, vlen)?.to_vec();
-        records.push((tag, key, value));
+        let klen = self.u32()? as usize;
+        let key = self.take(klen)?;
+        let vlen = self.u32()? as usize;
+        let value = self.take(vlen)?;
+        self.count += 1;
+        Ok(Some((tag, key, value)))
     }
+
+    /// Reads to the end, checking every record, the count and the checksum; returns the
+    /// metadata and the number of records.
+    pub fn verify(mut self) -> Result<(Meta, u64), SnapshotError> {
+        while self.next_record()?.is_some() {}
+        Ok((self.meta, self.count))
+    }
+}
+
+/// A parsed, verified snapshot (tests and small tools; installs stream).
+#[cfg(test)]
+pub struct Parsed {
+    pub meta: Meta,
+    pub records: Vec<Record>,
+}
+
+/// Verify the checksum and parse a whole snapshot held in memory.
+#[cfg(test)]
+pub fn parse(bytes: &[u8]) -> Result<Parsed, SnapshotError> {
+    let mut r = Reader::new(bytes, bytes.len() as u64)?;
+    let mut records = Vec::new();
+    while let Some(rec) = r.next_record()? {
+        records.push(rec);
+    }
+    Ok(Parsed {
+        meta: r.meta,
+        records,
+    })
 }
 
 /// Read only the metadata of a snapshot file (no checksum pass).
@@ -364,12 +441,25 @@ mod tests {
         );
         assert_eq!(read_meta(&path).unwrap(), meta);
         assert_eq!(latest(dir.path()).unwrap().1, path);
-        let mid = bytes.len() / 2;
-        bytes[mid] ^= 0x40;
+        // Streamed, the whole file is checked by the time the reader reports its end.
+        let (m, count) = Reader::open(&path).unwrap().verify().unwrap();
+        assert_eq!((m, count), (meta, 2));
+        assert!(parse(&bytes[..bytes.len() - 9]).is_err());
+        // A flipped bit in a value is only found by the checksum, at the end.
+        let at = bytes.len() - 4 - 9 - 1;
+        bytes[at] ^= 0x40;
         assert!(matches!(
             parse(&bytes),
             Err(SnapshotError::Corrupt("checksum mismatch"))
         ));
-        assert!(parse(&bytes[..bytes.len() - 9]).is_err());
+        // A length that runs past the file is corruption, not a huge allocation.
+        let mut long = fs::read(&path).unwrap();
+        // The records are 11 and 12 bytes; the first key length follows the first tag.
+        let first_len = long.len() - 4 - 9 - 12 - 11 + 1;
+        long[first_len..first_len + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            parse(&long),
+            Err(SnapshotError::Corrupt("truncated"))
+        ));
     }
 }

@@ -16,7 +16,7 @@
 //! answer instead of being applied again.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{SeekFrom, Write};
+use std::io::SeekFrom;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -27,7 +27,7 @@ use openraft::{
     StoredMembership,
 };
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncSeekExt;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::watch;
 
@@ -270,6 +270,21 @@ impl StateMachineStore {
     /// Open the state machine over `db`, with snapshot files in `snap_dir`.
     pub async fn open(db: Arc<DB>, snap_dir: PathBuf) -> Result<Self, crate::MetaError> {
         std::fs::create_dir_all(&snap_dir)?;
+        if let Some(id) = sm_get::<String>(&db, None, INSTALLING)? {
+            // Stopped while loading a snapshot: load it again, from its file.
+            let path = snap_dir.join(format!("{id}.snap"));
+            if !path.exists() {
+                return Err(crate::MetaError::Recovery(format!(
+                    "this member stopped while loading snapshot {id}, and {} is gone: its \
+                     state is incomplete. Remove it from the cluster, wipe {} and add it \
+                     again",
+                    path.display(),
+                    snap_dir.parent().unwrap_or(&snap_dir).display()
+                )));
+            }
+            let revision = load_snapshot(&db, &path).map_err(crate::MetaError::Recovery)?;
+            tracing::info!(snapshot = %id, revision, "finished an interrupted snapshot install");
+        }
         let current = snapshot::latest(&snap_dir);
         if let Some((_, keep)) = &current {
             snapshot::remove_others(&snap_dir, keep);
@@ -480,10 +495,14 @@ impl StateMachineStore {
         })
     }
 
+    /// Installs a snapshot a leader sent (`incoming`, read from its start): the file is
+    /// copied to the snapshot folder and verified end to end, published as this member's
+    /// snapshot, and only then loaded into the state. Nothing of it is ever held whole in
+    /// memory: a snapshot may be larger than the RAM the member can spare.
     fn install_blocking(
         &self,
         meta: &snapshot::Meta,
-        bytes: Vec<u8>,
+        incoming: std::fs::File,
     ) -> Result<i64, StorageError<NodeId>> {
         let sig = Some(meta.signature());
         let werr = |e: &dyn std::fmt::Display| {
@@ -497,47 +516,102 @@ impl StateMachineStore {
             tracing::warn!(error = %e, "refused a snapshot");
             return Err(werr(&e));
         }
-        let parsed = snapshot::parse(&bytes).map_err(|e| werr(&e))?;
-        if parsed.meta.last_log_id != meta.last_log_id {
-            return Err(werr(&"snapshot file does not match its metadata"));
-        }
-        // Keep the verified file as our current snapshot before touching the state.
         let dir = &self.shared.snap_dir;
         let dest = dir.join(format!("{}.snap", meta.snapshot_id));
         let tmp = dir.join(format!("{}.snap.tmp", meta.snapshot_id));
-        std::fs::File::create(&tmp)
-            .and_then(|f| {
-                let mut w = snapshot::WriteBehind::new(f);
-                w.write_all(&bytes)?;
-                w.finish()
+        let copied = std::fs::File::create(&tmp).and_then(|f| {
+            let mut w = snapshot::WriteBehind::new(f);
+            std::io::copy(
+                &mut std::io::BufReader::with_capacity(1 << 20, incoming),
+                &mut w,
+            )?;
+            w.finish()
+        });
+        let verified = copied
+            .map_err(|e| e.to_string())
+            .and_then(|_| {
+                snapshot::Reader::open(&tmp)
+                    .and_then(|r| r.verify())
+                    .map_err(|e| e.to_string())
             })
-            .and_then(|_| snapshot::publish(&tmp, &dest))
-            .map_err(|e| werr(&e))?;
-
-        let db = &*self.shared.db;
-        let _guard = self.shared.install.write().expect("lock");
-        let mut batch = WriteBatch::default();
-        for name in SM_CFS {
-            batch.delete_range_cf(cf(db, name), Vec::new(), key_ceiling());
+            .and_then(|(m, _)| {
+                (m.last_log_id == meta.last_log_id && m.snapshot_id == meta.snapshot_id)
+                    .then_some(())
+                    .ok_or_else(|| "snapshot file does not match its metadata".to_string())
+            });
+        if let Err(e) = verified {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::warn!(snapshot = %meta.snapshot_id, error = %e, "refused a snapshot");
+            return Err(werr(&e));
         }
-        for (i, k, v) in &parsed.records {
-            let Some(name) = SM_CFS.get(*i as usize) else {
-                return Err(werr(&"unknown column family in snapshot"));
-            };
-            batch.put_cf(cf(db, name), k, v);
-        }
-        batch.put_cf(cf(db, CF_SM), "applied", ser(&meta.last_log_id));
-        batch.put_cf(cf(db, CF_SM), "membership", ser(&meta.last_membership));
-        let mut sync = WriteOptions::default();
-        sync.set_sync(true);
-        db.write_opt(batch, &sync).map_err(|e| werr(&e))?;
-        let revision: i64 = sm_get(db, None, "revision")
-            .map_err(|e| werr(&e))?
-            .unwrap_or(0);
+        // Keep the verified file as our current snapshot before touching the state: a
+        // crash while loading it finishes from this file at the next start.
+        snapshot::publish(&tmp, &dest).map_err(|e| werr(&e))?;
+        let revision = {
+            let _guard = self.shared.install.write().expect("lock");
+            load_snapshot(&self.shared.db, &dest).map_err(|e| werr(&e))?
+        };
         snapshot::remove_others(dir, &dest);
         *self.shared.current.lock().expect("lock") = Some((meta.clone(), dest));
         Ok(revision)
     }
+}
+
+/// Bytes of records per RocksDB write while a snapshot is loaded.
+const INSTALL_BATCH_BYTES: usize = 8 << 20;
+/// Set (in `sm`) while a snapshot is being loaded: the id of the snapshot.
+const INSTALLING: &str = "installing";
+
+/// Replaces the whole state with the verified snapshot file at `path`, in writes of at most
+/// [`INSTALL_BATCH_BYTES`], and returns the revision it holds.
+///
+/// The first write (synced) clears the state and sets [`INSTALLING`] to the snapshot's id;
+/// the last (synced) sets `applied` and `membership` and clears the marker. A member that
+/// stops in between finds the marker at its next start and loads the same file again
+/// ([`StateMachineStore::open`]), so its state is never a mix of two.
+fn load_snapshot(db: &DB, path: &std::path::Path) -> Result<i64, String> {
+    let mut r = snapshot::Reader::open(path).map_err(|e| e.to_string())?;
+    let meta = r.meta().clone();
+    let err = |e: &dyn std::fmt::Display| format!("loading snapshot {}: {e}", meta.snapshot_id);
+    let mut sync = WriteOptions::default();
+    sync.set_sync(true);
+    let mut batch = WriteBatch::default();
+    for name in SM_CFS {
+        batch.delete_range_cf(cf(db, name), Vec::new(), key_ceiling());
+    }
+    batch.put_cf(cf(db, CF_SM), INSTALLING, ser(&meta.snapshot_id));
+    db.write_opt(batch, &sync).map_err(|e| err(&e))?;
+    let mut batch = WriteBatch::default();
+    let mut first = true;
+    while let Some((i, k, v)) = r.next_record().map_err(|e| err(&e))? {
+        let Some(name) = SM_CFS.get(i as usize) else {
+            return Err(err(&"unknown column family in snapshot"));
+        };
+        batch.put_cf(cf(db, name), k, v);
+        if batch.size_in_bytes() >= INSTALL_BATCH_BYTES {
+            db.write(std::mem::take(&mut batch)).map_err(|e| err(&e))?;
+            if std::mem::take(&mut first) {
+                fail::fail_point!("snapshot-mid-install", |_| crate::crash(
+                    "snapshot-mid-install"
+                ));
+            }
+        }
+    }
+    if !batch.is_empty() {
+        db.write(std::mem::take(&mut batch)).map_err(|e| err(&e))?;
+        if first {
+            fail::fail_point!("snapshot-mid-install", |_| crate::crash(
+                "snapshot-mid-install"
+            ));
+        }
+    }
+    batch.put_cf(cf(db, CF_SM), "applied", ser(&meta.last_log_id));
+    batch.put_cf(cf(db, CF_SM), "membership", ser(&meta.last_membership));
+    batch.delete_cf(cf(db, CF_SM), INSTALLING);
+    db.write_opt(batch, &sync).map_err(|e| err(&e))?;
+    sm_get(db, None, "revision")
+        .map_err(|e| err(&e))
+        .map(|r| r.unwrap_or(0))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
@@ -635,12 +709,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), &e))
         };
         snapshot.seek(SeekFrom::Start(0)).await.map_err(rerr)?;
-        let mut bytes = Vec::new();
-        snapshot.read_to_end(&mut bytes).await.map_err(rerr)?;
-        drop(snapshot);
+        let file = snapshot.into_std().await;
         let me = self.clone();
         let meta2 = meta.clone();
-        let revision = tokio::task::spawn_blocking(move || me.install_blocking(&meta2, bytes))
+        let revision = tokio::task::spawn_blocking(move || me.install_blocking(&meta2, file))
             .await
             .map_err(|e| StorageIOError::write_snapshot(None, &e))??;
         self.shared.revision.send_replace(revision);

@@ -90,6 +90,11 @@ impl Cluster {
 
     /// Start (or restart) node `id` with its data dir; wait until it answers.
     pub async fn spawn(&mut self, id: u64) {
+        self.spawn_env(id, &[]).await
+    }
+
+    /// [`Cluster::spawn`] with extra environment variables (crash points: `FAILPOINTS`).
+    pub async fn spawn_env(&mut self, id: u64, env: &[(&str, &str)]) {
         let dir = self.tmp.path().join(format!("n{id}"));
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::OpenOptions::new()
@@ -117,6 +122,7 @@ impl Cluster {
                 "1000",
             ])
             .args(&self.args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -144,6 +150,23 @@ impl Cluster {
                 child: Some(child),
             },
         );
+    }
+
+    /// Waits (bounded) for node `id` to end by itself; returns whether it did.
+    pub async fn exited(&mut self, id: u64) -> bool {
+        let node = self.nodes.get_mut(&id).unwrap();
+        let Some(child) = node.child.as_mut() else {
+            return true;
+        };
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                node.child = None;
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
     }
 
     /// SIGKILL node `id` and reap it.

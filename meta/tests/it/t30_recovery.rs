@@ -1,6 +1,7 @@
 //! A killed follower restarts and catches up from the log; a follower whose data directory
 //! is wiped is removed, re-added as a learner, receives a snapshot (the leader's log has been
-//! purged past it) and is promoted back to voter.
+//! purged past it) and is promoted back to voter. The first time, it crashes half-way
+//! through loading that snapshot; restarted, it finishes loading it from its file.
 
 use crate::common::{eventually, Cluster};
 
@@ -50,13 +51,29 @@ async fn killed_follower_catches_up_and_wiped_follower_gets_a_snapshot() {
     .await;
     assert!(purged > 100);
 
-    // 3. Bring the node back empty, add it as a learner: only a snapshot can bring it up to date.
-    c.spawn(victim).await;
+    // 3. Bring the node back empty, add it as a learner: only a snapshot can bring it up to
+    //    date. It aborts half-way through loading it (its state cleared, part of the
+    //    snapshot written); restarted, it finishes the load from the file it kept.
+    c.spawn_env(victim, &[("FAILPOINTS", "snapshot-mid-install=return")])
+        .await;
     let addr = c.nodes[&victim].addr.clone();
     c.client()
         .add_learner(victim, &addr)
         .await
         .expect("add learner");
+    assert!(
+        c.exited(victim).await,
+        "the learner crashed at its crash point"
+    );
+    let log_path = c.nodes[&victim].dir.with_extension("log");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("crash point snapshot-mid-install"), "{log}");
+    c.spawn(victim).await;
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("finished an interrupted snapshot install"),
+        "the restarted learner loaded the snapshot it had kept"
+    );
     let st = eventually("learner installs snapshot", || async {
         c.status(victim)
             .await
@@ -64,7 +81,7 @@ async fn killed_follower_catches_up_and_wiped_follower_gets_a_snapshot() {
     })
     .await;
     assert_eq!(st.role, "learner");
-    let log = std::fs::read_to_string(c.nodes[&victim].dir.with_extension("log")).unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(
         log.contains("installed snapshot"),
         "the learner was brought up by a streamed snapshot"
