@@ -36,12 +36,20 @@ struct DbDump {
 pub const DUMP_ROWS: usize = 2000;
 
 /// Every database of partition `part`, encoded for [`merge_dump`] in pieces of at most
-/// [`DUMP_ROWS`] rows. Blocking.
-pub fn dump_partition(dev: &Device, kind: Kind, part: u32) -> Result<Vec<Vec<u8>>, DeviceError> {
+/// [`DUMP_ROWS`] rows, handed to `sink` one at a time as the scan makes them — a
+/// partition of millions of rows is never held whole. `sink` returning `false` stops the
+/// dump (the receiving end went away). Returns whether it ran to the end. Blocking.
+pub fn dump_partition(
+    dev: &Device,
+    kind: Kind,
+    part: u32,
+    mut sink: impl FnMut(Vec<u8>) -> bool,
+) -> Result<bool, DeviceError> {
     let cf = kind.cf();
     let mut prefix = vec![b'I'];
     prefix.extend_from_slice(&part.to_be_bytes());
-    let mut out = Vec::new();
+    // Info keys sort before row keys of the same partition, so the info scan is one pass
+    // over a short run of keys; each database's rows are then scanned as they are sent.
     let infos: Vec<_> = dev
         .scan(cf, &prefix, false)
         .take_while(|r| r.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
@@ -62,12 +70,12 @@ pub fn dump_partition(dev: &Device, kind: Kind, part: u32) -> Result<Vec<Vec<u8>
         // Every piece carries the info (merging it twice is harmless); a database without
         // rows is one piece.
         let mut flush = |rows: &mut Vec<(String, Vec<u8>)>| {
-            out.push(enc(&DbDump {
+            sink(enc(&DbDump {
                 account: account.clone(),
                 container: container.clone(),
                 info: info.clone(),
                 rows: std::mem::take(rows),
-            }));
+            }))
         };
         for item in dev.scan(cf, &base, false) {
             let (rk, rv) = item?;
@@ -76,13 +84,15 @@ pub fn dump_partition(dev: &Device, kind: Kind, part: u32) -> Result<Vec<Vec<u8>
             }
             let name = String::from_utf8_lossy(&rk[base.len()..]).into_owned();
             rows.push((name, rv.to_vec()));
-            if rows.len() >= DUMP_ROWS {
-                flush(&mut rows);
+            if rows.len() >= DUMP_ROWS && !flush(&mut rows) {
+                return Ok(false);
             }
         }
-        flush(&mut rows);
+        if !flush(&mut rows) {
+            return Ok(false);
+        }
     }
-    Ok(out)
+    Ok(true)
 }
 
 /// Merges one piece of [`dump_partition`]'s output into this device's copy: timestamps

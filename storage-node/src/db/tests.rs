@@ -175,9 +175,18 @@ async fn replicas_converge_by_pushing_dumps_both_ways() {
     object_update(&b, &t, &row("o2", 40, true)).await.unwrap();
     object_update(&b, &t, &row("o9", 41, false)).await.unwrap();
     let hash = |d: &Device| crate::hashes::db_hashes(d, Space::Container, 9).unwrap();
+    let dump = |d: &Device| {
+        let mut out = Vec::new();
+        assert!(dump_partition(d, Kind::Container, 9, |p| {
+            out.push(p);
+            true
+        })
+        .unwrap());
+        out
+    };
     assert_ne!(hash(&a), hash(&b));
     for (from, to) in [(&a, &b), (&b, &a)] {
-        for d in dump_partition(from, Kind::Container, 9).unwrap() {
+        for d in dump(from) {
             merge_dump(to, Kind::Container, 9, &d).await.unwrap();
         }
     }
@@ -189,7 +198,7 @@ async fn replicas_converge_by_pushing_dumps_both_ways() {
         assert_eq!((i.put_ts, i.meta[0].value.as_str()), (12, "blue"));
     }
     // Pushing again changes nothing.
-    for d in dump_partition(&a, Kind::Container, 9).unwrap() {
+    for d in dump(&a) {
         assert_eq!(merge_dump(&b, Kind::Container, 9, &d).await.unwrap(), 0);
     }
     // A handoff copy removed: nothing of the partition is left, dirty marks included.
@@ -198,4 +207,41 @@ async fn replicas_converge_by_pushing_dumps_both_ways() {
         .unwrap()
         .is_empty());
     assert!(a.scan(CF_DIRTY, &[], false).next().is_none());
+}
+
+/// A dump is handed over piece by piece as the scan makes it, and stops when the
+/// receiver goes away: a large partition is never held whole.
+#[tokio::test]
+async fn dumps_stream_in_pieces_and_stop_when_the_receiver_goes() {
+    let (_d, dev) = dev();
+    let t = Target {
+        kind: Kind::Container,
+        part: 9,
+        account: "a".into(),
+        container: "c".into(),
+    };
+    for i in 0..DUMP_ROWS * 2 + 7 {
+        object_update(&dev, &t, &row(&format!("o{i:06}"), 20, false))
+            .await
+            .unwrap();
+    }
+    let mut sizes = Vec::new();
+    assert!(dump_partition(&dev, Kind::Container, 9, |p| {
+        sizes.push(p.len());
+        true
+    })
+    .unwrap());
+    assert_eq!(
+        sizes.len(),
+        3,
+        "2 full pieces of {DUMP_ROWS} rows and the rest"
+    );
+    // The receiver leaves after the first piece: the scan stops there.
+    let mut seen = 0;
+    assert!(!dump_partition(&dev, Kind::Container, 9, |_| {
+        seen += 1;
+        false
+    })
+    .unwrap());
+    assert_eq!(seen, 1);
 }

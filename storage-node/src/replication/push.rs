@@ -3,7 +3,8 @@
 //! Objects: the peer's summaries of the differing suffixes say what it lacks or holds
 //! older; only that is streamed over one `Sync` call — whole records (with their body
 //! blocks, each verified on the way: a rotten copy is quarantined here, never pushed) or
-//! metadata-only records. Databases: every database of the partition is dumped and sent
+//! metadata-only records. Databases: every database of the partition is dumped piece by
+//! piece on a blocking thread (never whole in memory) and sent
 //! in `DbSync` requests of at most half a message each; the peer merges them row by row.
 //! Every byte pushed is paced by the replicator's `bytes_per_sec` setting.
 
@@ -225,32 +226,47 @@ impl<'a> Pusher<'a> {
     ) -> Result<u64, Status> {
         let mut c = client(&self.cx.node, &peer.node)?;
         let ring = db::space(kind).ring();
-        let dumps = blocking(dev, move |d| db::dump_partition(d, kind, part)).await?;
-        let mut applied = 0;
-        let mut batch: Vec<Vec<u8>> = Vec::new();
-        let mut size = 0;
-        let mut iter = dumps.into_iter().peekable();
-        while let Some(d) = iter.next() {
-            size += d.len();
-            batch.push(d);
-            let full = iter
-                .peek()
-                .is_some_and(|n| size + n.len() > MAX_MESSAGE_BYTES / 2);
-            if full || iter.peek().is_none() {
-                self.pace_bytes(size).await;
-                let req = pb::DbSyncRequest {
-                    device: peer.name.clone(),
-                    ring: ring.into(),
-                    part,
-                    databases: std::mem::take(&mut batch)
-                        .into_iter()
-                        .map(Into::into)
-                        .collect(),
-                };
-                applied += timed(c.db_sync(req)).await?.applied;
-                size = 0;
+        // The dump streams from a blocking thread through a short queue: at most a few
+        // pieces and one message are in memory, however large the partition.
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
+        let producer = blocking(dev, move |d| {
+            db::dump_partition(d, kind, part, |piece| tx.blocking_send(piece).is_ok())
+        });
+        // The sender owns the queue's receiving end: if it fails, the queue closes and the
+        // dump stops at its next piece instead of waiting forever for room.
+        let sender = async move {
+            let mut applied = 0;
+            let mut batch: Vec<Vec<u8>> = Vec::new();
+            let mut size = 0;
+            let mut next = rx.recv().await;
+            while let Some(d) = next {
+                size += d.len();
+                batch.push(d);
+                next = rx.recv().await;
+                let full = next
+                    .as_ref()
+                    .is_some_and(|n| size + n.len() > MAX_MESSAGE_BYTES / 2);
+                if full || next.is_none() {
+                    self.pace_bytes(size).await;
+                    let req = pb::DbSyncRequest {
+                        device: peer.name.clone(),
+                        ring: ring.into(),
+                        part,
+                        databases: std::mem::take(&mut batch)
+                            .into_iter()
+                            .map(Into::into)
+                            .collect(),
+                    };
+                    applied += timed(c.db_sync(req)).await?.applied;
+                    size = 0;
+                }
             }
-        }
+            Ok::<_, Status>(applied)
+        };
+        let (dumped, sent) = tokio::join!(producer, sender);
+        // A failed send drops the queue, which ends the dump early: report the send.
+        let applied = sent?;
+        dumped?;
         Ok(applied)
     }
 }
