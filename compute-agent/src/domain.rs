@@ -33,21 +33,7 @@ pub fn socket_path(run_dir: &Path, volume: &str) -> std::path::PathBuf {
     run_dir.join(format!("{volume}.sock"))
 }
 
-/// Escapes text for an XML attribute or element.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use stratus_core::xml::escape as esc;
 
 /// The `<disk>` element of one volume.
 pub fn disk_xml(run_dir: &Path, d: &Disk) -> String {

@@ -8,6 +8,7 @@
 //! - [`timestamp`]: the version every write carries (newest wins).
 //! - [`token`]: signed, expiring auth tokens.
 //! - [`volume`]: block volumes as chunks (size, placement path, splitting I/O).
+//! - [`xml`]: escaping text for XML documents.
 //!
 //! Nothing here opens files or sockets ([`qcow2`] reads and writes through what its caller
 //! hands it).
@@ -21,3 +22,4 @@ pub mod time;
 pub mod timestamp;
 pub mod token;
 pub mod volume;
+pub mod xml;

@@ -170,6 +170,13 @@ impl BodyStream {
 /// Why a fetch found no replica to read the chosen version's body from.
 const NO_BODY: &str = "no replica could serve the object body";
 
+/// What one read attempt found.
+enum Attempt {
+    Found(Found),
+    /// Every replica of the chosen version failed or lost it before its body was read.
+    NoBody,
+}
+
 /// Reads an object: primaries first (the newest version wins), then handoffs. If every
 /// replica of the chosen version was overwritten before its body could be read (writes
 /// racing the read), the read starts over, twice at most: a newer version is there.
@@ -183,9 +190,9 @@ pub async fn fetch(
         // A retry asks every primary for the body straight away: a node holds the file
         // of the version it answers with open, so whichever answer is newest can be read
         // even if writes replace it meanwhile.
-        match fetch_once(p, path, h, head_only, attempt > 0).await {
-            Err(e) if e.body == NO_BODY => continue,
-            r => return r,
+        match fetch_once(p, path, h, head_only, attempt > 0).await? {
+            Attempt::Found(f) => return Ok(f),
+            Attempt::NoBody => continue,
         }
     }
     Err(unavailable(NO_BODY))
@@ -197,7 +204,7 @@ async fn fetch_once(
     h: &HeaderMap,
     head_only: bool,
     body_from_all: bool,
-) -> SwiftResult<Found> {
+) -> SwiftResult<Attempt> {
     let place = path.place(p)?;
     let target = path.target(&place);
     let spec = if head_only { None } else { range_spec(h) };
@@ -280,11 +287,11 @@ async fn fetch_once(
     let spec = if manifest { None } else { spec };
     let range = spec.map(|s| s.resolve(newest.size)).transpose()?;
     if head_only {
-        return Ok(Found {
+        return Ok(Attempt::Found(Found {
             meta: newest,
             body: None,
             range: None,
-        });
+        }));
     }
     // Read the body from a replica holding the newest data, verifying the first chunk
     // arrives before committing to it; a corrupt or failing copy hands over to the next.
@@ -319,11 +326,11 @@ async fn fetch_once(
             }
         };
         if start == end {
-            return Ok(Found {
+            return Ok(Attempt::Found(Found {
                 meta: newest,
                 body: Some(Box::pin(futures::stream::empty())),
                 range,
-            });
+            }));
         }
         let first = tokio::time::timeout(node_timeout(), s.message())
             .await
@@ -346,11 +353,11 @@ async fn fetch_once(
                     current,
                     failed_at,
                 };
-                return Ok(Found {
+                return Ok(Attempt::Found(Found {
                     meta: newest,
                     body: Some(body.into_stream()),
                     range,
-                });
+                }));
             }
             Ok(_) => tracing::error!(node = %dev.node, "object body missing"),
             Err(e) => {
@@ -358,7 +365,7 @@ async fn fetch_once(
             }
         }
     }
-    Err(SwiftError::new(StatusCode::SERVICE_UNAVAILABLE, NO_BODY))
+    Ok(Attempt::NoBody)
 }
 
 /// Sets an object's headers on an answer (system metadata stays inside).

@@ -30,21 +30,7 @@ impl Report {
     }
 }
 
-/// Text made safe inside an XML element (names are the user's).
-pub fn xml_escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
+pub use stratus_core::xml::escape as xml_escape;
 
 /// Renders a report in the client's format; `ok` is the status reported when nothing
 /// failed.
