@@ -896,14 +896,25 @@ async fn ensure_rings(client: &MetaClient, dir: &Path, nodes: u32, devices: u32)
     for n in 1..=nodes {
         let addr = storage_addr(dir, n)?;
         for k in 1..=devices {
-            fs::create_dir_all(dir.join(format!("storage-{n}/d{k}")))?;
-            devs.push(NewDevice {
-                region: 1,
-                zone: n,
-                node: addr.clone(),
-                name: format!("d{k}"),
-                weight: 100.0,
-            });
+            let path = dir.join(format!("storage-{n}/d{k}"));
+            fs::create_dir_all(&path)?;
+            // The rings name each disk from the start: the id a node already gave the
+            // device, or a new one that the node takes when it first serves the device.
+            let disk = fs::read(path.join("identity.json"))
+                .ok()
+                .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
+                .and_then(|v| v["id"].as_str().map(str::to_string))
+                .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
+            devs.push((
+                NewDevice {
+                    region: 1,
+                    zone: n,
+                    node: addr.clone(),
+                    name: format!("d{k}"),
+                    weight: 100.0,
+                },
+                disk,
+            ));
         }
     }
     let replicas = 3.min(devs.len() as u32);
@@ -918,9 +929,14 @@ async fn ensure_rings(client: &MetaClient, dir: &Path, nodes: u32, devices: u32)
         // Only a ring never published is filled in (an `up` interrupted half-way is
         // finished); a published ring is the operator's and is left as it is.
         if b.version() == 0 {
-            for d in &devs {
+            for (d, disk) in &devs {
                 if !b.devices().any(|x| x.node == d.node && x.name == d.name) {
-                    store.edit(name, |b| b.add_device(d.clone())).await?;
+                    store
+                        .edit(name, |b| {
+                            let id = b.add_device(d.clone())?;
+                            b.set_disk(id, disk)
+                        })
+                        .await?;
                 }
             }
             store.rebalance(name).await?;

@@ -6,6 +6,7 @@
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use serde_json::json;
+use stratus_client::records::{registration_key, Registration};
 use stratus_client::rings::{RingStore, RingWatcher};
 use stratus_core::ring::{object_path, parse_path, DevId, Device, NewDevice, Ring, RingBuilder};
 use stratus_core::time::now_secs;
@@ -43,6 +44,19 @@ pub enum RingCmd {
         device: String,
         #[arg(long)]
         weight: f64,
+        /// The disk's id (its `identity.json`); by default, what the node registered for
+        /// the device, if it has.
+        #[arg(long)]
+        disk: Option<String>,
+    },
+    /// Name the disk a device is (a storage node refuses to start where its disks and
+    /// the rings disagree): a replaced disk's id, or what its node registered.
+    SetDisk {
+        ring: String,
+        /// Device: its id (`3` or `d3`) or `HOST:PORT/NAME`.
+        device: String,
+        /// The disk id; by default, what the device's node registered for it.
+        disk: Option<String>,
     },
     /// Change a device's weight (0 drains it).
     SetWeight {
@@ -115,7 +129,20 @@ fn resolve(b: &RingBuilder, spec: &str) -> Result<DevId> {
 }
 
 fn device_json(d: &Device) -> serde_json::Value {
-    json!({"id": d.id, "region": d.region, "zone": d.zone, "node": d.node, "device": d.name, "weight": d.weight})
+    json!({"id": d.id, "region": d.region, "zone": d.zone, "node": d.node, "device": d.name, "weight": d.weight, "disk": d.disk})
+}
+
+/// The disk id node `node` registered for its device `name`, if it has.
+async fn registered_disk(store: &RingStore, node: &str, name: &str) -> Result<Option<String>> {
+    let Some(kv) = store.client().get(registration_key(node)).await? else {
+        return Ok(None);
+    };
+    let reg: Registration = serde_json::from_slice(&kv.value)?;
+    Ok(reg
+        .devices
+        .into_iter()
+        .find(|d| d.name == name && !d.disk.is_empty())
+        .map(|d| d.disk))
 }
 
 fn summary(name: &str, b: &RingBuilder) -> serde_json::Value {
@@ -167,7 +194,12 @@ pub async fn run(conn: &Conn, cmd: RingCmd) -> Result<()> {
             node,
             device,
             weight,
+            disk,
         } => {
+            let disk = match disk {
+                Some(d) => Some(d),
+                None => registered_disk(&store, &node, &device).await?,
+            };
             let new = NewDevice {
                 region,
                 zone,
@@ -175,7 +207,15 @@ pub async fn run(conn: &Conn, cmd: RingCmd) -> Result<()> {
                 name: device,
                 weight,
             };
-            let (b, id) = store.edit(&ring, |b| b.add_device(new.clone())).await?;
+            let (b, id) = store
+                .edit(&ring, |b| {
+                    let id = b.add_device(new.clone())?;
+                    if let Some(disk) = &disk {
+                        b.set_disk(id, disk)?;
+                    }
+                    Ok(id)
+                })
+                .await?;
             let d = b.device(id).expect("just added");
             if json_out {
                 return print_json(&device_json(d));
@@ -184,6 +224,29 @@ pub async fn run(conn: &Conn, cmd: RingCmd) -> Result<()> {
                 "Device d{id} r{}z{}-{}/{} with weight {} added to {ring}. Run `stratus ring rebalance {ring}` to use it.",
                 d.region, d.zone, d.node, d.name, d.weight
             );
+            if d.disk.is_empty() {
+                println!(
+                    "Its node has not registered this device, so the ring does not name its disk yet: once the node serves it, run `stratus ring set-disk {ring} d{id}`."
+                );
+            }
+        }
+        RingCmd::SetDisk { ring, device, disk } => {
+            let (cur, _) = store.builder(&ring).await?;
+            let id = resolve(&cur, &device)?;
+            let d = cur.device(id).expect("resolved");
+            let disk = match disk {
+                Some(d) => d,
+                None => registered_disk(&store, &d.node, &d.name).await?.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}/{} has not registered a disk id (is the node running?): give the id, from {}/identity.json on that node",
+                        d.node,
+                        d.name,
+                        d.name
+                    )
+                })?,
+            };
+            let (b, ()) = store.edit(&ring, |b| b.set_disk(id, &disk)).await?;
+            report_device(json_out, &ring, b.device(id).expect("exists"), "disk named")?;
         }
         RingCmd::SetWeight {
             ring,
@@ -417,6 +480,12 @@ async fn show(store: &RingStore, ring: &str, json_out: bool) -> Result<()> {
                 d.zone.to_string(),
                 d.node.clone(),
                 d.name.clone(),
+                // The first 8 hex digits tell disks apart; `--json` has the whole id.
+                if d.disk.is_empty() {
+                    "-".into()
+                } else {
+                    d.disk.chars().take(8).collect()
+                },
                 format!("{}", d.weight),
                 parts.get(&d.id).copied().unwrap_or(0).to_string(),
                 format!("{:.2}", bal.get(&d.id).copied().unwrap_or(0.0)),
@@ -437,6 +506,7 @@ async fn show(store: &RingStore, ring: &str, json_out: bool) -> Result<()> {
                 "ZONE",
                 "NODE",
                 "DEVICE",
+                "DISK",
                 "WEIGHT",
                 "PARTITIONS",
                 "BALANCE",

@@ -41,6 +41,10 @@ pub struct Registration {
 pub struct DeviceReport {
     /// The device's name (its folder name).
     pub name: String,
+    /// The disk's id (its `identity.json`), which the rings name it by; empty from nodes
+    /// that predate disk ids.
+    #[serde(default)]
+    pub disk: String,
     /// Bytes in all.
     pub capacity: u64,
     /// Bytes free.

@@ -11,10 +11,17 @@
 //!   used, and the address of the node that serves it. A node refuses to start on a device
 //!   that says it belongs to another address, and says which, so a disk moved between
 //!   nodes, or a node started under a new address, is a decision and never an accident.
+//!
+//! The rings name each device's disk id too (`stratus ring set-disk`; `stratus dev up`
+//! names them from the start). A node refuses to start when a ring names another disk for
+//! one of its devices, or names one of its disks at another place: disks swapped between
+//! slots are found before any replicator acts on them. A new, empty disk put in a device's
+//! slot takes the id the rings name there, so replacing a dead disk needs no ring edit.
 
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
+use stratus_core::ring::Ring;
 
 use crate::device::Device;
 
@@ -55,9 +62,52 @@ pub fn address(listen: &SocketAddr, advertise: Option<&str>) -> Result<String, S
     Ok(listen.to_string())
 }
 
+/// The disk id the rings name for device `name` of `node`, if any names one.
+pub fn ring_disk<'a>(rings: &'a [(&str, &Ring)], node: &str, name: &str) -> Option<&'a str> {
+    rings
+        .iter()
+        .flat_map(|(_, r)| r.devices())
+        .find(|d| d.node == node && d.name == name && !d.disk.is_empty())
+        .map(|d| d.disk.as_str())
+}
+
+/// Refuses rings that disagree with this node's disks (`local`: device name and disk id):
+/// an entry for one of its devices naming another disk, or an entry naming one of its
+/// disks at another node or device.
+pub fn check_rings(
+    rings: &[(&str, &Ring)],
+    node: &str,
+    local: &[(String, String)],
+) -> Result<(), String> {
+    for (ring, r) in rings {
+        for d in r.devices().iter().filter(|d| !d.disk.is_empty()) {
+            for (name, disk) in local {
+                if d.node == node && d.name == *name && d.disk != *disk {
+                    return Err(format!(
+                        "the {ring} ring says device {name} of {node} is disk {}, but the disk \
+                         there is {disk}. Were disks swapped? Put disk {} back in {name}; if \
+                         this disk really replaces it, run `stratus ring set-disk {ring} {} {disk}` \
+                         (for each ring)",
+                        d.disk, d.disk, d.id
+                    ));
+                }
+                if d.disk == *disk && (d.node != node || d.name != *name) {
+                    return Err(format!(
+                        "the {ring} ring places disk {disk} at {}/{}, but it is here as \
+                         {node}/{name}. Put it back there, or move it in the rings",
+                        d.node, d.name
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads `dev`'s identity, making it (owned by `node`) if the device has none yet;
-/// refuses a device that belongs to another node address.
-pub fn check(dev: &Device, node: &str) -> Result<DeviceIdentity, String> {
+/// refuses a device that belongs to another node address. A new identity takes `expected`
+/// (the disk id the rings name for this slot) when there is one.
+pub fn check(dev: &Device, node: &str, expected: Option<&str>) -> Result<DeviceIdentity, String> {
     let path = dev.root.join(IDENTITY_FILE);
     match std::fs::read(&path) {
         Ok(raw) => {
@@ -80,7 +130,10 @@ pub fn check(dev: &Device, node: &str) -> Result<DeviceIdentity, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = DeviceIdentity {
                 v: 1,
-                id: format!("{:032x}", rand::random::<u128>()),
+                id: expected.map_or_else(
+                    || format!("{:032x}", rand::random::<u128>()),
+                    str::to_string,
+                ),
                 node: node.to_string(),
             };
             let tmp = path.with_extension("tmp");
@@ -119,10 +172,65 @@ mod tests {
     fn a_device_belongs_to_the_node_that_first_served_it() {
         let d = tempfile::tempdir().unwrap();
         let dev = Device::open("d1", d.path(), 0).unwrap();
-        let first = check(&dev, "127.0.0.1:6201").unwrap();
-        assert_eq!(check(&dev, "127.0.0.1:6201").unwrap(), first, "stable");
-        let e = check(&dev, "127.0.0.1:6202").unwrap_err();
+        let first = check(&dev, "127.0.0.1:6201", None).unwrap();
+        assert_eq!(
+            check(&dev, "127.0.0.1:6201", Some("feed")).unwrap(),
+            first,
+            "stable: an existing identity is never replaced"
+        );
+        let e = check(&dev, "127.0.0.1:6202", None).unwrap_err();
         assert!(e.contains("belongs to the node at 127.0.0.1:6201"), "{e}");
         assert!(e.contains(&first.id), "{e}");
+    }
+
+    /// A fresh disk in a slot takes the id the rings name there; rings that name another
+    /// disk for a device, or this disk elsewhere, are refused with what to do.
+    #[test]
+    fn rings_name_disks_and_disagreement_is_refused() {
+        use stratus_core::ring::{NewDevice, RingBuilder};
+        let mut b = RingBuilder::new(4, 1, 0, [1; 16], 1).unwrap();
+        let mut add = |node: &str, name: &str, disk: &str| {
+            let id = b
+                .add_device(NewDevice {
+                    region: 1,
+                    zone: 1,
+                    node: node.into(),
+                    name: name.into(),
+                    weight: 1.0,
+                })
+                .unwrap();
+            b.set_disk(id, disk).unwrap();
+        };
+        add("127.0.0.1:6201", "d1", "aaaa");
+        add("127.0.0.1:6201", "d2", "bbbb");
+        add("127.0.0.1:6202", "d1", "cccc");
+        b.rebalance(0).unwrap();
+        let ring = b.ring().unwrap();
+        let rings = [("object", &ring)];
+        let me = "127.0.0.1:6201";
+        assert_eq!(ring_disk(&rings, me, "d2"), Some("bbbb"));
+        assert_eq!(ring_disk(&rings, me, "d9"), None);
+
+        let d = tempfile::tempdir().unwrap();
+        let dev = Device::open("d2", d.path(), 0).unwrap();
+        assert_eq!(check(&dev, me, Some("bbbb")).unwrap().id, "bbbb");
+
+        let local = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        check_rings(&rings, me, &local(&[("d1", "aaaa"), ("d2", "bbbb")])).unwrap();
+        // d1 and d2 swapped.
+        let e = check_rings(&rings, me, &local(&[("d1", "bbbb"), ("d2", "aaaa")])).unwrap_err();
+        assert!(
+            e.contains("device d1 of 127.0.0.1:6201 is disk aaaa"),
+            "{e}"
+        );
+        assert!(e.contains("set-disk object 0 bbbb"), "{e}");
+        // Node 2's disk mounted here as a new device.
+        let e = check_rings(&rings, me, &local(&[("d3", "cccc")])).unwrap_err();
+        assert!(e.contains("places disk cccc at 127.0.0.1:6202/d1"), "{e}");
     }
 }

@@ -230,9 +230,24 @@ impl StorageServer {
     ) -> Result<(), StorageError> {
         let addr = identity::address(&listener.local_addr()?, self.advertise.as_deref())
             .map_err(StorageError::Identity)?;
+        // Who each disk is, checked against what the rings say (those published by now).
+        let published: Vec<(&str, Arc<stratus_core::ring::Ring>)> = [
+            ("account", &self.node.account_ring),
+            ("container", &self.node.container_ring),
+            ("object", &self.node.object_ring),
+        ]
+        .into_iter()
+        .filter_map(|(n, w)| w.current().map(|r| (n, r)))
+        .collect();
+        let rings: Vec<(&str, &stratus_core::ring::Ring)> =
+            published.iter().map(|(n, r)| (*n, &**r)).collect();
+        let mut disks = Vec::new();
         for dev in self.node.devices.values() {
-            identity::check(dev, &addr).map_err(StorageError::Identity)?;
+            let expected = identity::ring_disk(&rings, &addr, &dev.name);
+            let id = identity::check(dev, &addr, expected).map_err(StorageError::Identity)?;
+            disks.push((dev.name.clone(), id.id));
         }
+        identity::check_rings(&rings, &addr, &disks).map_err(StorageError::Identity)?;
         let _ = self.node.addr.set(addr.clone());
         let workers: Vec<Box<dyn worker::Worker>> = vec![
             Box::new(replication::Replicator::default()),
@@ -246,7 +261,8 @@ impl StorageServer {
         let (running, mut tasks) = worker::spawn_all(&self.node, workers, self.worker_interval);
         let _ = self.node.workers.set(running);
         admin::load_settings(&self.node).await;
-        tasks.push(tokio::spawn(register(self.node.clone(), addr)));
+        let disks: HashMap<String, String> = disks.into_iter().collect();
+        tasks.push(tokio::spawn(register(self.node.clone(), addr, disks)));
         let object = ObjectServer::new(object::ObjectService::new(self.node.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -327,7 +343,7 @@ fn changed(old: &[DeviceReport], new: &[DeviceReport]) -> bool {
 /// Tells meta this node's address, devices and free space: at start, whenever they change
 /// noticeably, and at least every 5 minutes (each registration is a committed write, so
 /// an idle node does not write every few seconds).
-async fn register(node: Arc<Node>, addr: String) {
+async fn register(node: Arc<Node>, addr: String, disks: HashMap<String, String>) {
     let mut last: Option<(Vec<DeviceReport>, tokio::time::Instant)> = None;
     loop {
         let mut devices: Vec<DeviceReport> = node
@@ -337,6 +353,7 @@ async fn register(node: Arc<Node>, addr: String) {
                 let u = d.usage();
                 DeviceReport {
                     name: d.name.clone(),
+                    disk: disks.get(&d.name).cloned().unwrap_or_default(),
                     capacity: u.as_ref().map_or(0, |u| u.0),
                     free: u.as_ref().map_or(0, |u| u.1),
                     ok: u.is_ok(),

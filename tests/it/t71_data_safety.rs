@@ -571,11 +571,13 @@ async fn hostile_names_quotas_and_expiries_get_swifts_answers() {
 
 /// A storage node that mistakes its own address would take every local copy for a
 /// misplaced one and push it away and delete it. It refuses to start instead, and says
-/// why: listening on 0.0.0.0 without `--advertise`, or under an address its devices do
-/// not belong to. Started as itself again, it serves what it held.
+/// why: listening on 0.0.0.0 without `--advertise`, under an address its devices do not
+/// belong to, or with disks the rings name elsewhere (two disks swapped between slots).
+/// A new, empty disk in a slot takes the id the rings name there. Started as itself
+/// again, the node serves what it held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_mistakes_its_address_refuses_to_start() {
-    let c = TestCluster::start(1, 1);
+    let c = TestCluster::start(1, 2);
     let s = c.tester().await;
     s.create_container("c").await;
     assert_eq!(s.put("c/kept", "still here").await.status(), 201);
@@ -596,10 +598,60 @@ async fn a_node_that_mistakes_its_address_refuses_to_start() {
         assert!(!out.status.success(), "started on {listen}: {err}");
         assert!(err.contains(says), "{listen}: {err}");
     }
+    // The rings name every disk (`dev up` names them): swap d1's and d2's identities, as
+    // if the disks had been put back in each other's slots.
+    let id_file = |d: &str| node_dir.join(d).join("identity.json");
+    let (one, two) = (
+        std::fs::read(id_file("d1")).unwrap(),
+        std::fs::read(id_file("d2")).unwrap(),
+    );
+    let disk_of = |raw: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(raw).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let ring = json(&ok(&[
+        "ring",
+        "--dir",
+        c.dir_str(),
+        "show",
+        "object",
+        "--json",
+    ]));
+    let named: Vec<&str> = ring["device_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["disk"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        named,
+        [disk_of(&one), disk_of(&two)],
+        "the ring names each disk"
+    );
+    std::fs::write(id_file("d1"), &two).unwrap();
+    std::fs::write(id_file("d2"), &one).unwrap();
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--config")
+        .arg(node_dir.join("storage.toml"))
+        .current_dir(&node_dir);
+    let out = output_within(cmd, WAIT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started with swapped disks: {err}");
+    assert!(err.contains("Were disks swapped?"), "{err}");
+    // d1 back as it was; d2 as a new, empty disk would be: it takes the ring's id.
+    std::fs::write(id_file("d1"), &one).unwrap();
+    std::fs::remove_file(id_file("d2")).unwrap();
     c.up_again();
     let r = s.get("c/kept").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "still here");
+    assert_eq!(
+        disk_of(&std::fs::read(id_file("d2")).unwrap()),
+        disk_of(&two),
+        "a disk without an identity takes the one the rings name for its slot"
+    );
 }
 
 /// A second proxy of the same cluster, on a port the OS picks; killed on drop.

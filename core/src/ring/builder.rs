@@ -23,6 +23,11 @@ pub struct Device {
     pub name: String,
     /// Relative capacity; partitions are given in proportion to weight. 0 drains the device.
     pub weight: f64,
+    /// The disk's own id (the `identity.json` a storage node keeps on it), so a disk is
+    /// known by what it is and not only by where it is mounted; empty when not known.
+    /// (Kept apart in the builder's bytes; see [`RingBuilder::to_bytes`].)
+    #[serde(skip)]
+    pub disk: String,
 }
 
 /// What an operator supplies to add a device.
@@ -182,6 +187,7 @@ impl RingBuilder {
             node: new.node,
             name: new.name,
             weight: new.weight,
+            disk: String::new(),
         };
         self.devices.insert(
             id,
@@ -221,6 +227,29 @@ impl RingBuilder {
         d.dev.region = region;
         d.dev.zone = zone;
         self.dirty = true;
+        Ok(())
+    }
+
+    /// Names the disk that device `id` is: the id its storage node keeps on it. A node
+    /// whose disk and ring entry disagree refuses to start. One disk cannot be two
+    /// devices.
+    pub fn set_disk(&mut self, id: DevId, disk: &str) -> Result<(), RingError> {
+        check_disk(disk)?;
+        if let Some(other) = self
+            .devices
+            .values()
+            .find(|d| !d.removing && d.dev.id != id && d.dev.disk == disk)
+        {
+            return Err(RingError::BadDisk(format!(
+                "disk {disk} is already device {} ({}/{})",
+                other.dev.id, other.dev.node, other.dev.name
+            )));
+        }
+        let d = self.live_mut(id)?;
+        if d.dev.disk != disk {
+            d.dev.disk = disk.to_string();
+            self.dirty = true;
+        }
         Ok(())
     }
 
@@ -358,15 +387,22 @@ impl RingBuilder {
 }
 
 const BUILDER_MAGIC: &[u8; 8] = b"STRBLDR\0";
-/// Version of the builder's persisted form.
-pub const BUILDER_FORMAT_VERSION: u16 = 1;
+/// Version of the builder's persisted form (2 adds the disk ids; 1 is still read).
+pub const BUILDER_FORMAT_VERSION: u16 = 2;
 
 impl RingBuilder {
-    /// The builder's persisted form: magic, format version, bincode body, CRC32.
+    /// The builder's persisted form: magic, format version, bincode body, the disk ids
+    /// (bincode `Vec<(DevId, String)>`, format 2), CRC32.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = BUILDER_MAGIC.to_vec();
         out.extend_from_slice(&BUILDER_FORMAT_VERSION.to_le_bytes());
         bincode::serialize_into(&mut out, self).expect("serializing into a Vec cannot fail");
+        let disks: Vec<(DevId, &str)> = self
+            .devices()
+            .filter(|d| !d.disk.is_empty())
+            .map(|d| (d.id, d.disk.as_str()))
+            .collect();
+        bincode::serialize_into(&mut out, &disks).expect("serializing into a Vec cannot fail");
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
@@ -384,11 +420,25 @@ impl RingBuilder {
             return Err(RingError::Corrupt("builder checksum mismatch".into()));
         }
         let version = u16::from_le_bytes([body[8], body[9]]);
-        if version != BUILDER_FORMAT_VERSION {
+        if !(1..=BUILDER_FORMAT_VERSION).contains(&version) {
             return Err(RingError::UnsupportedVersion(version));
         }
-        let b: RingBuilder = bincode::deserialize(&body[10..])
-            .map_err(|e| RingError::Corrupt(format!("builder: {e}")))?;
+        let bad = |e: bincode::Error| RingError::Corrupt(format!("builder: {e}"));
+        let mut rest = &body[10..];
+        let mut b: RingBuilder = bincode::deserialize_from(&mut rest).map_err(bad)?;
+        if version >= 2 {
+            let disks: Vec<(DevId, String)> = bincode::deserialize_from(&mut rest).map_err(bad)?;
+            for (id, disk) in disks {
+                let d = b
+                    .devices
+                    .get_mut(&id)
+                    .ok_or_else(|| RingError::Corrupt(format!("disk id for no device {id}")))?;
+                d.dev.disk = disk;
+            }
+        }
+        if !rest.is_empty() {
+            return Err(RingError::Corrupt("builder: trailing bytes".into()));
+        }
         if b.part_power == 0
             || b.part_power > MAX_PART_POWER
             || b.replicas == 0
@@ -411,6 +461,20 @@ impl RingBuilder {
         }
         Ok(b)
     }
+}
+
+/// A disk id: 1 to 64 ASCII letters, digits and `-` (what a storage node makes is 32 hex
+/// digits).
+fn check_disk(disk: &str) -> Result<(), RingError> {
+    if disk.is_empty()
+        || disk.len() > 64
+        || !disk.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(RingError::BadDisk(format!(
+            "disk id must be 1..=64 characters of [A-Za-z0-9-], got {disk:?}"
+        )));
+    }
+    Ok(())
 }
 
 fn check_weight(w: f64) -> Result<(), RingError> {
@@ -460,6 +524,45 @@ mod tests {
             name: name.into(),
             weight,
         }
+    }
+
+    /// Disk ids survive the builder's bytes and the ring's; bytes without them (format 1,
+    /// as older builds wrote) still read, with no disk named.
+    #[test]
+    fn disk_ids_round_trip_and_older_formats_still_read() {
+        let mut b = RingBuilder::new(4, 2, 0, [7; 16], 1).unwrap();
+        let a = b.add_device(dev(1, "h:1", "d1", 1.0)).unwrap();
+        let c = b.add_device(dev(2, "h:2", "d1", 1.0)).unwrap();
+        b.rebalance(0).unwrap();
+        let v1_builder = {
+            // A format-1 builder: the bincode body alone.
+            let mut out = BUILDER_MAGIC.to_vec();
+            out.extend_from_slice(&1u16.to_le_bytes());
+            bincode::serialize_into(&mut out, &b).unwrap();
+            let crc = crc32fast::hash(&out);
+            out.extend_from_slice(&crc.to_le_bytes());
+            out
+        };
+        let v1_ring = b.ring().unwrap().to_bytes();
+        assert_eq!(u16::from_le_bytes([v1_ring[8], v1_ring[9]]), 1);
+        assert_eq!(RingBuilder::from_bytes(&v1_builder).unwrap(), b);
+
+        assert!(matches!(
+            b.set_disk(a, "no/slash"),
+            Err(RingError::BadDisk(_))
+        ));
+        b.set_disk(a, "0123abcd").unwrap();
+        assert!(b.has_pending_changes(), "a named disk is published");
+        let e = b.set_disk(c, "0123abcd").unwrap_err();
+        assert!(e.to_string().contains("already device 0"), "{e}");
+        let back = RingBuilder::from_bytes(&b.to_bytes()).unwrap();
+        assert_eq!(back.device(a).unwrap().disk, "0123abcd");
+        assert_eq!(back.device(c).unwrap().disk, "");
+        assert!(b.rebalance(0).unwrap().changed);
+        let ring = Ring::from_bytes(&b.ring().unwrap().to_bytes()).unwrap();
+        let disks: Vec<&str> = ring.devices().iter().map(|d| d.disk.as_str()).collect();
+        assert_eq!(disks, ["0123abcd", ""]);
+        assert_eq!(Ring::from_bytes(&v1_ring).unwrap().devices()[0].disk, "");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! magic      8 bytes  "STRRING\0"
-//! format     u16      1
+//! format     u16      1, or 2 when a device names its disk
 //! part_power u8
 //! replicas   u8
 //! version    u64      ring version
@@ -10,7 +10,8 @@
 //! hash_key   16 bytes
 //! devices    u32      count, then per device:
 //!              id u32, region u32, zone u32, weight f64,
-//!              node (u16 length + UTF-8), name (u16 length + UTF-8)
+//!              node (u16 length + UTF-8), name (u16 length + UTF-8),
+//!              format 2: disk id (u16 length + UTF-8, empty when not known)
 //! id_width   u8       2 or 4: bytes per device id below
 //! slots      partitions × replicas ids, part-major
 //! crc32      u32      over every byte before it
@@ -21,8 +22,9 @@
 use super::{Device, Ring, RingError};
 
 const MAGIC: &[u8; 8] = b"STRRING\0";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The newest format version this build writes and reads. A ring whose devices name no
+/// disk is written as format 1, which builds without disk ids read too.
+pub const FORMAT_VERSION: u16 = 2;
 
 impl Ring {
     /// Serializes the ring (see the module docs for the layout).
@@ -34,8 +36,13 @@ impl Ring {
         let width = if wide { 4 } else { 2 };
         let mut out =
             Vec::with_capacity(64 + self.devices.len() * 64 + self.assignment.len() * width);
+        let format = if self.devices.iter().any(|d| !d.disk.is_empty()) {
+            FORMAT_VERSION
+        } else {
+            1
+        };
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&format.to_le_bytes());
         out.push(self.part_power);
         out.push(self.replicas);
         out.extend_from_slice(&self.version.to_le_bytes());
@@ -47,7 +54,8 @@ impl Ring {
             out.extend_from_slice(&d.region.to_le_bytes());
             out.extend_from_slice(&d.zone.to_le_bytes());
             out.extend_from_slice(&d.weight.to_le_bytes());
-            for s in [&d.node, &d.name] {
+            let disk = (format >= 2).then_some(&d.disk);
+            for s in [Some(&d.node), Some(&d.name), disk].into_iter().flatten() {
                 out.extend_from_slice(&(s.len() as u16).to_le_bytes());
                 out.extend_from_slice(s.as_bytes());
             }
@@ -79,7 +87,7 @@ impl Ring {
         }
         let mut r = Reader { buf: body, pos: 8 };
         let format = u16::from_le_bytes(r.take()?);
-        if format != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&format) {
             return Err(RingError::UnsupportedVersion(format));
         }
         let [part_power] = r.take()?;
@@ -96,6 +104,11 @@ impl Ring {
             let weight = f64::from_le_bytes(r.take()?);
             let node = r.string()?;
             let name = r.string()?;
+            let disk = if format >= 2 {
+                r.string()?
+            } else {
+                String::new()
+            };
             devices.push(Device {
                 id,
                 region,
@@ -103,6 +116,7 @@ impl Ring {
                 node,
                 name,
                 weight,
+                disk,
             });
         }
         let [width] = r.take()?;

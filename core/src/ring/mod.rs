@@ -64,6 +64,8 @@ pub enum RingError {
     BadDeviceName(String),
     #[error("no device with id {0} in this ring")]
     UnknownDevice(DevId),
+    #[error("{0}")]
+    BadDisk(String),
     #[error("device {name} on {node} is already in this ring as id {id}")]
     DuplicateDevice {
         id: DevId,
