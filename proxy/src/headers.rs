@@ -3,7 +3,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use stratus_proto::storage as pb;
 
 use crate::error::{bad_request, precondition_failed, SwiftError, SwiftResult};
@@ -17,9 +17,16 @@ pub const MAX_META_COUNT: usize = 90;
 /// Most bytes of metadata (names + values) on one entity.
 pub const MAX_META_OVERALL: usize = 4096;
 
-/// A header's value as text, if present and visible ASCII/UTF-8.
+/// A header's value as text, if present and UTF-8. Swift takes UTF-8 in header values
+/// (metadata, content types, names in `Destination`), which `HeaderValue::to_str`, being
+/// ASCII only, would refuse.
 pub fn hv<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
+    h.get(name).and_then(utf8)
+}
+
+/// A header value as UTF-8 text, if it is.
+pub fn utf8(v: &HeaderValue) -> Option<&str> {
+    std::str::from_utf8(v.as_bytes()).ok()
 }
 
 /// `x-object-meta-color` → `X-Object-Meta-Color`.
@@ -47,9 +54,7 @@ pub fn metadata(h: &HeaderMap, kind: &str, extra: &[&str]) -> SwiftResult<Vec<(S
     for (k, v) in h {
         let name = k.as_str();
         let (key, value) = if let Some(short) = name.strip_prefix(&prefix) {
-            let v = v
-                .to_str()
-                .map_err(|_| bad_request("Metadata must be valid UTF-8"))?;
+            let v = utf8(v).ok_or_else(|| bad_request("Metadata must be valid UTF-8"))?;
             if short.is_empty() {
                 return Err(bad_request("Metadata name cannot be empty"));
             }
@@ -73,9 +78,7 @@ pub fn metadata(h: &HeaderMap, kind: &str, extra: &[&str]) -> SwiftResult<Vec<(S
             // X-Remove-Container-Read and the like clear a stored header.
             (format!("x-{}", &name["x-remove-".len()..]), String::new())
         } else if extra.contains(&name) {
-            let v = v
-                .to_str()
-                .map_err(|_| bad_request(format!("{name} must be valid UTF-8")))?;
+            let v = utf8(v).ok_or_else(|| bad_request(format!("{name} must be valid UTF-8")))?;
             (name.to_string(), v.to_string())
         } else {
             continue;

@@ -8,14 +8,27 @@ use crate::common::*;
 
 /// Sends a raw HTTP/1.1 request (for what reqwest will not send) and returns the status.
 fn raw_status(proxy: &str, request: &str) -> u16 {
+    let head = raw_head(proxy, request);
+    head.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// Sends a raw HTTP/1.1 request and returns the answer's status line and headers as
+/// written on the wire.
+fn raw_head(proxy: &str, request: &str) -> String {
     let addr = proxy.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     s.write_all(request.as_bytes()).unwrap();
-    let mut buf = [0u8; 64];
-    let n = s.read(&mut buf).unwrap();
-    let head = String::from_utf8_lossy(&buf[..n]);
-    head.split(' ').nth(1).unwrap().parse().unwrap()
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut chunk).unwrap();
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -418,6 +431,33 @@ async fn swift_api_end_to_end() {
     assert_eq!(raw_status(&c.proxy, &raw_put("photos/a/../b")), 400);
     assert_eq!(raw_status(&c.proxy, &raw_put("../x")), 400);
     assert_eq!(raw_status(&c.proxy, &raw_put("photos/./x")), 400);
+    // UTF-8 in a metadata value is kept as sent, as Swift keeps it; header names come
+    // back in Swift's case, as written on the wire.
+    let utf8 = "bläu ☂";
+    let r = s
+        .req(Method::PUT, "photos/utf8")
+        .header(
+            "x-object-meta-color",
+            reqwest::header::HeaderValue::from_bytes(utf8.as_bytes()).unwrap(),
+        )
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let head = raw_head(
+        &c.proxy,
+        &format!(
+            "HEAD {path}/photos/utf8 HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {}\r\nConnection: close\r\n\r\n",
+            s.token
+        ),
+    );
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.contains(&format!("\r\nX-Object-Meta-Color: {utf8}\r\n")),
+        "{head}"
+    );
+    assert!(head.contains("\r\nEtag: "), "{head}");
     assert_eq!(status("photos/nul%00byte".into()).await, 412);
     assert_eq!(status("photos/bad%FFutf8".into()).await, 412);
     let mut many = s.req(Method::PUT, "photos/meta");

@@ -137,6 +137,9 @@ pub async fn serve_public(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
+        // Header names as Swift writes them (`X-Object-Meta-Color`, `Etag`): clients
+        // that compare them as written see what they would from Swift.
+        .title_case_headers(true)
         .half_close(true)
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(opts.header_timeout);
