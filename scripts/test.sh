@@ -37,3 +37,8 @@ cargo build --workspace --exclude stratus-benches --bins --locked --features str
 # Integration tests each run a cluster of real processes; two at a time suits 2 cores.
 echo "== tests" >&2
 cargo test --workspace --exclude stratus-benches --locked --features stratus-storage-node/failpoints,stratus-meta/failpoints -- --test-threads=2
+
+# Swift's own functional tests (release 2.30.1) against a dev cluster of the binaries just
+# built: each module must pass at least its floor in tests/swift-functional-floors.txt.
+echo "== Swift 2.30.1 functional tests" >&2
+bash scripts/swift-functional.sh --floors tests/swift-functional-floors.txt

@@ -19,6 +19,10 @@ pub enum UserCmd {
         /// May act on every account (Swift's `.reseller_admin`).
         #[arg(long)]
         reseller: bool,
+        /// Not the account's owner: acts only through the ACLs that grant it something
+        /// (Swift's user without `.admin`).
+        #[arg(long, conflicts_with = "reseller")]
+        member: bool,
     },
     /// List users.
     List,
@@ -76,9 +80,10 @@ pub async fn run(conn: &Conn, cmd: UserCmd) -> Result<()> {
             name,
             key,
             reseller,
+            member,
         } => {
             let (a, u) = split(&name)?;
-            let mut roles = vec![ROLE_ADMIN];
+            let mut roles = if member { vec![] } else { vec![ROLE_ADMIN] };
             if reseller {
                 roles.push(ROLE_RESELLER);
             }
@@ -89,10 +94,12 @@ pub async fn run(conn: &Conn, cmd: UserCmd) -> Result<()> {
                     serde_json::json!({"account": a, "user": u, "roles": user.roles})
                 );
             } else {
-                println!(
-                    "Added {a}:{u} (roles: {}); storage URL path /v1/AUTH_{a}",
+                let roles = if user.roles.is_empty() {
+                    "none: acts through ACLs only".to_string()
+                } else {
                     user.roles.join(", ")
-                );
+                };
+                println!("Added {a}:{u} (roles: {roles}); storage URL path /v1/AUTH_{a}");
             }
         }
         UserCmd::List => {

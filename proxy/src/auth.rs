@@ -316,20 +316,22 @@ pub fn keystone_identity(c: &TokenClaims, account: &str) -> Identity {
     }
 }
 
-/// The groups of a user (`account:user`, `account`, `AUTH_account`) and whether it owns
-/// `account`: a reseller owns every account, an admin its own.
+/// The groups of a user (`account:user`, `account`, and `AUTH_account` for its admins, as
+/// TempAuth gives them) and whether it owns `account`: a reseller owns every account, an
+/// admin its own. A user without admin acts only through ACLs, even in its own account.
 pub fn identity(c: &Claims, account: &str) -> Identity {
     let reseller = c.roles.iter().any(|r| r == ROLE_RESELLER);
+    let admin = c.roles.iter().any(|r| r == ROLE_ADMIN);
     let own = account
         .strip_prefix(RESELLER_PREFIX)
         .is_some_and(|a| a == c.account);
-    let owner = reseller || (own && c.roles.iter().any(|r| r == ROLE_ADMIN));
+    let owner = reseller || (own && admin);
+    let mut groups = vec![format!("{}:{}", c.account, c.user), c.account.clone()];
+    if admin {
+        groups.push(format!("{RESELLER_PREFIX}{}", c.account));
+    }
     Identity::User {
-        groups: vec![
-            format!("{}:{}", c.account, c.user),
-            c.account.clone(),
-            format!("{RESELLER_PREFIX}{}", c.account),
-        ],
+        groups,
         owner,
         reseller,
         reader: false,
@@ -407,5 +409,27 @@ mod tests {
         for g in ["p1:u1", "demo:alice", "*:alice", "p1:*", "member"] {
             assert!(groups.contains(&g.to_string()), "{g} in {groups:?}");
         }
+    }
+
+    /// TempAuth: an admin owns its account and is in its `AUTH_` group; a user without
+    /// admin is neither, so only ACLs grant it anything.
+    #[test]
+    fn tempauth_admins_own_their_account_and_members_act_through_acls() {
+        let c = |roles: &[&str]| Claims {
+            account: "test".into(),
+            user: "tester3".into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            expires: u64::MAX,
+        };
+        let Identity::User { groups, owner, .. } = identity(&c(&[]), "AUTH_test") else {
+            unreachable!()
+        };
+        assert!(!owner);
+        assert_eq!(groups, ["test:tester3", "test"]);
+        let Identity::User { groups, owner, .. } = identity(&c(&[ROLE_ADMIN]), "AUTH_test") else {
+            unreachable!()
+        };
+        assert!(owner);
+        assert!(groups.contains(&"AUTH_test".to_string()));
     }
 }

@@ -231,17 +231,16 @@ pub enum Condition {
 }
 
 /// Evaluates `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`
-/// (RFC 9110 order) against an object's ETag and timestamp.
+/// against an object's ETag and timestamp, as Swift does: a failed `If-Match` or
+/// `If-Unmodified-Since` is 412; then `If-None-Match` (or, without it,
+/// `If-Modified-Since`) may make it 304.
 pub fn conditions(h: &HeaderMap, etag: &str, ts_micros: u64) -> SwiftResult<Condition> {
     let modified = ts_micros.div_ceil(1_000_000);
-    if let Some(m) = hv(h, "if-match") {
-        if !etag_list_matches(m, etag) {
-            return Err(precondition_failed("<html><h1>Precondition Failed</h1><p>A precondition for this request was not met.</p></html>"));
-        }
-    } else if let Some(since) = parse_date(h, "if-unmodified-since") {
-        if modified > since {
-            return Err(precondition_failed("<html><h1>Precondition Failed</h1><p>A precondition for this request was not met.</p></html>"));
-        }
+    // Swift checks both (RFC 9110 would skip If-Unmodified-Since after an If-Match).
+    let failed = hv(h, "if-match").is_some_and(|m| !etag_list_matches(m, etag))
+        || parse_date(h, "if-unmodified-since").is_some_and(|since| modified > since);
+    if failed {
+        return Err(precondition_failed("<html><h1>Precondition Failed</h1><p>A precondition for this request was not met.</p></html>"));
     }
     if let Some(m) = hv(h, "if-none-match") {
         if etag_list_matches(m, etag) {
@@ -329,6 +328,14 @@ mod tests {
         assert_eq!(
             c(&[("if-unmodified-since", &later)]),
             Ok(Condition::Proceed)
+        );
+        // Swift checks If-Unmodified-Since even when If-Match matched.
+        assert_eq!(
+            c(&[
+                ("if-match", "\"abc\""),
+                ("if-unmodified-since", "Tue, 14 Nov 2023 22:13:00 GMT")
+            ]),
+            Err(412)
         );
     }
 

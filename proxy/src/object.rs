@@ -66,7 +66,15 @@ pub async fn put(
         ),
         None => None,
     };
-    let chunked = hv(h, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let te = hv(h, "transfer-encoding");
+    if te.is_some_and(|v| !v.trim().eq_ignore_ascii_case("chunked")) {
+        // Only plain chunked framing, as Swift: `gzip,chunked` and the like are refused.
+        return Err(SwiftError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "<html><h1>Not Implemented</h1><p>The requested method is not implemented by this server.</p></html>",
+        ));
+    }
+    let chunked = te.is_some();
     if content_length.is_none() && !chunked {
         return Err(SwiftError::new(
             StatusCode::LENGTH_REQUIRED,
@@ -79,7 +87,10 @@ pub async fn put(
             "Your request is too large.",
         ));
     }
-    if hv(h, "if-none-match").is_some_and(|v| v.trim() == "*") {
+    if hv(h, "if-none-match").is_some_and(|v| v.trim() != "*") {
+        return Err(bad_request("If-None-Match only supports *"));
+    }
+    if hv(h, "if-none-match").is_some() {
         match fetch(p, path, h, true).await {
             Ok(_) => return Err(precondition_failed("Object exists")),
             Err(e) if e.status == StatusCode::NOT_FOUND => {}
@@ -235,4 +246,28 @@ pub async fn post(p: &Proxy, path: &ObjPath, h: &HeaderMap) -> SwiftResult<Respo
         return Err(not_found());
     }
     Err(unavailable("object POST reached no quorum"))
+}
+
+/// `X-If-Delete-At` on a DELETE: the object must be set to expire at exactly that time
+/// (the expirer's guard against deleting an object whose expiry changed). Not an integer
+/// → 400; another time, or no object → 412, as Swift answers.
+pub async fn check_if_delete_at(p: &Proxy, path: &ObjPath, h: &HeaderMap) -> SwiftResult<()> {
+    let Some(v) = hv(h, "x-if-delete-at") else {
+        return Ok(());
+    };
+    let at: u64 = v
+        .trim()
+        .parse()
+        .map_err(|_| bad_request("Bad X-If-Delete-At header value"))?;
+    let current = match fetch(p, path, &HeaderMap::new(), true).await {
+        Ok(found) => found.meta.delete_at,
+        Err(e) if e.status == StatusCode::NOT_FOUND => 0,
+        Err(e) => return Err(e),
+    };
+    if current != at {
+        return Err(precondition_failed(
+            "<html><h1>Precondition Failed</h1><p>A precondition for this request was not met.</p></html>",
+        ));
+    }
+    Ok(())
 }

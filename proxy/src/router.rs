@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::acl::{self, Decision, Identity};
 use crate::cluster::RingKind;
-use crate::error::{bad_request, not_found, SwiftError, SwiftResult};
+use crate::error::{bad_request, not_found, precondition_failed, SwiftError, SwiftResult};
 use crate::headers;
 use crate::names::{decode, Query, MAX_ACCOUNT_NAME, MAX_CONTAINER_NAME, MAX_OBJECT_NAME};
 use crate::ops::listing::LISTING_LIMIT;
@@ -84,6 +84,12 @@ pub fn check_names(container: &str, object: &str) -> Result<(), SwiftError> {
     Ok(())
 }
 
+/// Swift's bulk delete: `POST` or `DELETE` with `?bulk-delete` at any path of an account
+/// (the names in the body are relative to the account).
+fn is_bulk_delete(m: &Method, q: &Query) -> bool {
+    (*m == Method::POST || *m == Method::DELETE) && q.has("bulk-delete")
+}
+
 /// Parses the raw (still percent-encoded) path of a request.
 pub fn parse(raw_path: &str) -> Result<Endpoint, SwiftError> {
     match raw_path {
@@ -91,6 +97,10 @@ pub fn parse(raw_path: &str) -> Result<Endpoint, SwiftError> {
         "/healthcheck" => return Ok(Endpoint::Healthcheck),
         "/auth/v1.0" | "/auth/v1.0/" | "/auth/v1" | "/auth/v1/" => return Ok(Endpoint::Auth),
         _ => {}
+    }
+    if raw_path == "/v1" || raw_path == "/v1/" {
+        // A version and no account, as Swift answers it.
+        return Err(precondition_failed("Bad URL"));
     }
     let rest = raw_path.strip_prefix("/v1/").ok_or_else(not_found)?;
     // Swift decodes the whole path before splitting it, so an encoded `/` (`%2F`) in an
@@ -235,7 +245,7 @@ pub async fn route(p: &Arc<Proxy>, req: Request) -> SwiftResult<Response> {
             let who = p.auth.identify(h, &account)?;
             // Bulk requests are judged item by item, with the requester's rights (Swift's
             // `bulk` sits before auth and sends each item through it).
-            if *m == Method::POST && q.has("bulk-delete") {
+            if is_bulk_delete(m, &q) {
                 return bulk::delete(p, &who, &account, h, body).await;
             }
             if *m == Method::PUT && q.has("extract-archive") {
@@ -260,6 +270,9 @@ pub async fn route(p: &Arc<Proxy>, req: Request) -> SwiftResult<Response> {
         }
         Endpoint::Container { account, container } => {
             let who = p.auth.identify(h, &account)?;
+            if is_bulk_delete(m, &q) {
+                return bulk::delete(p, &who, &account, h, body).await;
+            }
             if *m == Method::PUT && q.has("extract-archive") {
                 return bulk::extract(p, &who, &account, &container, "", &q, h, body).await;
             }
@@ -295,6 +308,9 @@ pub async fn route(p: &Arc<Proxy>, req: Request) -> SwiftResult<Response> {
             object,
         } => {
             let who = p.auth.identify(h, &account)?;
+            if is_bulk_delete(m, &q) {
+                return bulk::delete(p, &who, &account, h, body).await;
+            }
             let path = ObjPath {
                 account,
                 container,
@@ -339,7 +355,10 @@ pub async fn route(p: &Arc<Proxy>, req: Request) -> SwiftResult<Response> {
                 "DELETE" if q.get("multipart-manifest") == Some("delete") => {
                     large::delete_slo(p, &who, &path, h).await
                 }
-                "DELETE" => versions::delete(p, &path).await,
+                "DELETE" => {
+                    object::check_if_delete_at(p, &path, h).await?;
+                    versions::delete(p, &path).await
+                }
                 "COPY" => object::copy_verb(p, &who, &path, h, as_stored).await,
                 _ => Err(not_allowed()),
             }?;
@@ -425,7 +444,8 @@ mod tests {
     fn refuses_bad_names_as_swift_does() {
         let status = |p: &str| parse(p).unwrap_err().status.as_u16();
         assert_eq!(status("/nope"), 404);
-        assert_eq!(status("/v1/"), 404);
+        assert_eq!(status("/v1/"), 412);
+        assert_eq!(status("/v1"), 412);
         assert_eq!(status("/v1/a/c/%FF"), 412);
         assert_eq!(status("/v1/a/c/x%00y"), 412);
         assert_eq!(status("/v1/a/../o"), 400);

@@ -458,6 +458,89 @@ async fn swift_api_end_to_end() {
         "{head}"
     );
     assert!(head.contains("\r\nEtag: "), "{head}");
+    // What Swift's own functional tests check, answered as Swift answers.
+    let raw = |req: &str| raw_head(&c.proxy, req);
+    let auth = format!("X-Auth-Token: {}\r\n", s.token);
+    let v1 = raw("GET /v1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(
+        v1.starts_with("HTTP/1.1 412"),
+        "a version without account: {v1}"
+    );
+    let te = raw(&format!(
+        "PUT {path}/photos/te HTTP/1.1\r\nHost: x\r\n{auth}Transfer-Encoding: gzip,chunked\r\nConnection: close\r\n\r\n0\r\n\r\n"
+    ));
+    assert!(te.starts_with("HTTP/1.1 501"), "{te}");
+    let r = s
+        .req(Method::PUT, "photos/inm")
+        .header("if-none-match", "somethingelse")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "If-None-Match on PUT takes only *");
+    // A 412 or 416 carries the object's validators.
+    for (name, value, code) in [("if-match", "bogus", 412), ("range", "bytes=100-200", 416)] {
+        let r = s
+            .req(Method::GET, "photos/utf8")
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), code, "{name}");
+        assert_eq!(r.headers()["etag"], "9dd4e461268c8034f5c8564e155c67a6");
+        assert_eq!(r.headers()["accept-ranges"], "bytes");
+    }
+    let r = s
+        .req(Method::GET, "photos/utf8")
+        .header("if-match", "9dd4e461268c8034f5c8564e155c67a6")
+        .header("if-unmodified-since", "Tue, 14 Nov 2023 22:13:00 GMT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        412,
+        "If-Unmodified-Since counts after a matching If-Match"
+    );
+    // X-If-Delete-At: not a number 400, not the object's expiry 412.
+    for (value, code) in [("bad", 400), ("1234567890", 412)] {
+        let r = s
+            .req(Method::DELETE, "photos/utf8")
+            .header("x-if-delete-at", value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), code, "X-If-Delete-At: {value}");
+    }
+    // A limit that is not all digits is ignored, as Swift ignores it.
+    let r = s.req(Method::GET, "?limit=5000.0").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Up to Swift's 90 metadata items and past them: Swift's 400, not a header-count 431.
+    let mut many = s.req(Method::PUT, "photos/many");
+    for i in 0..150 {
+        many = many.header(format!("x-object-meta-k{i}"), "v");
+    }
+    assert_eq!(many.body("x").send().await.unwrap().status(), 400);
+    // Bulk delete answers at any path of the account, DELETE as well as POST.
+    let r = s
+        .req(Method::DELETE, "photos/utf8?bulk-delete")
+        .header("accept", "application/json")
+        .header("content-type", "text/plain")
+        .body("photos/utf8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let report: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(report["Number Deleted"], 1, "{report}");
+    assert_eq!(
+        s.req(Method::HEAD, "photos/utf8")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     assert_eq!(status("photos/nul%00byte".into()).await, 412);
     assert_eq!(status("photos/bad%FFutf8".into()).await, 412);
     let mut many = s.req(Method::PUT, "photos/meta");

@@ -326,6 +326,31 @@ async fn acls_temp_urls_and_quotas() {
     assert_eq!(status(s.req(Method::PUT, "shared")).await, 201);
     assert_eq!(s.put("shared/doc", "hello").await.status(), 201);
 
+    // A user of the account without admin (Swift's user without `.admin`) acts only
+    // through ACLs, even in its own account.
+    ok(&[
+        "user",
+        "--dir",
+        c.dir_str(),
+        "add",
+        "--member",
+        "test:guest",
+        "g0est",
+    ]);
+    let guest = c.login("test:guest", "g0est").await;
+    assert_eq!(guest.url, s.url, "the guest's storage URL is its account's");
+    let listing = http.get(&s.url).header("x-auth-token", &guest.token);
+    assert_eq!(status(listing).await, 403);
+    assert_eq!(status(as_(&guest, Method::GET, "shared/doc")).await, 403);
+    assert_eq!(status(as_(&guest, Method::PUT, "guestmade")).await, 403);
+    let grant = s
+        .req(Method::POST, "shared")
+        .header("x-container-read", "test:guest");
+    assert_eq!(status(grant).await, 204);
+    assert_eq!(status(as_(&guest, Method::GET, "shared/doc")).await, 200);
+    let acl = as_(&guest, Method::POST, "shared").header("x-container-read", ".r:*");
+    assert_eq!(status(acl).await, 403, "only owners set ACLs");
+
     // Container ACLs.
     assert_eq!(status(as_(&bob, Method::GET, "shared/doc")).await, 403);
     assert_eq!(status(http.get(format!("{}/shared/doc", s.url))).await, 401);

@@ -118,6 +118,9 @@ pub struct HttpOptions {
     pub header_timeout: std::time::Duration,
 }
 
+/// Most headers one request may carry on the public port.
+pub const MAX_HEADERS: usize = 512;
+
 /// Serves `app` on a public port, over TLS with `config` (no client certificates) or plain
 /// HTTP without, until `shutdown` resolves. A client that half-closes its side after a
 /// complete request still gets its answer (HTTP/1.1 half-close, as Swift's eventlet
@@ -140,6 +143,9 @@ pub async fn serve_public(
         // Header names as Swift writes them (`X-Object-Meta-Color`, `Etag`): clients
         // that compare them as written see what they would from Swift.
         .title_case_headers(true)
+        // Swift takes up to 90 metadata items plus the usual headers, and answers 400
+        // past its limits; hyper's default of 100 headers would answer 431 first.
+        .max_headers(MAX_HEADERS)
         .half_close(true)
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(opts.header_timeout);

@@ -285,7 +285,10 @@ async fn fetch_once(
     let manifest = is_manifest(&newest);
     let reuse_ok = !(manifest && spec.is_some());
     let spec = if manifest { None } else { spec };
-    let range = spec.map(|s| s.resolve(newest.size)).transpose()?;
+    let range = spec
+        .map(|s| s.resolve(newest.size))
+        .transpose()
+        .map_err(|e| with_validators(e, &newest))?;
     if head_only {
         return Ok(Attempt::Found(Found {
             meta: newest,
@@ -399,10 +402,22 @@ pub async fn get(p: &Proxy, path: &ObjPath, h: &HeaderMap, head: bool) -> SwiftR
     respond(fetch(p, path, h, head).await?, h)
 }
 
+/// A 412 or 416 about an object carries its validators (`Etag`, `Last-Modified`,
+/// `X-Timestamp`) and `Accept-Ranges`, as Swift's do: a client can tell which version it did not match.
+fn with_validators(e: SwiftError, m: &pb::ObjectMeta) -> SwiftError {
+    let ts = m.meta_ts.max(m.ts);
+    e.with_header("etag", m.etag.clone())
+        .with_header("accept-ranges", "bytes".into())
+        .with_header("last-modified", http_date(ts))
+        .with_header("x-timestamp", Timestamp(ts).to_string())
+}
+
 /// The answer to a GET or HEAD that found `found`.
 pub fn respond(found: Found, h: &HeaderMap) -> SwiftResult<Response> {
     let m = &found.meta;
-    if conditions(h, &m.etag, m.meta_ts.max(m.ts))? == Condition::NotModified {
+    if conditions(h, &m.etag, m.meta_ts.max(m.ts)).map_err(|e| with_validators(e, m))?
+        == Condition::NotModified
+    {
         let mut r = StatusCode::NOT_MODIFIED.into_response();
         object_headers(&mut r, m);
         r.headers_mut().remove("content-type");

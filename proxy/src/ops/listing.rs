@@ -75,10 +75,9 @@ pub fn list_query(query: Option<&str>, h: &HeaderMap) -> SwiftResult<ListQuery> 
             }
             "marker" => q.marker = v,
             "end_marker" => q.end_marker = v,
-            "limit" => {
-                let n: u64 = v.parse().map_err(|_| {
-                    precondition_failed("Value of limit must be a positive integer")
-                })?;
+            // As Swift: a limit that is not all digits is ignored (the default applies).
+            "limit" if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                let n: u64 = v.parse().unwrap_or(u64::MAX);
                 if n > u64::from(LISTING_LIMIT) {
                     return Err(precondition_failed(format!(
                         "Maximum limit is {LISTING_LIMIT}"
@@ -338,13 +337,11 @@ mod tests {
                 .as_u16(),
             412
         );
-        assert_eq!(
-            validate_query(Some("limit=abc"))
-                .unwrap_err()
-                .status
-                .as_u16(),
-            412
-        );
+        // Not all digits: ignored, as Swift ignores it (Python clients send `5000.0`).
+        for q in ["limit=abc", "limit=5000.0", "limit=-1"] {
+            let lq = list_query(Some(q), &HeaderMap::new()).unwrap();
+            assert_eq!(lq.limit, LISTING_LIMIT, "{q}");
+        }
         assert_eq!(
             validate_query(Some("delimiter=ab"))
                 .unwrap_err()
