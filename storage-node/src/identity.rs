@@ -1,10 +1,12 @@
 //! Who a storage node is, and which node each of its devices belongs to.
 //!
-//! A node is known to the rings by one address, `HOST:PORT`. Everything that decides
-//! whether a partition is "mine" (the replicator's handoff cleanup, the expirer's container
-//! updates) compares ring entries with that address, so a node that mistakes its own
-//! address (listening on `0.0.0.0`) would take every local copy for a misplaced one and
-//! push it away and delete it. Two rules prevent that:
+//! A node is known to the rings by one address, `HOST:PORT`, and each of its disks by an
+//! id. Whether a ring entry is one of this node's devices ([`is_mine`]: what the
+//! replicator's handoff cleanup and the expirer's container updates decide by) is
+//! answered by the disk id where the ring names one, and by address and device name
+//! otherwise. A node that mistook its own address (listening on `0.0.0.0`) would take
+//! every local copy for a misplaced one and push it away and delete it. Two rules prevent
+//! that:
 //! - a node listening on an unspecified address (`0.0.0.0`, `[::]`) must be told its ring
 //!   address with `--advertise`;
 //! - each device keeps `<device>/identity.json`: a random id made when the device is first
@@ -21,7 +23,7 @@
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
-use stratus_core::ring::Ring;
+use stratus_core::ring::{Device as RingDevice, Ring};
 
 use crate::device::Device;
 
@@ -60,6 +62,16 @@ pub fn address(listen: &SocketAddr, advertise: Option<&str>) -> Result<String, S
         ));
     }
     Ok(listen.to_string())
+}
+
+/// Whether ring entry `d` is device `dev` of the node at `me`: the entry names this
+/// device's disk, or this node's address and this device's name. Either is enough: a
+/// device never takes its own slot for a peer's (which would push a copy to itself and
+/// then delete it as a handoff), and an entry that names its disk stays its own even
+/// when the address in the ring is not the one the node serves on now.
+pub fn is_mine(d: &RingDevice, me: &str, dev: &Device) -> bool {
+    (d.node == me && d.name == dev.name)
+        || (!d.disk.is_empty() && dev.disk.get().is_some_and(|id| *id == d.disk))
 }
 
 /// The disk id the rings name for device `name` of `node`, if any names one.
@@ -166,6 +178,39 @@ mod tests {
         assert!(address(&any, Some("nonsense")).is_err());
         let one: SocketAddr = "127.0.0.1:6200".parse().unwrap();
         assert_eq!(address(&one, None).unwrap(), "127.0.0.1:6200");
+    }
+
+    fn entry(node: &str, name: &str, disk: &str) -> RingDevice {
+        RingDevice {
+            id: 0,
+            region: 1,
+            zone: 1,
+            node: node.into(),
+            name: name.into(),
+            weight: 1.0,
+            disk: disk.into(),
+        }
+    }
+
+    /// A ring entry is a device's by its disk id, or by address and name; never is a
+    /// device's own slot taken for a peer's.
+    #[test]
+    fn a_ring_entry_is_mine_by_disk_id_or_by_address_and_name() {
+        let d = tempfile::tempdir().unwrap();
+        let dev = Device::open("d1", d.path(), 0).unwrap();
+        let me = "127.0.0.1:6201";
+        // Before the identity is known: address and name only.
+        assert!(is_mine(&entry(me, "d1", ""), me, &dev));
+        assert!(!is_mine(&entry(me, "d2", ""), me, &dev));
+        assert!(!is_mine(&entry("127.0.0.1:6202", "d1", "abc"), me, &dev));
+        dev.disk.set("abc".into()).unwrap();
+        // The ring names this disk at an address the node no longer serves on: still its.
+        assert!(is_mine(&entry("10.9.9.9:6200", "d7", "abc"), me, &dev));
+        // Its slot, whatever disk the entry names, stays its own (start-up refuses the
+        // mismatch; a later ring edit must not make the device push to itself and delete).
+        assert!(is_mine(&entry(me, "d1", "other"), me, &dev));
+        assert!(!is_mine(&entry("127.0.0.1:6202", "d1", "other"), me, &dev));
+        assert!(!is_mine(&entry(me, "d2", "other"), me, &dev));
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod db;
 pub mod db_service;
 pub mod device;
 pub mod diskfile;
+pub mod engine;
 pub mod hashes;
 pub mod identity;
 pub mod maintenance;
@@ -245,6 +246,7 @@ impl StorageServer {
         for dev in self.node.devices.values() {
             let expected = identity::ring_disk(&rings, &addr, &dev.name);
             let id = identity::check(dev, &addr, expected).map_err(StorageError::Identity)?;
+            let _ = dev.disk.set(id.id.clone());
             disks.push((dev.name.clone(), id.id));
         }
         identity::check_rings(&rings, &addr, &disks).map_err(StorageError::Identity)?;

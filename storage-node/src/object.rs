@@ -18,12 +18,13 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auditor::quarantine;
 use crate::bodyfile::TmpBody;
-use crate::device::{write_sync, Device, Space, CF_OBJECTS, CF_PENDING};
+use crate::device::{Device, CF_OBJECTS, CF_PENDING};
 use crate::diskfile::{
-    batch_record, body_file, name_hash, object_key, read_block, BlockError, BodyHasher,
-    ObjectRecord, VersionOrder, BLOCK, INLINE_MAX,
+    body_file, name_hash, object_key, read_block, BlockError, BodyHasher, ObjectRecord, BLOCK,
+    INLINE_MAX,
 };
-use crate::hashes::suffix_of;
+use crate::engine::disk::Disk;
+use crate::engine::{self, Change, Decide, Engine, Key, Outcome, Put};
 use crate::updater::{send_container_update, Pending, SYNC_UPDATE_TIMEOUT};
 use crate::Node;
 
@@ -88,11 +89,18 @@ impl Loc {
     }
 
     fn load(&self) -> Result<Option<ObjectRecord>, Status> {
-        match self.dev.get(CF_OBJECTS, &self.key)? {
-            None => Ok(None),
-            Some(b) => ObjectRecord::decode(&b)
-                .map(Some)
-                .map_err(Status::data_loss),
+        Ok(engine::disk::load(&self.dev, &self.key)?)
+    }
+
+    /// The engine holding this object's copy.
+    fn engine(&self) -> Disk {
+        Disk::new(self.dev.clone())
+    }
+
+    fn ekey(&self) -> Key {
+        Key {
+            part: self.part,
+            hash: self.hash,
         }
     }
 
@@ -125,63 +133,35 @@ impl Loc {
     }
 
     fn pending(&self, rec: &ObjectRecord) -> Pending {
-        Pending {
-            account: self.t.account.clone(),
-            container: self.t.container.clone(),
-            replica_index: self.t.replica_index,
-            name: self.t.object.clone(),
-            ts: rec.ts,
-            size: listed_size(rec),
-            content_type: rec.content_type.clone(),
-            etag: rec.etag.clone(),
-            deleted: rec.deleted,
-            queued: Timestamp::now().0,
-        }
+        pending_for(&self.t, rec)
     }
 
-    /// Commits `rec` (replacing `old`) with its container update queued, releases the
-    /// object's lock `guard`, then delivers the update (never under the lock: the container
-    /// may live on this very device, behind the same stripe). Returns whether the container
-    /// replica has the row already.
-    async fn commit(
-        &self,
-        node: &Node,
-        rec: &ObjectRecord,
-        old: Option<&ObjectRecord>,
-        update_container: bool,
-        guard: tokio::sync::MutexGuard<'_, ()>,
-    ) -> Result<bool, Status> {
-        let mut batch = WriteBatch::default();
-        batch_record(&self.dev, &mut batch, &self.key, Some(rec), old);
-        let pending = update_container.then(|| self.pending(rec));
-        let pkey = pending.as_ref().map(Pending::key);
-        if let (Some(p), Some(k)) = (&pending, &pkey) {
-            self.dev.batch_put(&mut batch, CF_PENDING, k, &p.encode());
-        }
-        write_sync(&self.dev, batch).await?;
-        fail::fail_point!("put-after-record-commit", |_| crate::crash(
-            "put-after-record-commit"
-        ));
-        self.dev
-            .hashes
-            .invalidate(Space::Object, self.part, suffix_of(&self.hash));
-        if let Some(old) = old.filter(|o| o.has_file()) {
-            let f = body_file(&self.dev, self.part, &self.hash, old);
-            if !rec.has_file() || f != body_file(&self.dev, self.part, &self.hash, rec) {
-                let _ = tokio::fs::remove_file(f).await;
-            }
-        }
-        drop(guard);
-        let (Some(p), Some(k)) = (pending, pkey) else {
-            return Ok(true);
+    /// Commits what `decide` says replaces the stored record (see [`Engine::commit`]),
+    /// then delivers the container update it queued (never under the object's lock: the
+    /// container may live on this very device, behind the same stripe). Returns the
+    /// outcome and whether the container replica has the row already.
+    async fn commit(&self, node: &Node, decide: Decide) -> Result<(Outcome, bool), Status> {
+        let out = self.engine().commit(self.ekey(), None, decide).await?;
+        let updated = match &out {
+            Outcome::Committed {
+                pending: Some((k, p)),
+                ..
+            } => self.deliver(node, k, p).await?,
+            _ => true,
         };
+        Ok((out, updated))
+    }
+
+    /// Sends the container update `p` queued under `k`; a failed one stays queued for
+    /// the updater. Returns whether it was delivered.
+    async fn deliver(&self, node: &Node, k: &[u8], p: &Pending) -> Result<bool, Status> {
         fail::fail_point!("put-before-container-update", |_| crate::crash(
             "put-before-container-update"
         ));
-        match send_container_update(node, &p, SYNC_UPDATE_TIMEOUT).await {
+        match send_container_update(node, p, SYNC_UPDATE_TIMEOUT).await {
             Ok(()) => {
                 let mut b = WriteBatch::default();
-                self.dev.batch_delete(&mut b, CF_PENDING, &k);
+                self.dev.batch_delete(&mut b, CF_PENDING, k);
                 // Not synced: if lost, the pending is delivered again, harmlessly.
                 self.dev.write(b, false)?;
                 Ok(true)
@@ -192,6 +172,22 @@ impl Loc {
                 Ok(false)
             }
         }
+    }
+}
+
+/// The container update that records `rec` in the listing of `t`'s container.
+fn pending_for(t: &pb::ObjectTarget, rec: &ObjectRecord) -> Pending {
+    Pending {
+        account: t.account.clone(),
+        container: t.container.clone(),
+        replica_index: t.replica_index,
+        name: t.object.clone(),
+        ts: rec.ts,
+        size: listed_size(rec),
+        content_type: rec.content_type.clone(),
+        etag: rec.etag.clone(),
+        deleted: rec.deleted,
+        queued: Timestamp::now().0,
     }
 }
 
@@ -308,23 +304,20 @@ async fn receive(
     fail::fail_point!("put-after-body-fsync", |_| crate::crash(
         "put-after-body-fsync"
     ));
-    let guard = loc.dev.lock_for(&loc.key).lock().await;
-    let old = loc.load()?;
-    match rec.order(old.as_ref()) {
-        VersionOrder::Newer => {}
+    let pending = loc.pending(&rec);
+    match engine::put(&loc.engine(), loc.ekey(), rec, body, Some(pending)).await? {
+        Put::Stored {
+            pending: Some((k, p)),
+            ..
+        } => loc.deliver(&node, &k, &p).await,
+        Put::Stored { pending: None, .. } => Ok(true),
         // Already durable here (a retry, or a replica's push that came first).
-        VersionOrder::Same => return Ok(true),
+        Put::Same => Ok(true),
         // A later version, or one with the same timestamp that orders after this one, is
-        // committed: this PUT is not stored (its temporary body goes when dropped) and
-        // the committed body is never touched.
-        VersionOrder::Older => return Err(conflict(&loc.path, old.as_ref())),
+        // committed: this PUT is not stored (its temporary body is gone) and the
+        // committed body was never touched.
+        Put::Superseded(old) => Err(conflict(&loc.path, old.as_ref())),
     }
-    if let Some(f) = body {
-        let dest = body_file(&loc.dev, loc.part, &loc.hash, &rec);
-        f.install(dest).await.map_err(|e| io_status(&loc.dev, e))?;
-        fail::fail_point!("put-after-rename", |_| crate::crash("put-after-rename"));
-    }
-    loc.commit(&node, &rec, old.as_ref(), true, guard).await
 }
 
 /// 409 for a PUT that a stored version supersedes (the code a proxy counts as "a newer
@@ -566,25 +559,19 @@ impl Object for ObjectService {
         let loc = Loc::new(&self.node, req.target)?;
         // A tombstone needs no room: a full device still lets users free space.
         loc.dev.check_present()?;
-        let guard = loc.dev.lock_for(&loc.key).lock().await;
-        let old = loc.load()?;
-        let existed = old.as_ref().is_some_and(|o| !o.deleted);
-        if old.as_ref().is_some_and(|o| o.ts >= req.ts) {
-            return Ok(Response::new(pb::WriteReply {
-                existed,
-                container_updated: true,
-            }));
-        }
-        let tomb = ObjectRecord {
-            name: loc.path.clone(),
-            ts: req.ts,
-            meta_ts: req.ts,
-            deleted: true,
-            ..Default::default()
+        let (ekey, engine) = (loc.ekey(), loc.engine());
+        let target = loc.t.clone();
+        let (out, existed) = engine::delete(&engine, ekey, loc.path.clone(), req.ts, move |tomb| {
+            Some(pending_for(&target, tomb))
+        })
+        .await?;
+        let updated = match &out {
+            Outcome::Committed {
+                pending: Some((k, p)),
+                ..
+            } => loc.deliver(&self.node, k, p).await?,
+            _ => true,
         };
-        let updated = loc
-            .commit(&self.node, &tomb, old.as_ref(), true, guard)
-            .await?;
         Ok(Response::new(pb::WriteReply {
             existed,
             container_updated: updated,
@@ -598,12 +585,8 @@ impl Object for ObjectService {
         let req = req.into_inner();
         let loc = Loc::new(&self.node, req.target)?;
         loc.dev.check_space(0)?;
-        let guard = loc.dev.lock_for(&loc.key).lock().await;
-        let Some(mut rec) = loc.load()?.filter(|r| !r.deleted) else {
-            return Err(Status::not_found(format!("{} not found", loc.path)));
-        };
-        let old = rec.clone();
-        if rec.meta_ts < req.ts {
+        let decide: Decide = Box::new(move |old| {
+            let mut rec = old.filter(|r| !r.deleted && r.meta_ts < req.ts)?.clone();
             rec.meta_ts = req.ts;
             // System metadata (a static large object's flag and totals) is set by the
             // object's PUT and outlives POSTs, which replace only user metadata (Swift's
@@ -625,8 +608,12 @@ impl Object for ObjectService {
                 rec.content_type = ct;
             }
             rec.delete_at = req.delete_at;
-            loc.commit(&self.node, &rec, Some(&old), false, guard)
-                .await?;
+            Some(Change { rec, pending: None })
+        });
+        if let (Outcome::Declined { current }, _) = loc.commit(&self.node, decide).await? {
+            if current.is_none_or(|r| r.deleted) {
+                return Err(Status::not_found(format!("{} not found", loc.path)));
+            }
         }
         Ok(Response::new(pb::WriteReply {
             existed: true,
@@ -663,7 +650,7 @@ pub async fn expire(
     let me = node.addr.get().cloned().unwrap_or_default();
     let index = node.object_ring.current().and_then(|r| {
         r.primaries(part)
-            .position(|d| d.node == me && d.name == dev.name)
+            .position(|d| crate::identity::is_mine(d, &me, dev))
     });
     let t = pb::ObjectTarget {
         device: dev.name.clone(),
@@ -674,26 +661,18 @@ pub async fn expire(
         replica_index: index.unwrap_or(0) as u32,
     };
     let loc = Loc::new(node, Some(t))?;
-    let guard = loc.dev.lock_for(&loc.key).lock().await;
-    let Some(old) = loc.load()? else {
-        return Ok(false);
-    };
-    if old.deleted || old.delete_at != delete_at {
-        return Ok(false);
-    }
-    // The expiry time is when it was deleted (so every replica writes the same tombstone),
-    // unless the version is newer than that.
-    let ts = (delete_at.saturating_mul(1_000_000)).max(old.meta_ts + 1);
-    let tomb = ObjectRecord {
-        name: loc.path.clone(),
-        ts,
-        meta_ts: ts,
-        deleted: true,
-        ..Default::default()
-    };
-    loc.commit(node, &tomb, Some(&old), index.is_some(), guard)
-        .await?;
-    Ok(true)
+    let (name, target, update) = (loc.path.clone(), loc.t.clone(), index.is_some());
+    let decide: Decide = Box::new(move |old| {
+        let old = old.filter(|o| !o.deleted && o.delete_at == delete_at)?;
+        // The expiry time is when it was deleted (so every replica writes the same
+        // tombstone), unless the version is newer than that.
+        let ts = (delete_at.saturating_mul(1_000_000)).max(old.meta_ts + 1);
+        let rec = engine::tombstone(name, ts);
+        let pending = update.then(|| pending_for(&target, &rec));
+        Some(Change { rec, pending })
+    });
+    let (out, _) = loc.commit(node, decide).await?;
+    Ok(matches!(out, Outcome::Committed { .. }))
 }
 
 /// Metadata a POST keeps: `X-Object-Sysmeta-*` and `X-Static-Large-Object`.

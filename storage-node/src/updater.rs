@@ -54,7 +54,7 @@ impl Pending {
         out
     }
 
-    fn decode(b: &[u8]) -> Option<Self> {
+    pub(crate) fn decode(b: &[u8]) -> Option<Self> {
         match b.split_first() {
             Some((1, rest)) => bincode::deserialize(rest).ok(),
             _ => None,

@@ -31,7 +31,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 use stratus_client::service::metrics;
@@ -98,6 +98,8 @@ pub struct Device {
     pub io_errors: AtomicU64,
     /// Unix seconds of the last I/O error (0: none).
     last_io_error: AtomicU64,
+    /// The disk's id (from its identity file), once the node has checked it.
+    pub disk: OnceLock<String>,
 }
 
 /// How long a device shows as failing after its last I/O error, seconds.
@@ -144,6 +146,7 @@ impl Device {
             hashes: Default::default(),
             io_errors: AtomicU64::new(0),
             last_io_error: AtomicU64::new(0),
+            disk: OnceLock::new(),
         }))
     }
 

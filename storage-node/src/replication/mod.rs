@@ -34,3 +34,6 @@ pub mod service;
 
 pub use pass::{Replicator, DEFAULT_BYTES_PER_SEC};
 pub use service::{ReplicationService, MAX_BATCH_PARTS};
+
+#[cfg(test)]
+mod tests;

@@ -50,9 +50,10 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    /// Whether the ring device `d` is `dev` on this node.
+    /// Whether the ring device `d` is `dev` on this node (by disk id, or address and
+    /// name: see [`crate::identity::is_mine`]).
     fn is_me(&self, d: &RingDevice, dev: &Device) -> bool {
-        d.node == self.me && d.name == dev.name
+        crate::identity::is_mine(d, &self.me, dev)
     }
 
     /// Replicates the partitions `parts` of `space` on `dev`. Asks every peer device once

@@ -36,6 +36,28 @@ fn differing(local: &Hashes, remote: &Remote) -> Vec<u16> {
         .collect()
 }
 
+/// A peer's summary of one object: (timestamp, digest, metadata timestamp), by name hash.
+pub type Theirs = HashMap<Vec<u8>, (u64, Vec<u8>, u64)>;
+
+/// What to push, given our summaries and the peer's: (name hash, metadata only). A
+/// version the peer lacks or holds older (versions order by timestamp, then digest, as on
+/// every node: see [`crate::diskfile::VersionOrder`]) goes whole; the same version with
+/// newer metadata goes as metadata alone; anything else stays.
+pub fn plan(ours: Vec<hashes::Summary>, theirs: &Theirs) -> Vec<([u8; 16], bool)> {
+    let mut send = Vec::new();
+    for (nh, ts, meta_ts, deleted, digest) in ours {
+        match theirs.get(&nh[..]) {
+            None => send.push((nh, false)),
+            Some((t, d, mt)) => match (*t, d.as_slice()).cmp(&(ts, &digest[..])) {
+                std::cmp::Ordering::Less => send.push((nh, false)),
+                std::cmp::Ordering::Equal if *mt < meta_ts && !deleted => send.push((nh, true)),
+                _ => {}
+            },
+        }
+    }
+    send
+}
+
 /// Pushes copies to peers for one pass; every push of the pass shares its byte pace.
 pub(super) struct Pusher<'a> {
     cx: &'a Ctx,
@@ -78,25 +100,13 @@ impl<'a> Pusher<'a> {
             suffixes: differ.iter().map(|&s| u32::from(s)).collect(),
         }))
         .await?;
-        let theirs: HashMap<Vec<u8>, (u64, Vec<u8>, u64)> = theirs
+        let theirs: Theirs = theirs
             .objects
             .into_iter()
             .map(|o| (o.name_hash.to_vec(), (o.ts, o.digest.to_vec(), o.meta_ts)))
             .collect();
         let ours = blocking(dev, move |d| hashes::summaries(d, part, &differ)).await?;
-        // (name hash, metadata only). Versions order by (timestamp, digest), as on every
-        // node (see diskfile::VersionOrder).
-        let mut send = Vec::new();
-        for (nh, ts, meta_ts, deleted, digest) in ours {
-            match theirs.get(&nh[..]) {
-                None => send.push((nh, false)),
-                Some((t, d, mt)) => match (*t, d.as_slice()).cmp(&(ts, &digest[..])) {
-                    std::cmp::Ordering::Less => send.push((nh, false)),
-                    std::cmp::Ordering::Equal if *mt < meta_ts && !deleted => send.push((nh, true)),
-                    _ => {}
-                },
-            }
-        }
+        let send = plan(ours, &theirs);
         if send.is_empty() {
             return Ok(0);
         }

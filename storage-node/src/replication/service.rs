@@ -1,26 +1,25 @@
 //! The `Replication` gRPC service: what a device holds (partition and suffix hashes,
 //! summaries of a suffix's records) and taking the copies a peer pushes.
 //!
-//! A pushed record is stored only if it is newer than the device's copy, under the same
-//! lock and in the same order as a PUT: its body is written, checked against the record's
-//! checksums and made durable under its final name before the record that names it is
-//! committed. A metadata-only record updates the version the device already holds. A
+//! A pushed record is stored only if it is newer than the device's copy, by the same
+//! engine commit and rule as a PUT ([`crate::engine::put`]): its body is written, checked
+//! against the record's checksums and made durable under its final name before the
+//! record that names it is committed. A metadata-only record updates the version the device already holds. A
 //! pushed database piece is merged by [`crate::db::merge_dump`].
 
 use std::sync::Arc;
 
-use rocksdb::WriteBatch;
 use stratus_proto::storage as pb;
 use stratus_proto::storage::replication_server::Replication;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::bodyfile::TmpBody;
 use crate::db::{self, Kind};
-use crate::device::{blocking, write_sync, Device, DeviceError, Space, CF_OBJECTS};
-use crate::diskfile::{
-    batch_record, body_file, name_hash, object_key, BodyHasher, ObjectRecord, VersionOrder,
-};
-use crate::hashes::{self, suffix_of, Hashes};
+use crate::device::{blocking, Device, DeviceError, Space};
+use crate::diskfile::{BodyHasher, ObjectRecord};
+use crate::engine::disk::Disk;
+use crate::engine::{self, Engine, Key, Outcome, Put};
+use crate::hashes::{self, Hashes};
 use crate::Node;
 
 fn bad(msg: impl Into<String>) -> Status {
@@ -49,74 +48,32 @@ fn space_of(ring: &str) -> Result<Space, Status> {
     Space::from_ring(ring).ok_or_else(|| bad(format!("no ring named {ring:?}")))
 }
 
-/// Stores a pushed record (its body, if any, already written to `body`) if it is newer
-/// than what the device holds. Returns whether it changed anything.
-async fn apply_record(
-    dev: &Arc<Device>,
+/// Stores a pushed record (its body, if any, already staged) by the PUT rule: only a
+/// version that orders after the stored one is taken. Returns whether it changed anything.
+pub async fn apply_record<E: Engine>(
+    e: &E,
     part: u32,
     rec: ObjectRecord,
-    body: Option<TmpBody>,
-) -> Result<bool, Status> {
-    let hash = name_hash(&rec.name);
-    let key = object_key(part, &hash);
-    let io = |e| Status::from(DeviceError::Io(dev.name.clone(), e));
-    let mut body = body;
-    if let Some(b) = body.as_mut() {
-        b.sync().await.map_err(io)?;
-    }
-    let _g = dev.lock_for(&key).lock().await;
-    let old = match dev.get(CF_OBJECTS, &key)? {
-        Some(b) => ObjectRecord::decode(&b).ok(),
-        None => None,
-    };
-    // The same rule as a PUT: only a version that orders after the stored one is taken,
-    // and its body is moved into place (under its own name) before its record commits.
-    if rec.order(old.as_ref()) != VersionOrder::Newer {
-        return Ok(false);
-    }
-    if let Some(b) = body {
-        b.install(body_file(dev, part, &hash, &rec))
-            .await
-            .map_err(io)?;
-    }
-    let mut batch = WriteBatch::default();
-    batch_record(dev, &mut batch, &key, Some(&rec), old.as_ref());
-    write_sync(dev, batch).await?;
-    dev.hashes.invalidate(Space::Object, part, suffix_of(&hash));
-    if let Some(o) = old.filter(|o| o.has_file()) {
-        let f = body_file(dev, part, &hash, &o);
-        if !rec.has_file() || f != body_file(dev, part, &hash, &rec) {
-            let _ = std::fs::remove_file(f);
-        }
-    }
-    Ok(true)
+    body: Option<E::Staged>,
+) -> Result<bool, DeviceError> {
+    let key = Key::of(part, &rec.name);
+    Ok(matches!(
+        engine::put(e, key, rec, body, None).await?,
+        Put::Stored { .. }
+    ))
 }
 
 /// Applies newer metadata to the version the device already holds.
-async fn apply_meta(dev: &Arc<Device>, part: u32, rec: ObjectRecord) -> Result<bool, Status> {
-    let hash = name_hash(&rec.name);
-    let key = object_key(part, &hash);
-    let _g = dev.lock_for(&key).lock().await;
-    let Some(old) = dev
-        .get(CF_OBJECTS, &key)?
-        .and_then(|b| ObjectRecord::decode(&b).ok())
-    else {
-        return Ok(false);
-    };
-    if old.deleted || old.ts != rec.ts || old.digest() != rec.digest() || old.meta_ts >= rec.meta_ts
-    {
-        return Ok(false);
-    }
-    let mut new = old.clone();
-    new.meta_ts = rec.meta_ts;
-    new.meta = rec.meta;
-    new.content_type = rec.content_type;
-    new.delete_at = rec.delete_at;
-    let mut batch = WriteBatch::default();
-    batch_record(dev, &mut batch, &key, Some(&new), Some(&old));
-    write_sync(dev, batch).await?;
-    dev.hashes.invalidate(Space::Object, part, suffix_of(&hash));
-    Ok(true)
+pub async fn apply_meta<E: Engine>(
+    e: &E,
+    part: u32,
+    rec: ObjectRecord,
+) -> Result<bool, DeviceError> {
+    let key = Key::of(part, &rec.name);
+    Ok(matches!(
+        e.commit(key, None, engine::newer_meta(rec)).await?,
+        Outcome::Committed { .. }
+    ))
 }
 
 /// Receives the `size` body bytes of a pushed record and checks them against it.
@@ -256,6 +213,7 @@ impl Replication for ReplicationService {
             return Err(bad("a sync starts with its target"));
         };
         let dev = self.device(&t.device)?;
+        let disk = Disk::new(dev.clone());
         let mut applied = 0;
         while let Some(msg) = inbound.message().await? {
             match msg.msg {
@@ -266,11 +224,11 @@ impl Replication for ReplicationService {
                     } else {
                         None
                     };
-                    applied += apply_record(&dev, t.part, rec, body).await? as u64;
+                    applied += apply_record(&disk, t.part, rec, body).await? as u64;
                 }
                 Some(pb::sync_msg::Msg::MetaRecord(b)) => {
                     let rec = ObjectRecord::decode(&b).map_err(bad)?;
-                    applied += apply_meta(&dev, t.part, rec).await? as u64;
+                    applied += apply_meta(&disk, t.part, rec).await? as u64;
                 }
                 _ => return Err(bad("expected a record")),
             }
