@@ -5,6 +5,8 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures::StreamExt;
 use stratus_client::service::trace::Traced;
@@ -66,12 +68,38 @@ async fn start_get(
     }
 }
 
+/// The messages of one replica's GET answer after its metadata.
+type MsgStream = futures::stream::BoxStream<'static, Result<pb::GetMsg, Status>>;
+
+/// A replica a body can be read (or resumed) from: a storage node's object service, or a
+/// stand-in in tests.
+trait Replica: Send + Sync {
+    /// Sends `req` and reads the metadata that starts the answer.
+    fn open(
+        &self,
+        req: pb::GetRequest,
+    ) -> futures::future::BoxFuture<'static, Result<(pb::ObjectMeta, MsgStream), Status>>;
+}
+
+impl Replica for ObjectClient<Traced> {
+    fn open(
+        &self,
+        req: pb::GetRequest,
+    ) -> futures::future::BoxFuture<'static, Result<(pb::ObjectMeta, MsgStream), Status>> {
+        let c = self.clone();
+        Box::pin(async move {
+            let (m, s) = start_get(c, req).await?;
+            Ok((m, Box::pin(s) as MsgStream))
+        })
+    }
+}
+
 /// A body being streamed to a client from one replica, with the other replicas of the same
 /// version to fall back on: if the replica fails mid-body (a block fails its checksum, the
 /// node dies), the rest of the range is read from the next one, so the client still gets
 /// every byte, and no byte that failed verification.
 struct BodyStream {
-    cur: Streaming<pb::GetMsg>,
+    cur: MsgStream,
     first: Option<Bytes>,
     /// Absolute offset of the next byte to send, and the end of the range.
     pos: u64,
@@ -81,7 +109,7 @@ struct BodyStream {
     digest: bytes::Bytes,
     target: pb::ObjectTarget,
     /// Every replica of this version, the one being read included.
-    replicas: Vec<(Device, ObjectClient<Traced>)>,
+    replicas: Vec<(Device, Arc<dyn Replica>)>,
     current: usize,
     /// Where each replica last failed: it is not asked for that offset again.
     failed_at: Vec<Option<u64>>,
@@ -96,19 +124,21 @@ impl BodyStream {
         }
         while self.pos < self.end {
             // A replica that stalls mid-body counts as failed: the rest comes from another.
-            let next = tokio::time::timeout(node_timeout(), self.cur.message())
+            let next = tokio::time::timeout(node_timeout(), self.cur.next())
                 .await
-                .unwrap_or_else(|_| Err(Status::deadline_exceeded("replica stalled mid-body")));
+                .unwrap_or_else(|_| {
+                    Some(Err(Status::deadline_exceeded("replica stalled mid-body")))
+                });
             match next {
-                Ok(Some(pb::GetMsg {
+                Some(Ok(pb::GetMsg {
                     msg: Some(pb::get_msg::Msg::Data(d)),
                 })) => {
                     self.pos += d.len() as u64;
                     return Some(Ok(d));
                 }
-                Ok(Some(_)) => continue,
-                Ok(None) => tracing::error!(at = self.pos, "replica ended the body early"),
-                Err(e) => {
+                Some(Ok(_)) => continue,
+                None => tracing::error!(at = self.pos, "replica ended the body early"),
+                Some(Err(e)) => {
                     tracing::error!(at = self.pos, error = %e.message(), "replica failed mid-body; resuming from another")
                 }
             }
@@ -129,7 +159,7 @@ impl BodyStream {
             if self.failed_at[i] == Some(self.pos) {
                 continue;
             }
-            let (dev, client) = &self.replicas[i];
+            let (dev, replica) = &self.replicas[i];
             let mut t = self.target.clone();
             t.device = dev.name.clone();
             let req = pb::GetRequest {
@@ -138,7 +168,7 @@ impl BodyStream {
                 offset: Some(self.pos),
                 length: Some(self.end - self.pos),
             };
-            let opened = timed(start_get(client.clone(), req)).await;
+            let opened = timed(replica.open(req)).await;
             match opened {
                 Ok((m, s)) if (m.ts, &m.digest) == (self.ts, &self.digest) => {
                     self.cur = s;
@@ -304,9 +334,12 @@ async fn fetch_once(
         .filter(|a| (a.1.ts, &a.1.digest) == (newest.ts, &newest.digest))
         .collect();
     sources.sort_by_key(|a| !a.3); // an already-streaming body first
-    let replicas: Vec<(Device, ObjectClient<Traced>)> = sources
+    let replicas: Vec<(Device, Arc<dyn Replica>)> = sources
         .iter()
-        .filter_map(|a| Some((a.0.clone(), p.cluster.peers.object(&a.0.node).ok()?)))
+        .filter_map(|a| {
+            let c = p.cluster.peers.object(&a.0.node).ok()?;
+            Some((a.0.clone(), Arc::new(c) as Arc<dyn Replica>))
+        })
         .collect();
     for (dev, _, stream, streaming) in sources {
         let mut s = if streaming && reuse_ok && (hint.is_some() || spec.is_none()) {
@@ -345,7 +378,7 @@ async fn fetch_once(
                 let current = replicas.iter().position(|r| r.0 == dev).unwrap_or(0);
                 let failed_at = vec![None; replicas.len()];
                 let body = BodyStream {
-                    cur: s,
+                    cur: Box::pin(s),
                     first: Some(d),
                     pos: start,
                     end,
@@ -444,4 +477,193 @@ pub fn respond(found: Found, h: &HeaderMap) -> SwiftResult<Response> {
         }
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    //! GET failover against stand-in replicas: a body that fails or stalls mid-way is
+    //! resumed on another replica of the same version, and never on another version.
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[derive(Clone, Copy)]
+    enum How {
+        Serves,
+        /// Sends bytes up to this offset, then a checksum error.
+        FailsAt(u64),
+        /// Sends bytes up to this offset, then nothing, ever.
+        StallsAt(u64),
+        /// Holds a newer version than the one being read.
+        OtherVersion,
+    }
+
+    struct Fake {
+        body: Arc<Vec<u8>>,
+        how: How,
+        opened: Arc<AtomicUsize>,
+    }
+
+    const TS: u64 = 100;
+    const PIECE: usize = 64 * 1024;
+
+    impl Replica for Fake {
+        fn open(
+            &self,
+            req: pb::GetRequest,
+        ) -> futures::future::BoxFuture<'static, Result<(pb::ObjectMeta, MsgStream), Status>>
+        {
+            self.opened.fetch_add(1, Ordering::SeqCst);
+            let (body, how) = (self.body.clone(), self.how);
+            Box::pin(async move {
+                let meta = pb::ObjectMeta {
+                    found: true,
+                    ts: if matches!(how, How::OtherVersion) {
+                        TS + 1
+                    } else {
+                        TS
+                    },
+                    digest: Bytes::from_static(b"digest"),
+                    size: body.len() as u64,
+                    ..Default::default()
+                };
+                let start = req.offset.unwrap_or(0) as usize;
+                let end = req.length.map_or(body.len(), |l| start + l as usize);
+                let cut = match how {
+                    How::FailsAt(x) | How::StallsAt(x) => (x as usize).clamp(start, end),
+                    _ => end,
+                };
+                let pieces: Vec<Result<pb::GetMsg, Status>> = (start..cut)
+                    .step_by(PIECE)
+                    .map(|s| {
+                        let d = Bytes::copy_from_slice(&body[s..(s + PIECE).min(cut)]);
+                        Ok(pb::GetMsg {
+                            msg: Some(pb::get_msg::Msg::Data(d)),
+                        })
+                    })
+                    .collect();
+                let head = futures::stream::iter(pieces);
+                let s: MsgStream = match how {
+                    How::FailsAt(_) => Box::pin(head.chain(futures::stream::once(async {
+                        Err(Status::data_loss("block fails its checksum"))
+                    }))),
+                    How::StallsAt(_) => Box::pin(head.chain(futures::stream::pending())),
+                    _ => Box::pin(head),
+                };
+                Ok((meta, s))
+            })
+        }
+    }
+
+    fn body() -> Arc<Vec<u8>> {
+        Arc::new((0..3_000_000u32).map(|i| (i % 251) as u8).collect())
+    }
+
+    /// Reads `[start, end)` through a BodyStream over replicas behaving as `hows`, the
+    /// first one being read. Returns the bytes received, whether the stream ended in an
+    /// error, and how often each replica was opened.
+    async fn read(hows: &[How], start: u64, end: u64) -> (Vec<u8>, bool, Vec<usize>) {
+        let data = body();
+        let fakes: Vec<Fake> = hows
+            .iter()
+            .map(|&how| Fake {
+                body: data.clone(),
+                how,
+                opened: Arc::new(AtomicUsize::new(0)),
+            })
+            .collect();
+        let opened: Vec<_> = fakes.iter().map(|f| f.opened.clone()).collect();
+        let req = pb::GetRequest {
+            offset: Some(start),
+            length: Some(end - start),
+            ..Default::default()
+        };
+        let (_, cur) = fakes[0].open(req).await.unwrap();
+        let replicas: Vec<(Device, Arc<dyn Replica>)> = fakes
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let dev = Device {
+                    id: i as u32,
+                    region: 1,
+                    zone: 1,
+                    node: format!("127.0.0.1:{}", 7000 + i),
+                    name: "d1".into(),
+                    weight: 1.0,
+                    disk: String::new(),
+                };
+                (dev, Arc::new(f) as Arc<dyn Replica>)
+            })
+            .collect();
+        let n = replicas.len();
+        let b = BodyStream {
+            cur,
+            first: None,
+            pos: start,
+            end,
+            ts: TS,
+            digest: Bytes::from_static(b"digest"),
+            target: pb::ObjectTarget::default(),
+            replicas,
+            current: 0,
+            failed_at: vec![None; n],
+        };
+        let mut s = b.into_stream();
+        let (mut got, mut failed) = (Vec::new(), false);
+        while let Some(piece) = s.next().await {
+            match piece {
+                Ok(d) => got.extend_from_slice(&d),
+                Err(_) => failed = true,
+            }
+        }
+        let opened = opened.iter().map(|o| o.load(Ordering::SeqCst)).collect();
+        (got, failed, opened)
+    }
+
+    #[tokio::test]
+    async fn a_body_that_fails_mid_way_resumes_on_another_replica() {
+        let (got, failed, opened) =
+            read(&[How::FailsAt(1_500_000), How::Serves], 0, 3_000_000).await;
+        assert!(!failed);
+        assert_eq!(got, *body(), "every byte, once, in order");
+        assert_eq!(opened, vec![1, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_range_resumes_where_it_stopped() {
+        let (got, failed, _) = read(&[How::FailsAt(200_000), How::Serves], 1_000, 500_000).await;
+        assert!(!failed);
+        assert_eq!(got, body()[1_000..500_000]);
+    }
+
+    /// A replica that stalls counts as failed after the node timeout; one holding another
+    /// version is never read from.
+    #[tokio::test]
+    async fn a_stalled_replica_hands_over_and_other_versions_are_skipped() {
+        crate::cluster::set_node_timeout(std::time::Duration::from_millis(300));
+        let (got, failed, opened) = read(
+            &[How::StallsAt(100_000), How::OtherVersion, How::Serves],
+            0,
+            3_000_000,
+        )
+        .await;
+        assert!(!failed);
+        assert_eq!(got, *body());
+        assert_eq!(opened, vec![1, 1, 1]);
+    }
+
+    /// When no replica can go on, the stream ends in an error after the verified prefix:
+    /// no byte is made up and none is sent twice.
+    #[tokio::test]
+    async fn when_every_replica_fails_the_stream_errs_after_a_true_prefix() {
+        let (got, failed, _) = read(
+            &[How::FailsAt(100_000), How::FailsAt(100_000)],
+            0,
+            3_000_000,
+        )
+        .await;
+        assert!(failed);
+        assert_eq!(got, body()[..100_000]);
+    }
 }
