@@ -106,7 +106,8 @@ pub fn check_rings(
                 if d.disk == *disk && (d.node != node || d.name != *name) {
                     return Err(format!(
                         "the {ring} ring places disk {disk} at {}/{}, but it is here as \
-                         {node}/{name}. Put it back there, or move it in the rings",
+                         {node}/{name}. Were disks swapped? Put it back there, or move it in \
+                         the rings",
                         d.node, d.name
                     ));
                 }

@@ -6,6 +6,8 @@
 //! - [`device`]: one device directory: its RocksDB and column families, locks, space
 //!   checks, and the cache of its partition hashes.
 //! - [`diskfile`]: object records (small bodies inline) and body files.
+//! - [`engine`]: one device's objects behind a trait (the RocksDB + body-file engine and an
+//!   in-memory twin, one conformance suite): every change is one commit by a shared rule.
 //! - [`bodyfile`]: writing large bodies (direct I/O, tmp → fsync → rename).
 //! - [`object`]: the `Object` gRPC service (PUT/GET/HEAD/DELETE/POST).
 //! - [`db`]: container and account databases (rows, totals, listings).
@@ -20,8 +22,8 @@
 //!   `Chunk` gRPC service.
 //! - [`admin`]: the `Admin` gRPC service (workers, settings, partitions held).
 //! - [`peers`]: channels to other storage nodes (used by the proxy too).
-//! - [`identity`]: who this node is (the address the rings name) and the identity each
-//!   device keeps on disk, checked at start.
+//! - [`identity`]: who this node is (the address the rings name), the identity each
+//!   device keeps on disk, checked at start, and whether a ring entry is one of its devices.
 //!
 //! One [`Node`] owns every subsystem; [`StorageServer`] serves it.
 
@@ -243,7 +245,10 @@ impl StorageServer {
         let rings: Vec<(&str, &stratus_core::ring::Ring)> =
             published.iter().map(|(n, r)| (*n, &**r)).collect();
         let mut disks = Vec::new();
-        for dev in self.node.devices.values() {
+        // In name order, so the same disagreement is always reported the same way.
+        let mut devs: Vec<_> = self.node.devices.values().collect();
+        devs.sort_by(|a, b| a.name.cmp(&b.name));
+        for dev in devs {
             let expected = identity::ring_disk(&rings, &addr, &dev.name);
             let id = identity::check(dev, &addr, expected).map_err(StorageError::Identity)?;
             let _ = dev.disk.set(id.id.clone());

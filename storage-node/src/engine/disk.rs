@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rocksdb::WriteBatch;
 
-use super::{inline_ok, Decide, Engine, Key, Outcome, ReadError};
+use super::{small_read, Decide, Engine, Key, Outcome, ReadError};
 use crate::bodyfile::TmpBody;
 use crate::device::{blocking, write_sync, Device, DeviceError, Space, CF_OBJECTS, CF_PENDING};
 use crate::diskfile::{
@@ -142,16 +142,10 @@ impl Engine for Disk {
         start: u64,
         end: u64,
     ) -> Result<Vec<u8>, ReadError> {
-        let end = end.min(rec.size);
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        if let Some(b) = &rec.inline {
-            if !inline_ok(rec, b) {
-                return Err(ReadError::Checksum(0));
-            }
-            return Ok(b[start as usize..end as usize].to_vec());
-        }
+        let end = match small_read(rec, start, end) {
+            Ok(end) => end,
+            Err(done) => return done,
+        };
         let mut file = match std::fs::File::open(body_file(&self.dev, key.part, &key.hash, rec)) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::Missing),

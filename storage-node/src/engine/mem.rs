@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tokio::sync::Mutex;
 
-use super::{inline_ok, Decide, Engine, Key, Outcome, ReadError};
+use super::{small_read, Decide, Engine, Key, Outcome, ReadError};
 use crate::device::DeviceError;
 use crate::diskfile::{body_file_name, ObjectRecord, BLOCK};
 use crate::updater::Pending;
@@ -106,16 +106,10 @@ impl Engine for Mem {
         start: u64,
         end: u64,
     ) -> Result<Vec<u8>, ReadError> {
-        let end = end.min(rec.size);
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        if let Some(b) = &rec.inline {
-            if !inline_ok(rec, b) {
-                return Err(ReadError::Checksum(0));
-            }
-            return Ok(b[start as usize..end as usize].to_vec());
-        }
+        let end = match small_read(rec, start, end) {
+            Ok(end) => end,
+            Err(done) => return done,
+        };
         let st = self.state.lock().await;
         let body = st
             .bodies
