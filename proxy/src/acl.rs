@@ -54,6 +54,11 @@ impl AccountAcl {
         }
         Ok(acl)
     }
+
+    /// Whether it grants nothing to anyone.
+    pub fn is_empty(&self) -> bool {
+        self.admin.is_empty() && self.read_write.is_empty() && self.read_only.is_empty()
+    }
 }
 
 /// A parsed container ACL: referrer rules and groups.
@@ -138,6 +143,20 @@ pub enum Identity {
     },
 }
 
+impl Identity {
+    /// Who reads the segments of a large object fetched through a valid temp URL: the
+    /// URL's grant covers them (they live in the account the URL was signed for; the
+    /// callers only ever read segments of that account with it).
+    pub fn temp_url_segments() -> Self {
+        Identity::User {
+            groups: Vec::new(),
+            owner: true,
+            reseller: false,
+            reader: false,
+        }
+    }
+}
+
 /// What a request asks to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Want {
@@ -216,6 +235,8 @@ fn denied(who: &Identity) -> Decision {
 pub const OWNER_HEADERS: &[&str] = &[
     "x-container-read",
     "x-container-write",
+    "x-container-sync-key",
+    "x-container-sync-to",
     "x-account-access-control",
     "x-versions-location",
     "x-history-location",

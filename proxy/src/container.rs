@@ -38,10 +38,17 @@ fn render(
                         "name": e.name, "count": e.count, "bytes": e.bytes,
                         "last_modified": iso_date(e.ts),
                     }),
-                    (false, _) => serde_json::json!({
-                        "name": e.name, "hash": e.etag, "bytes": e.bytes,
-                        "content_type": e.content_type, "last_modified": iso_date(e.ts),
-                    }),
+                    (false, _) => {
+                        let (ct, slo) = split_slo_etag(&e.content_type);
+                        let mut v = serde_json::json!({
+                            "name": e.name, "hash": e.etag, "bytes": e.bytes,
+                            "content_type": ct, "last_modified": iso_date(e.ts),
+                        });
+                        if let Some(slo) = slo {
+                            v["slo_etag"] = format!("\"{slo}\"").into();
+                        }
+                        v
+                    }
                 })
                 .collect();
             (
@@ -70,7 +77,7 @@ fn render(
                 } else {
                     s.push_str(&format!(
                         "<{item}><name>{n}</name><hash>{}</hash><bytes>{}</bytes><content_type>{}</content_type><last_modified>{}</last_modified></{item}>",
-                        e.etag, e.bytes, xml_escape(&e.content_type), iso_date(e.ts)
+                        e.etag, e.bytes, xml_escape(split_slo_etag(&e.content_type).0), iso_date(e.ts)
                     ));
                 }
             }
@@ -93,6 +100,15 @@ fn with_headers(mut r: Response, pairs: Vec<(String, String)>) -> Response {
     r
 }
 
+/// A listed content type and the SLO ETag a static large object's row carries with it
+/// (`type;slo_etag=...`, as Swift stores it).
+fn split_slo_etag(ct: &str) -> (&str, Option<&str>) {
+    match ct.split_once(";slo_etag=") {
+        Some((t, e)) => (t, Some(e)),
+        None => (ct, None),
+    }
+}
+
 fn info_headers(kind: RingKind, i: &pb::DbInfo) -> Vec<(String, String)> {
     let mut out = vec![
         (
@@ -103,9 +119,16 @@ fn info_headers(kind: RingKind, i: &pb::DbInfo) -> Vec<(String, String)> {
             "x-put-timestamp".to_string(),
             Timestamp(i.put_ts).to_string(),
         ),
-        ("last-modified".to_string(), http_date(i.put_ts)),
+        // A POST of metadata counts as a change, as in Swift; object writes do not.
+        (
+            "last-modified".to_string(),
+            http_date(i.meta.iter().map(|m| m.ts).fold(i.put_ts, u64::max)),
+        ),
         ("accept-ranges".to_string(), "bytes".to_string()),
-        ("x-storage-policy".to_string(), "Policy-0".to_string()),
+        (
+            "x-storage-policy".to_string(),
+            crate::ops::database::STORAGE_POLICY.to_string(),
+        ),
     ];
     match kind {
         RingKind::Account => {

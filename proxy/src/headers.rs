@@ -158,7 +158,10 @@ pub enum RangeSpec {
 /// Parses `Range`. `None`: serve the whole object (no header, a malformed one, or several
 /// ranges, which RFC 9110 lets a server ignore).
 pub fn range_spec(h: &HeaderMap) -> Option<RangeSpec> {
-    parse_range(hv(h, "range")?.trim().strip_prefix("bytes=")?)
+    // As Swift reads it: `bytes` in any case, white space allowed around `=` and `-`.
+    let v = hv(h, "range")?.trim();
+    let unit = v.get(..5).filter(|u| u.eq_ignore_ascii_case("bytes"))?;
+    parse_range(v[unit.len()..].trim_start().strip_prefix('=')?)
 }
 
 /// Parses one range `S-E`, `S-` or `-N` (what follows `bytes=`; also an SLO segment's
@@ -253,6 +256,64 @@ pub fn conditions(h: &HeaderMap, etag: &str, ts_micros: u64) -> SwiftResult<Cond
     }
     Ok(Condition::Proceed)
 }
+
+/// The type Python's `mimetypes` gives a name's extension (what Swift guesses a type
+/// by when a PUT names none), for the common extensions.
+pub fn guess_type(name: &str) -> Option<&'static str> {
+    let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
+    if ext.contains('/') {
+        return None;
+    }
+    Some(match ext.as_str() {
+        "txt" | "text" | "log" | "conf" | "bat" | "c" | "h" | "ksh" | "pl" => "text/plain",
+        "html" | "htm" => "text/html",
+        "css" => "text/css",
+        "csv" => "text/csv",
+        "xml" => "text/xml",
+        "js" | "mjs" => "text/javascript",
+        "py" => "text/x-python",
+        "json" => "application/json",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "gz" | "tgz" => "application/gzip",
+        "tar" => "application/x-tar",
+        "bin" | "exe" | "so" | "dll" | "obj" | "o" | "a" => "application/octet-stream",
+        "doc" | "dot" => "application/msword",
+        "xls" => "application/vnd.ms-excel",
+        "ppt" => "application/vnd.ms-powerpoint",
+        "rtf" => "application/rtf",
+        "sh" => "application/x-sh",
+        "wasm" => "application/wasm",
+        "png" => "image/png",
+        "jpg" | "jpeg" | "jpe" => "image/jpeg",
+        "gif" => "image/gif",
+        "svg" => "image/svg+xml",
+        "ico" => "image/vnd.microsoft.icon",
+        "bmp" => "image/bmp",
+        "tif" | "tiff" => "image/tiff",
+        "webp" => "image/webp",
+        "wav" => "audio/x-wav",
+        "mp3" => "audio/mpeg",
+        "ogg" => "audio/ogg",
+        "mp4" => "video/mp4",
+        "mpeg" | "mpg" => "video/mpeg",
+        "mov" | "qt" => "video/quicktime",
+        "webm" => "video/webm",
+        "avi" => "video/x-msvideo",
+        _ => return None,
+    })
+}
+
+/// Swift's `config_true_value`: `true`, `1`, `yes`, `on`, `t` or `y`, in any case.
+pub fn truthy(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "true" | "1" | "yes" | "on" | "t" | "y"
+    )
+}
+
+/// Longest request header line (name, `: ` and value), Swift's `max_header_size`.
+pub const MAX_HEADER_SIZE: usize = 8192;
 
 #[cfg(test)]
 mod tests {
@@ -391,5 +452,36 @@ mod tests {
         );
         assert_eq!(iso_date(0), "1970-01-01T00:00:00.000000");
         assert_eq!(title_case("x-object-meta-color"), "X-Object-Meta-Color");
+    }
+
+    #[test]
+    fn types_are_guessed_as_python_guesses_them() {
+        assert_eq!(guess_type("a.wav"), Some("audio/x-wav"));
+        assert_eq!(guess_type("x/y.TXT"), Some("text/plain"));
+        assert_eq!(guess_type("z.zip"), Some("application/zip"));
+        assert_eq!(guess_type("noext"), None);
+        assert_eq!(guess_type("dir.d/noext"), None);
+        assert!(truthy("True") && truthy(" yes") && !truthy("false") && !truthy(""));
+    }
+
+    #[test]
+    fn ranges_take_swifts_spelling() {
+        for r in [
+            "BYTES=0-999",
+            "bytes = 0-999",
+            "BYTES = 0 - 999",
+            "bytes=0 - 999",
+            "bytes=0-999 ",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert("range", r.parse().unwrap());
+            assert!(
+                matches!(range_spec(&h), Some(RangeSpec::FromTo(0, 999))),
+                "{r}"
+            );
+        }
+        let mut h = HeaderMap::new();
+        h.insert("range", "bits=0-9".parse().unwrap());
+        assert!(range_spec(&h).is_none());
     }
 }

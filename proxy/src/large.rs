@@ -34,8 +34,8 @@ use crate::headers::{self, conditions, hv, iso_date, meta_value, range_spec, Con
 use crate::names::Query;
 use crate::ops::fetch::{self, fetch};
 use crate::ops::manifest::{
-    entry_path, is_slo, segment_range, Entry, DLO_HEADER, MAX_MANIFEST_SIZE, SLO_ETAG, SLO_FLAG,
-    SLO_SIZE,
+    decode_data, encode_data, entry_path, is_slo, parse_entries, segment_range, Entry, DLO_HEADER,
+    MAX_MANIFEST_SIZE, SLO_ETAG, SLO_FLAG, SLO_SIZE,
 };
 use crate::ops::object::{self, body_error, ByteStream, ObjPath, STORED_HEADERS};
 use crate::ops::report::{render, Report};
@@ -122,6 +122,13 @@ pub async fn get(
     head: bool,
 ) -> SwiftResult<Response> {
     let as_stored = q.get("multipart-manifest") == Some("get");
+    if as_stored && !head && q.get("format") == Some("raw") {
+        let found = fetch(p, path, &HeaderMap::new(), false).await?;
+        if !is_slo(&found.meta) {
+            return fetch::respond(found, h);
+        }
+        return raw_manifest(found).await;
+    }
     if as_stored {
         let mut r = fetch::get(p, path, h, head).await?;
         if r.headers().contains_key(SLO_FLAG) {
@@ -140,6 +147,39 @@ pub async fn get(
     }
 }
 
+/// `?multipart-manifest=get&format=raw`: the manifest as a client would PUT it again
+/// (`path`, `etag`, `size_bytes`, `range`; data segments as stored), with the stored
+/// object's content type, and the ETag and length of that body.
+async fn raw_manifest(found: fetch::Found) -> SwiftResult<Response> {
+    let meta = found.meta.clone();
+    let entries = parse_entries(&read_body(found, MAX_MANIFEST_SIZE).await?)
+        .map_err(|_| conflict("stored manifest is not valid JSON"))?;
+    let raw: Vec<serde_json::Value> = entries
+        .into_iter()
+        .map(|e| match e.data {
+            Some(d) => serde_json::json!({ "data": d }),
+            None => {
+                let mut v = serde_json::json!({
+                    "etag": e.hash, "path": e.name, "size_bytes": e.bytes,
+                });
+                if let Some(r) = e.range {
+                    v["range"] = r.into();
+                }
+                v
+            }
+        })
+        .collect();
+    let body = serde_json::to_vec(&raw).expect("values serialize");
+    let mut r = Response::new(Body::from(body.clone()));
+    fetch::object_headers(&mut r, &meta);
+    let hs = r.headers_mut();
+    hs.insert("content-length", HeaderValue::from(body.len()));
+    if let Ok(v) = HeaderValue::from_str(&hex::encode(Md5::digest(&body))) {
+        hs.insert("etag", v);
+    }
+    Ok(r)
+}
+
 /// One manifest entry as a client sends it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -151,6 +191,8 @@ struct Given {
     size_bytes: Option<serde_json::Value>,
     #[serde(default)]
     range: Option<serde_json::Value>,
+    #[serde(default)]
+    data: Option<serde_json::Value>,
 }
 
 /// A checked entry, before its segment is looked at.
@@ -161,13 +203,16 @@ struct Wanted {
     etag: Option<String>,
     size: Option<u64>,
     range: Option<String>,
+    /// An inline data segment's bytes (then nothing else is set).
+    data: Option<Vec<u8>>,
 }
 
 /// Parses a manifest body, listing every malformed entry as Swift does (400).
 fn parse_manifest(account: &str, body: &[u8]) -> SwiftResult<Vec<Wanted>> {
     let items: Vec<serde_json::Value> =
         serde_json::from_slice(body).map_err(|_| bad_request("Manifest must be valid JSON.\n"))?;
-    if items.len() > MAX_SEGMENTS {
+    // Inline data segments do not count against the limit (as in Swift).
+    if items.iter().filter(|v| v.get("data").is_none()).count() > MAX_SEGMENTS {
         return Err(SwiftError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("Number of segments must be <= {MAX_SEGMENTS}\n"),
@@ -183,11 +228,38 @@ fn parse_manifest(account: &str, body: &[u8]) -> SwiftResult<Vec<Wanted>> {
             Ok(g) => g,
             Err(_) => {
                 errors.push(format!(
-                    "Index {i}: extraneous keys or not a JSON object (allowed: path, etag, size_bytes, range)"
+                    "Index {i}: extraneous keys or not a JSON object (allowed: path, etag, size_bytes, range; or data alone)"
                 ));
                 continue;
             }
         };
+        if let Some(d) = &g.data {
+            if g.path.is_some() || g.etag.is_some() || g.size_bytes.is_some() || g.range.is_some() {
+                errors.push(format!(
+                    "Index {i}: a data segment has no other keys (path, etag, size_bytes, range)"
+                ));
+                continue;
+            }
+            match d.as_str().and_then(decode_data) {
+                None => errors.push(format!("Index {i}: data must be valid base64")),
+                Some(raw) if raw.is_empty() => errors.push(format!(
+                    "Index {i}: too small; each segment must be at least 1 byte."
+                )),
+                Some(raw) => out.push(Wanted {
+                    name: String::new(),
+                    path: ObjPath {
+                        account: account.to_string(),
+                        container: String::new(),
+                        object: String::new(),
+                    },
+                    etag: None,
+                    size: None,
+                    range: None,
+                    data: Some(raw),
+                }),
+            }
+            continue;
+        }
         let name = g.path.as_ref().and_then(|v| v.as_str()).unwrap_or("");
         let Some(path) = entry_path(account, name) else {
             errors.push(format!(
@@ -230,7 +302,11 @@ fn parse_manifest(account: &str, body: &[u8]) -> SwiftResult<Vec<Wanted>> {
             etag,
             size,
             range,
+            data: None,
         });
+    }
+    if errors.is_empty() && out.iter().all(|w| w.data.is_some()) {
+        errors.push("Inline data segments require at least one object-backed segment.".into());
     }
     if !errors.is_empty() {
         return Err(bad_request(errors.join("\n") + "\n"));
@@ -245,6 +321,15 @@ async fn check_segment(
     w: &Wanted,
     h: &HeaderMap,
 ) -> Result<Entry, String> {
+    if let Some(raw) = &w.data {
+        // As Swift: inline data counts in the ETag as the MD5 of its bytes.
+        return Ok(Entry {
+            bytes: raw.len() as u64,
+            hash: hex::encode(Md5::digest(raw)),
+            data: Some(encode_data(raw)),
+            ..Default::default()
+        });
+    }
     if let Err(e) = p
         .access(who, true, &w.path.account, Some(&w.path.container), true, h)
         .await
@@ -306,6 +391,7 @@ async fn check_segment(
             .as_ref()
             .and_then(|r| segment_range(r, size).map(|(a, b)| format!("{a}-{}", b - 1))),
         sub_slo,
+        data: None,
     })
 }
 
@@ -318,6 +404,7 @@ pub async fn put_slo(
     body: Body,
 ) -> SwiftResult<Response> {
     p.require_container(&path.account, &path.container).await?;
+    crate::object::check_if_none_match(p, path, h).await?;
     let mut raw = Vec::new();
     let mut stream = body.into_data_stream();
     while let Some(piece) = stream.next().await {
@@ -330,6 +417,18 @@ pub async fn put_slo(
         }
     }
     let wanted = parse_manifest(&path.account, &raw)?;
+    // As Swift: a manifest naming itself would make its object a loop.
+    let loops: Vec<String> = wanted
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| {
+            w.data.is_none() && w.path.container == path.container && w.path.object == path.object
+        })
+        .map(|(i, _)| format!("Index {i}: manifest must not include itself as a segment"))
+        .collect();
+    if !loops.is_empty() {
+        return Err(bad_request(loops.join("\n") + "\n"));
+    }
     let lookups: Vec<_> = wanted
         .iter()
         .map(|w| Box::pin(check_segment(p, who, w, h)))
@@ -392,7 +491,7 @@ pub async fn delete_slo(
     if !is_slo(&found.meta) {
         return Err(bad_request("Not an SLO manifest"));
     }
-    let entries: Vec<Entry> = serde_json::from_slice(&read_body(found, MAX_MANIFEST_SIZE).await?)
+    let entries = parse_entries(&read_body(found, MAX_MANIFEST_SIZE).await?)
         .map_err(|_| conflict("stored manifest is not valid JSON"))?;
     let mut targets = segments_of(p, &path.account, entries, 0).await?;
     targets.push(path.clone());
@@ -458,8 +557,59 @@ mod tests {
             last_modified: String::new(),
             range: range.map(str::to_string),
             sub_slo: false,
+            data: None,
         };
         let want = hex::encode(Md5::digest(b"aaabbb:0-9;"));
         assert_eq!(slo_etag(&[e("aaa", None), e("bbb", Some("0-9"))]), want);
+    }
+
+    /// Inline data segments as Swift takes them: base64 (padding optional), at least one
+    /// byte, nothing else in the entry, and never a manifest of data alone; stored as
+    /// `{"data": ...}` alone and read back with their decoded size.
+    #[test]
+    fn data_segments_are_checked_and_stored_as_swift_stores_them() {
+        let ok = br#"[{"data": "QVBSRQ"}, {"path": "c/o"}]"#;
+        let w = parse_manifest("AUTH_a", ok).unwrap();
+        assert_eq!(w[0].data.as_deref(), Some(&b"APRE"[..]));
+        assert!(w[1].data.is_none());
+        for (body, says) in [
+            (
+                &br#"[{"data": "!!"}, {"path": "c/o"}]"#[..],
+                "Index 0: data must be valid base64",
+            ),
+            (br#"[{"data": ""}, {"path": "c/o"}]"#, "Index 0: too small"),
+            (
+                br#"[{"data": "QQ==", "path": "c/o"}]"#,
+                "Index 0: a data segment",
+            ),
+            (
+                br#"[{"data": "QQ=="}]"#,
+                "require at least one object-backed",
+            ),
+        ] {
+            let e = parse_manifest("AUTH_a", body).unwrap_err();
+            assert!(
+                e.body.contains(says),
+                "{}: {}",
+                String::from_utf8_lossy(body),
+                e.body
+            );
+        }
+        let entry = Entry {
+            bytes: 4,
+            hash: hex::encode(Md5::digest(b"APRE")),
+            data: Some(encode_data(b"APRE")),
+            ..Default::default()
+        };
+        let stored = serde_json::to_string(std::slice::from_ref(&entry)).unwrap();
+        assert_eq!(stored, r#"[{"data":"QVBSRQ=="}]"#);
+        let back = parse_entries(stored.as_bytes()).unwrap();
+        assert_eq!(
+            (back[0].bytes, back[0].data.as_deref()),
+            (4, Some("QVBSRQ=="))
+        );
+        // In the ETag, inline data counts as the MD5 of its bytes.
+        let want = hex::encode(Md5::digest(hex::encode(Md5::digest(b"APRE"))));
+        assert_eq!(slo_etag(&[entry]), want);
     }
 }

@@ -62,6 +62,15 @@ impl Query {
     }
 }
 
+/// A percent-decoded query value: UTF-8, NUL allowed (a listing marker like `name\0` is
+/// how a client asks for what follows `name`).
+pub fn decode_param(s: &str) -> Result<String, SwiftError> {
+    percent_decode_str(s)
+        .decode_utf8()
+        .map(|d| d.into_owned())
+        .map_err(|_| precondition_failed("Invalid UTF8"))
+}
+
 /// Percent-decodes a path or query component, refusing bad UTF-8 and NUL as Swift does (412).
 pub fn decode(s: &str) -> Result<String, SwiftError> {
     let d = percent_decode_str(s)

@@ -38,14 +38,23 @@ pub async fn put(
     p.require_container(&path.account, &path.container).await?;
     if let Some(src) = hv(h, "x-copy-from") {
         let (c, o) = parse_copy_path(src)?;
-        p.access(who, true, &path.account, Some(&c), true, h)
+        // `X-Copy-From-Account` reads from another account, with the requester's rights
+        // there (judged anew: owning this account says nothing about that one).
+        let (account, src_who) = match copy_account(h, "x-copy-from-account")? {
+            Some(a) if a != path.account => {
+                let w = p.auth.identify(h, &a)?;
+                (a, w)
+            }
+            _ => (path.account.clone(), who.clone()),
+        };
+        p.access(&src_who, true, &account, Some(&c), true, h)
             .await?;
         let src = ObjPath {
-            account: path.account.clone(),
+            account,
             container: c,
             object: o,
         };
-        return copy(p, who, &src, path, h, as_stored).await;
+        return copy(p, &src_who, &src, path, h, as_stored).await;
     }
     if let Some(m) = hv(h, "x-object-manifest") {
         let valid = decode(m)
@@ -87,18 +96,17 @@ pub async fn put(
             "Your request is too large.",
         ));
     }
-    if hv(h, "if-none-match").is_some_and(|v| v.trim() != "*") {
-        return Err(bad_request("If-None-Match only supports *"));
-    }
-    if hv(h, "if-none-match").is_some() {
-        match fetch(p, path, h, true).await {
-            Ok(_) => return Err(precondition_failed("Object exists")),
-            Err(e) if e.status == StatusCode::NOT_FOUND => {}
-            Err(e) => return Err(e),
-        }
-    }
+    check_if_none_match(p, path, h).await?;
     let meta = headers::metadata(h, "object", STORED_HEADERS)?;
-    let header = client_put_header(h, meta, if chunked { None } else { content_length })?;
+    let mut header = client_put_header(h, meta, if chunked { None } else { content_length })?;
+    // As Swift: no Content-Type (or X-Detect-Content-Type: true) takes the type the
+    // name's extension suggests.
+    let detect = hv(h, "x-detect-content-type").is_some_and(headers::truthy);
+    if detect || hv(h, "content-type").is_none_or(|v| v.trim().is_empty()) {
+        header.content_type = headers::guess_type(&path.object)
+            .unwrap_or("application/octet-stream")
+            .to_string();
+    }
     let left = quota::check_put(p, path, content_length.unwrap_or(0)).await?;
     versions::archive_current(p, path).await?;
     let stream: ByteStream = Box::pin(body.into_data_stream().map(|r| r.map_err(body_error)));
@@ -124,6 +132,34 @@ fn parse_copy_path(v: &str) -> SwiftResult<(String, String)> {
     }
 }
 
+/// `If-None-Match` on a PUT: `*` refuses to overwrite (412); any other value is a 400.
+pub async fn check_if_none_match(p: &Proxy, path: &ObjPath, h: &HeaderMap) -> SwiftResult<()> {
+    match hv(h, "if-none-match") {
+        None => Ok(()),
+        Some(v) if v.trim() != "*" => Err(bad_request("If-None-Match only supports *")),
+        Some(_) => match fetch(p, path, h, true).await {
+            Ok(_) => Err(precondition_failed("Object exists")),
+            Err(e) if e.status == StatusCode::NOT_FOUND => Ok(()),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// The account named by a copy header (`X-Copy-From-Account`, `Destination-Account`),
+/// URL-decoded; 412 for one that cannot name an account.
+fn copy_account(h: &HeaderMap, name: &str) -> SwiftResult<Option<String>> {
+    let Some(v) = hv(h, name) else {
+        return Ok(None);
+    };
+    let a = decode(v.trim())?;
+    if a.is_empty() || a.contains('/') {
+        return Err(precondition_failed(format!(
+            "{name} must name an account (no slashes)"
+        )));
+    }
+    Ok(Some(a))
+}
+
 /// Server-side copy of `src` to `dst`: the source streams straight into the new PUT.
 ///
 /// A large object is copied assembled, as a plain object (its segments are read with the
@@ -136,10 +172,16 @@ pub async fn copy(
     h: &HeaderMap,
     as_stored: bool,
 ) -> SwiftResult<Response> {
-    let found = fetch(p, src, &HeaderMap::new(), false).await?;
+    // A Range on the copy request copies just that range of a plain object (as Swift).
+    let mut source_h = HeaderMap::new();
+    if let Some(r) = h.get(axum::http::header::RANGE) {
+        source_h.insert(axum::http::header::RANGE, r.clone());
+    }
+    let found = fetch(p, src, &source_h, false).await?;
     let m = found.meta.clone();
     let (size, body, assembled) = if as_stored || !is_manifest(&m) {
-        (m.size, found.body, false)
+        let size = found.range.map_or(m.size, |r| r.end - r.start);
+        (size, found.body, false)
     } else {
         match assembled(p, who, src, found, h).await? {
             Ok((size, body)) => (size, Some(body), true),
@@ -179,6 +221,11 @@ pub async fn copy(
     if let Ok(v) = HeaderValue::from_str(&format!("{}/{}", src.container, src.object)) {
         hs.insert("x-copied-from", v);
     }
+    if src.account != dst.account {
+        if let Ok(v) = HeaderValue::from_str(&src.account) {
+            hs.insert("x-copied-from-account", v);
+        }
+    }
     if let Ok(v) = HeaderValue::from_str(&http_date(m.meta_ts.max(m.ts))) {
         hs.insert("x-copied-from-last-modified", v);
     }
@@ -196,14 +243,24 @@ pub async fn copy_verb(
     let dest =
         hv(h, "destination").ok_or_else(|| precondition_failed("Destination header required"))?;
     let (c, o) = parse_copy_path(dest)?;
+    // `Destination-Account` writes into another account, judged by the requester's rights
+    // there.
+    let (account, dst_who) = match copy_account(h, "destination-account")? {
+        Some(a) if a != src.account => {
+            let w = p.auth.identify(h, &a)?;
+            (a, w)
+        }
+        _ => (src.account.clone(), who.clone()),
+    };
     let dst = ObjPath {
-        account: src.account.clone(),
+        account,
         container: c,
         object: o,
     };
-    p.require_container(&dst.account, &dst.container).await?;
-    p.access(who, false, &dst.account, Some(&dst.container), true, h)
+    // Rights first: a container one may not write to is 403 whether it exists or not.
+    p.access(&dst_who, false, &dst.account, Some(&dst.container), true, h)
         .await?;
+    p.require_container(&dst.account, &dst.container).await?;
     copy(p, who, src, &dst, h, as_stored).await
 }
 

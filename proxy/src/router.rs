@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use crate::acl::{self, Decision, Identity};
 use crate::cluster::RingKind;
 use crate::error::{bad_request, not_found, precondition_failed, SwiftError, SwiftResult};
-use crate::headers;
+use crate::headers::{self, title_case, MAX_HEADER_SIZE};
 use crate::names::{decode, Query, MAX_ACCOUNT_NAME, MAX_CONTAINER_NAME, MAX_OBJECT_NAME};
 use crate::ops::listing::LISTING_LIMIT;
 use crate::ops::manifest::MAX_MANIFEST_SIZE;
@@ -143,6 +143,7 @@ pub fn info_json() -> serde_json::Value {
             "max_meta_name_length": headers::MAX_META_NAME,
             "max_meta_value_length": headers::MAX_META_VALUE,
             "max_meta_count": headers::MAX_META_COUNT,
+            "max_header_size": MAX_HEADER_SIZE,
             "max_meta_overall_size": headers::MAX_META_OVERALL,
             "max_object_name_length": MAX_OBJECT_NAME,
             "max_account_name_length": MAX_ACCOUNT_NAME,
@@ -220,9 +221,56 @@ pub async fn route(p: &Arc<Proxy>, req: Request) -> SwiftResult<Response> {
     if path == "/compute" || path.starts_with("/compute/") {
         return Ok(compute::route(p, &parts, body).await);
     }
-    let h = &parts.headers;
-    let m = &parts.method;
     let ep = parse(parts.uri.path())?;
+    let realm = match &ep {
+        Endpoint::Account { account }
+        | Endpoint::Container { account, .. }
+        | Endpoint::Object { account, .. } => swift_realm(account),
+        _ => "unknown".to_string(),
+    };
+    swift(p, parts, body, ep).await.map_err(|mut e| {
+        // TempAuth names the account the request was for as the realm, quoted.
+        if e.status == StatusCode::UNAUTHORIZED {
+            e.headers.retain(|(k, _)| *k != "www-authenticate");
+            e.headers
+                .push(("www-authenticate", format!("Swift realm=\"{realm}\"")));
+        }
+        e
+    })
+}
+
+/// An account name as a `WWW-Authenticate` realm: percent-quoted as Python's `quote`
+/// does (so a name cannot end the header or start another).
+fn swift_realm(account: &str) -> String {
+    const SAFE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'-')
+        .remove(b'~')
+        .remove(b'/');
+    percent_encoding::utf8_percent_encode(account, SAFE).to_string()
+}
+
+/// Answers a Swift API request (`/v1/...`, `/info`, `/auth`).
+async fn swift(
+    p: &Arc<Proxy>,
+    parts: axum::http::request::Parts,
+    body: axum::body::Body,
+    ep: Endpoint,
+) -> SwiftResult<Response> {
+    let h = &parts.headers;
+    // Swift's server refuses a header line longer than `max_header_size` (the limit
+    // `/info` advertises).
+    if let Some((k, _)) = h
+        .iter()
+        .find(|(k, v)| k.as_str().len() + 2 + v.len() > MAX_HEADER_SIZE)
+    {
+        return Err(bad_request(format!(
+            "Header line too long: {} (at most {MAX_HEADER_SIZE} bytes)",
+            title_case(k.as_str())
+        )));
+    }
+    let m = &parts.method;
     let raw_query = parts.uri.query();
     let q = Query::parse(raw_query);
     let head = *m == Method::HEAD;
@@ -330,7 +378,21 @@ pub async fn route(p: &Arc<Proxy>, req: Request) -> SwiftResult<Response> {
                 .await;
             }
             let temp = if who == Identity::Anonymous && q.has("temp_url_sig") {
-                Some(tempurl::check(p, m, &path, &q).await?)
+                let granted = tempurl::check(p, m, &path, &q).await?;
+                // As Swift's tempurl: a temp URL cannot make a manifest that would reach
+                // beyond the one object it grants.
+                if !read {
+                    if let Some(name) = ["x-object-manifest", "x-symlink-target"]
+                        .into_iter()
+                        .find(|n| h.contains_key(*n))
+                    {
+                        return Err(bad_request(format!(
+                            "The header '{}' is not allowed in this tempurl",
+                            title_case(name)
+                        )));
+                    }
+                }
+                Some(granted)
             } else {
                 // COPY reads its source here; the destination is checked by the copy.
                 p.access(
@@ -345,10 +407,18 @@ pub async fn route(p: &Arc<Proxy>, req: Request) -> SwiftResult<Response> {
                 None
             };
             let as_stored = q.get("multipart-manifest") == Some("get");
+            // A temp URL grants its object, and (as Swift's tempurl) the reads of the large
+            // object segments it is made of: those always live in the same account.
+            // A container's key grants that container only: its large objects' segments
+            // are read as the anonymous requester they are.
+            let segments_who = match &temp {
+                Some(t) if t.account_key => Identity::temp_url_segments(),
+                _ => who.clone(),
+            };
             let r = match m.as_str() {
-                "GET" | "HEAD" => large::get(p, &who, &path, &q, h, head).await,
+                "GET" | "HEAD" => large::get(p, &segments_who, &path, &q, h, head).await,
                 "PUT" if q.get("multipart-manifest") == Some("put") => {
-                    large::put_slo(p, &who, &path, h, body).await
+                    large::put_slo(p, &segments_who, &path, h, body).await
                 }
                 "PUT" => object::put(p, &who, &path, h, body, as_stored).await,
                 "POST" => object::post(p, &path, h).await,
@@ -373,6 +443,17 @@ pub async fn route(p: &Arc<Proxy>, req: Request) -> SwiftResult<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A realm cannot break out of its header: quoted as Swift's tests expect.
+    #[test]
+    fn the_realm_is_the_account_quoted() {
+        assert_eq!(swift_realm("AUTH_test"), "AUTH_test");
+        assert_eq!(
+            swift_realm("AUTH_haxx\"\nContent-Length: 1\n\n<b>"),
+            "AUTH_haxx%22%0AContent-Length%3A%201%0A%0A%3Cb%3E"
+        );
+        assert_eq!(swift_realm("a~b.c-d/é"), "a~b.c-d/%C3%A9");
+    }
 
     fn obj(a: &str, c: &str, o: &str) -> Endpoint {
         Endpoint::Object {

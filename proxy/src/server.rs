@@ -79,6 +79,11 @@ async fn handle_traced(p: Arc<Proxy>, req: Request, trans_id: Arc<str>) -> Respo
     };
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    // A client that asks for keep-alive by name is told it, as Swift's server does.
+    let keep_alive = hv(req.headers(), "connection").is_some_and(|c| {
+        c.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("keep-alive"))
+    });
     let mut resp = match route(&p, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -88,6 +93,10 @@ async fn handle_traced(p: Arc<Proxy>, req: Request, trans_id: Arc<str>) -> Respo
         // is still on the wire, so the connection cannot carry another request.
         resp.headers_mut()
             .insert("connection", HeaderValue::from_static("close"));
+    }
+    if keep_alive && !resp.headers().contains_key("connection") {
+        resp.headers_mut()
+            .insert("connection", HeaderValue::from_static("keep-alive"));
     }
     if method == Method::HEAD {
         // HEAD answers carry no body but keep their Content-Length.

@@ -38,6 +38,8 @@ fn invalid() -> SwiftError {
 /// (`X-Timestamp` on the request is never honoured anyway: the proxy stamps every write.)
 pub struct Granted {
     method: Method,
+    /// Signed with the account's key (not a container's): the grant reaches the account.
+    pub account_key: bool,
 }
 
 /// `temp_url_expires`: seconds since the epoch, or ISO 8601 `YYYY-MM-DDThh:mm:ssZ`.
@@ -129,31 +131,42 @@ pub async fn check(p: &Proxy, method: &Method, path: &ObjPath, q: &Query) -> Swi
     };
     let acct = p.db_info(&path.account, "").await?;
     let cont = p.db_info(&path.account, &path.container).await?;
-    let keys: Vec<&str> = [
-        meta_value(&acct.meta, "x-account-meta-temp-url-key"),
-        meta_value(&acct.meta, "x-account-meta-temp-url-key-2"),
-        meta_value(&cont.meta, "x-container-meta-temp-url-key"),
-        meta_value(&cont.meta, "x-container-meta-temp-url-key-2"),
+    // (key, whether it is the account's: a container's key grants that container only).
+    let keys: Vec<(&str, bool)> = [
+        (meta_value(&acct.meta, "x-account-meta-temp-url-key"), true),
+        (
+            meta_value(&acct.meta, "x-account-meta-temp-url-key-2"),
+            true,
+        ),
+        (
+            meta_value(&cont.meta, "x-container-meta-temp-url-key"),
+            false,
+        ),
+        (
+            meta_value(&cont.meta, "x-container-meta-temp-url-key-2"),
+            false,
+        ),
     ]
     .into_iter()
-    .flatten()
+    .filter_map(|(k, a)| Some((k?, a)))
     .collect();
     let methods: &[&str] = if *method == Method::HEAD {
         &["HEAD", "GET", "PUT"]
     } else {
         &[method.as_str()]
     };
-    let ok = keys.iter().any(|k| {
+    let signed_by = keys.iter().find(|(k, _)| {
         methods.iter().any(|m| {
             let body = format!("{m}\n{expires}\n{signed_path}");
             same(&hmac(alg, k.as_bytes(), body.as_bytes()), &raw)
         })
     });
-    if !ok {
+    let Some(&(_, account_key)) = signed_by else {
         return Err(invalid());
-    }
+    };
     Ok(Granted {
         method: method.clone(),
+        account_key,
     })
 }
 

@@ -184,7 +184,7 @@ fn pending_for(t: &pb::ObjectTarget, rec: &ObjectRecord) -> Pending {
         name: t.object.clone(),
         ts: rec.ts,
         size: listed_size(rec),
-        content_type: rec.content_type.clone(),
+        content_type: listed_type(rec),
         etag: rec.etag.clone(),
         deleted: rec.deleted,
         queued: Timestamp::now().0,
@@ -678,6 +678,19 @@ pub async fn expire(
 /// Metadata a POST keeps: `X-Object-Sysmeta-*` and `X-Static-Large-Object`.
 pub fn is_sysmeta(key: &str) -> bool {
     key.starts_with("x-object-sysmeta-") || key == "x-static-large-object"
+}
+
+/// The content type a container row keeps: a static large object's carries its SLO ETag
+/// as `;slo_etag=...` (as Swift keeps it), which listings show as a key of its own.
+pub fn listed_type(rec: &ObjectRecord) -> String {
+    match rec
+        .meta
+        .iter()
+        .find(|(k, _)| k == "x-object-sysmeta-slo-etag")
+    {
+        Some((_, e)) => format!("{};slo_etag={e}", rec.content_type),
+        None => rec.content_type.clone(),
+    }
 }
 
 /// The size a container listing shows: a static large object's manifest counts as the

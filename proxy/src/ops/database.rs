@@ -11,7 +11,7 @@ use crate::cluster::RingKind;
 use crate::error::{
     bad_request, not_found, precondition_failed, unavailable, SwiftError, SwiftResult,
 };
-use crate::headers::{self, title_case};
+use crate::headers::{self, hv, title_case};
 use crate::ops::listing::db_target;
 use crate::proxy::Proxy;
 
@@ -21,6 +21,9 @@ const CONTAINER_HEADERS: &[&str] = &[
     "x-container-write",
     "x-versions-location",
     "x-history-location",
+    // Kept and shown to owners only (no container sync runs: the values are inert).
+    "x-container-sync-key",
+    "x-container-sync-to",
 ];
 const ACCOUNT_HEADERS: &[&str] = &["x-account-access-control"];
 
@@ -32,7 +35,15 @@ fn system_metadata(h: &HeaderMap, what: &str) -> SwiftResult<Vec<(String, String
     } else {
         CONTAINER_HEADERS
     };
-    let meta = headers::metadata(h, what, extra)?;
+    let mut meta = headers::metadata(h, what, extra)?;
+    // An account ACL with no entries (`{}`) removes the ACL, as Swift stores it.
+    for (k, v) in meta.iter_mut() {
+        if k == "x-account-access-control"
+            && crate::acl::AccountAcl::parse(v).is_ok_and(|a| a.is_empty())
+        {
+            v.clear();
+        }
+    }
     let set = |k: &str| meta.iter().any(|(n, v)| n == k && !v.is_empty());
     if set("x-versions-location") && set("x-history-location") {
         return Err(bad_request(
@@ -58,6 +69,9 @@ fn items(meta: Vec<(String, String)>, ts: u64) -> Vec<pb::MetaItem> {
         .collect()
 }
 
+/// The one storage policy there is.
+pub const STORAGE_POLICY: &str = "Policy-0";
+
 /// PUT of a container, or POST of an account (which creates it): Db.Put on every replica.
 pub async fn put(
     p: &Proxy,
@@ -72,6 +86,16 @@ pub async fn put(
     } else {
         "container"
     };
+    // One storage policy, `Policy-0` (what HEAD reports); naming another is a 400, as
+    // Swift answers for a policy it does not have.
+    if let Some(policy) = hv(h, "x-storage-policy").filter(|v| !v.trim().is_empty()) {
+        if what == "container" && !policy.trim().eq_ignore_ascii_case(STORAGE_POLICY) {
+            return Err(bad_request(format!(
+                "Invalid X-Storage-Policy '{}'",
+                policy.trim()
+            )));
+        }
+    }
     let meta = items(system_metadata(h, what)?, ts);
     let c = (!container.is_empty()).then_some(container);
     let place = p.cluster.place(kind, account, c, None)?;

@@ -12,7 +12,7 @@ use stratus_proto::storage as pb;
 use crate::cluster::{Placement, RingKind};
 use crate::error::{not_found, precondition_failed, unavailable, SwiftResult};
 use crate::headers::hv;
-use crate::names::decode;
+use crate::names::decode_param;
 use crate::proxy::Proxy;
 
 /// Largest listing page (Swift's `container_listing_limit` / `account_listing_limit`).
@@ -64,15 +64,11 @@ pub fn list_query(query: Option<&str>, h: &HeaderMap) -> SwiftResult<ListQuery> 
     }
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = decode(&v.replace('+', " "))?;
+        let v = decode_param(&v.replace('+', " "))?;
         match k {
             "prefix" => q.prefix = v,
-            "delimiter" => {
-                if v.chars().count() > 1 {
-                    return Err(precondition_failed("Bad delimiter"));
-                }
-                q.delimiter = v
-            }
+            // Any string, as in Swift (multi-character delimiters included).
+            "delimiter" => q.delimiter = v,
             "marker" => q.marker = v,
             "end_marker" => q.end_marker = v,
             // As Swift: a limit that is not all digits is ignored (the default applies).
@@ -343,11 +339,11 @@ mod tests {
             assert_eq!(lq.limit, LISTING_LIMIT, "{q}");
         }
         assert_eq!(
-            validate_query(Some("delimiter=ab"))
-                .unwrap_err()
-                .status
-                .as_u16(),
-            412
+            list_query(Some("delimiter=-%26"), &HeaderMap::new())
+                .unwrap()
+                .delimiter,
+            "-&",
+            "a delimiter of several characters is taken as Swift takes it"
         );
         let q = list_query(
             Some("prefix=a%2Fb&format=json&reverse=true&limit=5"),

@@ -36,14 +36,18 @@ pub fn is_manifest(m: &pb::ObjectMeta) -> bool {
     is_slo(m) || meta_value(&m.meta, DLO_HEADER).is_some()
 }
 
-/// One stored SLO segment.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// One stored SLO segment: an object (or a range of it), or inline data.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
 pub struct Entry {
-    /// `/container/object` of the segment.
+    /// `/container/object` of the segment (empty for inline data).
+    #[serde(default)]
     pub name: String,
-    /// Bytes the segment contributes (its range's length, if ranged).
+    /// Bytes the segment contributes (its range's length, if ranged; for inline data the
+    /// decoded length, filled in by [`parse_entries`]).
+    #[serde(default)]
     pub bytes: u64,
-    /// The segment's ETag (an SLO's own ETag if nested).
+    /// The segment's ETag (an SLO's own ETag if nested; the MD5 of inline data).
+    #[serde(default)]
     pub hash: String,
     /// The segment's content type.
     #[serde(default)]
@@ -52,11 +56,77 @@ pub struct Entry {
     #[serde(default)]
     pub last_modified: String,
     /// The byte range of the segment used, `first-last`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub range: Option<String>,
     /// Whether the segment is itself an SLO.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub sub_slo: bool,
+    /// Inline data, base64 (stored as Swift stores it: `{"data": "..."}` alone).
+    #[serde(default)]
+    pub data: Option<String>,
+}
+
+impl Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        if let Some(d) = &self.data {
+            let mut m = s.serialize_map(Some(1))?;
+            m.serialize_entry("data", d)?;
+            return m.end();
+        }
+        #[derive(Serialize)]
+        struct Stored<'a> {
+            name: &'a str,
+            bytes: u64,
+            hash: &'a str,
+            content_type: &'a str,
+            last_modified: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            range: Option<&'a str>,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            sub_slo: bool,
+        }
+        Stored {
+            name: &self.name,
+            bytes: self.bytes,
+            hash: &self.hash,
+            content_type: &self.content_type,
+            last_modified: &self.last_modified,
+            range: self.range.as_deref(),
+            sub_slo: self.sub_slo,
+        }
+        .serialize(s)
+    }
+}
+
+/// Base64 as Swift's `strict_b64decode` takes it: the standard alphabet, padding optional.
+const B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+/// Decodes inline segment data (`None` if it is not base64).
+pub fn decode_data(d: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    B64.decode(d.trim()).ok()
+}
+
+/// Encodes inline segment data as it is stored (padded).
+pub fn encode_data(raw: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+/// Reads a stored manifest: its entries, inline data sized by its decoded length.
+pub fn parse_entries(raw: &[u8]) -> Result<Vec<Entry>, String> {
+    let mut v: Vec<Entry> = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+    for e in &mut v {
+        if let Some(d) = &e.data {
+            e.bytes = decode_data(d).ok_or("inline data is not base64")?.len() as u64;
+        }
+    }
+    Ok(v)
 }
 
 /// `/container/object` of a manifest entry, in `account`.

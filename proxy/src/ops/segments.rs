@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use bytes::Bytes;
 use futures::StreamExt;
 use md5::{Digest, Md5};
 use stratus_proto::storage as pb;
@@ -25,8 +26,8 @@ use crate::names::decode;
 use crate::ops::fetch::{fetch, Found};
 use crate::ops::listing::list_upto;
 use crate::ops::manifest::{
-    entry_path, is_manifest, is_slo, segment_range, Entry, DLO_HEADER, MAX_MANIFEST_SIZE,
-    MAX_NESTING, SLO_ETAG, SLO_SIZE,
+    decode_data, entry_path, is_manifest, is_slo, parse_entries, segment_range, Entry, DLO_HEADER,
+    MAX_MANIFEST_SIZE, MAX_NESTING, SLO_ETAG, SLO_SIZE,
 };
 use crate::ops::object::{ByteStream, ObjPath};
 use crate::proxy::Proxy;
@@ -42,6 +43,8 @@ pub struct Piece {
     pub end: u64,
     /// The ETag the manifest expects (a DLO expects none).
     pub etag: Option<String>,
+    /// An SLO's inline data segment (its bytes; `path` names nothing then).
+    pub data: Option<Bytes>,
 }
 
 /// The whole body of `found` (a manifest), 409 past `limit` bytes.
@@ -131,6 +134,22 @@ impl SloCursor {
                 let (from, to) = (f.lo.saturating_sub(a), e.bytes.min(f.hi - a));
                 (e, from, to)
             };
+            if let Some(d) = &e.data {
+                let Some(raw) = decode_data(d) else {
+                    return Some(Err(conflict("bad inline data in manifest")));
+                };
+                return Some(Ok(Piece {
+                    path: ObjPath {
+                        account: self.account.clone(),
+                        container: String::new(),
+                        object: String::new(),
+                    },
+                    start: from,
+                    end: to,
+                    etag: None,
+                    data: Some(Bytes::from(raw)),
+                }));
+            }
             let Some(path) = entry_path(&self.account, &e.name) else {
                 return Some(Err(conflict(format!("invalid segment name {}", e.name))));
             };
@@ -146,7 +165,13 @@ impl SloCursor {
                 )
                 .await
             {
-                return Some(Err(err));
+                // As Swift's slo: a segment the requester may not read fails the large
+                // object (409), whatever the reason.
+                return Some(Err(conflict(format!(
+                    "Object segment {} could not be read: {}",
+                    e.name,
+                    crate::error::status_line(err.status)
+                ))));
             }
             if !e.sub_slo {
                 let start = match &e.range {
@@ -161,6 +186,7 @@ impl SloCursor {
                     start: start + from,
                     end: start + to,
                     etag: Some(e.hash),
+                    data: None,
                 }));
             }
             if depth > MAX_NESTING {
@@ -197,7 +223,7 @@ impl SloCursor {
                 Ok(r) => r,
                 Err(err) => return Some(Err(err)),
             };
-            let inner: Vec<Entry> = match serde_json::from_slice(&raw) {
+            let inner = match parse_entries(&raw) {
                 Ok(v) => v,
                 Err(_) => return Some(Err(conflict(format!("bad nested manifest {}", e.name)))),
             };
@@ -255,6 +281,10 @@ pub fn clip(pieces: Vec<Piece>, lo: u64, hi: u64) -> Vec<Piece> {
 
 /// Opens one piece for streaming (409 if it has gone or changed).
 pub async fn open_piece(p: &Proxy, x: &Piece) -> SwiftResult<ByteStream> {
+    if let Some(d) = &x.data {
+        let piece = d.slice(x.start as usize..(x.end as usize).min(d.len()));
+        return Ok(Box::pin(futures::stream::once(async move { Ok(piece) })));
+    }
     let mut h = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("bytes={}-{}", x.start, x.end - 1)) {
         h.insert(axum::http::header::RANGE, v);
@@ -442,6 +472,7 @@ pub async fn resolve(
                 start: 0,
                 end: s.bytes,
                 etag: None,
+                data: None,
             })
             .collect();
         return Ok(Ok(Large {
@@ -464,9 +495,8 @@ pub async fn resolve(
     let segments = if head {
         None
     } else {
-        let entries: Vec<Entry> =
-            serde_json::from_slice(&read_body(found, MAX_MANIFEST_SIZE).await?)
-                .map_err(|_| conflict("stored manifest is not valid JSON"))?;
+        let entries = parse_entries(&read_body(found, MAX_MANIFEST_SIZE).await?)
+            .map_err(|_| conflict("stored manifest is not valid JSON"))?;
         Some(Segments::Slo(entries))
     };
     Ok(Ok(Large {
@@ -519,9 +549,7 @@ pub fn segments_of<'a>(
             };
             if e.sub_slo {
                 if let Ok(found) = fetch(p, &path, &HeaderMap::new(), false).await {
-                    if let Ok(inner) = serde_json::from_slice::<Vec<Entry>>(
-                        &read_body(found, MAX_MANIFEST_SIZE).await?,
-                    ) {
+                    if let Ok(inner) = parse_entries(&read_body(found, MAX_MANIFEST_SIZE).await?) {
                         out.extend(segments_of(p, account, inner, depth + 1).await?);
                     }
                 }
@@ -546,6 +574,7 @@ mod tests {
             start,
             end,
             etag: None,
+            data: None,
         }
     }
 

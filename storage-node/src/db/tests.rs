@@ -58,6 +58,11 @@ async fn listing_params_totals_and_tombstones() {
     };
     assert_eq!(q(&|_| {}), ["a/1", "a/2", "b", "c/x/1"]);
     assert_eq!(q(&|r| r.delimiter = "/".into()), ["a/", "b", "c/"]);
+    // A delimiter of several characters, as Swift takes it.
+    assert_eq!(
+        q(&|r| r.delimiter = "/x".into()),
+        ["a/1", "a/2", "b", "c/x"]
+    );
     assert_eq!(
         q(&|r| {
             r.delimiter = "/".into();
