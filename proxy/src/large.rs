@@ -392,6 +392,7 @@ async fn check_segment(
             .and_then(|r| segment_range(r, size).map(|(a, b)| format!("{a}-{}", b - 1))),
         sub_slo,
         data: None,
+        raw: None,
     })
 }
 
@@ -558,6 +559,7 @@ mod tests {
             range: range.map(str::to_string),
             sub_slo: false,
             data: None,
+            raw: None,
         };
         let want = hex::encode(Md5::digest(b"aaabbb:0-9;"));
         assert_eq!(slo_etag(&[e("aaa", None), e("bbb", Some("0-9"))]), want);

@@ -64,6 +64,9 @@ pub struct Entry {
     /// Inline data, base64 (stored as Swift stores it: `{"data": "..."}` alone).
     #[serde(default)]
     pub data: Option<String>,
+    /// The inline data decoded, once, by [`parse_entries`] (never stored).
+    #[serde(skip)]
+    pub raw: Option<bytes::Bytes>,
 }
 
 impl Serialize for Entry {
@@ -118,12 +121,14 @@ pub fn encode_data(raw: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(raw)
 }
 
-/// Reads a stored manifest: its entries, inline data sized by its decoded length.
+/// Reads a stored manifest: its entries, inline data decoded and sized by its length.
 pub fn parse_entries(raw: &[u8]) -> Result<Vec<Entry>, String> {
     let mut v: Vec<Entry> = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
     for e in &mut v {
         if let Some(d) = &e.data {
-            e.bytes = decode_data(d).ok_or("inline data is not base64")?.len() as u64;
+            let raw = decode_data(d).ok_or("inline data is not base64")?;
+            e.bytes = raw.len() as u64;
+            e.raw = Some(raw.into());
         }
     }
     Ok(v)

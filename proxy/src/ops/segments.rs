@@ -26,7 +26,7 @@ use crate::names::decode;
 use crate::ops::fetch::{fetch, Found};
 use crate::ops::listing::list_upto;
 use crate::ops::manifest::{
-    decode_data, entry_path, is_manifest, is_slo, parse_entries, segment_range, Entry, DLO_HEADER,
+    entry_path, is_manifest, is_slo, parse_entries, segment_range, Entry, DLO_HEADER,
     MAX_MANIFEST_SIZE, MAX_NESTING, SLO_ETAG, SLO_SIZE,
 };
 use crate::ops::object::{ByteStream, ObjPath};
@@ -134,8 +134,9 @@ impl SloCursor {
                 let (from, to) = (f.lo.saturating_sub(a), e.bytes.min(f.hi - a));
                 (e, from, to)
             };
-            if let Some(d) = &e.data {
-                let Some(raw) = decode_data(d) else {
+            if e.data.is_some() {
+                // Decoded when the manifest was read (`parse_entries`).
+                let Some(raw) = e.raw else {
                     return Some(Err(conflict("bad inline data in manifest")));
                 };
                 return Some(Ok(Piece {
@@ -147,7 +148,7 @@ impl SloCursor {
                     start: from,
                     end: to,
                     etag: None,
-                    data: Some(Bytes::from(raw)),
+                    data: Some(raw),
                 }));
             }
             let Some(path) = entry_path(&self.account, &e.name) else {
