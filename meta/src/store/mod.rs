@@ -13,8 +13,9 @@
 //! - `raft`: `vote`, `committed`, `purged`
 //! - `kv`: user key → bincode [`KeyValue`](crate::kv::KeyValue) (current state)
 //! - `events`: revision (u64 BE) → bincode `Vec<Event>` (history for watch and old reads)
-//! - `sm`: `applied`, `membership`, `revision`, `compact`
-//! - `dedup`: request id → bincode (log index, Response); `dedup_idx`: index BE ++ id
+//! - `sm`: `applied`, `membership`, `revision`, `compact`, `dedup_seq`
+//! - `dedup`: request id → bincode (dedup sequence number, Response); `dedup_idx`: that
+//!   number BE ++ id
 
 pub mod log_store;
 pub mod snapshot;

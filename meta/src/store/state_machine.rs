@@ -12,8 +12,10 @@
 //! revisions, history older than [`HISTORY_REVISIONS`] is dropped; the compaction point is
 //! a function of the revision alone, so every replica compacts identically.
 //!
-//! Dedup: a request id seen within the last [`DEDUP_WINDOW`] log entries returns its first
-//! answer instead of being applied again.
+//! Dedup: a request id seen within the last [`DEDUP_WINDOW`] client writes returns its first
+//! answer instead of being applied again. The window counts writes, not log entries: one
+//! entry carries up to 512 writes (group commit), so a window of entries would keep up to
+//! 512 times as many records, all of them copied into every snapshot.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::SeekFrom;
@@ -43,8 +45,12 @@ use crate::{NodeId, TypeConfig};
 pub const HISTORY_REVISIONS: i64 = 100_000;
 /// How often (in revisions) history is compacted.
 pub const COMPACT_EVERY: i64 = 1024;
-/// Log entries within which a repeated request id is recognised.
-pub const DEDUP_WINDOW: u64 = 100_000;
+/// Client writes (with a request id) within which a repeated request id is recognised.
+/// A client retries one write for up to 30 s (`MetaClient`'s default timeout); this machine
+/// commits at most ~6,000 writes/s, so a retry is never more than ~180,000 writes late.
+pub const DEDUP_WINDOW: u64 = 250_000;
+/// How often (in client writes) dedup records older than the window are dropped.
+const DEDUP_PRUNE_EVERY: u64 = 1024;
 /// Most entries applied in one RocksDB write batch.
 pub const APPLY_BATCH_ENTRIES: usize = 1024;
 /// A write batch is written once it holds this many bytes, whatever its entry count.
@@ -81,6 +87,8 @@ struct Shared {
     install: RwLock<()>,
     current: Mutex<Option<(snapshot::Meta, PathBuf)>>,
     seq: AtomicU64,
+    /// [`DEDUP_WINDOW`]; smaller in tests.
+    dedup_window: AtomicU64,
 }
 
 /// The state machine handed to openraft.
@@ -124,6 +132,8 @@ struct Pending<'a> {
     kv: BTreeMap<Vec<u8>, Option<KeyValue>>,
     /// Request ids answered by the batch so far.
     dedup: HashMap<[u8; 16], Response>,
+    /// Client writes with a request id applied so far, ever (the dedup clock).
+    dedup_seq: u64,
     /// The last entry in the batch.
     last: Option<LogId<NodeId>>,
     entries: usize,
@@ -133,16 +143,17 @@ struct Pending<'a> {
 }
 
 impl<'a> Pending<'a> {
-    fn new(db: &'a DB) -> Self {
-        Pending {
+    fn new(db: &'a DB) -> Result<Self, rocksdb::Error> {
+        Ok(Pending {
             db,
             batch: WriteBatch::default(),
             kv: BTreeMap::new(),
             dedup: HashMap::new(),
+            dedup_seq: sm_get(db, None, DEDUP_SEQ)?.unwrap_or(0),
             last: None,
             entries: 0,
             read_error: std::cell::RefCell::new(None),
-        }
+        })
     }
 
     fn note<T, E: std::fmt::Display>(&self, r: Result<T, E>) -> Option<T> {
@@ -168,6 +179,7 @@ impl<'a> Pending<'a> {
         let mut batch = std::mem::take(&mut self.batch);
         batch.put_cf(cf(db, CF_SM), "applied", ser(&Some(last)));
         batch.put_cf(cf(db, CF_SM), "revision", ser(&revision));
+        batch.put_cf(cf(db, CF_SM), DEDUP_SEQ, ser(&self.dedup_seq));
         db.write(batch)
             .map_err(|e| StorageIOError::apply(last, &e))?;
         self.kv.clear();
@@ -298,6 +310,7 @@ impl StateMachineStore {
             install: RwLock::new(()),
             current: Mutex::new(current),
             seq: AtomicU64::new(0),
+            dedup_window: AtomicU64::new(DEDUP_WINDOW),
         });
         Ok(StateMachineStore { shared })
     }
@@ -334,17 +347,13 @@ impl StateMachineStore {
                 for req in &reqs {
                     out.push(self.apply_request(req, log_id, revision, p)?);
                 }
-                if log_id.index.is_multiple_of(1024) && log_id.index > DEDUP_WINDOW {
-                    self.prune_dedup(p, log_id.index - DEDUP_WINDOW)
-                        .map_err(|e| StorageIOError::apply(log_id, &e))?;
-                }
             }
         }
         Ok(out)
     }
 
     /// Apply one client write of the entry `log_id`; a request id answered before (within
-    /// [`DEDUP_WINDOW`]) gets its first answer again and changes nothing.
+    /// the last [`DEDUP_WINDOW`] writes) gets its first answer again and changes nothing.
     fn apply_request(
         &self,
         req: &Request,
@@ -361,8 +370,8 @@ impl StateMachineStore {
                 .get_cf(cf(db, CF_DEDUP), id.0)
                 .map_err(|e| StorageIOError::apply(log_id, &e))?
                 .and_then(|b| bincode::deserialize::<(u64, Response)>(&b).ok());
-            if let Some((first_index, first)) = seen {
-                if log_id.index.saturating_sub(first_index) <= DEDUP_WINDOW {
+            if let Some((first_seq, first)) = seen {
+                if p.dedup_seq.saturating_sub(first_seq) <= self.dedup_window() {
                     return Ok(first);
                 }
             }
@@ -390,20 +399,27 @@ impl StateMachineStore {
             }
         }
         if let Some(id) = &req.id {
-            p.batch.put_cf(
-                cf(db, CF_DEDUP),
-                id.0,
-                ser(&(log_id.index, &applied.response)),
-            );
-            let mut idx = log_id.index.to_be_bytes().to_vec();
+            p.dedup_seq += 1;
+            let seq = p.dedup_seq;
+            p.batch
+                .put_cf(cf(db, CF_DEDUP), id.0, ser(&(seq, &applied.response)));
+            let mut idx = seq.to_be_bytes().to_vec();
             idx.extend_from_slice(&id.0);
             p.batch.put_cf(cf(db, CF_DEDUP_IDX), idx, b"");
             p.dedup.insert(id.0, applied.response.clone());
+            if seq.is_multiple_of(DEDUP_PRUNE_EVERY) && seq > self.dedup_window() {
+                self.prune_dedup(p, seq - self.dedup_window())
+                    .map_err(|e| StorageIOError::apply(log_id, &e))?;
+            }
         }
         Ok(applied.response)
     }
 
-    /// Drop dedup records of entries below `below`. Only reclaims space: a record older
+    fn dedup_window(&self) -> u64 {
+        self.shared.dedup_window.load(Ordering::Relaxed)
+    }
+
+    /// Drop dedup records of writes numbered below `below`. Only reclaims space: a record older
     /// than the window is ignored by [`Self::apply_request`] whether or not it is gone yet,
     /// so where a replica's write batches split cannot change an answer. A record that the
     /// same id wrote again later (its index differs) is kept.
@@ -433,7 +449,8 @@ impl StateMachineStore {
     ) -> Result<Vec<Vec<Response>>, StorageError<NodeId>> {
         let mut revision = *self.shared.revision.borrow();
         let mut out = Vec::new();
-        let mut pending = Pending::new(&self.shared.db);
+        let mut pending =
+            Pending::new(&self.shared.db).map_err(|e| StorageIOError::read_state_machine(&e))?;
         for ent in entries {
             out.push(self.apply_one(ent, &mut revision, &mut pending)?);
             if pending.full() {
@@ -559,6 +576,8 @@ impl StateMachineStore {
 
 /// Bytes of records per RocksDB write while a snapshot is loaded.
 const INSTALL_BATCH_BYTES: usize = 8 << 20;
+/// The dedup clock (in `sm`): how many client writes with a request id were applied.
+const DEDUP_SEQ: &str = "dedup_seq";
 /// Set (in `sm`) while a snapshot is being loaded: the id of the snapshot.
 const INSTALLING: &str = "installing";
 
@@ -897,6 +916,54 @@ mod tests {
             success: vec![put(key, value)],
             ..Default::default()
         }
+    }
+
+    /// The dedup window counts client writes, not log entries: a retry more than the
+    /// window's writes late is applied again even when those writes shared one entry, and
+    /// records older than the window are dropped.
+    #[tokio::test]
+    async fn the_dedup_window_counts_writes_and_old_records_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, mut sm) = super::super::open(dir.path()).await.unwrap();
+        sm.shared
+            .dedup_window
+            .store(100, std::sync::atomic::Ordering::Relaxed);
+        let id = |n: u32| {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&n.to_be_bytes());
+            RequestId(b)
+        };
+        let write = |n: u32| Request {
+            id: Some(id(n)),
+            txn: writes(&format!("k{n}"), "v"),
+        };
+        let first = sm.apply(vec![entry(1, vec![write(0)])]).await.unwrap();
+        // 100 more writes in one entry: a retry is still within the window.
+        let hundred = (1..=100).map(write).collect();
+        sm.apply(vec![entry(2, hundred)]).await.unwrap();
+        let retry = sm.apply(vec![entry(3, vec![write(0)])]).await.unwrap();
+        assert_eq!(retry[0][0].revision, first[0][0].revision, "deduplicated");
+        // One more write, in the next entry: the first is 101 writes back, and applied again.
+        sm.apply(vec![entry(4, vec![write(101)])]).await.unwrap();
+        let late = sm.apply(vec![entry(5, vec![write(0)])]).await.unwrap();
+        assert!(late[0][0].revision > first[0][0].revision, "applied again");
+        // 103 writes so far (the deduplicated retry is not one); 1,100 in all, in entries
+        // of 50: the prune at write 1,024 drops every record numbered below 924.
+        let mut seq = 103;
+        let mut index = 6;
+        while seq < 1100 {
+            let reqs: Vec<_> = (seq + 1..=(seq + 50).min(1100)).map(write).collect();
+            seq += reqs.len() as u32;
+            sm.apply(vec![entry(index, reqs)]).await.unwrap();
+            index += 1;
+        }
+        let db = &*sm.shared.db;
+        let count = |name| {
+            db.iterator_cf(super::super::cf(db, name), rocksdb::IteratorMode::Start)
+                .count()
+        };
+        assert_eq!(count(super::super::CF_DEDUP), 1100 - 923);
+        assert_eq!(count(super::super::CF_DEDUP_IDX), 1100 - 923);
     }
 
     /// A current range read decodes only the page it answers and counts the rest; without
