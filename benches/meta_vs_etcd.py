@@ -249,6 +249,13 @@ def main():
                   f"{med('etcd', 'p99_us') / 1000:.1f} | {med('stratus', 'p99_us') / 1000:.1f} | "
                   f"{med('etcd', 'leader_writes_per_fsync'):.1f} | "
                   f"{med('stratus', 'leader_writes_per_fsync'):.1f} |")
+        # What each member copies whole every snapshot interval.
+        snaps = []
+        for root, _, files in os.walk(os.path.join(base, "stratus")):
+            snaps += [os.path.getsize(os.path.join(root, f)) for f in files if f.endswith(".snap")]
+        if snaps:
+            print(f"\nStratus snapshot files at the end: {len(snaps)}, largest "
+                  f"{max(snaps) / 2**20:.1f} MiB")
     finally:
         for s in systems.values():
             s.stop()

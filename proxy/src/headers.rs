@@ -4,6 +4,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use bytes::Bytes;
 use stratus_proto::storage as pb;
 
 use crate::error::{bad_request, precondition_failed, SwiftError, SwiftResult};
@@ -155,13 +156,152 @@ pub enum RangeSpec {
     Suffix(u64),
 }
 
-/// Parses `Range`. `None`: serve the whole object (no header, a malformed one, or several
-/// ranges, which RFC 9110 lets a server ignore).
+/// Parses a `Range` of one range. `None`: serve the whole object (no header, a malformed
+/// one, or several ranges: see [`range_specs`]).
 pub fn range_spec(h: &HeaderMap) -> Option<RangeSpec> {
+    match range_specs(h).as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    }
+}
+
+/// Most ranges one request may ask for; with more, the header is ignored (Swift's limit).
+pub const MAX_RANGES: usize = 50;
+
+/// Parses `Range` into its ranges, in the order asked. Empty: serve the whole object (no
+/// header, or one with any malformed range, which Swift ignores whole).
+pub fn range_specs(h: &HeaderMap) -> Vec<RangeSpec> {
     // As Swift reads it: `bytes` in any case, white space allowed around `=` and `-`.
-    let v = hv(h, "range")?.trim();
-    let unit = v.get(..5).filter(|u| u.eq_ignore_ascii_case("bytes"))?;
-    parse_range(v[unit.len()..].trim_start().strip_prefix('=')?)
+    let Some(v) = hv(h, "range").map(str::trim) else {
+        return Vec::new();
+    };
+    let Some(list) = v
+        .get(..5)
+        .filter(|u| u.eq_ignore_ascii_case("bytes"))
+        .and_then(|_| v[5..].trim_start().strip_prefix('='))
+    else {
+        return Vec::new();
+    };
+    list.split(',')
+        .map(parse_range)
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default()
+}
+
+/// The satisfiable ranges of several asked of an object of `size`: `None` to serve the
+/// whole object instead (more than [`MAX_RANGES`], or ranges out of order or overlapping,
+/// which RFC 9110 lets a server answer so); 416 when none is satisfiable.
+pub fn resolve_ranges(specs: &[RangeSpec], size: u64) -> SwiftResult<Option<Vec<ByteRange>>> {
+    let mut parts = Vec::new();
+    let mut unsatisfiable = None;
+    for s in specs {
+        match s.resolve(size) {
+            Ok(r) => parts.push(r),
+            Err(e) => unsatisfiable = Some(e),
+        }
+    }
+    if parts.is_empty() {
+        return Err(
+            unsatisfiable.unwrap_or_else(|| RangeSpec::From(size).resolve(size).unwrap_err())
+        );
+    }
+    let ordered = parts.windows(2).all(|w| w[0].end <= w[1].start);
+    Ok((parts.len() <= MAX_RANGES && ordered).then_some(parts))
+}
+
+/// A `multipart/byteranges` body made of `parts` of an object (RFC 9110 §14.6): each part
+/// is a head (boundary, `Content-Type`, `Content-Range`), its bytes and a CRLF; the body
+/// ends with the closing boundary.
+#[derive(Debug, Clone)]
+pub struct Multipart {
+    pub boundary: String,
+    pub parts: Vec<ByteRange>,
+    /// The head of each part.
+    pub heads: Vec<Bytes>,
+}
+
+impl Multipart {
+    pub fn new(parts: Vec<ByteRange>, content_type: &str, size: u64) -> Self {
+        let boundary = format!("{:032x}", rand::random::<u128>());
+        let heads = parts
+            .iter()
+            .map(|p| {
+                Bytes::from(format!(
+                    "--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: bytes {}-{}/{size}\r\n\r\n",
+                    p.start,
+                    p.end - 1
+                ))
+            })
+            .collect();
+        Multipart {
+            boundary,
+            parts,
+            heads,
+        }
+    }
+
+    /// The answer's `Content-Type`.
+    pub fn content_type(&self) -> String {
+        format!("multipart/byteranges;boundary={}", self.boundary)
+    }
+
+    /// The closing boundary.
+    pub fn closing(&self) -> Bytes {
+        Bytes::from(format!("--{}--", self.boundary))
+    }
+
+    /// The whole body's length.
+    pub fn len(&self) -> u64 {
+        let parts: u64 = self
+            .parts
+            .iter()
+            .zip(&self.heads)
+            .map(|(p, h)| h.len() as u64 + (p.end - p.start) + 2)
+            .sum();
+        parts + self.closing().len() as u64
+    }
+
+    /// The bytes `[first.start, last.end)` of the object, read in order.
+    pub fn span(&self) -> ByteRange {
+        ByteRange {
+            start: self.parts.first().map_or(0, |p| p.start),
+            end: self.parts.last().map_or(0, |p| p.end),
+        }
+    }
+
+    /// Cuts the parts out of the span read in order: `chunk` holds the object's bytes from
+    /// `*pos`; `*next` is the part being written and `*open` whether its head is out.
+    /// Appends what the body gets next to `out`.
+    pub fn cut(
+        &self,
+        chunk: &Bytes,
+        pos: &mut u64,
+        next: &mut usize,
+        open: &mut bool,
+        out: &mut Vec<Bytes>,
+    ) {
+        let (from, to) = (*pos, *pos + chunk.len() as u64);
+        *pos = to;
+        while let Some(p) = self.parts.get(*next) {
+            if p.start >= to {
+                break;
+            }
+            let (s, e) = (p.start.max(from), p.end.min(to));
+            if s < e {
+                if !*open {
+                    out.push(self.heads[*next].clone());
+                    *open = true;
+                }
+                out.push(chunk.slice((s - from) as usize..(e - from) as usize));
+            }
+            if p.end > to {
+                break;
+            }
+            out.push(Bytes::from_static(b"\r\n"));
+            *open = false;
+            *next += 1;
+        }
+    }
 }
 
 /// Parses one range `S-E`, `S-` or `-N` (what follows `bytes=`; also an SLO segment's
@@ -462,6 +602,72 @@ mod tests {
         assert_eq!(guess_type("noext"), None);
         assert_eq!(guess_type("dir.d/noext"), None);
         assert!(truthy("True") && truthy(" yes") && !truthy("false") && !truthy(""));
+    }
+
+    #[test]
+    fn several_ranges_are_served_in_order_or_not_at_all() {
+        let specs = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("range", v.parse().unwrap());
+            range_specs(&h)
+        };
+        let br = |start, end| ByteRange { start, end };
+        assert_eq!(specs("bytes=0-1,4-5,-2").len(), 3);
+        assert!(
+            specs("bytes=0-1,x").is_empty(),
+            "one bad range voids the header"
+        );
+        assert!(range_spec(&{
+            let mut h = HeaderMap::new();
+            h.insert("range", "bytes=0-1,4-5".parse().unwrap());
+            h
+        })
+        .is_none());
+        // Unsatisfiable ranges are dropped; none left is 416.
+        assert_eq!(
+            resolve_ranges(&specs("bytes=0-1,4-5,10-12"), 10).unwrap(),
+            Some(vec![br(0, 2), br(4, 6)])
+        );
+        let e = resolve_ranges(&specs("bytes=10-12,20-"), 10).unwrap_err();
+        assert_eq!(e.status, StatusCode::RANGE_NOT_SATISFIABLE);
+        // Out of order or overlapping: the whole object.
+        assert_eq!(resolve_ranges(&specs("bytes=4-5,0-1"), 10).unwrap(), None);
+        assert_eq!(resolve_ranges(&specs("bytes=0-4,4-5"), 10).unwrap(), None);
+
+        // The body, cut from the span read in uneven chunks, parses back to its parts.
+        let data: Vec<u8> = (0u8..100).collect();
+        let m = Multipart::new(vec![br(3, 10), br(20, 21), br(50, 60)], "a/b", 100);
+        let span = m.span();
+        let (mut pos, mut next, mut open, mut out) = (span.start, 0, false, Vec::new());
+        for c in data[span.start as usize..span.end as usize].chunks(7) {
+            m.cut(
+                &Bytes::copy_from_slice(c),
+                &mut pos,
+                &mut next,
+                &mut open,
+                &mut out,
+            );
+        }
+        assert_eq!(next, 3, "every part written");
+        out.push(m.closing());
+        let body: Vec<u8> = out.concat();
+        assert_eq!(body.len() as u64, m.len());
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let b = &m.boundary;
+        let mut want = String::new();
+        for (s, e) in [(3usize, 10usize), (20, 21), (50, 60)] {
+            want += &format!(
+                "--{b}\r\nContent-Type: a/b\r\nContent-Range: bytes {s}-{}/100\r\n\r\n",
+                e - 1
+            );
+            want += &String::from_utf8_lossy(&data[s..e]);
+            want += "\r\n";
+        }
+        want += &format!("--{b}--");
+        assert_eq!(text, want);
+        assert!(m
+            .content_type()
+            .starts_with("multipart/byteranges;boundary="));
     }
 
     #[test]

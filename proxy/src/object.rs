@@ -172,9 +172,13 @@ pub async fn copy(
     h: &HeaderMap,
     as_stored: bool,
 ) -> SwiftResult<Response> {
-    // A Range on the copy request copies just that range of a plain object (as Swift).
+    // A Range on the copy request copies just that range of a plain object (as Swift);
+    // several ranges are ignored (the copy is of the whole object).
     let mut source_h = HeaderMap::new();
-    if let Some(r) = h.get(axum::http::header::RANGE) {
+    if let Some(r) = h
+        .get(axum::http::header::RANGE)
+        .filter(|_| crate::headers::range_spec(h).is_some())
+    {
         source_h.insert(axum::http::header::RANGE, r.clone());
     }
     let found = fetch(p, src, &source_h, false).await?;

@@ -19,7 +19,7 @@ use tonic::{Status, Streaming};
 
 use crate::cluster::{abandoned, gather, node_timeout, timed};
 use crate::error::{not_found, unavailable, SwiftError, SwiftResult};
-use crate::headers::{self, conditions, http_date, range_spec, title_case, Condition};
+use crate::headers::{self, conditions, http_date, range_specs, title_case, Condition};
 use crate::ops::manifest::is_manifest;
 use crate::ops::object::{ByteStream, ObjPath};
 use crate::proxy::Proxy;
@@ -30,8 +30,12 @@ pub struct Found {
     pub meta: pb::ObjectMeta,
     /// The body (or the requested range of it) unless HEAD.
     pub body: Option<ByteStream>,
-    /// The range served, if one was asked for and satisfiable.
+    /// The range served, if one was asked for and satisfiable (with several ranges: the
+    /// span from the first to the last, which `body` holds).
     pub range: Option<headers::ByteRange>,
+    /// Several ranges asked for: the body is read as their span and answered as
+    /// `multipart/byteranges` by [`respond`].
+    pub parts: Option<headers::Multipart>,
 }
 
 async fn open_get(
@@ -237,11 +241,20 @@ async fn fetch_once(
 ) -> SwiftResult<Attempt> {
     let place = path.place(p)?;
     let target = path.target(&place);
-    let spec = if head_only { None } else { range_spec(h) };
+    let specs = if head_only {
+        Vec::new()
+    } else {
+        range_specs(h)
+    };
+    let (spec, multi) = match specs.as_slice() {
+        [] => (None, false),
+        [one] => (Some(*one), false),
+        _ => (None, true),
+    };
     let hint = spec.and_then(|s| s.hint());
     // The first primary is asked for the body straight away (unless the range needs the
     // size first); the others only for metadata, to find the newest version.
-    let speculate = !head_only && (spec.is_none() || hint.is_some());
+    let speculate = !head_only && !multi && (spec.is_none() || hint.is_some());
     let calls = place.primaries.iter().enumerate().map(|(i, d)| {
         let body = speculate && (i == 0 || body_from_all);
         timed(open_get(p, d, &target, !body, hint))
@@ -282,7 +295,7 @@ async fn fetch_once(
                         d.clone(),
                         m,
                         Some(s),
-                        !head_only && hint.is_none() && spec.is_none(),
+                        !head_only && !multi && spec.is_none(),
                     ));
                     break;
                 }
@@ -313,17 +326,32 @@ async fn fetch_once(
     }
     // A large object's manifest is read whole: the range applies to its segments.
     let manifest = is_manifest(&newest);
-    let reuse_ok = !(manifest && spec.is_some());
+    let reuse_ok = !(manifest && (spec.is_some() || multi));
     let spec = if manifest { None } else { spec };
-    let range = spec
+    let mut range = spec
         .map(|s| s.resolve(newest.size))
         .transpose()
         .map_err(|e| with_validators(e, &newest))?;
+    let mut parts = None;
+    if multi && !manifest {
+        match headers::resolve_ranges(&specs, newest.size)
+            .map_err(|e| with_validators(e, &newest))?
+        {
+            Some(ps) if ps.len() == 1 => range = Some(ps[0]),
+            Some(ps) => {
+                let m = headers::Multipart::new(ps, &newest.content_type, newest.size);
+                range = Some(m.span());
+                parts = Some(m);
+            }
+            None => {}
+        }
+    }
     if head_only {
         return Ok(Attempt::Found(Found {
             meta: newest,
             body: None,
             range: None,
+            parts: None,
         }));
     }
     // Read the body from a replica holding the newest data, verifying the first chunk
@@ -366,6 +394,7 @@ async fn fetch_once(
                 meta: newest,
                 body: Some(Box::pin(futures::stream::empty())),
                 range,
+                parts,
             }));
         }
         let first = tokio::time::timeout(node_timeout(), s.message())
@@ -393,6 +422,7 @@ async fn fetch_once(
                     meta: newest,
                     body: Some(body.into_stream()),
                     range,
+                    parts,
                 }));
             }
             Ok(_) => tracing::error!(node = %dev.node, "object body missing"),
@@ -445,8 +475,45 @@ fn with_validators(e: SwiftError, m: &pb::ObjectMeta) -> SwiftError {
         .with_header("x-timestamp", Timestamp(ts).to_string())
 }
 
+/// The `multipart/byteranges` body of `parts`, cut from `span` (the object's bytes from
+/// `start`, in order). A span that ends early ends the body with its error, never with
+/// the closing boundary.
+fn multipart_body(span: ByteStream, start: u64, parts: headers::Multipart) -> ByteStream {
+    let state = (span, start, 0usize, false, parts, false);
+    let pieces = futures::stream::unfold(
+        state,
+        |(mut span, mut pos, mut next, mut open, parts, done)| async move {
+            if done {
+                return None;
+            }
+            let mut out = Vec::new();
+            match span.next().await {
+                Some(Ok(chunk)) => {
+                    parts.cut(&chunk, &mut pos, &mut next, &mut open, &mut out);
+                    Some((Ok(out), (span, pos, next, open, parts, false)))
+                }
+                Some(Err(e)) => Some((Err(e), (span, pos, next, open, parts, true))),
+                None if next == parts.parts.len() => {
+                    out.push(parts.closing());
+                    Some((Ok(out), (span, pos, next, open, parts, true)))
+                }
+                None => Some((
+                    Err(unavailable("the object ended before its ranges")),
+                    (span, pos, next, open, parts, true),
+                )),
+            }
+        },
+    );
+    Box::pin(pieces.flat_map(|r: SwiftResult<Vec<Bytes>>| {
+        futures::stream::iter(match r {
+            Ok(v) => v.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(e) => vec![Err(e)],
+        })
+    }))
+}
+
 /// The answer to a GET or HEAD that found `found`.
-pub fn respond(found: Found, h: &HeaderMap) -> SwiftResult<Response> {
+pub fn respond(mut found: Found, h: &HeaderMap) -> SwiftResult<Response> {
     let m = &found.meta;
     if conditions(h, &m.etag, m.meta_ts.max(m.ts)).map_err(|e| with_validators(e, m))?
         == Condition::NotModified
@@ -454,6 +521,26 @@ pub fn respond(found: Found, h: &HeaderMap) -> SwiftResult<Response> {
         let mut r = StatusCode::NOT_MODIFIED.into_response();
         object_headers(&mut r, m);
         r.headers_mut().remove("content-type");
+        return Ok(r);
+    }
+    if let (Some(parts), Some(span)) = (found.parts.take(), found.range) {
+        let body = found
+            .body
+            .take()
+            .unwrap_or_else(|| Box::pin(futures::stream::empty()));
+        let len = parts.len();
+        let ctype = parts.content_type();
+        let mut r = Response::new(Body::from_stream(
+            multipart_body(body, span.start, parts)
+                .map(|r| r.map_err(|e| std::io::Error::other(e.body))),
+        ));
+        *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+        object_headers(&mut r, m);
+        let h = r.headers_mut();
+        h.insert("content-length", HeaderValue::from(len));
+        if let Ok(v) = HeaderValue::from_str(&ctype) {
+            h.insert("content-type", v);
+        }
         return Ok(r);
     }
     let (status, len) = match found.range {
