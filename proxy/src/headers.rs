@@ -99,6 +99,43 @@ pub fn metadata(h: &HeaderMap, kind: &str, extra: &[&str]) -> SwiftResult<Vec<(S
     Ok(out)
 }
 
+/// Swift's limits on an account's or container's metadata as stored: `new` (a write's
+/// items; an empty value removes) merged over `stored`, counting every `X-<Kind>-Meta-*`
+/// item with a value (400 over a limit). A write within the limits by itself may still
+/// take the total over them.
+pub fn check_merged_metadata(
+    stored: &[pb::MetaItem],
+    new: &[(String, String)],
+    kind: &str,
+) -> SwiftResult<()> {
+    let prefix = format!("x-{kind}-meta-");
+    let mut merged: std::collections::BTreeMap<&str, &str> = stored
+        .iter()
+        .map(|i| (i.key.as_str(), i.value.as_str()))
+        .collect();
+    for (k, v) in new {
+        merged.insert(k, v);
+    }
+    let (mut count, mut size) = (0, 0);
+    for (k, v) in merged {
+        if let Some(short) = k.strip_prefix(&prefix).filter(|_| !v.is_empty()) {
+            count += 1;
+            size += short.len() + v.len();
+        }
+    }
+    if count > MAX_META_COUNT {
+        return Err(bad_request(format!(
+            "Too many metadata items; max {MAX_META_COUNT}"
+        )));
+    }
+    if size > MAX_META_OVERALL {
+        return Err(bad_request(format!(
+            "Total metadata too large; max {MAX_META_OVERALL}"
+        )));
+    }
+    Ok(())
+}
+
 /// A non-empty metadata value of an object, account or container (`key` lower-case).
 pub fn meta_value<'a>(items: &'a [pb::MetaItem], key: &str) -> Option<&'a str> {
     items
@@ -668,6 +705,41 @@ mod tests {
         assert!(m
             .content_type()
             .starts_with("multipart/byteranges;boundary="));
+    }
+
+    #[test]
+    fn stored_metadata_counts_against_the_limits() {
+        let item = |k: &str, v: &str| pb::MetaItem {
+            key: k.into(),
+            value: v.into(),
+            ts: 0,
+        };
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let big = "v".repeat(MAX_META_OVERALL - 10);
+        let stored = vec![
+            item("x-container-meta-a", &big),
+            item("x-container-read", &big),
+        ];
+        // 1 + 4,086 + 2 + 8 = 4,097: over by one only with what is stored.
+        let new = [kv("x-container-meta-bb", "bbbbbbbb")];
+        let e = check_merged_metadata(&stored, &new, "container").unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.body.contains("Total metadata too large"));
+        // Replacing or removing the stored item frees its room; other headers never count.
+        check_merged_metadata(&stored, &[kv("x-container-meta-a", "x")], "container").unwrap();
+        check_merged_metadata(
+            &stored,
+            &[kv("x-container-meta-a", ""), kv("x-container-meta-b", &big)],
+            "container",
+        )
+        .unwrap();
+        let many: Vec<_> = (0..MAX_META_COUNT)
+            .map(|i| item(&format!("x-account-meta-{i}"), "1"))
+            .collect();
+        assert!(check_merged_metadata(&many, &[kv("x-account-meta-0", "2")], "account").is_ok());
+        let e =
+            check_merged_metadata(&many, &[kv("x-account-meta-new", "2")], "account").unwrap_err();
+        assert!(e.body.contains("Too many metadata items"));
     }
 
     #[test]

@@ -96,7 +96,19 @@ pub async fn put(
             )));
         }
     }
-    let meta = items(system_metadata(h, what)?, ts);
+    let meta = system_metadata(h, what)?;
+    // An account's POST (which comes here) is checked with what the account already holds,
+    // as Swift's account server does; a container's PUT is too, when it exists.
+    if meta
+        .iter()
+        .any(|(k, _)| k.starts_with(&format!("x-{what}-meta-")))
+    {
+        let stored = crate::ops::listing::info(p, account, container).await?;
+        if stored.exists {
+            headers::check_merged_metadata(&stored.meta, &meta, what)?;
+        }
+    }
+    let meta = items(meta, ts);
     let c = (!container.is_empty()).then_some(container);
     let place = p.cluster.place(kind, account, c, None)?;
     let results = p
@@ -134,7 +146,16 @@ pub async fn post(
     h: &HeaderMap,
 ) -> SwiftResult<Response> {
     let ts = Timestamp::now().0;
-    let meta = items(system_metadata(h, "container")?, ts);
+    let meta = system_metadata(h, "container")?;
+    // Swift's limits hold for what the container stores after the POST, not only for the
+    // POST's own items.
+    if meta.iter().any(|(k, _)| k.starts_with("x-container-meta-")) {
+        let stored = crate::ops::listing::info(p, account, container).await?;
+        if stored.exists {
+            headers::check_merged_metadata(&stored.meta, &meta, "container")?;
+        }
+    }
+    let meta = items(meta, ts);
     let place = p
         .cluster
         .place(RingKind::Container, account, Some(container), None)?;
