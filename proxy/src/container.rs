@@ -102,7 +102,7 @@ fn with_headers(mut r: Response, pairs: Vec<(String, String)>) -> Response {
 
 /// A listed content type and the SLO ETag a static large object's row carries with it
 /// (`type;slo_etag=...`, as Swift stores it).
-fn split_slo_etag(ct: &str) -> (&str, Option<&str>) {
+pub fn split_slo_etag(ct: &str) -> (&str, Option<&str>) {
     match ct.split_once(";slo_etag=") {
         Some((t, e)) => (t, Some(e)),
         None => (ct, None),

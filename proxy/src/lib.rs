@@ -12,6 +12,10 @@
 //!   (GET/HEAD of any object, DLO/SLO assembly, SLO PUT and DELETE), [`container`]
 //!   (account and container GET/HEAD, listings), [`bulk`] (bulk delete, archive
 //!   extraction), [`tempurl`].
+//! - [`staticweb`]: web sites from containers (index pages, HTML listings, error
+//!   pages) for anonymous reads; it stands between the router and the handlers, as
+//!   Swift's middleware does in its pipeline, and answers through [`large`] and the
+//!   listing reads.
 //! - [`ops`]: the cluster operations the handlers share — an object's store, fetch and
 //!   delete, large-object reading, account and container reads and writes, the cached
 //!   info and access decisions, quotas, versioned writes, multi-object reports.
@@ -55,6 +59,7 @@ pub mod ops;
 pub mod proxy;
 pub mod router;
 pub mod server;
+pub mod staticweb;
 pub mod tempurl;
 pub mod volume;
 

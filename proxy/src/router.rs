@@ -23,7 +23,7 @@ use crate::ops::object::ObjPath;
 use crate::ops::store::MAX_FILE_SIZE;
 use crate::ops::{database, quota, versions};
 use crate::proxy::Proxy;
-use crate::{bulk, compute, container, identity, image, large, object, tempurl, volume};
+use crate::{bulk, compute, container, identity, image, large, object, staticweb, tempurl, volume};
 
 /// What a request addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +181,7 @@ pub fn info_json() -> serde_json::Value {
         "versioned_writes": {"allowed_flags": ["x-versions-location", "x-history-location"]},
         "container_quotas": {},
         "account_quotas": {},
+        "staticweb": {},
     })
 }
 
@@ -249,6 +250,12 @@ fn swift_realm(account: &str) -> String {
         .remove(b'~')
         .remove(b'/');
     percent_encoding::utf8_percent_encode(account, SAFE).to_string()
+}
+
+/// A request's percent-decoded path (Swift's `PATH_INFO`) and `scheme://host`, which
+/// static web pages and their redirects are made of.
+fn web_location(parts: &axum::http::request::Parts) -> SwiftResult<(String, String)> {
+    Ok((decode(parts.uri.path())?, crate::openstack::host_url(parts)))
 }
 
 /// Answers a Swift API request (`/v1/...`, `/info`, `/auth`).
@@ -324,6 +331,23 @@ async fn swift(
             if *m == Method::PUT && q.has("extract-archive") {
                 return bulk::extract(p, &who, &account, &container, "", &q, h, body).await;
             }
+            if read && staticweb::applies(&who, h, &q) {
+                let (path_info, host_url) = web_location(&parts)?;
+                let site = staticweb::Site {
+                    p,
+                    who: &who,
+                    account: &account,
+                    container: &container,
+                    path_info: &path_info,
+                    host_url: &host_url,
+                    q: &q,
+                    h,
+                    head,
+                };
+                if let Some(r) = site.container().await? {
+                    return Ok(r);
+                }
+            }
             let d = p
                 .access(&who, read, &account, Some(&container), false, h)
                 .await?;
@@ -358,6 +382,21 @@ async fn swift(
             let who = p.auth.identify(h, &account)?;
             if is_bulk_delete(m, &q) {
                 return bulk::delete(p, &who, &account, h, body).await;
+            }
+            if read && staticweb::applies(&who, h, &q) {
+                let (path_info, host_url) = web_location(&parts)?;
+                let site = staticweb::Site {
+                    p,
+                    who: &who,
+                    account: &account,
+                    container: &container,
+                    path_info: &path_info,
+                    host_url: &host_url,
+                    q: &q,
+                    h,
+                    head,
+                };
+                return site.object(&object).await;
             }
             let path = ObjPath {
                 account,
