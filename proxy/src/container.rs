@@ -10,16 +10,19 @@ use stratus_proto::storage as pb;
 use crate::cluster::RingKind;
 use crate::error::{not_found, SwiftError, SwiftResult};
 use crate::headers::{http_date, iso_date, title_case};
+use crate::ops::link::quote;
 use crate::ops::listing::{list_query, read, Format};
 use crate::ops::report::xml_escape;
 use crate::proxy::Proxy;
 
 fn render(
     kind: RingKind,
+    account: &str,
     name: &str,
     entries: &[pb::ListEntry],
     f: Format,
 ) -> (String, &'static str) {
+    let quoted_account = quote(account);
     match f {
         Format::Plain => {
             let mut s = String::new();
@@ -39,13 +42,23 @@ fn render(
                         "last_modified": iso_date(e.ts),
                     }),
                     (false, _) => {
-                        let (ct, slo) = split_slo_etag(&e.content_type);
+                        let l = Listed::parse(&e.content_type);
                         let mut v = serde_json::json!({
                             "name": e.name, "hash": e.etag, "bytes": e.bytes,
-                            "content_type": ct, "last_modified": iso_date(e.ts),
+                            "content_type": l.content_type, "last_modified": iso_date(e.ts),
                         });
-                        if let Some(slo) = slo {
+                        if let Some(slo) = l.slo_etag {
                             v["slo_etag"] = format!("\"{slo}\"").into();
+                        }
+                        if let Some(t) = l.symlink_target {
+                            let a = l.symlink_account.unwrap_or(&quoted_account);
+                            v["symlink_path"] = format!("/v1/{a}/{t}").into();
+                        }
+                        if let Some(etag) = l.symlink_etag {
+                            v["symlink_etag"] = etag.into();
+                        }
+                        if let Some(b) = l.symlink_bytes {
+                            v["symlink_bytes"] = b.into();
                         }
                         v
                     }
@@ -77,7 +90,7 @@ fn render(
                 } else {
                     s.push_str(&format!(
                         "<{item}><name>{n}</name><hash>{}</hash><bytes>{}</bytes><content_type>{}</content_type><last_modified>{}</last_modified></{item}>",
-                        e.etag, e.bytes, xml_escape(split_slo_etag(&e.content_type).0), iso_date(e.ts)
+                        e.etag, e.bytes, xml_escape(Listed::parse(&e.content_type).content_type), iso_date(e.ts)
                     ));
                 }
             }
@@ -100,13 +113,57 @@ fn with_headers(mut r: Response, pairs: Vec<(String, String)>) -> Response {
     r
 }
 
-/// A listed content type and the SLO ETag a static large object's row carries with it
-/// (`type;slo_etag=...`, as Swift stores it).
-pub fn split_slo_etag(ct: &str) -> (&str, Option<&str>) {
-    match ct.split_once(";slo_etag=") {
-        Some((t, e)) => (t, Some(e)),
-        None => (ct, None),
+/// A listed content type and what a row carries after it (`type;slo_etag=...`, a
+/// symlink's `;symlink_target=...` and the rest, as the storage nodes keep them).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Listed<'a> {
+    content_type: &'a str,
+    slo_etag: Option<&'a str>,
+    /// `container/object`, quoted.
+    symlink_target: Option<&'a str>,
+    /// Quoted.
+    symlink_account: Option<&'a str>,
+    symlink_etag: Option<&'a str>,
+    symlink_bytes: Option<u64>,
+}
+
+impl<'a> Listed<'a> {
+    fn parse(ct: &'a str) -> Self {
+        let start = [";slo_etag=", ";symlink_target="]
+            .iter()
+            .filter_map(|m| ct.find(m))
+            .min();
+        let Some(start) = start else {
+            return Listed {
+                content_type: ct,
+                ..Default::default()
+            };
+        };
+        let mut l = Listed {
+            content_type: &ct[..start],
+            ..Default::default()
+        };
+        for param in ct[start + 1..].split(';') {
+            let Some((k, v)) = param.split_once('=') else {
+                continue;
+            };
+            match k {
+                "slo_etag" => l.slo_etag = Some(v),
+                "symlink_target" => l.symlink_target = Some(v),
+                "symlink_target_account" => l.symlink_account = Some(v),
+                "symlink_target_etag" => l.symlink_etag = Some(v),
+                "symlink_target_bytes" => l.symlink_bytes = v.parse().ok(),
+                _ => {}
+            }
+        }
+        l
     }
+}
+
+/// The content type a listing shows for a stored row's (without what the row carries after
+/// it: an SLO's ETag, a symlink's target).
+pub fn listed_content_type(ct: &str) -> &str {
+    Listed::parse(ct).content_type
 }
 
 fn info_headers(kind: RingKind, i: &pb::DbInfo) -> Vec<(String, String)> {
@@ -187,7 +244,7 @@ pub async fn get(
     if head {
         return Ok(with_headers(StatusCode::NO_CONTENT.into_response(), hdrs));
     }
-    let (body, ctype) = render(kind, name, &m.entries, q.format);
+    let (body, ctype) = render(kind, account, name, &m.entries, q.format);
     let status = if m.entries.is_empty() && q.format == Format::Plain {
         StatusCode::NO_CONTENT
     } else {
@@ -206,4 +263,42 @@ pub fn account_management_refused() -> SwiftError {
         "Account management is not allowed",
     )
     .with_header("allow", "HEAD, GET, POST".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the storage nodes append to a row's content type comes back as listing keys.
+    #[test]
+    fn listed_types_split_as_stored() {
+        assert_eq!(
+            Listed::parse("text/plain; charset=utf-8").content_type,
+            "text/plain; charset=utf-8"
+        );
+        let l = Listed::parse("application/json;slo_etag=abc");
+        assert_eq!(
+            (l.content_type, l.slo_etag),
+            ("application/json", Some("abc"))
+        );
+        let l = Listed::parse(
+            "a/b;slo_etag=s;symlink_target=c/o%3Bx;symlink_target_account=AUTH_b;symlink_target_etag=e;symlink_target_bytes=12",
+        );
+        assert_eq!(
+            l,
+            Listed {
+                content_type: "a/b",
+                slo_etag: Some("s"),
+                symlink_target: Some("c/o%3Bx"),
+                symlink_account: Some("AUTH_b"),
+                symlink_etag: Some("e"),
+                symlink_bytes: Some(12),
+            }
+        );
+        let l = Listed::parse("application/symlink;symlink_target=c/o");
+        assert_eq!(
+            (l.content_type, l.symlink_target),
+            ("application/symlink", Some("c/o"))
+        );
+    }
 }

@@ -58,6 +58,10 @@ pub fn conflict(msg: impl Into<String>) -> SwiftError {
     SwiftError::new(StatusCode::CONFLICT, msg)
 }
 
+/// Swift's default 409 page, for conflicts it does not explain.
+pub const CONFLICT_PAGE: &str =
+    "<html><h1>Conflict</h1><p>There was a conflict when trying to complete your request.</p></html>";
+
 /// 412.
 pub fn precondition_failed(msg: impl Into<String>) -> SwiftError {
     SwiftError::new(StatusCode::PRECONDITION_FAILED, msg)

@@ -33,6 +33,7 @@ use crate::error::{bad_request, conflict, status_line, SwiftError, SwiftResult};
 use crate::headers::{self, conditions, hv, iso_date, meta_value, range_spec, Condition};
 use crate::names::Query;
 use crate::ops::fetch::{self, fetch};
+use crate::ops::link::{self, is_symlink};
 use crate::ops::manifest::{
     decode_data, encode_data, entry_path, is_slo, parse_entries, segment_range, Entry, DLO_HEADER,
     MAX_MANIFEST_SIZE, SLO_ETAG, SLO_FLAG, SLO_SIZE,
@@ -41,6 +42,7 @@ use crate::ops::object::{self, body_error, ByteStream, ObjPath, STORED_HEADERS};
 use crate::ops::report::{render, Report};
 use crate::ops::segments::{first_piece, read_body, resolve, segments_of, stream_pieces, Large};
 use crate::ops::store::{client_put_header, created, store};
+use crate::ops::symlink::{follow, located, Followed, Reader};
 use crate::ops::{quota, versions};
 use crate::proxy::Proxy;
 
@@ -112,25 +114,77 @@ async fn respond(
     Ok(r)
 }
 
-/// GET or HEAD of an object: large objects are assembled from their segments.
+/// GET or HEAD of an object: symlinks are followed (unless `?symlink=get` asks for the
+/// link itself), large objects are assembled from their segments. An answer reached
+/// through a link names its target in `Content-Location`, errors included.
 pub async fn get(
     p: &Arc<Proxy>,
-    who: &Identity,
+    reader: &Reader,
     path: &ObjPath,
     q: &Query,
     h: &HeaderMap,
     head: bool,
 ) -> SwiftResult<Response> {
     let as_stored = q.get("multipart-manifest") == Some("get");
-    if as_stored && !head && q.get("format") == Some("raw") {
-        let found = fetch(p, path, &HeaderMap::new(), false).await?;
+    let raw = as_stored && !head && q.get("format") == Some("raw");
+    let link_itself = q.get("symlink") == Some("get");
+    let none = HeaderMap::new();
+    let fetch_h = if raw { &none } else { h };
+    // A plain object's GET streams at once; a manifest is read whole first.
+    let f = if link_itself {
+        Followed {
+            path: path.clone(),
+            found: fetch(p, path, fetch_h, head).await?,
+            location: None,
+            who: reader.segments_who(),
+        }
+    } else {
+        follow(p, reader, path, fetch_h, head).await?
+    };
+    let location = f.location.clone();
+    match serve(p, f, h, head, as_stored, raw).await {
+        Ok(mut r) => {
+            if let Some(v) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                r.headers_mut().insert("content-location", v);
+            }
+            Ok(r)
+        }
+        Err(e) => Err(located(e, &location)),
+    }
+}
+
+/// The answer to a GET or HEAD of what `f` found: a link as itself (with its target as
+/// `X-Symlink-*` headers), a manifest as stored (`multipart-manifest=get`), or the object
+/// it stands for.
+async fn serve(
+    p: &Arc<Proxy>,
+    f: Followed,
+    h: &HeaderMap,
+    head: bool,
+    as_stored: bool,
+    raw: bool,
+) -> SwiftResult<Response> {
+    let Followed {
+        path, found, who, ..
+    } = f;
+    if is_symlink(&found.meta) {
+        let links = link::client_headers(&found.meta);
+        let mut r = fetch::respond(found, h)?;
+        for (k, v) in links {
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                r.headers_mut().insert(k, v);
+            }
+        }
+        return Ok(r);
+    }
+    if raw {
         if !is_slo(&found.meta) {
             return fetch::respond(found, h);
         }
         return raw_manifest(found).await;
     }
     if as_stored {
-        let mut r = fetch::get(p, path, h, head).await?;
+        let mut r = fetch::respond(found, h)?;
         if r.headers().contains_key(SLO_FLAG) {
             r.headers_mut().insert(
                 "content-type",
@@ -139,10 +193,8 @@ pub async fn get(
         }
         return Ok(r);
     }
-    // A plain object's GET streams at once; a manifest is read whole first.
-    let found = fetch(p, path, h, head).await?;
-    match resolve(p, who, path, found, h, head).await? {
-        Ok(l) => respond(p, who, path, l, head, h).await,
+    match resolve(p, &who, &path, found, h, head).await? {
+        Ok(l) => respond(p, &who, &path, l, head, h).await,
         Err(found) => fetch::respond(found, h),
     }
 }
@@ -336,8 +388,14 @@ async fn check_segment(
     {
         return Err(status_line(e.status));
     }
-    let found = match fetch(p, &w.path, &HeaderMap::new(), true).await {
-        Ok(f) => f,
+    // A segment that is a symlink stands for its target (Swift's `slo` reads segments
+    // through `symlink`); the manifest keeps the link's name.
+    let reader = Reader::Token {
+        who: who.clone(),
+        account: w.path.account.clone(),
+    };
+    let found = match follow(p, &reader, &w.path, &HeaderMap::new(), true).await {
+        Ok(f) => f.found,
         Err(e) => return Err(status_line(e.status)),
     };
     let m = found.meta;

@@ -8,17 +8,18 @@
 //! Dependencies point down this list; no file imports one above it.
 //! - [`server`]: the HTTP service; every request's transaction id, metrics and log line.
 //! - [`router`]: request path → [`router::Endpoint`], then method → handler; `/info`.
-//! - Handlers, which never call each other: [`object`] (PUT, COPY, POST), [`large`]
-//!   (GET/HEAD of any object, DLO/SLO assembly, SLO PUT and DELETE), [`container`]
-//!   (account and container GET/HEAD, listings), [`bulk`] (bulk delete, archive
-//!   extraction), [`tempurl`].
+//! - Handlers, which never call each other: [`object`] (PUT, symlink PUT, COPY, POST),
+//!   [`large`] (GET/HEAD of any object, symlinks followed, DLO/SLO assembly, SLO PUT and
+//!   DELETE), [`container`] (account and container GET/HEAD, listings), [`bulk`] (bulk
+//!   delete, archive extraction), [`tempurl`].
 //! - [`staticweb`]: web sites from containers (index pages, HTML listings, error
 //!   pages) for anonymous reads; it stands between the router and the handlers, as
 //!   Swift's middleware does in its pipeline, and answers through [`large`] and the
 //!   listing reads.
 //! - [`ops`]: the cluster operations the handlers share — an object's store, fetch and
-//!   delete, large-object reading, account and container reads and writes, the cached
-//!   info and access decisions, quotas, versioned writes, multi-object reports.
+//!   delete, large-object reading, following symlinks, account and container reads and
+//!   writes, the cached info and access decisions, quotas, versioned writes, multi-object
+//!   reports.
 //! - [`proxy`]: [`Proxy`], the one struct that owns rings, auth and the info cache.
 //! - [`identity`]: the Keystone v3 API under `/identity` (tokens, catalog, projects,
 //!   users, groups, roles, assignments) over the identity records in meta.

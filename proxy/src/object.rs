@@ -1,4 +1,5 @@
-//! Object requests: PUT (plain, or a copy with `X-Copy-From`), COPY and POST. GET, HEAD
+//! Object requests: PUT (plain, a symlink with `X-Symlink-Target`, or a copy with
+//! `X-Copy-From`), COPY and POST. GET, HEAD
 //! and DELETE are answered by [`crate::large`] and [`crate::ops::versions`], which know
 //! large objects and versioned containers; every replicated read and write is in
 //! [`crate::ops`].
@@ -19,10 +20,12 @@ use crate::error::{
 use crate::headers::{self, http_date, hv};
 use crate::names::{decode, MAX_OBJECT_NAME};
 use crate::ops::fetch::fetch;
+use crate::ops::link::{self, is_symlink, Link, LINK_TYPE};
 use crate::ops::manifest::{is_manifest, is_manifest_meta};
 use crate::ops::object::{body_error, delete_at, meta_items, ByteStream, ObjPath, STORED_HEADERS};
 use crate::ops::segments::assembled;
 use crate::ops::store::{client_put_header, created, store, MAX_FILE_SIZE};
+use crate::ops::symlink::{check_static, follow, Reader};
 use crate::ops::{quota, versions};
 use crate::proxy::Proxy;
 
@@ -34,6 +37,7 @@ pub async fn put(
     h: &HeaderMap,
     body: Body,
     as_stored: bool,
+    link_itself: bool,
 ) -> SwiftResult<Response> {
     p.require_container(&path.account, &path.container).await?;
     if let Some(src) = hv(h, "x-copy-from") {
@@ -54,7 +58,10 @@ pub async fn put(
             container: c,
             object: o,
         };
-        return copy(p, &src_who, &src, path, h, as_stored).await;
+        return copy(p, &src_who, &src, path, h, as_stored, link_itself).await;
+    }
+    if h.contains_key("x-symlink-target") {
+        return put_link(p, who, path, h, body).await;
     }
     if let Some(m) = hv(h, "x-object-manifest") {
         let valid = decode(m)
@@ -117,6 +124,67 @@ pub async fn put(
     Ok(created(&stored))
 }
 
+/// PUT with `X-Symlink-Target`: a symlink, as Swift's `symlink` makes one. The body must
+/// be empty (400), the target well formed ([`link::requested`]); a static link's target
+/// (`X-Symlink-Target-Etag`) must exist with that ETag and be readable by the requester
+/// (409, or the reason it is not), and its size and, without a `Content-Type`, its content
+/// type are kept. A dynamic link without one is `application/symlink`.
+async fn put_link(
+    p: &Proxy,
+    who: &Identity,
+    path: &ObjPath,
+    h: &HeaderMap,
+    body: Body,
+) -> SwiftResult<Response> {
+    let has_body = match hv(h, "content-length") {
+        Some(v) => {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| bad_request("Invalid Content-Length"))?
+                > 0
+        }
+        None => {
+            let mut stream = body.into_data_stream();
+            let mut any = false;
+            while let Some(piece) = stream.next().await {
+                if !piece.map_err(body_error)?.is_empty() {
+                    any = true;
+                    break;
+                }
+            }
+            any
+        }
+    };
+    if has_body {
+        return Err(bad_request("Symlink requests require a zero byte body"));
+    }
+    let Some(r) = link::requested(h, path)? else {
+        return Err(bad_request("X-Symlink-Target required"));
+    };
+    let mut meta = headers::metadata(h, "object", STORED_HEADERS)?;
+    meta.retain(|(k, _)| !is_manifest_meta(k));
+    meta.extend(r.sysmeta());
+    let mut content_type = hv(h, "content-type")
+        .filter(|v| !v.trim().is_empty())
+        .map(str::to_string);
+    if let Some(etag) = &r.etag {
+        let reader = Reader::Token {
+            who: who.clone(),
+            account: path.account.clone(),
+        };
+        let checked = check_static(p, &reader, &r, etag, h).await?;
+        meta.extend(checked.sysmeta(etag));
+        content_type.get_or_insert(checked.content_type);
+    }
+    check_if_none_match(p, path, h).await?;
+    let mut header = client_put_header(h, meta, Some(0))?;
+    header.content_type = content_type.unwrap_or_else(|| LINK_TYPE.to_string());
+    quota::check_put(p, path, 0).await?;
+    versions::archive_current(p, path).await?;
+    let stored = store(p, path, header, Box::pin(futures::stream::empty()), None).await?;
+    Ok(created(&stored))
+}
+
 /// `container/object` of `X-Copy-From` or `Destination` (percent-encoded, leading `/` ok).
 fn parse_copy_path(v: &str) -> SwiftResult<(String, String)> {
     let v = decode(v.trim().trim_start_matches('/'))?;
@@ -164,6 +232,9 @@ fn copy_account(h: &HeaderMap, name: &str) -> SwiftResult<Option<String>> {
 ///
 /// A large object is copied assembled, as a plain object (its segments are read with the
 /// requester's rights); with `?multipart-manifest=get` (`as_stored`), its manifest is copied.
+/// A symlink is followed to what it leads to; with `?symlink=get` (`link_itself`) the link
+/// is copied, pointing at its target's account if it named one or if the request names one
+/// (`X-Symlink-Target-Account`), else at the same names in the destination's account.
 pub async fn copy(
     p: &Arc<Proxy>,
     who: &Identity,
@@ -171,6 +242,7 @@ pub async fn copy(
     dst: &ObjPath,
     h: &HeaderMap,
     as_stored: bool,
+    link_itself: bool,
 ) -> SwiftResult<Response> {
     // A Range on the copy request copies just that range of a plain object (as Swift);
     // several ranges are ignored (the copy is of the whole object).
@@ -181,27 +253,47 @@ pub async fn copy(
     {
         source_h.insert(axum::http::header::RANGE, r.clone());
     }
-    let found = fetch(p, src, &source_h, false).await?;
+    let (read_path, found, who) = if link_itself {
+        (
+            src.clone(),
+            fetch(p, src, &source_h, false).await?,
+            who.clone(),
+        )
+    } else {
+        let reader = Reader::Token {
+            who: who.clone(),
+            account: src.account.clone(),
+        };
+        let f = follow(p, &reader, src, &source_h, false).await?;
+        (f.path, f.found, f.who)
+    };
     let m = found.meta.clone();
-    let (size, body, assembled) = if as_stored || !is_manifest(&m) {
+    let is_link = is_symlink(&m);
+    let (size, body, assembled) = if as_stored || is_link || !is_manifest(&m) {
         let size = found.range.map_or(m.size, |r| r.end - r.start);
         (size, found.body, false)
     } else {
-        match assembled(p, who, src, found, h).await? {
+        match assembled(p, &who, &read_path, found, h).await? {
             Ok((size, body)) => (size, Some(body), true),
             Err(found) => (m.size, found.body, false),
         }
     };
     let fresh = hv(h, "x-fresh-metadata").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let mut meta: Vec<(String, String)> = if fresh {
-        Vec::new()
-    } else {
-        m.meta
-            .iter()
-            .filter(|i| !(assembled && is_manifest_meta(&i.key)))
-            .map(|i| (i.key.clone(), i.value.clone()))
-            .collect()
-    };
+    let mut meta: Vec<(String, String)> = m
+        .meta
+        .iter()
+        .filter(|i| !(assembled && is_manifest_meta(&i.key)))
+        // A link stays a link, fresh metadata or not.
+        .filter(|i| !fresh || (is_link && i.key.starts_with("x-object-sysmeta-symlink-")))
+        .map(|i| (i.key.clone(), i.value.clone()))
+        .collect();
+    if is_link {
+        if let Some(a) = hv(h, "x-symlink-target-account") {
+            let a = decode(a.trim())?;
+            meta.retain(|(k, _)| k != link::TARGET_ACCOUNT);
+            meta.push((link::TARGET_ACCOUNT.to_string(), link::quote(&a)));
+        }
+    }
     for (k, v) in headers::metadata(h, "object", STORED_HEADERS)? {
         meta.retain(|(x, _)| *x != k);
         meta.push((k, v));
@@ -243,6 +335,7 @@ pub async fn copy_verb(
     src: &ObjPath,
     h: &HeaderMap,
     as_stored: bool,
+    link_itself: bool,
 ) -> SwiftResult<Response> {
     let dest =
         hv(h, "destination").ok_or_else(|| precondition_failed("Destination header required"))?;
@@ -265,11 +358,18 @@ pub async fn copy_verb(
     p.access(&dst_who, false, &dst.account, Some(&dst.container), true, h)
         .await?;
     p.require_container(&dst.account, &dst.container).await?;
-    copy(p, who, src, &dst, h, as_stored).await
+    copy(p, who, src, &dst, h, as_stored, link_itself).await
 }
 
-/// POST: replaces the object's metadata (and optionally content type and expiry).
+/// POST: replaces the object's metadata (and optionally content type and expiry). A
+/// symlink takes the metadata as any object does, and the answer is Swift's 307 naming its
+/// target in `Location` (a link's target cannot be changed by a POST: 400).
 pub async fn post(p: &Proxy, path: &ObjPath, h: &HeaderMap) -> SwiftResult<Response> {
+    if h.contains_key("x-symlink-target") {
+        return Err(bad_request(
+            "A PUT request is required to set a symlink target",
+        ));
+    }
     let place = path.place(p)?;
     let ts = Timestamp::now().0;
     let meta = meta_items(headers::metadata(h, "object", STORED_HEADERS)?);
@@ -301,6 +401,24 @@ pub async fn post(p: &Proxy, path: &ObjPath, h: &HeaderMap) -> SwiftResult<Respo
         .filter(|r| matches!(r, Err(s) if s.code() == tonic::Code::NotFound))
         .count();
     if ok >= place.quorum() {
+        let link = results.iter().flatten().find_map(|r| {
+            let m = pb::ObjectMeta {
+                meta: r.sysmeta.clone(),
+                ..Default::default()
+            };
+            Link::of(&m, &path.account)
+        });
+        if let Some(l) = link {
+            let mut e = SwiftError::new(
+                StatusCode::TEMPORARY_REDIRECT,
+                "The requested POST was applied to a symlink. POST directly to the target to apply requested metadata.",
+            )
+            .with_header("location", l.location);
+            if let Some(etag) = l.etag {
+                e = e.with_header("x-symlink-target-etag", etag);
+            }
+            return Err(e);
+        }
         return Ok(SwiftError::new(StatusCode::ACCEPTED, "").into_response());
     }
     if missing > 0 && missing + ok == results.len() {

@@ -17,10 +17,12 @@ use crate::cluster::RingKind;
 use crate::error::{bad_request, not_found, precondition_failed, SwiftError, SwiftResult};
 use crate::headers::{self, title_case, MAX_HEADER_SIZE};
 use crate::names::{decode, Query, MAX_ACCOUNT_NAME, MAX_CONTAINER_NAME, MAX_OBJECT_NAME};
+use crate::ops::link::SYMLOOP_MAX;
 use crate::ops::listing::LISTING_LIMIT;
 use crate::ops::manifest::MAX_MANIFEST_SIZE;
 use crate::ops::object::ObjPath;
 use crate::ops::store::MAX_FILE_SIZE;
+use crate::ops::symlink::Reader;
 use crate::ops::{database, quota, versions};
 use crate::proxy::Proxy;
 use crate::{bulk, compute, container, identity, image, large, object, staticweb, tempurl, volume};
@@ -179,6 +181,7 @@ pub fn info_json() -> serde_json::Value {
             "max_failed_extractions": bulk::MAX_FAILED,
         },
         "versioned_writes": {"allowed_flags": ["x-versions-location", "x-history-location"]},
+        "symlink": {"symloop_max": SYMLOOP_MAX, "static_links": true},
         "container_quotas": {},
         "account_quotas": {},
         "staticweb": {},
@@ -454,12 +457,26 @@ async fn swift(
                 Some(t) if t.account_key => Identity::temp_url_segments(),
                 _ => who.clone(),
             };
+            // Links are followed with the requester's rights, or within the temp URL's
+            // grant (its account, or its container for a container key).
+            let reader = match &temp {
+                Some(t) => Reader::TempUrl {
+                    account: path.account.clone(),
+                    container: (!t.account_key).then(|| path.container.clone()),
+                    segments: segments_who.clone(),
+                },
+                None => Reader::Token {
+                    who: who.clone(),
+                    account: path.account.clone(),
+                },
+            };
+            let link_itself = q.get("symlink") == Some("get");
             let r = match m.as_str() {
-                "GET" | "HEAD" => large::get(p, &segments_who, &path, &q, h, head).await,
+                "GET" | "HEAD" => large::get(p, &reader, &path, &q, h, head).await,
                 "PUT" if q.get("multipart-manifest") == Some("put") => {
                     large::put_slo(p, &segments_who, &path, h, body).await
                 }
-                "PUT" => object::put(p, &who, &path, h, body, as_stored).await,
+                "PUT" => object::put(p, &who, &path, h, body, as_stored, link_itself).await,
                 "POST" => object::post(p, &path, h).await,
                 "DELETE" if q.get("multipart-manifest") == Some("delete") => {
                     large::delete_slo(p, &who, &path, h).await
@@ -468,7 +485,7 @@ async fn swift(
                     object::check_if_delete_at(p, &path, h).await?;
                     versions::delete(p, &path).await
                 }
-                "COPY" => object::copy_verb(p, &who, &path, h, as_stored).await,
+                "COPY" => object::copy_verb(p, &who, &path, h, as_stored, link_itself).await,
                 _ => Err(not_allowed()),
             }?;
             Ok(match temp {

@@ -523,7 +523,7 @@ pub fn listing_html(
     }
     for e in entries.iter().filter(|e| !e.subdir) {
         let name = within(&e.name);
-        let content_type = container::split_slo_etag(&e.content_type).0;
+        let content_type = container::listed_content_type(&e.content_type);
         let classes: Vec<String> = content_type
             .split('/')
             .map(|t| format!("type-{}", html_escape(&t.to_lowercase())))

@@ -575,6 +575,7 @@ impl Object for ObjectService {
         Ok(Response::new(pb::WriteReply {
             existed,
             container_updated: updated,
+            sysmeta: Vec::new(),
         }))
     }
 
@@ -610,14 +611,22 @@ impl Object for ObjectService {
             rec.delete_at = req.delete_at;
             Some(Change { rec, pending: None })
         });
-        if let (Outcome::Declined { current }, _) = loc.commit(&self.node, decide).await? {
-            if current.is_none_or(|r| r.deleted) {
-                return Err(Status::not_found(format!("{} not found", loc.path)));
-            }
-        }
+        let stored = match loc.commit(&self.node, decide).await?.0 {
+            Outcome::Committed { new, .. } => new,
+            Outcome::Declined { current } => match current {
+                Some(r) if !r.deleted => r,
+                _ => return Err(Status::not_found(format!("{} not found", loc.path))),
+            },
+        };
+        let sysmeta: Vec<(String, String)> = stored
+            .meta
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("x-object-sysmeta-"))
+            .collect();
         Ok(Response::new(pb::WriteReply {
             existed: true,
             container_updated: true,
+            sysmeta: meta_items(&sysmeta),
         }))
     }
 }
@@ -681,16 +690,40 @@ pub fn is_sysmeta(key: &str) -> bool {
 }
 
 /// The content type a container row keeps: a static large object's carries its SLO ETag
-/// as `;slo_etag=...` (as Swift keeps it), which listings show as a key of its own.
+/// as `;slo_etag=...` (as Swift keeps it), which listings show as a key of its own; a
+/// symlink's carries its target the same way (`;symlink_target=container/object`, then
+/// `;symlink_target_account=`, and for a static link `;symlink_target_etag=` and
+/// `;symlink_target_bytes=`, with the `slo_etag` of a target that is an SLO), as Swift
+/// keeps them with the row's ETag. Targets are stored percent-quoted and ETags hold no
+/// `;`, so the parameters split cleanly.
 pub fn listed_type(rec: &ObjectRecord) -> String {
-    match rec
-        .meta
-        .iter()
-        .find(|(k, _)| k == "x-object-sysmeta-slo-etag")
-    {
-        Some((_, e)) => format!("{};slo_etag={e}", rec.content_type),
-        None => rec.content_type.clone(),
+    let get = |key: &str| {
+        rec.meta
+            .iter()
+            .find(|(k, v)| k == key && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    };
+    let mut out = rec.content_type.clone();
+    let slo = get("x-object-sysmeta-slo-etag")
+        .or_else(|| get("x-object-sysmeta-symlink-target-slo-etag"));
+    if let Some(e) = slo {
+        out.push_str(&format!(";slo_etag={e}"));
     }
+    if let Some(t) = get("x-object-sysmeta-symlink-target") {
+        out.push_str(&format!(";symlink_target={t}"));
+        if let Some(a) = get("x-object-sysmeta-symlink-target-account") {
+            out.push_str(&format!(";symlink_target_account={a}"));
+        }
+        if let (Some(e), Some(b)) = (
+            get("x-object-sysmeta-symlink-target-etag"),
+            get("x-object-sysmeta-symlink-target-bytes"),
+        ) {
+            out.push_str(&format!(
+                ";symlink_target_etag={e};symlink_target_bytes={b}"
+            ));
+        }
+    }
+    out
 }
 
 /// The size a container listing shows: a static large object's manifest counts as the
@@ -701,4 +734,53 @@ pub fn listed_size(rec: &ObjectRecord) -> u64 {
         .find(|(k, _)| k == "x-object-sysmeta-slo-size")
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(rec.size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(ct: &str, meta: &[(&str, &str)]) -> ObjectRecord {
+        ObjectRecord {
+            content_type: ct.into(),
+            meta: meta
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// A row's content type carries what listings show of SLOs and symlinks, in the order
+    /// the proxy reads it back; plain objects list their type alone.
+    #[test]
+    fn listed_types_carry_slo_and_symlink_keys() {
+        assert_eq!(listed_type(&rec("text/plain", &[])), "text/plain");
+        assert_eq!(
+            listed_type(&rec("a/b", &[("x-object-sysmeta-slo-etag", "s")])),
+            "a/b;slo_etag=s"
+        );
+        assert_eq!(
+            listed_type(&rec(
+                "application/symlink",
+                &[("x-object-sysmeta-symlink-target", "c/o%20x")]
+            )),
+            "application/symlink;symlink_target=c/o%20x"
+        );
+        let static_link = rec(
+            "a/b",
+            &[
+                ("x-object-sysmeta-symlink-target", "c/o"),
+                ("x-object-sysmeta-symlink-target-account", "AUTH_b"),
+                ("x-object-sysmeta-symlink-target-etag", "e"),
+                ("x-object-sysmeta-symlink-target-bytes", "5"),
+                ("x-object-sysmeta-symlink-target-slo-etag", "s"),
+            ],
+        );
+        assert_eq!(
+            listed_type(&static_link),
+            "a/b;slo_etag=s;symlink_target=c/o;symlink_target_account=AUTH_b;\
+             symlink_target_etag=e;symlink_target_bytes=5"
+        );
+    }
 }

@@ -13,6 +13,7 @@ mod t71_data_safety;
 mod t80_swift_client_extras;
 mod t81_swift_extras_http;
 mod t82_static_web;
+mod t83_symlinks;
 mod t90_service;
 mod t92_tls;
 mod t95_identity;

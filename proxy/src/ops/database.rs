@@ -10,6 +10,7 @@ use stratus_proto::storage as pb;
 use crate::cluster::RingKind;
 use crate::error::{
     bad_request, not_found, precondition_failed, unavailable, SwiftError, SwiftResult,
+    CONFLICT_PAGE,
 };
 use crate::headers::{self, hv, title_case};
 use crate::ops::listing::db_target;
@@ -211,10 +212,7 @@ pub async fn delete(p: &Proxy, account: &str, container: &str) -> SwiftResult<Re
         .iter()
         .any(|r| matches!(r, Err(s) if s.code() == tonic::Code::FailedPrecondition))
     {
-        return Err(SwiftError::new(
-            StatusCode::CONFLICT,
-            "<html><h1>Conflict</h1><p>There was a conflict when trying to complete your request.</p></html>",
-        ));
+        return Err(SwiftError::new(StatusCode::CONFLICT, CONFLICT_PAGE));
     }
     let ok: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     if ok.len() < place.quorum() {

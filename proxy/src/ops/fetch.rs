@@ -20,6 +20,7 @@ use tonic::{Status, Streaming};
 use crate::cluster::{abandoned, gather, node_timeout, timed};
 use crate::error::{not_found, unavailable, SwiftError, SwiftResult};
 use crate::headers::{self, conditions, http_date, range_specs, title_case, Condition};
+use crate::ops::link::is_symlink;
 use crate::ops::manifest::is_manifest;
 use crate::ops::object::{ByteStream, ObjPath};
 use crate::proxy::Proxy;
@@ -324,8 +325,9 @@ async fn fetch_once(
     if newest.deleted || (newest.delete_at != 0 && newest.delete_at <= now_secs()) {
         return Err(not_found());
     }
-    // A large object's manifest is read whole: the range applies to its segments.
-    let manifest = is_manifest(&newest);
+    // A large object's manifest is read whole: the range applies to its segments; a
+    // symlink's to its target.
+    let manifest = is_manifest(&newest) || is_symlink(&newest);
     let reuse_ok = !(manifest && (spec.is_some() || multi));
     let spec = if manifest { None } else { spec };
     let mut range = spec

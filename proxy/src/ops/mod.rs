@@ -3,12 +3,14 @@
 //! containers, the cached info and access decisions, and the rules that more than one
 //! handler applies (quotas, versioned writes, multi-object reports).
 //!
-//! Files here import only each other (downwards: [`object`] and [`manifest`] at the
-//! bottom, [`versions`] and [`segments`] at the top) and the leaf helpers; never a handler.
+//! Files here import only each other (downwards: [`object`], [`manifest`] and [`link`] at
+//! the bottom, [`versions`], [`segments`] and [`symlink`] at the top) and the leaf
+//! helpers; never a handler.
 
 pub mod database;
 pub mod fetch;
 pub mod info;
+pub mod link;
 pub mod listing;
 pub mod manifest;
 pub mod object;
@@ -16,4 +18,5 @@ pub mod quota;
 pub mod report;
 pub mod segments;
 pub mod store;
+pub mod symlink;
 pub mod versions;

@@ -20,7 +20,7 @@ use md5::{Digest, Md5};
 use stratus_proto::storage as pb;
 
 use crate::acl::Identity;
-use crate::error::{conflict, SwiftResult};
+use crate::error::{conflict, SwiftResult, CONFLICT_PAGE};
 use crate::headers::meta_value;
 use crate::names::decode;
 use crate::ops::fetch::{fetch, Found};
@@ -30,6 +30,7 @@ use crate::ops::manifest::{
     MAX_MANIFEST_SIZE, MAX_NESTING, SLO_ETAG, SLO_SIZE,
 };
 use crate::ops::object::{ByteStream, ObjPath};
+use crate::ops::symlink::{follow, Reader};
 use crate::proxy::Proxy;
 
 /// Bytes `[start, end)` of one object, expected to carry `etag`.
@@ -45,6 +46,9 @@ pub struct Piece {
     pub etag: Option<String>,
     /// An SLO's inline data segment (its bytes; `path` names nothing then).
     pub data: Option<Bytes>,
+    /// Who follows the segment if it is a symlink (an SLO's segments are followed, as
+    /// Swift's `slo` reads them through `symlink`; a DLO's are listed as they are).
+    pub reader: Option<Reader>,
 }
 
 /// The whole body of `found` (a manifest), 409 past `limit` bytes.
@@ -112,6 +116,14 @@ impl SloCursor {
         }
     }
 
+    /// Who follows the segments that are symlinks: the requester, in the SLO's account.
+    fn reader(&self) -> Reader {
+        Reader::Token {
+            who: self.who.clone(),
+            account: self.account.clone(),
+        }
+    }
+
     /// The next piece, fetching a nested manifest first if the window enters one.
     pub async fn next(&mut self) -> Option<SwiftResult<Piece>> {
         loop {
@@ -149,6 +161,7 @@ impl SloCursor {
                     end: to,
                     etag: None,
                     data: Some(raw),
+                    reader: None,
                 }));
             }
             let Some(path) = entry_path(&self.account, &e.name) else {
@@ -188,12 +201,13 @@ impl SloCursor {
                     end: start + to,
                     etag: Some(e.hash),
                     data: None,
+                    reader: Some(self.reader()),
                 }));
             }
-            if depth > MAX_NESTING {
-                return Some(Err(conflict(
-                    "Max recursion depth exceeded on large object",
-                )));
+            // As Swift's `max_slo_recursion_depth`: at most MAX_NESTING manifests, the
+            // top one included, answered with Swift's plain 409 page.
+            if depth >= MAX_NESTING {
+                return Some(Err(conflict(CONFLICT_PAGE)));
             }
             self.fetched += 1;
             if self.fetched > MAX_MANIFESTS_PER_REQUEST {
@@ -201,8 +215,9 @@ impl SloCursor {
                     "more than {MAX_MANIFESTS_PER_REQUEST} nested manifests in one request"
                 ))));
             }
-            let found = match fetch(&self.p, &path, &HeaderMap::new(), false).await {
-                Ok(f) => f,
+            let reader = self.reader();
+            let found = match follow(&self.p, &reader, &path, &HeaderMap::new(), false).await {
+                Ok(f) => f.found,
                 Err(_) => {
                     return Some(Err(conflict(format!(
                         "Object segment {} is missing",
@@ -291,14 +306,16 @@ pub async fn open_piece(p: &Proxy, x: &Piece) -> SwiftResult<ByteStream> {
         h.insert(axum::http::header::RANGE, v);
     }
     let name = format!("/{}/{}", x.path.container, x.path.object);
-    let found = fetch(p, &x.path, &h, false)
-        .await
-        .map_err(|e| match e.status {
-            StatusCode::NOT_FOUND | StatusCode::RANGE_NOT_SATISFIABLE => {
-                conflict(format!("Object segment {name} is missing"))
-            }
-            _ => e,
-        })?;
+    let found = match &x.reader {
+        Some(r) => follow(p, r, &x.path, &h, false).await.map(|f| f.found),
+        None => fetch(p, &x.path, &h, false).await,
+    };
+    let found = found.map_err(|e| match e.status {
+        StatusCode::NOT_FOUND | StatusCode::RANGE_NOT_SATISFIABLE => {
+            conflict(format!("Object segment {name} is missing"))
+        }
+        _ => e,
+    })?;
     if is_manifest(&found.meta) {
         return Err(conflict(format!(
             "Object segment {name} is itself a manifest"
@@ -474,6 +491,7 @@ pub async fn resolve(
                 end: s.bytes,
                 etag: None,
                 data: None,
+                reader: None,
             })
             .collect();
         return Ok(Ok(Large {
@@ -576,6 +594,7 @@ mod tests {
             end,
             etag: None,
             data: None,
+            reader: None,
         }
     }
 
