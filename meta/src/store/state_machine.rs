@@ -426,6 +426,11 @@ impl StateMachineStore {
     fn prune_dedup(&self, p: &mut Pending, below: u64) -> Result<(), rocksdb::Error> {
         let db = &*self.shared.db;
         let mut opts = ReadOptions::default();
+        // The prune before this one (at the same place in every replica's log) dropped
+        // everything below `below - DEDUP_PRUNE_EVERY`: start there. From the start, the
+        // scan would step over every record deleted since the last compaction, each time.
+        let from = below.saturating_sub(DEDUP_PRUNE_EVERY);
+        opts.set_iterate_lower_bound(from.to_be_bytes().to_vec());
         opts.set_iterate_upper_bound(below.to_be_bytes().to_vec());
         for item in db.iterator_cf_opt(cf(db, CF_DEDUP_IDX), opts, IteratorMode::Start) {
             let (k, _) = item?;
