@@ -47,8 +47,9 @@ pub const HISTORY_REVISIONS: i64 = 100_000;
 pub const COMPACT_EVERY: i64 = 1024;
 /// Client writes (with a request id) within which a repeated request id is recognised.
 /// A client retries one write for up to 30 s (`MetaClient`'s default timeout); this machine
-/// commits at most ~6,000 writes/s, so a retry is never more than ~180,000 writes late.
-pub const DEDUP_WINDOW: u64 = 250_000;
+/// commits at most ~8,000 writes/s, so a retry is at most ~240,000 writes late: the window is
+/// twice that.
+pub const DEDUP_WINDOW: u64 = 500_000;
 /// How often (in client writes) dedup records older than the window are dropped.
 const DEDUP_PRUNE_EVERY: u64 = 1024;
 /// Most entries applied in one RocksDB write batch.
