@@ -288,7 +288,7 @@ impl Multipart {
     }
 
     /// The whole body's length.
-    pub fn len(&self) -> u64 {
+    pub fn body_len(&self) -> u64 {
         let parts: u64 = self
             .parts
             .iter()
@@ -688,7 +688,7 @@ mod tests {
         assert_eq!(next, 3, "every part written");
         out.push(m.closing());
         let body: Vec<u8> = out.concat();
-        assert_eq!(body.len() as u64, m.len());
+        assert_eq!(body.len() as u64, m.body_len());
         let text = String::from_utf8_lossy(&body).into_owned();
         let b = &m.boundary;
         let mut want = String::new();

@@ -238,7 +238,12 @@ impl Site<'_> {
             container: self.container.to_string(),
             object: object.to_string(),
         };
-        large::get(self.p, self.who, &path, q, h, self.head).await
+        // Links in a web site are followed with the stranger's rights, as a direct read.
+        let reader = crate::ops::symlink::Reader::Token {
+            who: self.who.clone(),
+            account: self.account.to_string(),
+        };
+        large::get(self.p, &reader, &path, q, h, self.head).await
     }
 
     /// A page of the container's listing, as the requester.

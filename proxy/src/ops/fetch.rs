@@ -36,7 +36,7 @@ pub struct Found {
     pub range: Option<headers::ByteRange>,
     /// Several ranges asked for: the body is read as their span and answered as
     /// `multipart/byteranges` by [`respond`].
-    pub parts: Option<headers::Multipart>,
+    pub parts: Option<Box<headers::Multipart>>,
 }
 
 async fn open_get(
@@ -343,7 +343,7 @@ async fn fetch_once(
             Some(ps) => {
                 let m = headers::Multipart::new(ps, &newest.content_type, newest.size);
                 range = Some(m.span());
-                parts = Some(m);
+                parts = Some(Box::new(m));
             }
             None => {}
         }
@@ -530,10 +530,10 @@ pub fn respond(mut found: Found, h: &HeaderMap) -> SwiftResult<Response> {
             .body
             .take()
             .unwrap_or_else(|| Box::pin(futures::stream::empty()));
-        let len = parts.len();
+        let len = parts.body_len();
         let ctype = parts.content_type();
         let mut r = Response::new(Body::from_stream(
-            multipart_body(body, span.start, parts)
+            multipart_body(body, span.start, *parts)
                 .map(|r| r.map_err(|e| std::io::Error::other(e.body))),
         ));
         *r.status_mut() = StatusCode::PARTIAL_CONTENT;

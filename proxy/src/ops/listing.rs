@@ -33,6 +33,8 @@ pub struct ListQuery {
     pub limit: u32,
     /// Names in reverse order.
     pub reverse: bool,
+    /// Swift's `path=`: one level under `prefix` (set from it), without subdirs.
+    pub path: bool,
     /// How the page is rendered.
     pub format: Format,
 }
@@ -62,6 +64,7 @@ pub fn list_query(query: Option<&str>, h: &HeaderMap) -> SwiftResult<ListQuery> 
             q.format = Format::Xml;
         }
     }
+    let mut path = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = decode_param(&v.replace('+', " "))?;
@@ -71,6 +74,7 @@ pub fn list_query(query: Option<&str>, h: &HeaderMap) -> SwiftResult<ListQuery> 
             "delimiter" => q.delimiter = v,
             "marker" => q.marker = v,
             "end_marker" => q.end_marker = v,
+            "path" => path = Some(v),
             // As Swift: a limit that is not all digits is ignored (the default applies).
             "limit" if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
                 let n: u64 = v.parse().unwrap_or(u64::MAX);
@@ -97,6 +101,16 @@ pub fn list_query(query: Option<&str>, h: &HeaderMap) -> SwiftResult<ListQuery> 
             }
             _ => {}
         }
+    }
+    // As Swift's container server: `path` overrides `prefix` and `delimiter`.
+    if let Some(path) = path {
+        q.prefix = if path.is_empty() {
+            path
+        } else {
+            format!("{}/", path.trim_end_matches('/'))
+        };
+        q.delimiter = "/".into();
+        q.path = true;
     }
     Ok(q)
 }
@@ -194,6 +208,7 @@ pub async fn read(
                             end_marker: q.end_marker.clone(),
                             limit: q.limit.max(1),
                             reverse: q.reverse,
+                            path: q.path,
                         };
                         let r = cl.list(req).await?.into_inner();
                         Ok((r.info.unwrap_or_default(), r.entries))

@@ -53,7 +53,11 @@ pub fn list(
     'outer: while let Some(from) = seek.take() {
         for item in dev.scan(t.cf(), &from, q.reverse) {
             let (k, v) = item?;
-            if skip.as_ref().is_some_and(|s| k.starts_with(s)) {
+            // (A `path` listing keeps the directory's own marker, met last walking down.)
+            if skip
+                .as_ref()
+                .is_some_and(|s| k.starts_with(s) && !(q.path && k.len() == s.len()))
+            {
                 continue;
             }
             if !k.starts_with(&scan_prefix) {
@@ -75,11 +79,29 @@ pub fn list(
                 }
                 break 'outer;
             }
+            if q.path && name == q.prefix {
+                continue; // the path's own marker
+            }
             let entry = row_entry(dev, t, &name, &v)?;
             if !q.delimiter.is_empty() {
                 let rest = &name[q.prefix.len()..];
-                if let Some(i) = rest.find(q.delimiter.as_str()) {
-                    if entry.deleted {
+                let found = rest.find(q.delimiter.as_str());
+                // A `path` listing shows a directory's marker (`a/b/` under `a/`) as the
+                // object it is, and nothing deeper.
+                let deeper = found.filter(|i| !q.path || i + q.delimiter.len() < rest.len());
+                if let Some(i) = deeper {
+                    if entry.deleted || q.path {
+                        if q.path {
+                            let mut next = base.clone();
+                            next.extend_from_slice(q.prefix.as_bytes());
+                            next.extend_from_slice(&rest.as_bytes()[..i + q.delimiter.len()]);
+                            skip = Some(next.clone());
+                            if !q.reverse {
+                                next.extend_from_slice(&[0xff; 8]);
+                            }
+                            seek = Some(next);
+                            continue 'outer;
+                        }
                         continue;
                     }
                     let dir = format!("{}{}", q.prefix, &rest[..i + q.delimiter.len()]);

@@ -88,6 +88,26 @@ async fn listing_params_totals_and_tombstones() {
         }),
         ["c/x/"]
     );
+    // Swift's `path`: one level, directory markers as objects, the path's own marker left
+    // out, nothing deeper and no subdirs.
+    for n in ["c/", "c/x/", "c/y", "c/x/2"] {
+        object_update(&dev, &t, &row(n, 50, false)).await.unwrap();
+    }
+    let path = |p: &str, reverse: bool| {
+        q(&|r| {
+            r.prefix = p.into();
+            r.delimiter = "/".into();
+            r.path = true;
+            r.reverse = reverse;
+        })
+    };
+    assert_eq!(path("c/", false), ["c/x/", "c/y"]);
+    assert_eq!(path("c/", true), ["c/y", "c/x/"]);
+    assert_eq!(path("", false), ["b", "c/"]);
+    assert_eq!(path("c/x/", false), ["c/x/1", "c/x/2"]);
+    for n in ["c/", "c/x/", "c/y", "c/x/2"] {
+        object_update(&dev, &t, &row(n, 60, true)).await.unwrap();
+    }
     // The deleted row comes back flagged, for merging.
     let all = list(
         &dev,
