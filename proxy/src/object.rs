@@ -39,7 +39,6 @@ pub async fn put(
     as_stored: bool,
     link_itself: bool,
 ) -> SwiftResult<Response> {
-    p.require_container(&path.account, &path.container).await?;
     if let Some(src) = hv(h, "x-copy-from") {
         let (c, o) = parse_copy_path(src)?;
         // `X-Copy-From-Account` reads from another account, with the requester's rights
@@ -58,8 +57,10 @@ pub async fn put(
             container: c,
             object: o,
         };
-        return copy(p, &src_who, &src, path, h, as_stored, link_itself).await;
+        let to = CopyTo { path, who };
+        return copy(p, &src_who, &src, to, h, as_stored, link_itself).await;
     }
+    p.require_container(&path.account, &path.container).await?;
     if h.contains_key("x-symlink-target") {
         return put_link(p, who, path, h, body).await;
     }
@@ -239,11 +240,12 @@ pub async fn copy(
     p: &Arc<Proxy>,
     who: &Identity,
     src: &ObjPath,
-    dst: &ObjPath,
+    to: CopyTo<'_>,
     h: &HeaderMap,
     as_stored: bool,
     link_itself: bool,
 ) -> SwiftResult<Response> {
+    let dst = to.path;
     // A Range on the copy request copies just that range of a plain object (as Swift);
     // several ranges are ignored (the copy is of the whole object).
     let mut source_h = HeaderMap::new();
@@ -267,6 +269,13 @@ pub async fn copy(
         let f = follow(p, &reader, src, &source_h, false).await?;
         (f.path, f.found, f.who)
     };
+    // The source first, then the destination, as Swift's copy middleware reads before it
+    // writes: a missing or forbidden source answers for the copy whatever the destination.
+    // Rights there come first: a container one may not write to is 403 whether it exists
+    // or not.
+    p.access(to.who, false, &dst.account, Some(&dst.container), true, h)
+        .await?;
+    p.require_container(&dst.account, &dst.container).await?;
     let m = found.meta.clone();
     let is_link = is_symlink(&m);
     let (size, body, assembled) = if as_stored || is_link || !is_manifest(&m) {
@@ -328,6 +337,12 @@ pub async fn copy(
     Ok(r)
 }
 
+/// Where a copy goes, and who writes it there.
+pub struct CopyTo<'a> {
+    pub path: &'a ObjPath,
+    pub who: &'a Identity,
+}
+
 /// COPY with a `Destination: container/object` header.
 pub async fn copy_verb(
     p: &Arc<Proxy>,
@@ -354,11 +369,11 @@ pub async fn copy_verb(
         container: c,
         object: o,
     };
-    // Rights first: a container one may not write to is 403 whether it exists or not.
-    p.access(&dst_who, false, &dst.account, Some(&dst.container), true, h)
-        .await?;
-    p.require_container(&dst.account, &dst.container).await?;
-    copy(p, who, src, &dst, h, as_stored, link_itself).await
+    let to = CopyTo {
+        path: &dst,
+        who: &dst_who,
+    };
+    copy(p, who, src, to, h, as_stored, link_itself).await
 }
 
 /// POST: replaces the object's metadata (and optionally content type and expiry). A
