@@ -86,16 +86,7 @@ pub fn metadata(h: &HeaderMap, kind: &str, extra: &[&str]) -> SwiftResult<Vec<(S
         };
         out.push((key, value));
     }
-    if count > MAX_META_COUNT {
-        return Err(bad_request(format!(
-            "Too many metadata items; max {MAX_META_COUNT}"
-        )));
-    }
-    if size > MAX_META_OVERALL {
-        return Err(bad_request(format!(
-            "Total metadata too large; max {MAX_META_OVERALL}"
-        )));
-    }
+    check_meta_totals(count, size)?;
     Ok(out)
 }
 
@@ -123,6 +114,11 @@ pub fn check_merged_metadata(
             size += short.len() + v.len();
         }
     }
+    check_meta_totals(count, size)
+}
+
+/// Swift's limits on metadata items and their total size (names without their prefix).
+fn check_meta_totals(count: usize, size: usize) -> SwiftResult<()> {
     if count > MAX_META_COUNT {
         return Err(bad_request(format!(
             "Too many metadata items; max {MAX_META_COUNT}"

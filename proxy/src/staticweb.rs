@@ -402,20 +402,9 @@ pub fn quote(s: &str, safe: &[u8]) -> String {
     out
 }
 
-/// Python's `html.escape` (quotes included).
+/// Python's `html.escape` (quotes included): XML's escaping, with `'` as Python writes it.
 pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            c => out.push(c),
-        }
-    }
-    out
+    stratus_core::xml::escape(s).replace("&apos;", "&#x27;")
 }
 
 /// Swift's `human_readable`: `1023`, `1Ki`, `2Mi` (each step rounded, halves to even).
