@@ -30,7 +30,7 @@ use serde::Deserialize;
 
 use crate::acl::Identity;
 use crate::error::{bad_request, conflict, status_line, SwiftError, SwiftResult};
-use crate::headers::{self, conditions, hv, iso_date, meta_value, range_spec, Condition};
+use crate::headers::{self, conditions, hv, iso_date, meta_value, Condition};
 use crate::names::Query;
 use crate::ops::fetch::{self, fetch};
 use crate::ops::link::{self, is_symlink};
@@ -88,14 +88,39 @@ async fn respond(
         r.headers_mut().remove("content-type");
         return Ok(r);
     }
-    let range = match range_spec(h) {
-        Some(s) if segments.is_some() => Some(s.resolve(size)?),
-        _ => None,
+    // Several ranges of an SLO are read as their span (only the segments it reaches) and
+    // cut into a `multipart/byteranges` body, as for a plain object; a DLO takes one range
+    // only and answers several with the whole object, as Swift's DLOs do.
+    let specs = match segments {
+        Some(_) if crate::ops::manifest::is_slo(manifest) => headers::range_specs(h),
+        Some(_) => headers::range_spec(h).into_iter().collect(),
+        None => Vec::new(),
+    };
+    let mut parts = None;
+    let range = match specs.as_slice() {
+        [] => None,
+        [one] => Some(one.resolve(size)?),
+        _ => match headers::resolve_ranges(&specs, size)? {
+            Some(ps) if ps.len() == 1 => Some(ps[0]),
+            Some(ps) => {
+                let m = headers::Multipart::new(ps, &manifest.content_type, size);
+                let span = m.span();
+                parts = Some(m);
+                Some(span)
+            }
+            None => None,
+        },
     };
     let (lo, hi) = range.map_or((0, size), |b| (b.start, b.end));
+    let len = parts.as_ref().map_or(hi - lo, |m| m.body_len());
     r.headers_mut()
-        .insert("content-length", HeaderValue::from(hi - lo));
-    if let Some(b) = range {
+        .insert("content-length", HeaderValue::from(len));
+    if let Some(m) = &parts {
+        *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(v) = HeaderValue::from_str(&m.content_type()) {
+            r.headers_mut().insert("content-type", v);
+        }
+    } else if let Some(b) = range {
         *r.status_mut() = StatusCode::PARTIAL_CONTENT;
         if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", b.start, b.end - 1)) {
             r.headers_mut().insert("content-range", v);
@@ -109,7 +134,10 @@ async fn respond(
     let Some(first) = first_piece(p, &mut src).await? else {
         return Ok(r);
     };
-    let body = stream_pieces(p.clone(), first, src);
+    let mut body = stream_pieces(p.clone(), first, src);
+    if let Some(m) = parts {
+        body = fetch::multipart_body(body, lo, m);
+    }
     *r.body_mut() = Body::from_stream(body.map(|x| x.map_err(|e| std::io::Error::other(e.body))));
     Ok(r)
 }

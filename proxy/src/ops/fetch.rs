@@ -480,7 +480,11 @@ fn with_validators(e: SwiftError, m: &pb::ObjectMeta) -> SwiftError {
 /// The `multipart/byteranges` body of `parts`, cut from `span` (the object's bytes from
 /// `start`, in order). A span that ends early ends the body with its error, never with
 /// the closing boundary.
-fn multipart_body(span: ByteStream, start: u64, parts: headers::Multipart) -> ByteStream {
+pub(crate) fn multipart_body(
+    span: ByteStream,
+    start: u64,
+    parts: headers::Multipart,
+) -> ByteStream {
     let state = (span, start, 0usize, false, parts, false);
     let pieces = futures::stream::unfold(
         state,
