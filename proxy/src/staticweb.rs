@@ -129,18 +129,7 @@ impl Site<'_> {
     /// answer (a listing in JSON, XML or text).
     pub async fn container(&self) -> SwiftResult<Option<Response>> {
         let cfg = self.config().await;
-        if let Err(e) = self
-            .p
-            .access(
-                self.who,
-                true,
-                self.account,
-                Some(self.container),
-                false,
-                self.h,
-            )
-            .await
-        {
+        if let Err(e) = self.may_list().await {
             return self.error_page(&cfg, Err(e)).await.map(Some);
         }
         if !cfg.is_site() {
@@ -246,8 +235,8 @@ impl Site<'_> {
         large::get(self.p, &reader, &path, q, h, self.head).await
     }
 
-    /// A page of the container's listing, as the requester.
-    async fn list(&self, q: &ListQuery) -> SwiftResult<Vec<pb::ListEntry>> {
+    /// Whether the requester may list the container (its root and listings need it).
+    async fn may_list(&self) -> SwiftResult<crate::acl::Decision> {
         self.p
             .access(
                 self.who,
@@ -257,7 +246,12 @@ impl Site<'_> {
                 false,
                 self.h,
             )
-            .await?;
+            .await
+    }
+
+    /// A page of the container's listing, as the requester.
+    async fn list(&self, q: &ListQuery) -> SwiftResult<Vec<pb::ListEntry>> {
+        self.may_list().await?;
         list(self.p, self.account, self.container, q).await
     }
 

@@ -103,6 +103,25 @@ pub struct Followed {
     pub who: Identity,
 }
 
+/// One more link followed, or 409 past [`SYMLOOP_MAX`].
+fn hop(hops: &mut usize) -> SwiftResult<()> {
+    if *hops >= SYMLOOP_MAX {
+        return Err(conflict(format!(
+            "Too many levels of symbolic links, maximum allowed is {SYMLOOP_MAX}"
+        )));
+    }
+    *hops += 1;
+    Ok(())
+}
+
+/// 409: a static link's target is not the object it was made for.
+fn links_disagree(location: &Option<String>) -> SwiftError {
+    located(
+        conflict("X-Symlink-Target-Etag headers do not match"),
+        location,
+    )
+}
+
 /// `e` with the `Content-Location` of the last target followed, if any.
 pub fn located(e: SwiftError, location: &Option<String>) -> SwiftError {
     match location {
@@ -151,17 +170,9 @@ pub async fn follow(
         };
         let seen = link.etag.clone().unwrap_or(found.meta.etag.clone());
         if expect.as_ref().is_some_and(|want| *want != seen) {
-            return Err(located(
-                conflict("X-Symlink-Target-Etag headers do not match"),
-                &location,
-            ));
+            return Err(links_disagree(&location));
         }
-        if hops >= SYMLOOP_MAX {
-            return Err(conflict(format!(
-                "Too many levels of symbolic links, maximum allowed is {SYMLOOP_MAX}"
-            )));
-        }
-        hops += 1;
+        hop(&mut hops)?;
         location = Some(link.location.clone());
         who = reader
             .check(p, &link.target, h)
@@ -242,17 +253,9 @@ pub async fn check_static(
             });
         };
         if link.etag.as_deref() != Some(expect.as_str()) {
-            return Err(located(
-                conflict("X-Symlink-Target-Etag headers do not match"),
-                &location,
-            ));
+            return Err(links_disagree(&location));
         }
-        if hops >= SYMLOOP_MAX {
-            return Err(conflict(format!(
-                "Too many levels of symbolic links, maximum allowed is {SYMLOOP_MAX}"
-            )));
-        }
-        hops += 1;
+        hop(&mut hops)?;
         location = Some(link.location.clone());
         expect = link.etag.unwrap_or_default();
         cur = link.target;
