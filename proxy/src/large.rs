@@ -39,11 +39,12 @@ use crate::ops::manifest::{
     MAX_MANIFEST_SIZE, SLO_ETAG, SLO_FLAG, SLO_SIZE,
 };
 use crate::ops::object::{self, body_error, ByteStream, ObjPath, STORED_HEADERS};
+use crate::ops::object_versioning::store_object;
+use crate::ops::quota;
 use crate::ops::report::{render, Report};
 use crate::ops::segments::{first_piece, read_body, resolve, segments_of, stream_pieces, Large};
-use crate::ops::store::{client_put_header, created, store};
+use crate::ops::store::client_put_header;
 use crate::ops::symlink::{follow, located, Followed, Reader};
-use crate::ops::{quota, versions};
 use crate::proxy::Proxy;
 
 /// Most segments in one SLO manifest (Swift's `max_manifest_segments`).
@@ -548,7 +549,6 @@ pub async fn put_slo(
     }
     let stored_json = serde_json::to_vec(&entries).expect("entries serialize");
     quota::check_put(p, path, stored_json.len() as u64).await?;
-    versions::archive_current(p, path).await?;
     let mut items = headers::metadata(h, "object", STORED_HEADERS)?;
     items.retain(|(k, _)| k != DLO_HEADER);
     items.push((SLO_FLAG.into(), "True".into()));
@@ -558,8 +558,7 @@ pub async fn put_slo(
     let body: ByteStream = Box::pin(futures::stream::once(async move {
         Ok(Bytes::from(stored_json))
     }));
-    let stored = store(p, path, header, body, None).await?;
-    let mut r = created(&stored);
+    let mut r = store_object(p, path, header, body, None).await?.created();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
         r.headers_mut().insert("etag", v);
     }

@@ -14,6 +14,7 @@ pub mod link;
 pub mod listing;
 pub mod manifest;
 pub mod object;
+pub mod object_versioning;
 pub mod quota;
 pub mod report;
 pub mod segments;
