@@ -240,9 +240,11 @@ pub async fn get(
     let mut q = list_query(query, h)?;
     let params = Query::parse(query);
     let versions = kind == RingKind::Container && !head && params.has("versions");
+    let page_limit = q.limit;
     if versions {
         version_listing::check(&params, h)?;
         q.format = Format::Json;
+        q.limit = version_listing::widened(q.limit);
     }
     if kind == RingKind::Account && !q.reverse && q.marker.as_str() < HIDDEN_END {
         // Reserved names sort first: the page starts after them.
@@ -306,7 +308,8 @@ pub async fn get(
         let mut items = json_items(kind, account, &entries);
         version_listing::links(&mut items, account, container, &location, versions);
         if versions {
-            items = version_listing::page(p, account, &location, items, &params, &q).await?;
+            items = version_listing::page(p, account, &location, items, &params, &q, page_limit)
+                .await?;
         }
         (
             serde_json::Value::Array(items).to_string(),

@@ -151,8 +151,19 @@ fn sort_key(v: &Value) -> &str {
         .unwrap_or("")
 }
 
-/// One page of a `?versions` listing: `primary` (the container's own page, its versions
-/// links marked) merged with the versions in `location`.
+/// How many rows the two listings a `?versions` page merges are read with, for a page of
+/// `limit`: more than the page, since a storage node stops early on a run of deleted rows
+/// (versions come and go, and leave many), and the merge needs every live one of the page.
+pub fn widened(limit: u32) -> u32 {
+    limit
+        .saturating_mul(10)
+        .clamp(1000, crate::ops::listing::LISTING_LIMIT)
+        .max(limit)
+}
+
+/// One page of a `?versions` listing (`limit` entries): `primary` (the container's own
+/// rows, read with `q`, its versions links marked) merged with the versions in
+/// `location`.
 pub async fn page(
     p: &Proxy,
     account: &str,
@@ -160,6 +171,7 @@ pub async fn page(
     primary: Vec<Value>,
     params: &Query,
     q: &ListQuery,
+    limit: u32,
 ) -> SwiftResult<Vec<Value>> {
     let mut hq = ListQuery {
         prefix: params
@@ -268,7 +280,7 @@ pub async fn page(
     } else {
         all.sort_by(|a, b| sort_key(a).cmp(sort_key(b)));
     }
-    all.truncate(q.limit as usize);
+    all.truncate(limit as usize);
     Ok(all)
 }
 

@@ -167,6 +167,13 @@ pub async fn with_version(
     let v = ov::state(p, &path.account, &path.container).await?;
     let vpath = version_path(path, v.as_ref(), version)?;
     let head = *m == Method::HEAD;
+    // A version is the account's, not the container's: its container's ACLs grant the
+    // current object only (a temp URL grants its object's versions too, as Swift's does).
+    if let (Some(v), Some(_), Reader::Token { who, .. }) = (&v, &vpath, reader) {
+        let read = matches!(m.as_str(), "GET" | "HEAD" | "COPY");
+        p.access(who, read, &path.account, Some(&v.container), true, h)
+            .await?;
+    }
     let as_stored = q.get("multipart-manifest") == Some("get");
     let link_itself = q.get("symlink") == Some("get");
     match (m.as_str(), vpath, v) {

@@ -228,6 +228,24 @@ struct Target {
     slo_etag: Option<String>,
 }
 
+impl Target {
+    /// What a link records of a version stored with `meta`, `etag` and `size`: an SLO's
+    /// total size and SLO ETag; for a static link, its own target's ETag and size (so the
+    /// chain of links checks out as Swift's does).
+    fn of(meta: &[pb::MetaItem], etag: &str, size: u64, content_type: String) -> Target {
+        let slo_size = meta_value(meta, SLO_SIZE).and_then(|s| s.parse().ok());
+        let link_bytes = meta_value(meta, link::TARGET_BYTES).and_then(|s| s.parse().ok());
+        Target {
+            etag: meta_value(meta, link::TARGET_ETAG)
+                .unwrap_or(etag)
+                .to_string(),
+            bytes: link_bytes.or(slo_size).unwrap_or(size),
+            content_type,
+            slo_etag: meta_value(meta, SLO_ETAG).map(str::to_string),
+        }
+    }
+}
+
 /// Writes at `path` the versions link to `version` (in `v`'s hidden container), carrying
 /// `meta` (the request's metadata) and `delete_at`.
 async fn put_link(
@@ -338,19 +356,7 @@ pub async fn store_object(
                 e
             }
         })?;
-    let slo_size = meta
-        .iter()
-        .find(|i| i.key == SLO_SIZE)
-        .and_then(|i| i.value.parse().ok());
-    let t = Target {
-        etag: stored.etag.clone(),
-        bytes: slo_size.unwrap_or(stored.size),
-        content_type,
-        slo_etag: meta
-            .iter()
-            .find(|i| i.key == SLO_ETAG)
-            .map(|i| i.value.clone()),
-    };
+    let t = Target::of(&meta, &stored.etag, stored.size, content_type);
     put_link(p, path, &v, version, &t, &meta, delete_at).await?;
     Ok(Written {
         stored,
@@ -471,14 +477,7 @@ pub async fn restore(
         return Err(versions_container_missing());
     };
     let m = &found.meta;
-    let t = Target {
-        etag: m.etag.clone(),
-        bytes: meta_value(&m.meta, SLO_SIZE)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(m.size),
-        content_type: m.content_type.clone(),
-        slo_etag: meta_value(&m.meta, SLO_ETAG).map(str::to_string),
-    };
+    let t = Target::of(&m.meta, &m.etag, m.size, m.content_type.clone());
     let stored = put_link(p, path, v, version, &t, &meta, delete_at).await?;
     let w = Written {
         stored: Stored {
