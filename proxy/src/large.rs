@@ -84,6 +84,12 @@ async fn respond(
     if let Ok(v) = HeaderValue::from_str(&quoted) {
         r.headers_mut().insert("etag", v);
     }
+    // As Swift's SLO: the manifest's own ETag, which a static link to the SLO names.
+    if crate::ops::manifest::is_slo(manifest) {
+        if let Ok(v) = HeaderValue::from_str(&manifest.etag) {
+            r.headers_mut().insert("x-manifest-etag", v);
+        }
+    }
     if conditions(h, etag, ts)? == Condition::NotModified {
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r.headers_mut().remove("content-type");

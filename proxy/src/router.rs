@@ -479,7 +479,11 @@ async fn swift(
                 },
             };
             let link_itself = q.get("symlink") == Some("get");
-            let version = q.get("version-id").filter(|v| !v.is_empty());
+            // A temp URL grants the current object only: `version-id` is ignored (as
+            // Swift's tempurl answers it today).
+            let version = q
+                .get("version-id")
+                .filter(|v| !v.is_empty() && temp.is_none());
             let r = match m.as_str() {
                 _ if version.is_some() => {
                     let v = version.unwrap_or_default();

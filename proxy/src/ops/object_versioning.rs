@@ -568,6 +568,25 @@ pub fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// A listed row of `container` that is a versions link: the version's name (in the hidden
+/// container), size and ETag, read from what the row's content type carries
+/// (`;symlink_target=...;symlink_target_etag=...;symlink_target_bytes=...`).
+pub fn listed_version(content_type: &str, container: &str) -> Option<(String, u64, String)> {
+    let param = |k: &str| {
+        content_type
+            .split(';')
+            .find_map(|x| x.strip_prefix(k)?.strip_prefix('='))
+    };
+    let target = crate::names::decode_param(param("symlink_target")?).ok()?;
+    let (c, o) = target.split_once('/')?;
+    if c != versions_container(container) {
+        return None;
+    }
+    let bytes = param("symlink_target_bytes")?.parse().ok()?;
+    let etag = param("symlink_target_etag")?.to_string();
+    Some((o.to_string(), bytes, etag))
+}
+
 /// Container PUT or POST with `X-Versions-Enabled`: records the flag and, when enabling,
 /// makes the hidden versions container. A container using the legacy
 /// `X-Versions-Location`/`X-History-Location` (or syncing elsewhere) cannot (400).
@@ -687,6 +706,17 @@ mod tests {
         for bad in ["", "abc", "-1", "1.2.3", "null", "1e5"] {
             assert!(parse_version_id(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn listed_versions_links() {
+        let ct = "text/plain;symlink_target=%00versions%00c/%00o%009;symlink_target_etag=e;symlink_target_bytes=5";
+        assert_eq!(
+            listed_version(ct, "c"),
+            Some(("\0o\x009".to_string(), 5, "e".to_string()))
+        );
+        assert_eq!(listed_version(ct, "d"), None);
+        assert_eq!(listed_version("text/plain", "c"), None);
     }
 
     #[test]
