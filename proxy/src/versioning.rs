@@ -181,6 +181,14 @@ pub async fn with_version(
             object::check_if_delete_at(p, path, h).await?;
             versions::delete(p, path).await
         }
+        ("DELETE", Some(vp), Some(v)) if q.get("multipart-manifest") == Some("delete") => {
+            // An SLO version with its segments, reported as Swift's SLO reports it.
+            let ts = parse_version_id(version)
+                .ok_or_else(|| bad_request("Invalid version parameter"))?;
+            let r = large::delete_slo(p, who, &vp, h).await?;
+            ov::unlink(p, path, &v, ts).await?;
+            Ok(r)
+        }
         ("DELETE", Some(_), Some(v)) => {
             let ts = parse_version_id(version)
                 .ok_or_else(|| bad_request("Invalid version parameter"))?;

@@ -418,22 +418,7 @@ pub async fn delete_version(
     v: &Versioning,
     version: Timestamp,
 ) -> SwiftResult<Response> {
-    let current = raw(p, path, true).await?;
-    let linked = current
-        .as_ref()
-        .and_then(|f| linked_version(&f.meta, path, v));
-    let after = match linked {
-        Some(ts) if ts == version => {
-            match object::delete(p, path).await {
-                Ok(_) => {}
-                Err(e) if e.status == StatusCode::NOT_FOUND => {}
-                Err(e) => return Err(e),
-            }
-            "null".to_string()
-        }
-        Some(ts) => ts.to_string(),
-        None => "null".to_string(),
-    };
+    let after = unlink(p, path, v, version).await?;
     let r = object::delete(p, &v.path(path, version)).await;
     let id = version.to_string();
     match r {
@@ -451,6 +436,33 @@ pub async fn delete_version(
             .with_header("x-object-version-id", id)
             .with_header("x-object-current-version-id", after)),
     }
+}
+
+/// Before version `version` of `path` goes: when the container's link points to it, the
+/// link goes too. Returns the version current afterwards (`null`: none, or an
+/// unversioned object).
+pub async fn unlink(
+    p: &Proxy,
+    path: &ObjPath,
+    v: &Versioning,
+    version: Timestamp,
+) -> SwiftResult<String> {
+    let current = raw(p, path, true).await?;
+    let linked = current
+        .as_ref()
+        .and_then(|f| linked_version(&f.meta, path, v));
+    Ok(match linked {
+        Some(ts) if ts == version => {
+            match object::delete(p, path).await {
+                Ok(_) => {}
+                Err(e) if e.status == StatusCode::NOT_FOUND => {}
+                Err(e) => return Err(e),
+            }
+            "null".to_string()
+        }
+        Some(ts) => ts.to_string(),
+        None => "null".to_string(),
+    })
 }
 
 /// `PUT ?version-id=<v>` (a zero-byte body): makes version `v` current again, pointing
