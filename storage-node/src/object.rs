@@ -586,6 +586,7 @@ impl Object for ObjectService {
         let req = req.into_inner();
         let loc = Loc::new(&self.node, req.target)?;
         loc.dev.check_space(0)?;
+        let target = loc.t.clone();
         let decide: Decide = Box::new(move |old| {
             let mut rec = old.filter(|r| !r.deleted && r.meta_ts < req.ts)?.clone();
             rec.meta_ts = req.ts;
@@ -605,11 +606,22 @@ impl Object for ObjectService {
                     .map(|m| (m.key, m.value)),
             );
             rec.meta = meta;
+            // A new content type reaches the container listing (as Swift's POST updates
+            // it): the row is sent again under the POST's timestamp, so it replaces the
+            // PUT's row and lists the POST's time as its last change, as Swift lists it.
+            let pending = req.content_type.is_some().then(|| Pending {
+                ts: req.ts,
+                ..pending_for(&target, &rec)
+            });
             if let Some(ct) = req.content_type {
                 rec.content_type = ct;
             }
             rec.delete_at = req.delete_at;
-            Some(Change { rec, pending: None })
+            let pending = pending.map(|p| Pending {
+                content_type: listed_type(&rec),
+                ..p
+            });
+            Some(Change { rec, pending })
         });
         let stored = match loc.commit(&self.node, decide).await?.0 {
             Outcome::Committed { new, .. } => new,

@@ -162,6 +162,26 @@ async fn object_versioning() {
         404
     );
 
+    // A POST updates the current version in place (no new version), its content type
+    // included, which the listings show.
+    let r = s
+        .req(Method::POST, "docs/a")
+        .header("content-type", "text/updated")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let listed = versions(&s, "docs").await;
+    // The delete marker stays the newest version (and, as in Swift, is listed as latest).
+    assert_eq!(listed.len(), 2);
+    assert_eq!(
+        listed[1],
+        ("a".into(), v1.clone(), true, "text/updated".into())
+    );
+    let r = s.get("docs?format=json").await;
+    let items: Vec<serde_json::Value> = r.json().await.unwrap();
+    assert_eq!(items[0]["content_type"], "text/updated");
+
     // A container holding versions cannot go (409).
     let r = s.req(Method::DELETE, "docs").send().await.unwrap();
     assert_eq!(r.status(), 409);
