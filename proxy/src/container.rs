@@ -306,7 +306,7 @@ pub async fn get(
     }
     let (body, ctype) = if kind == RingKind::Container && q.format == Format::Json {
         let mut items = json_items(kind, account, &entries);
-        version_listing::links(&mut items, account, container, &location, versions);
+        version_listing::links(&mut items, container, &location, versions);
         if versions {
             items = version_listing::page(p, account, &location, items, &params, &q, page_limit)
                 .await?;

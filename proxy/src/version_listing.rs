@@ -105,7 +105,7 @@ pub fn as_version(e: &mut pb::ListEntry, location: &str) {
 
 /// Marks the versions links of a JSON listing page (`version_symlink`), and outside a
 /// `?versions` listing shows where they point as `<object>?version-id=<id>`.
-pub fn links(items: &mut [Value], account: &str, container: &str, location: &str, versions: bool) {
+pub fn links(items: &mut [Value], container: &str, location: &str, versions: bool) {
     for item in items.iter_mut() {
         let Some(obj) = item.as_object_mut() else {
             continue;
@@ -139,7 +139,6 @@ pub fn links(items: &mut [Value], account: &str, container: &str, location: &str
             );
             obj.insert("symlink_path".into(), path.into());
         }
-        let _ = account;
     }
 }
 
@@ -341,7 +340,7 @@ mod tests {
             "name": "o", "bytes": 5, "hash": "h", "symlink_path": target,
             "symlink_etag": "h", "symlink_bytes": 5,
         })];
-        links(&mut items, "AUTH_t", "c", "\0versions\0c", false);
+        links(&mut items, "c", "\0versions\0c", false);
         assert_eq!(
             items[0],
             serde_json::json!({

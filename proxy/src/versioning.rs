@@ -142,10 +142,7 @@ pub async fn post(p: &Proxy, path: &ObjPath, h: &HeaderMap) -> SwiftResult<Respo
 /// DELETE of an object (no `version-id`): a delete marker with versioning enabled, else
 /// as the legacy versioning (if any) has it.
 pub async fn delete(p: &Proxy, path: &ObjPath) -> SwiftResult<Response> {
-    match ov::state(p, &path.account, &path.container).await? {
-        Some(v) if v.enabled => ov::delete(p, path, &v).await,
-        _ => versions::delete(p, path).await,
-    }
+    ov::delete_object(p, path).await
 }
 
 /// A request with `?version-id=<version>`.

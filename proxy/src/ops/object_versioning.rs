@@ -17,7 +17,7 @@
 //! [`crate::container`] (container requests and `?versions` listings).
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use stratus_core::timestamp::Timestamp;
 use stratus_proto::storage as pb;
 
@@ -296,9 +296,11 @@ fn bare_type(ct: &str) -> &str {
     ct.split(';').next().unwrap_or(ct).trim()
 }
 
-/// What a write produced: the stored data, and its version id when it was versioned.
+/// What a write produced.
 pub struct Written {
+    /// The stored data (its ETag and timestamp).
     pub stored: Stored,
+    /// Its version id, when the write was versioned.
     pub version: Option<Timestamp>,
 }
 
@@ -370,6 +372,15 @@ fn versions_container_missing() -> SwiftError {
         StatusCode::INTERNAL_SERVER_ERROR,
         "The versions container does not exist. You may want to re-enable object versioning.",
     )
+}
+
+/// DELETE of an object (no `version-id`), as its container keeps versions: a delete
+/// marker with versioning enabled, else as the legacy versioning (if any) has it.
+pub async fn delete_object(p: &Proxy, path: &ObjPath) -> SwiftResult<Response> {
+    match state(p, &path.account, &path.container).await? {
+        Some(v) if v.enabled => delete(p, path, &v).await,
+        _ => crate::ops::versions::delete(p, path).await,
+    }
 }
 
 /// DELETE of an object in a container with versioning enabled: a delete marker becomes
@@ -573,11 +584,6 @@ pub fn is_marker(r: &Response) -> bool {
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == DELETE_MARKER)
-}
-
-/// 204 as an `IntoResponse`, for callers that build no body.
-pub fn no_content() -> Response {
-    StatusCode::NO_CONTENT.into_response()
 }
 
 /// A listed row of `container` that is a versions link: the version's name (in the hidden
