@@ -83,7 +83,7 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-"$stratus" dev up --dir "$work/cluster" >"$work/dev-up.log" 2>&1 || {
+"$stratus" dev up --dir "$work/cluster" --storage-domain example.net >"$work/dev-up.log" 2>&1 || {
   cat "$work/dev-up.log" >&2
   exit 1
 }
@@ -105,7 +105,7 @@ username3 = tester3
 password3 = testing3
 collate = C
 insecure = no
-storage_domain =
+storage_domain = example.net
 EOF
 
 # 4. Each module, and its floor.

@@ -7,6 +7,8 @@
 //! # Layout
 //! Dependencies point down this list; no file imports one above it.
 //! - [`server`]: the HTTP service; every request's transaction id, metrics and log line.
+//! - [`domain_remap`]: `Host` names under a storage domain → `/v1/...` paths, before
+//!   routing.
 //! - [`router`]: request path → [`router::Endpoint`], then method → handler; `/info`.
 //! - Handlers, which never call each other: [`object`] (PUT, symlink PUT, COPY, POST),
 //!   [`large`] (GET/HEAD of any object, symlinks followed, DLO/SLO assembly, SLO PUT and
@@ -47,6 +49,7 @@ pub mod bulk;
 pub mod cluster;
 pub mod compute;
 pub mod container;
+pub mod domain_remap;
 pub mod error;
 pub mod headers;
 pub mod identity;

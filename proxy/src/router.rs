@@ -188,6 +188,18 @@ pub fn info_json() -> serde_json::Value {
     })
 }
 
+impl Proxy {
+    /// `GET /info` of this proxy: [`info_json`], and what its configuration adds.
+    pub fn info_json(&self) -> serde_json::Value {
+        let mut info = info_json();
+        if self.domain_remap.is_some() {
+            // As Swift registers it; the storage domains themselves are not advertised.
+            info["domain_remap"] = serde_json::json!({"default_reseller_prefix": null});
+        }
+        info
+    }
+}
+
 /// Removes the headers only owners see from an answer to someone else.
 fn for_non_owner(mut r: Response) -> Response {
     for name in acl::OWNER_HEADERS {
@@ -290,7 +302,7 @@ async fn swift(
         Endpoint::Healthcheck => Ok("OK".into_response()),
         Endpoint::Info if read => Ok((
             [("content-type", "application/json; charset=utf-8")],
-            info_json().to_string(),
+            p.info_json().to_string(),
         )
             .into_response()),
         Endpoint::Auth if *m == Method::GET => {
