@@ -13,7 +13,7 @@
 //! - Handlers, which never call each other: [`object`] (PUT, symlink PUT, COPY, POST),
 //!   [`large`] (GET/HEAD of any object, symlinks followed, DLO/SLO assembly, SLO PUT and
 //!   DELETE), [`container`] (account and container GET/HEAD, listings), [`bulk`] (bulk
-//!   delete, archive extraction), [`tempurl`].
+//!   delete, archive extraction), [`tempurl`], [`cors`] (`OPTIONS` and CORS preflights).
 //! - [`staticweb`]: web sites from containers (index pages, HTML listings, error
 //!   pages) for anonymous reads; it stands between the router and the handlers, as
 //!   Swift's middleware does in its pipeline, and answers through [`large`] and the
@@ -49,6 +49,7 @@ pub mod bulk;
 pub mod cluster;
 pub mod compute;
 pub mod container;
+pub mod cors;
 pub mod domain_remap;
 pub mod error;
 pub mod headers;

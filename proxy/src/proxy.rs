@@ -123,7 +123,10 @@ impl Proxy {
             client_timeout: cfg.client_timeout,
             domain_remap: crate::domain_remap::DomainRemap::new(
                 &cfg.storage_domain,
-                &[crate::auth::RESELLER_PREFIX.trim_end_matches('_')],
+                &crate::auth::RESELLER_PREFIXES
+                    .iter()
+                    .map(|(p, _)| p.trim_end_matches('_'))
+                    .collect::<Vec<_>>(),
             ),
         }))
     }

@@ -25,7 +25,9 @@ use crate::ops::store::MAX_FILE_SIZE;
 use crate::ops::symlink::Reader;
 use crate::ops::{database, quota, versions};
 use crate::proxy::Proxy;
-use crate::{bulk, compute, container, identity, image, large, object, staticweb, tempurl, volume};
+use crate::{
+    bulk, compute, container, cors, identity, image, large, object, staticweb, tempurl, volume,
+};
 
 /// What a request addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,6 +313,15 @@ async fn swift(
                 .await
         }
         Endpoint::Info | Endpoint::Auth => Err(not_allowed()),
+        Endpoint::Account { account } if *m == Method::OPTIONS => {
+            cors::options(p, h, &account, None, false).await
+        }
+        Endpoint::Container { account, container } if *m == Method::OPTIONS => {
+            cors::options(p, h, &account, Some(&container), false).await
+        }
+        Endpoint::Object {
+            account, container, ..
+        } if *m == Method::OPTIONS => cors::options(p, h, &account, Some(&container), true).await,
         Endpoint::Account { account } => {
             let who = p.auth.identify(h, &account)?;
             // Bulk requests are judged item by item, with the requester's rights (Swift's

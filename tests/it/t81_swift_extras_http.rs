@@ -351,6 +351,81 @@ async fn acls_temp_urls_and_quotas() {
     let acl = as_(&guest, Method::POST, "shared").header("x-container-read", ".r:*");
     assert_eq!(status(acl).await, 403, "only owners set ACLs");
 
+    // Service tokens: SERVICE_test takes the owner's token plus a service token of a user
+    // in the `service` group; neither alone.
+    ok(&[
+        "user",
+        "--dir",
+        c.dir_str(),
+        "add",
+        "--member",
+        "--group",
+        "service",
+        "glance:glance",
+        "gl4nce",
+    ]);
+    let glance = c.login("glance:glance", "gl4nce").await;
+    let service_url = s.url.replace("/AUTH_test", "/SERVICE_test");
+    let svc = |token: &str, service: Option<&str>, m: Method, path: &str| {
+        let r = http
+            .request(m, format!("{service_url}/{path}"))
+            .header("x-auth-token", token);
+        match service {
+            Some(t) => r.header("x-service-token", t),
+            None => r,
+        }
+    };
+    let both = |m, path| svc(&s.token, Some(&glance.token), m, path);
+    assert_eq!(status(both(Method::PUT, "images")).await, 201);
+    assert_eq!(
+        status(both(Method::PUT, "images/i1").body("img")).await,
+        201
+    );
+    assert_eq!(status(both(Method::GET, "images/i1")).await, 200);
+    let user_alone = svc(&s.token, None, Method::GET, "images/i1");
+    assert_eq!(status(user_alone).await, 403);
+    let service_alone = svc(&glance.token, Some(&glance.token), Method::GET, "images/i1");
+    assert_eq!(status(service_alone).await, 403);
+    let not_a_service = svc(&s.token, Some(&bob.token), Method::GET, "images/i1");
+    assert_eq!(status(not_a_service).await, 403);
+    assert_eq!(status(both(Method::DELETE, "images/i1")).await, 204);
+    let bad = stratus(&[
+        "user",
+        "--dir",
+        c.dir_str(),
+        "add",
+        "--group",
+        "a,b",
+        "x:y",
+        "k",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("group name"));
+
+    // OPTIONS needs no token; a CORS preflight is judged by the container's origins.
+    let opts = |path: &str| http.request(Method::OPTIONS, format!("{}/{path}", s.url));
+    let r = opts("shared/doc").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["allow"].to_str().unwrap().contains("COPY"));
+    let preflight = |origin: &str| {
+        opts("shared/doc")
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+    };
+    assert_eq!(status(preflight("http://site.example")).await, 401);
+    let cors = s.req(Method::POST, "shared").header(
+        "x-container-meta-access-control-allow-origin",
+        "http://site.example",
+    );
+    assert_eq!(status(cors).await, 204);
+    let r = preflight("http://site.example").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://site.example"
+    );
+    assert_eq!(status(preflight("http://elsewhere.example")).await, 401);
+
     // Container ACLs.
     assert_eq!(status(as_(&bob, Method::GET, "shared/doc")).await, 403);
     assert_eq!(status(http.get(format!("{}/shared/doc", s.url))).await, 401);
