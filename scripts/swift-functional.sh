@@ -128,7 +128,7 @@ printf '%-24s %7s %7s %7s %7s\n' module passed failed skipped floor
 for m in "${modules[@]}"; do
   log="$work/$m.log"
   (cd "$cache" && SWIFT_TEST_CONFIG_FILE="$work/test.conf" timeout 900 \
-    "$venv/bin/python" -m pytest -q -p no:cacheprovider -rfE "test/functional/$m.py") >"$log" 2>&1 || true
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider -rfEs "test/functional/$m.py") >"$log" 2>&1 || true
   last="$(grep -E '(passed|failed|skipped|error|no tests ran)' "$log" | tail -n1)"
   count() { grep -oE "[0-9]+ $1" <<<"$last" | grep -oE '^[0-9]+' || echo 0; }
   p="$(count passed)" f="$(( $(count failed) + $(count error) ))" s="$(count skipped)"

@@ -825,4 +825,33 @@ async fn bulk_operations_and_versions() {
         .header("x-versions-location", "a")
         .header("x-history-location", "b");
     assert_eq!(status(r).await, 400);
+
+    // Switching to stack mode (one mode at a time, and setting wins over a removal in the
+    // same request): a DELETE over history's delete marker restores the version before it
+    // and drops the marker.
+    let r = s
+        .req(Method::POST, "log")
+        .header("x-remove-versions-location", "x")
+        .header("x-versions-location", "log-history");
+    assert_eq!(status(r).await, 204);
+    let r = s.req(Method::HEAD, "log").send().await.unwrap();
+    assert_eq!(r.headers()["x-versions-location"], "log-history");
+    assert!(!r.headers().contains_key("x-history-location"));
+    assert_eq!(status(s.req(Method::DELETE, "log/day")).await, 204);
+    let r = s.get("log/day").await;
+    assert_eq!(r.text().await.unwrap(), "two");
+    assert_eq!(
+        s.names("log-history", "").await.len(),
+        1,
+        "one and only one left"
+    );
+    // Without its archive container, a stack DELETE just deletes.
+    assert_eq!(status(s.req(Method::DELETE, "log-history")).await, 409);
+    for name in s.names("log-history", "").await {
+        let r = s.req(Method::DELETE, &format!("log-history/{name}"));
+        assert_eq!(status(r).await, 204);
+    }
+    assert_eq!(status(s.req(Method::DELETE, "log-history")).await, 204);
+    assert_eq!(status(s.req(Method::DELETE, "log/day")).await, 204);
+    assert_eq!(s.get("log/day").await.status(), 404);
 }
