@@ -429,7 +429,7 @@ mod tests {
                 reader,
                 ..
             } => (*owner, *reseller, *reader),
-            Identity::Anonymous => panic!("anonymous"),
+            other => panic!("not a user: {other:?}"),
         }
     }
 

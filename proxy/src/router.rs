@@ -474,11 +474,14 @@ async fn swift(
             let as_stored = q.get("multipart-manifest") == Some("get");
             // A temp URL grants its object, and (as Swift's tempurl) the reads of the large
             // object segments it is made of: those always live in the same account.
-            // A container's key grants that container only: its large objects' segments
-            // are read as the anonymous requester they are.
+            // A container's key grants that container only, segments included.
             let segments_who = match &temp {
                 Some(t) if t.account_key => Identity::temp_url_segments(),
-                _ => who.clone(),
+                Some(_) => Identity::ContainerGrant {
+                    account: path.account.clone(),
+                    container: path.container.clone(),
+                },
+                None => who.clone(),
             };
             // Links are followed with the requester's rights, or within the temp URL's
             // grant (its account, or its container for a container key).

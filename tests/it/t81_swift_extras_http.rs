@@ -625,6 +625,32 @@ async fn acls_temp_urls_and_quotas() {
     };
     assert_eq!(status(http.get(prefixed("doc"))).await, 200);
     assert_eq!(status(http.get(prefixed("b"))).await, 401);
+    // A container key's temp URL reads a DLO whose segments share its container, and not
+    // one whose segments live elsewhere.
+    assert_eq!(s.put("shared/seg-1", "one ").await.status(), 201);
+    assert_eq!(s.put("shared/seg-2", "two").await.status(), 201);
+    assert_eq!(status(s.req(Method::PUT, "elsewhere")).await, 201);
+    assert_eq!(s.put("elsewhere/seg-1", "far").await.status(), 201);
+    for (name, segments) in [("dlo-in", "shared/seg-"), ("dlo-out", "elsewhere/seg-")] {
+        let r = s
+            .req(Method::PUT, &format!("shared/{name}"))
+            .header("x-object-manifest", segments)
+            .header("content-length", "0");
+        assert_eq!(status(r).await, 201);
+    }
+    let signed = |obj: &str| {
+        let path = format!("/v1/AUTH_test/shared/{obj}");
+        let sig = stratus_core::tempurl::sign("sha256", "k2", "GET", now + 60, &path);
+        format!(
+            "{}{path}?temp_url_sig={sig}&temp_url_expires={}",
+            c.proxy,
+            now + 60
+        )
+    };
+    let r = http.get(signed("dlo-in")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "one two");
+    assert_eq!(status(http.get(signed("dlo-out"))).await, 401);
 
     // Quotas: a container's, then an account's (set by a reseller only).
     assert_eq!(status(s.req(Method::PUT, "q")).await, 201);
