@@ -164,6 +164,7 @@ pub fn info_json() -> serde_json::Value {
             "max_manifest_segments": large::MAX_SEGMENTS,
             "max_manifest_size": MAX_MANIFEST_SIZE,
             "min_segment_size": large::MIN_SEGMENT_SIZE,
+            "yield_frequency": large::YIELD_FREQUENCY,
         },
         "dlo": {"max_segments": crate::ops::segments::DLO_MAX_SEGMENTS},
         "tempurl": {
@@ -500,7 +501,8 @@ async fn swift(
             let r = match m.as_str() {
                 "GET" | "HEAD" => large::get(p, &reader, &path, &q, h, head).await,
                 "PUT" if q.get("multipart-manifest") == Some("put") => {
-                    large::put_slo(p, &segments_who, &path, h, body).await
+                    let heartbeat = q.get("heartbeat").is_some_and(headers::truthy);
+                    large::put_slo(p, &segments_who, &path, h, body, heartbeat).await
                 }
                 "PUT" => object::put(p, &who, &path, h, body, as_stored, link_itself).await,
                 "POST" => object::post(p, &path, h).await,

@@ -162,6 +162,33 @@ async fn large_objects() {
     assert_eq!(r.status(), 201);
     let slo_etag = format!("\"{}\"", md5_hex(etags.concat().as_bytes()));
     assert_eq!(header(&r, "etag"), slo_etag);
+    // With heartbeat=on: 202 at once, a space, then the outcome as a report.
+    let beat = |name: &str, body: String| {
+        s.req(
+            Method::PUT,
+            &format!("big/{name}?multipart-manifest=put&heartbeat=on"),
+        )
+        .body(body)
+    };
+    let r = beat("slo-beat", manifest(&etags[0], 1000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let text = r.text().await.unwrap();
+    assert!(text.starts_with(" \r\n\r\n"), "{text:?}");
+    assert!(text.contains("Response Status: 201 Created\n"), "{text}");
+    assert!(text.contains(&format!("Etag: {slo_etag}\n")), "{text}");
+    let r = beat("slo-beat-bad", missing.to_string())
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let report: serde_json::Value = serde_json::from_str(r.text().await.unwrap().trim()).unwrap();
+    assert_eq!(report["Response Status"], "400 Bad Request", "{report}");
+    assert_eq!(report["Errors"][0][0], "/segs/nope", "{report}");
+    assert_eq!(s.get("big/slo-beat-bad").await.status(), 404);
     let listing: serde_json::Value = s.get("big?format=json").await.json().await.unwrap();
     let row = listing
         .as_array()

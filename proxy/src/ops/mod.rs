@@ -17,6 +17,7 @@ pub mod object;
 pub mod quota;
 pub mod report;
 pub mod segments;
+pub mod slo_check;
 pub mod store;
 pub mod symlink;
 pub mod versions;
