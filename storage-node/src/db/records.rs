@@ -211,10 +211,11 @@ impl ObjRow {
 
     /// Merges `other` in, as Swift merges object rows: the data (timestamp, size, etag,
     /// deletion) of the newer data timestamp, the content type of the newer content-type
-    /// timestamp. Ties go to the greater value, so replicas merging the same rows in any
-    /// order end with the same row.
+    /// timestamp. Ties are broken by value (data over a deletion, as the object store
+    /// breaks them; then etag, size; the greater type), so replicas merging the same rows
+    /// in any order end with the same row.
     pub(super) fn merge(&self, other: &ObjRow) -> ObjRow {
-        let data = |r: &ObjRow| (r.ts, r.deleted, r.size, r.etag.clone());
+        let data = |r: &ObjRow| (r.ts, !r.deleted, r.etag.clone(), r.size);
         let ctype = |r: &ObjRow| (r.ct_ts, r.content_type.clone());
         let d = if data(other) > data(self) {
             other

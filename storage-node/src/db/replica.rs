@@ -4,7 +4,8 @@
 //! A dump carries stored rows as they are (encoded), in pieces of at most [`DUMP_ROWS`]
 //! rows, each with its database's info. Merging one is idempotent and commutative:
 //! timestamps take the maximum, metadata merges per item, rows by the rules of
-//! [`super::update`] (an object row's data and content type each by their own timestamp) — so two replicas that push to each other converge, and pushing twice
+//! [`super::update`] (an object row's data and content type each by their own
+//! timestamp) — so two replicas that push to each other converge, and pushing twice
 //! changes nothing. Tombstoned rows are kept until [`reclaim_rows`] judges that their
 //! deletion has reached every replica.
 

@@ -397,6 +397,8 @@ async fn object_rows_merge_the_same_in_any_order() {
     let (_d, dev) = dev();
     let mut del = row("o", 35, true);
     del.size = 0;
+    let mut same_instant_delete = row("o", 12, true);
+    same_instant_delete.size = 0;
     // Rows, and the (deleted, bytes, type, etag, last_modified) they merge to.
     type Want = (bool, u64, &'static str, &'static str, u64);
     let sets: Vec<(Vec<pb::ObjectRow>, Want)> = vec![
@@ -419,6 +421,18 @@ async fn object_rows_merge_the_same_in_any_order() {
                 ct_row("o", 30, 40, 3, "image/late", "e2"),
             ],
             (true, 0, "image/late", "", 40),
+        ),
+        // A deletion and a PUT at the same instant: the data wins, as in the object
+        // store; of two versions at one instant, one is picked by value.
+        (
+            vec![
+                ct_row("o", 10, 0, 5, "text/a", "e1"),
+                ct_row("o", 10, 0, 6, "text/b", "e2"),
+                ct_row("o", 12, 0, 6, "text/a", "e3"),
+                same_instant_delete,
+                ct_row("o", 10, 11, 5, "image/p", "e1"),
+            ],
+            (false, 6, "text/a", "e3", 12),
         ),
     ];
     for (n, (rows, want)) in sets.into_iter().enumerate() {
