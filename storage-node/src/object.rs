@@ -188,6 +188,7 @@ fn pending_for(t: &pb::ObjectTarget, rec: &ObjectRecord) -> Pending {
         etag: rec.etag.clone(),
         deleted: rec.deleted,
         queued: Timestamp::now().0,
+        ct_ts: rec.ts,
     }
 }
 
@@ -586,6 +587,7 @@ impl Object for ObjectService {
         let req = req.into_inner();
         let loc = Loc::new(&self.node, req.target)?;
         loc.dev.check_space(0)?;
+        let target = loc.t.clone();
         let decide: Decide = Box::new(move |old| {
             let mut rec = old.filter(|r| !r.deleted && r.meta_ts < req.ts)?.clone();
             rec.meta_ts = req.ts;
@@ -605,13 +607,21 @@ impl Object for ObjectService {
                     .map(|m| (m.key, m.value)),
             );
             rec.meta = meta;
-            if let Some(ct) = req.content_type {
+            // A POST that sets the Content-Type tells the container, as Swift's object
+            // server does: the stored version's row (its timestamp, size and etag) with
+            // the new type, set at the POST's timestamp. Queued in the same write as the
+            // record, like a PUT's.
+            let pending = req.content_type.map(|ct| {
                 rec.content_type = ct;
-            }
+                let mut p = pending_for(&target, &rec);
+                p.ct_ts = req.ts;
+                p
+            });
             rec.delete_at = req.delete_at;
-            Some(Change { rec, pending: None })
+            Some(Change { rec, pending })
         });
-        let stored = match loc.commit(&self.node, decide).await?.0 {
+        let (out, updated) = loc.commit(&self.node, decide).await?;
+        let stored = match out {
             Outcome::Committed { new, .. } => new,
             Outcome::Declined { current } => match current {
                 Some(r) if !r.deleted => r,
@@ -625,7 +635,7 @@ impl Object for ObjectService {
             .collect();
         Ok(Response::new(pb::WriteReply {
             existed: true,
-            container_updated: true,
+            container_updated: updated,
             sysmeta: meta_items(&sysmeta),
         }))
     }

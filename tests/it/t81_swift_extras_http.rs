@@ -197,6 +197,41 @@ async fn large_objects() {
         .find(|e| e["name"] == "slo")
         .unwrap();
     assert_eq!(row["bytes"], whole.len(), "listed at its full size: {row}");
+    // A POSTed Content-Type reaches the listing (as Swift's): the row keeps its size, its
+    // manifest's hash and its SLO ETag, and its last_modified moves to the POST's.
+    let listed = |listing: serde_json::Value| {
+        listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "slo")
+            .unwrap()
+            .clone()
+    };
+    let before = row.clone();
+    assert_eq!(before["slo_etag"], slo_etag.as_str(), "{before}");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let r = s
+        .req(Method::POST, "big/slo")
+        .header("content-type", "image/jpeg")
+        .header("x-object-meta-test", "blah");
+    assert_eq!(status(r).await, 202);
+    let after = listed(s.get("big?format=json").await.json().await.unwrap());
+    assert_eq!(after["content_type"], "image/jpeg", "{after}");
+    for k in ["bytes", "hash", "slo_etag"] {
+        assert_eq!(after[k], before[k], "{k}: {after}");
+    }
+    assert!(
+        after["last_modified"].as_str() > before["last_modified"].as_str(),
+        "{before} then {after}"
+    );
+    // A POST without a Content-Type leaves the listed type alone.
+    let r = s
+        .req(Method::POST, "big/slo")
+        .header("x-object-meta-test", "again");
+    assert_eq!(status(r).await, 202);
+    let again = listed(s.get("big?format=json").await.json().await.unwrap());
+    assert_eq!(again["content_type"], "image/jpeg", "{again}");
     let r = s.get("big/slo").await;
     assert_eq!(header(&r, "etag"), slo_etag);
     assert_eq!(header(&r, "x-static-large-object"), "True");
