@@ -9,7 +9,9 @@
 # --floors, a module that passes fewer tests than its floor in FILE (lines `MODULE N`,
 # comments after `#`) fails the run. The cluster is a fresh `stratus dev up` in a temp dir
 # (stopped at the end unless --keep), with the users the suite expects: test:tester and
-# test:tester2 (owners of AUTH_test), test:tester3 (a member: ACLs only) and test2:tester2.
+# test:tester2 (owners of AUTH_test), test:tester3 (a member: ACLs only), test2:tester2,
+# and test5:tester5 (in the `service` group: its token is a service token). The storage
+# domain is example.net.
 # The binaries are those of target/debug (STRATUS_BIN names another `stratus`).
 #
 # What it installs when missing: Debian's python3-swift (the suite imports swift.common;
@@ -83,7 +85,7 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-"$stratus" dev up --dir "$work/cluster" >"$work/dev-up.log" 2>&1 || {
+"$stratus" dev up --dir "$work/cluster" --storage-domain example.net >"$work/dev-up.log" 2>&1 || {
   cat "$work/dev-up.log" >&2
   exit 1
 }
@@ -92,6 +94,7 @@ user() { "$stratus" user --dir "$work/cluster" add "$@" >/dev/null; }
 user test:tester2 testing2
 user --member test:tester3 testing3
 user test2:tester2 testing2
+user --member --group service test5:tester5 testing5
 cat >"$work/test.conf" <<EOF
 [func_test]
 auth_uri = $auth
@@ -103,9 +106,13 @@ username2 = tester2
 password2 = testing2
 username3 = tester3
 password3 = testing3
+account5 = test5
+username5 = tester5
+password5 = testing5
+service_prefix = SERVICE
 collate = C
 insecure = no
-storage_domain =
+storage_domain = example.net
 EOF
 
 # 4. Each module, and its floor.
@@ -121,7 +128,7 @@ printf '%-24s %7s %7s %7s %7s\n' module passed failed skipped floor
 for m in "${modules[@]}"; do
   log="$work/$m.log"
   (cd "$cache" && SWIFT_TEST_CONFIG_FILE="$work/test.conf" timeout 900 \
-    "$venv/bin/python" -m pytest -q -p no:cacheprovider -rfE "test/functional/$m.py") >"$log" 2>&1 || true
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider -rfEs "test/functional/$m.py") >"$log" 2>&1 || true
   last="$(grep -E '(passed|failed|skipped|error|no tests ran)' "$log" | tail -n1)"
   count() { grep -oE "[0-9]+ $1" <<<"$last" | grep -oE '^[0-9]+' || echo 0; }
   p="$(count passed)" f="$(( $(count failed) + $(count error) ))" s="$(count skipped)"

@@ -114,6 +114,7 @@ fn listing(c: &mut Criterion) {
                 content_type: "application/octet-stream".into(),
                 etag: "0123456789abcdef0123456789abcdef".into(),
                 deleted: false,
+                ct_ts: 0,
             };
             db::object_update(&dev, &t, &row).await.unwrap();
         }

@@ -76,6 +76,10 @@ pub enum DevCmd {
         /// TLS costs (a cluster is made with TLS or without, for good).
         #[arg(long)]
         insecure: bool,
+        /// Storage domain for domain remap (`Host: c.AUTH_a.<domain>` means `/v1/AUTH_a/c`),
+        /// comma-separated; none by default.
+        #[arg(long, value_name = "DOMAIN")]
+        storage_domain: Option<String>,
         #[command(flatten)]
         compute: compute::DevCompute,
     },
@@ -376,6 +380,7 @@ pub async fn run(cmd: DevCmd) -> Result<()> {
             devices,
             worker_interval,
             insecure,
+            storage_domain,
             compute,
         } => {
             let dir = dir.unwrap_or_else(default_dir);
@@ -386,7 +391,7 @@ pub async fn run(cmd: DevCmd) -> Result<()> {
                 worker_interval,
                 insecure,
             };
-            up(&dir, &shape, &compute).await
+            up(&dir, &shape, storage_domain.as_deref(), &compute).await
         }
         DevCmd::Status { dir, json } => {
             let dir = dir.unwrap_or_else(default_dir);
@@ -468,7 +473,12 @@ impl Certs {
     }
 }
 
-async fn up(dir: &Path, shape: &Shape, with_compute: &compute::DevCompute) -> Result<()> {
+async fn up(
+    dir: &Path,
+    shape: &Shape,
+    storage_domain: Option<&str>,
+    with_compute: &compute::DevCompute,
+) -> Result<()> {
     let Shape {
         meta_nodes,
         storage_nodes,
@@ -551,16 +561,16 @@ async fn up(dir: &Path, shape: &Shape, with_compute: &compute::DevCompute) -> Re
     }
     let proxy_dir = dir.join("proxy");
     let proxy_addr = picked_addr(&proxy_dir)?;
-    let proxy_args = write_config(
-        &proxy_dir,
-        "proxy",
-        &[
-            ("listen", Setting::Str(proxy_addr.clone())),
-            ("meta", Setting::List(endpoints.clone())),
-            ("admin_listen", Setting::Str(admin_addr(&proxy_dir)?)),
-            certs.setting(Role::Proxy, "proxy")?,
-        ],
-    )?;
+    let mut proxy_settings = vec![
+        ("listen", Setting::Str(proxy_addr.clone())),
+        ("meta", Setting::List(endpoints.clone())),
+        ("admin_listen", Setting::Str(admin_addr(&proxy_dir)?)),
+        certs.setting(Role::Proxy, "proxy")?,
+    ];
+    if let Some(d) = storage_domain {
+        proxy_settings.push(("storage_domain", Setting::Str(d.to_string())));
+    }
+    let proxy_args = write_config(&proxy_dir, "proxy", &proxy_settings)?;
     spawn(&sibling_binary("stratus-proxy")?, &proxy_args, &proxy_dir)?;
     ensure_test_user(&client).await?;
     let identity_url = format!("http://{proxy_addr}/identity");

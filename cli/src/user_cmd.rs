@@ -23,6 +23,11 @@ pub enum UserCmd {
         /// (Swift's user without `.admin`).
         #[arg(long, conflicts_with = "reseller")]
         member: bool,
+        /// A group the user is in (repeatable), as TempAuth's user groups: ACLs may name
+        /// it, and `service` is the group a service token's user needs to reach
+        /// `SERVICE_<account>` accounts.
+        #[arg(long = "group", value_name = "NAME")]
+        groups: Vec<String>,
     },
     /// List users.
     List,
@@ -65,6 +70,18 @@ pub async fn run_auth(conn: &Conn, cmd: AuthCmd) -> Result<()> {
     Ok(())
 }
 
+/// A group name TempAuth could hold: not empty, no `,` `:` or whitespace (ACLs and group
+/// lists are split on them), and not a role's name.
+fn check_group(g: &str) -> Result<()> {
+    if g.is_empty() || g.contains([',', ':']) || g.chars().any(char::is_whitespace) {
+        bail!("a group name is not empty and holds no ',' ':' or spaces, got {g:?}");
+    }
+    if g == ROLE_ADMIN || g == ROLE_RESELLER {
+        bail!("{g:?} is a role: use --member (or not) and --reseller");
+    }
+    Ok(())
+}
+
 fn split(name: &str) -> Result<(&str, &str)> {
     match name.split_once(':') {
         Some((a, u)) if !a.is_empty() && !u.is_empty() => Ok((a, u)),
@@ -81,11 +98,18 @@ pub async fn run(conn: &Conn, cmd: UserCmd) -> Result<()> {
             key,
             reseller,
             member,
+            groups,
         } => {
             let (a, u) = split(&name)?;
             let mut roles = if member { vec![] } else { vec![ROLE_ADMIN] };
             if reseller {
                 roles.push(ROLE_RESELLER);
+            }
+            for g in &groups {
+                check_group(g)?;
+                if !roles.contains(&g.as_str()) {
+                    roles.push(g);
+                }
             }
             let user = users.add(a, u, &key, &roles).await?;
             if conn.json {

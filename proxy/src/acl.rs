@@ -141,6 +141,10 @@ pub enum Identity {
         reseller: bool,
         reader: bool,
     },
+    /// A valid temp URL signed with a container's key, reading the segments of a large
+    /// object it reached: everything in that container, nothing else (Swift's
+    /// `authorize_same_container`).
+    ContainerGrant { account: String, container: String },
 }
 
 impl Identity {
@@ -195,6 +199,7 @@ pub fn decide(
         Identity::User { reader: true, .. } if want.read => return Decision::Allowed,
         Identity::User { groups, .. } => groups,
         Identity::Anonymous => &[],
+        Identity::ContainerGrant { .. } => return Decision::Unauthorized,
     };
     let member = |list: &[String]| list.iter().any(|g| groups.contains(g));
     if let Some(a) = account_acl {
@@ -226,7 +231,7 @@ pub fn decide(
 
 fn denied(who: &Identity) -> Decision {
     match who {
-        Identity::Anonymous => Decision::Unauthorized,
+        Identity::Anonymous | Identity::ContainerGrant { .. } => Decision::Unauthorized,
         Identity::User { .. } => Decision::Forbidden,
     }
 }

@@ -40,6 +40,21 @@ use crate::headers::hv;
 /// Prefix of account names in storage URLs (Swift's `reseller_prefix`).
 pub const RESELLER_PREFIX: &str = "AUTH_";
 
+/// The second reseller prefix: a user's `SERVICE_<account>` is where services (an image
+/// service, a backup service) keep data for that user. It is reached only with the
+/// user's token *and* an `X-Service-Token` of a user in [`SERVICE_GROUP`] (TempAuth's
+/// `reseller_prefix = AUTH, SERVICE` with `SERVICE_require_group = service`).
+pub const SERVICE_PREFIX: &str = "SERVICE_";
+
+/// The group that a request on a [`SERVICE_PREFIX`] account needs among its tokens' groups.
+pub const SERVICE_GROUP: &str = "service";
+
+/// Every reseller prefix, and the group each requires of the requester.
+pub const RESELLER_PREFIXES: &[(&str, Option<&str>)] = &[
+    (RESELLER_PREFIX, None),
+    (SERVICE_PREFIX, Some(SERVICE_GROUP)),
+];
+
 /// Token lifetime by default (Swift's `token_life`).
 pub const DEFAULT_TOKEN_TTL: u64 = 86_400;
 
@@ -226,7 +241,9 @@ impl Auth {
     }
 
     /// Who the request comes from, for `account` (as it appears in the path): anonymous
-    /// without a token, 401 with a bad or expired one.
+    /// without a token, 401 with a bad or expired one. A valid TempAuth `X-Service-Token`
+    /// beside a TempAuth token adds its user's groups, as TempAuth does (an invalid one
+    /// adds nothing).
     pub fn identify(&self, h: &HeaderMap, account: &str) -> SwiftResult<Identity> {
         let Some(tok) = hv(h, "x-auth-token").or_else(|| hv(h, "x-storage-token")) else {
             return Ok(Identity::Anonymous);
@@ -235,7 +252,11 @@ impl Auth {
             let c = self.keystone(tok).map_err(|_| unauthorized())?;
             return Ok(keystone_identity(&c, account));
         }
-        Ok(identity(&self.tempauth(tok)?, account))
+        let user = self.tempauth(tok)?;
+        let service = hv(h, "x-service-token")
+            .filter(|t| t.starts_with("AUTH_tk"))
+            .and_then(|t| self.tempauth(t).ok());
+        Ok(identity(&user, service.as_ref(), account))
     }
 
     /// The claims of a valid TempAuth token: signed with the current secret (or the
@@ -316,26 +337,59 @@ pub fn keystone_identity(c: &TokenClaims, account: &str) -> Identity {
     }
 }
 
-/// The groups of a user (`account:user`, `account`, and `AUTH_account` for its admins, as
-/// TempAuth gives them) and whether it owns `account`: a reseller owns every account, an
-/// admin its own. A user without admin acts only through ACLs, even in its own account.
-pub fn identity(c: &Claims, account: &str) -> Identity {
-    let reseller = c.roles.iter().any(|r| r == ROLE_RESELLER);
-    let admin = c.roles.iter().any(|r| r == ROLE_ADMIN);
-    let own = account
-        .strip_prefix(RESELLER_PREFIX)
-        .is_some_and(|a| a == c.account);
-    let owner = reseller || (own && admin);
-    let mut groups = vec![format!("{}:{}", c.account, c.user), c.account.clone()];
-    if admin {
-        groups.push(format!("{RESELLER_PREFIX}{}", c.account));
+/// TempAuth's view of a user's token, with the groups of a service token (`service`) added,
+/// for `account`: the groups (`account:user`, `account`, the user's own groups, and for an
+/// admin `AUTH_account` and `SERVICE_account`), and whether they own `account`. A reseller
+/// owns every account; an admin owns its own, but a `SERVICE_` account only when the
+/// groups hold [`SERVICE_GROUP`] too. A user without admin acts only through ACLs, even in
+/// its own account.
+pub fn identity(c: &Claims, service: Option<&Claims>, account: &str) -> Identity {
+    let mut groups = tempauth_groups(c);
+    if let Some(s) = service {
+        groups.extend(tempauth_groups(s));
     }
+    let reseller = std::iter::once(c)
+        .chain(service)
+        .any(|x| x.roles.iter().any(|r| r == ROLE_RESELLER));
+    let required = RESELLER_PREFIXES
+        .iter()
+        .find(|(p, _)| account.starts_with(p))
+        .map(|(_, g)| *g);
+    let owner = reseller
+        || match required {
+            Some(group) => {
+                groups.iter().any(|g| g == account)
+                    && group.is_none_or(|want| groups.iter().any(|g| g == want))
+            }
+            None => false,
+        };
     Identity::User {
         groups,
         owner,
         reseller,
         reader: false,
     }
+}
+
+/// The groups TempAuth gives a user: `account:user`, `account`, its own groups (roles
+/// other than admin and reseller), and for an admin the account under every reseller
+/// prefix.
+fn tempauth_groups(c: &Claims) -> Vec<String> {
+    let mut groups = vec![format!("{}:{}", c.account, c.user), c.account.clone()];
+    groups.extend(
+        c.roles
+            .iter()
+            .filter(|r| *r != ROLE_ADMIN && *r != ROLE_RESELLER)
+            .cloned(),
+    );
+    if c.roles.iter().any(|r| r == ROLE_ADMIN) {
+        groups.extend(
+            RESELLER_PREFIXES
+                .iter()
+                .map(|(p, _)| format!("{p}{}", c.account)),
+        );
+    }
+    groups
 }
 
 #[cfg(test)]
@@ -375,7 +429,7 @@ mod tests {
                 reader,
                 ..
             } => (*owner, *reseller, *reader),
-            Identity::Anonymous => panic!("anonymous"),
+            other => panic!("not a user: {other:?}"),
         }
     }
 
@@ -421,15 +475,45 @@ mod tests {
             roles: roles.iter().map(|r| r.to_string()).collect(),
             expires: u64::MAX,
         };
-        let Identity::User { groups, owner, .. } = identity(&c(&[]), "AUTH_test") else {
+        let Identity::User { groups, owner, .. } = identity(&c(&[]), None, "AUTH_test") else {
             unreachable!()
         };
         assert!(!owner);
         assert_eq!(groups, ["test:tester3", "test"]);
-        let Identity::User { groups, owner, .. } = identity(&c(&[ROLE_ADMIN]), "AUTH_test") else {
+        let Identity::User { groups, owner, .. } = identity(&c(&[ROLE_ADMIN]), None, "AUTH_test")
+        else {
             unreachable!()
         };
         assert!(owner);
         assert!(groups.contains(&"AUTH_test".to_string()));
+    }
+
+    /// A `SERVICE_` account is owned only with the owner's token and a service token of a
+    /// user in the `service` group: neither token alone, nor the service user alone.
+    #[test]
+    fn service_accounts_need_the_owner_and_a_service_token() {
+        let claims = |account: &str, user: &str, roles: &[&str]| Claims {
+            account: account.into(),
+            user: user.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            expires: u64::MAX,
+        };
+        let owner = |i: Identity| matches!(i, Identity::User { owner: true, .. });
+        let user = claims("test", "tester", &[ROLE_ADMIN]);
+        let glance = claims("test5", "tester5", &[SERVICE_GROUP]);
+        let stranger = claims("test2", "tester2", &[ROLE_ADMIN]);
+        assert!(owner(identity(&user, None, "AUTH_test")));
+        assert!(!owner(identity(&user, None, "SERVICE_test")));
+        assert!(owner(identity(&user, Some(&glance), "SERVICE_test")));
+        assert!(!owner(identity(&glance, None, "SERVICE_test")));
+        assert!(!owner(identity(&glance, Some(&glance), "SERVICE_test")));
+        assert!(!owner(identity(&stranger, Some(&glance), "SERVICE_test")));
+        assert!(!owner(identity(&user, Some(&stranger), "SERVICE_test")));
+        // An account under no reseller prefix is nobody's but a reseller's.
+        assert!(!owner(identity(&user, Some(&glance), "test")));
+        let Identity::User { groups, .. } = identity(&glance, None, "AUTH_test5") else {
+            unreachable!()
+        };
+        assert_eq!(groups, ["test5:tester5", "test5", "service"]);
     }
 }

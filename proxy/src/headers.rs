@@ -87,6 +87,14 @@ pub fn metadata(h: &HeaderMap, kind: &str, extra: &[&str]) -> SwiftResult<Vec<(S
         out.push((key, value));
     }
     check_meta_totals(count, size)?;
+    // A value set in the same request wins over its removal (Swift's rule for
+    // `X-Versions-Location` with `X-Remove-Versions-Location`), whatever the header order.
+    let set: Vec<String> = out
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, _)| k.clone())
+        .collect();
+    out.retain(|(k, v)| !v.is_empty() || !set.contains(k));
     Ok(out)
 }
 
@@ -586,6 +594,21 @@ mod tests {
         .unwrap();
         assert!(ok.contains(&("x-object-meta-color".into(), "blue".into())));
         assert!(ok.contains(&("x-object-meta-old".into(), String::new())));
+        // Setting wins over removing in one request.
+        let both = metadata(
+            &h(&[
+                ("x-remove-versions-location", "v"),
+                ("x-versions-location", "v"),
+                ("x-remove-container-meta-a", "x"),
+                ("x-container-meta-a", "1"),
+            ]),
+            "container",
+            &["x-versions-location"],
+        )
+        .unwrap();
+        assert_eq!(both.len(), 2, "{both:?}");
+        assert!(both.contains(&("x-versions-location".into(), "v".into())));
+        assert!(both.contains(&("x-container-meta-a".into(), "1".into())));
         let long_name = format!("x-object-meta-{}", "n".repeat(129));
         let mut m = HeaderMap::new();
         m.insert(

@@ -19,10 +19,11 @@
 //! grants nothing on the containers its segments live in.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use md5::{Digest, Md5};
@@ -30,12 +31,12 @@ use serde::Deserialize;
 
 use crate::acl::Identity;
 use crate::error::{bad_request, conflict, status_line, SwiftError, SwiftResult};
-use crate::headers::{self, conditions, hv, iso_date, meta_value, Condition};
+use crate::headers::{self, conditions, hv, Condition};
 use crate::names::Query;
 use crate::ops::fetch::{self, fetch};
 use crate::ops::link::{self, is_symlink};
 use crate::ops::manifest::{
-    decode_data, encode_data, entry_path, is_slo, parse_entries, segment_range, Entry, DLO_HEADER,
+    decode_data, entry_path, is_slo, parse_entries, segment_range, Entry, DLO_HEADER,
     MAX_MANIFEST_SIZE, SLO_ETAG, SLO_FLAG, SLO_SIZE,
 };
 use crate::ops::object::{self, body_error, ByteStream, ObjPath, STORED_HEADERS};
@@ -43,6 +44,7 @@ use crate::ops::object_versioning::store_object;
 use crate::ops::quota;
 use crate::ops::report::{render, Report};
 use crate::ops::segments::{first_piece, read_body, resolve, segments_of, stream_pieces, Large};
+use crate::ops::slo_check::{check_all, Wanted};
 use crate::ops::store::client_put_header;
 use crate::ops::symlink::{follow, located, Followed, Reader};
 use crate::proxy::Proxy;
@@ -50,8 +52,7 @@ use crate::proxy::Proxy;
 /// Most segments in one SLO manifest (Swift's `max_manifest_segments`).
 pub const MAX_SEGMENTS: usize = 1000;
 
-/// Smallest segment (Swift's `min_segment_size`).
-pub const MIN_SEGMENT_SIZE: u64 = 1;
+pub use crate::ops::slo_check::MIN_SEGMENT_SIZE;
 
 /// The SLO ETag of entries.
 fn slo_etag(entries: &[Entry]) -> String {
@@ -282,18 +283,6 @@ struct Given {
     data: Option<serde_json::Value>,
 }
 
-/// A checked entry, before its segment is looked at.
-#[derive(Debug)]
-struct Wanted {
-    name: String,
-    path: ObjPath,
-    etag: Option<String>,
-    size: Option<u64>,
-    range: Option<String>,
-    /// An inline data segment's bytes (then nothing else is set).
-    data: Option<Vec<u8>>,
-}
-
 /// Parses a manifest body, listing every malformed entry as Swift does (400).
 fn parse_manifest(account: &str, body: &[u8]) -> SwiftResult<Vec<Wanted>> {
     let items: Vec<serde_json::Value> =
@@ -334,6 +323,7 @@ fn parse_manifest(account: &str, body: &[u8]) -> SwiftResult<Vec<Wanted>> {
                 )),
                 Some(raw) => out.push(Wanted {
                     name: String::new(),
+                    shown: String::new(),
                     path: ObjPath {
                         account: account.to_string(),
                         container: String::new(),
@@ -385,6 +375,8 @@ fn parse_manifest(account: &str, body: &[u8]) -> SwiftResult<Vec<Wanted>> {
         };
         out.push(Wanted {
             name: format!("/{}/{}", path.container, path.object),
+            // Reports name a segment as the manifest did, quoted (as Swift's do).
+            shown: link::quote(name),
             path,
             etag,
             size,
@@ -401,101 +393,31 @@ fn parse_manifest(account: &str, body: &[u8]) -> SwiftResult<Vec<Wanted>> {
     Ok(out)
 }
 
-/// Looks at one segment: its stored entry, or why it cannot be one.
-async fn check_segment(
-    p: &Proxy,
-    who: &Identity,
-    w: &Wanted,
-    h: &HeaderMap,
-) -> Result<Entry, String> {
-    if let Some(raw) = &w.data {
-        // As Swift: inline data counts in the ETag as the MD5 of its bytes.
-        return Ok(Entry {
-            bytes: raw.len() as u64,
-            hash: hex::encode(Md5::digest(raw)),
-            data: Some(encode_data(raw)),
-            ..Default::default()
-        });
-    }
-    if let Err(e) = p
-        .access(who, true, &w.path.account, Some(&w.path.container), true, h)
-        .await
-    {
-        return Err(status_line(e.status));
-    }
-    // A segment that is a symlink stands for its target (Swift's `slo` reads segments
-    // through `symlink`); the manifest keeps the link's name.
-    let reader = Reader::Token {
-        who: who.clone(),
-        account: w.path.account.clone(),
-    };
-    let found = match follow(p, &reader, &w.path, &HeaderMap::new(), true).await {
-        Ok(f) => f.found,
-        Err(e) => return Err(status_line(e.status)),
-    };
-    let m = found.meta;
-    let sub_slo = is_slo(&m);
-    if meta_value(&m.meta, DLO_HEADER).is_some() {
-        return Err("Dynamic large objects cannot be segments".into());
-    }
-    let (etag, size) = if sub_slo {
-        (
-            meta_value(&m.meta, SLO_ETAG)
-                .unwrap_or_default()
-                .to_string(),
-            meta_value(&m.meta, SLO_SIZE)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-        )
-    } else {
-        (m.etag.clone(), m.size)
-    };
-    let mut problems = Vec::new();
-    if w.size.is_some_and(|s| s != size) {
-        problems.push("Size Mismatch");
-    }
-    if w.etag.as_ref().is_some_and(|e| *e != etag) {
-        problems.push("Etag Mismatch");
-    }
-    let bytes = match &w.range {
-        Some(r) => match segment_range(r, size) {
-            Some((a, b)) => b - a,
-            None => {
-                problems.push("Unsatisfiable Range");
-                0
-            }
-        },
-        None => size,
-    };
-    if problems.is_empty() && bytes < MIN_SEGMENT_SIZE {
-        problems.push("Too small; each segment must be at least 1 byte.");
-    }
-    if !problems.is_empty() {
-        return Err(problems.join(", "));
-    }
-    Ok(Entry {
-        name: w.name.clone(),
-        bytes,
-        hash: etag,
-        content_type: m.content_type.clone(),
-        last_modified: iso_date(m.meta_ts.max(m.ts)),
-        range: w
-            .range
-            .as_ref()
-            .and_then(|r| segment_range(r, size).map(|(a, b)| format!("{a}-{}", b - 1))),
-        sub_slo,
-        data: None,
-        raw: None,
-    })
-}
+/// The body of Swift's plain 400 (its `RESPONSE_REASONS`), as a heartbeat report gives it.
+const BAD_REQUEST_TEXT: &str = "Bad Request\nThe server could not comply with the request \
+since it is either malformed or otherwise incorrect.";
 
-/// `PUT ?multipart-manifest=put`: checks and stores an SLO manifest.
+/// The same for Swift's plain 422.
+const UNPROCESSABLE_TEXT: &str =
+    "Unprocessable Entity\nUnable to process the contained instructions";
+
+/// How often a `heartbeat=on` manifest PUT sends a space while it checks segments
+/// (Swift's `yield_frequency`, in seconds).
+pub const YIELD_FREQUENCY: u64 = 10;
+
+/// PUT of an SLO manifest (`?multipart-manifest=put`): every segment is checked (it exists,
+/// its size and ETag match what the manifest says), then the manifest is stored in Swift's
+/// stored form. With `heartbeat=on` (for manifests whose segments take long to check) the
+/// answer is `202 Accepted` at once, a space every [`YIELD_FREQUENCY`] seconds while the
+/// segments are checked, then a blank line and the outcome as a report (Swift's
+/// `Response Status`, `Etag`, `Last Modified`, `Errors`), as Swift's `slo` does.
 pub async fn put_slo(
-    p: &Proxy,
+    p: &Arc<Proxy>,
     who: &Identity,
     path: &ObjPath,
     h: &HeaderMap,
     body: Body,
+    heartbeat: bool,
 ) -> SwiftResult<Response> {
     p.require_container(&path.account, &path.container).await?;
     crate::object::check_if_none_match(p, path, h).await?;
@@ -523,26 +445,113 @@ pub async fn put_slo(
     if !loops.is_empty() {
         return Err(bad_request(loops.join("\n") + "\n"));
     }
-    let lookups: Vec<_> = wanted
-        .iter()
-        .map(|w| Box::pin(check_segment(p, who, w, h)))
-        .collect();
-    let checks = futures::stream::iter(lookups)
-        .buffered(10)
-        .collect::<Vec<_>>()
-        .await;
-    let mut entries = Vec::new();
-    let mut errors = Vec::new();
-    for (w, r) in wanted.iter().zip(checks) {
-        match r {
-            Ok(e) => entries.push(e),
-            Err(why) => errors.push(format!("{}, {why}", w.name)),
+    if !heartbeat {
+        return match store_manifest(p, who, path, h, wanted).await {
+            Manifest::Stored(r) => Ok(r),
+            Manifest::Problems(errors) => {
+                let (text, ctype) = crate::ops::report::body(Vec::new(), &errors, h, "upload");
+                Err(bad_request(text).with_header("content-type", ctype.into()))
+            }
+            Manifest::Failed(e) => Err(e),
+        };
+    }
+    let (p, who, path, h) = (p.clone(), who.clone(), path.clone(), h.clone());
+    let ctype = crate::ops::report::body(Vec::new(), &[], &h, "upload").1;
+    let outcome = tokio::spawn(async move {
+        let report = match store_manifest(&p, &who, &path, &h, wanted).await {
+            Manifest::Stored(r) => {
+                let hdr = |n: &str| hv(r.headers(), n).unwrap_or_default().to_string();
+                let fields = vec![
+                    ("Response Status", status_line(r.status()).into()),
+                    ("Response Body", "".into()),
+                    ("Etag", hdr("etag").into()),
+                    ("Last Modified", hdr("last-modified").into()),
+                ];
+                crate::ops::report::body(fields, &[], &h, "upload")
+            }
+            Manifest::Problems(errors) => {
+                let fields = vec![
+                    (
+                        "Response Status",
+                        status_line(StatusCode::BAD_REQUEST).into(),
+                    ),
+                    ("Response Body", BAD_REQUEST_TEXT.into()),
+                ];
+                crate::ops::report::body(fields, &errors, &h, "upload")
+            }
+            Manifest::Failed(e) => {
+                // Swift's own refusals here carry no body, so its report gives the status's
+                // standard text.
+                let text = match e.status {
+                    StatusCode::UNPROCESSABLE_ENTITY => UNPROCESSABLE_TEXT.to_string(),
+                    _ if e.body.is_empty() => e.status.canonical_reason().unwrap_or("").to_string(),
+                    _ => e.body.clone(),
+                };
+                let fields = vec![
+                    ("Response Status", status_line(e.status).into()),
+                    ("Response Body", text.into()),
+                ];
+                crate::ops::report::body(fields, &[], &h, "upload")
+            }
+        };
+        format!("\r\n\r\n{}", report.0)
+    });
+    // A space at once (the answer starts), one per period while the work goes on, then
+    // the report.
+    let beats = futures::stream::unfold(Some(outcome), |state| async move {
+        let mut outcome = state?;
+        tokio::select! {
+            r = &mut outcome => {
+                let text = r.unwrap_or_else(|_| "\r\n\r\nResponse Status: 500 Internal Error\n".into());
+                Some((Ok::<_, std::io::Error>(Bytes::from(text)), None))
+            }
+            _ = tokio::time::sleep(Duration::from_secs(YIELD_FREQUENCY)) => {
+                Some((Ok(Bytes::from_static(b" ")), Some(outcome)))
+            }
         }
+    });
+    let first = futures::stream::once(async { Ok(Bytes::from_static(b" ")) });
+    let mut r = (StatusCode::ACCEPTED, Body::from_stream(first.chain(beats))).into_response();
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static(ctype));
+    Ok(r)
+}
+
+/// How storing a checked manifest ended.
+enum Manifest {
+    /// Stored: the 201.
+    Stored(Response),
+    /// Segments that are not what the manifest says: each name and why.
+    Problems(Vec<(String, String)>),
+    /// Any other refusal.
+    Failed(SwiftError),
+}
+
+/// Checks `wanted`'s segments with `who`'s rights and stores the manifest at `path`.
+async fn store_manifest(
+    p: &Proxy,
+    who: &Identity,
+    path: &ObjPath,
+    h: &HeaderMap,
+    wanted: Vec<Wanted>,
+) -> Manifest {
+    let entries = match check_all(p, who, &wanted, h).await {
+        Ok(entries) => entries,
+        Err(errors) => return Manifest::Problems(errors),
+    };
+    match store_entries(p, path, h, entries).await {
+        Ok(r) => Manifest::Stored(r),
+        Err(e) => Manifest::Failed(e),
     }
-    if !errors.is_empty() {
-        return Err(bad_request(format!("Errors:\n{}\n", errors.join("\n")))
-            .with_header("content-type", "text/plain".into()));
-    }
+}
+
+/// Stores checked manifest `entries` at `path` (a 201 with the SLO's ETag).
+async fn store_entries(
+    p: &Proxy,
+    path: &ObjPath,
+    h: &HeaderMap,
+    entries: Vec<Entry>,
+) -> SwiftResult<Response> {
     let etag = slo_etag(&entries);
     let size: u64 = entries.iter().map(|e| e.bytes).sum();
     if let Some(want) = hv(h, "etag") {
@@ -611,6 +620,7 @@ pub async fn delete_slo(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::manifest::encode_data;
 
     #[test]
     fn manifest_errors_are_listed_by_index() {

@@ -7,11 +7,13 @@
 //! # Layout
 //! Dependencies point down this list; no file imports one above it.
 //! - [`server`]: the HTTP service; every request's transaction id, metrics and log line.
+//! - [`domain_remap`]: `Host` names under a storage domain → `/v1/...` paths, before
+//!   routing.
 //! - [`router`]: request path → [`router::Endpoint`], then method → handler; `/info`.
 //! - Handlers, which never call each other: [`object`] (PUT, symlink PUT, COPY, POST),
 //!   [`large`] (GET/HEAD of any object, symlinks followed, DLO/SLO assembly, SLO PUT and
 //!   DELETE), [`container`] (account and container GET/HEAD, listings), [`bulk`] (bulk
-//!   delete, archive extraction), [`tempurl`].
+//!   delete, archive extraction), [`tempurl`], [`cors`] (`OPTIONS` and CORS preflights).
 //! - [`staticweb`]: web sites from containers (index pages, HTML listings, error
 //!   pages) for anonymous reads; it stands between the router and the handlers, as
 //!   Swift's middleware does in its pipeline, and answers through [`large`] and the
@@ -47,6 +49,8 @@ pub mod bulk;
 pub mod cluster;
 pub mod compute;
 pub mod container;
+pub mod cors;
+pub mod domain_remap;
 pub mod error;
 pub mod headers;
 pub mod identity;

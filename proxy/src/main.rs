@@ -46,6 +46,10 @@ struct Args {
     /// Requests handled at once; more get 503 with Retry-After.
     #[arg(long, env = "STRATUS_MAX_REQUESTS", default_value_t = Config::MAX_REQUESTS)]
     max_requests: usize,
+    /// Storage domains (comma-separated) for domain remap: `Host: c.AUTH_a.<domain>` means
+    /// `/v1/AUTH_a/c`, as Swift's `domain_remap` does. None by default.
+    #[arg(long, env = "STRATUS_STORAGE_DOMAIN", default_value = "")]
+    storage_domain: String,
     #[command(flatten)]
     tls: stratus_client::tls::TlsArgs,
 }
@@ -79,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
         node_timeout: seconds(a.node_timeout, "--node-timeout")?,
         client_timeout: seconds(a.client_timeout, "--client-timeout")?,
         max_requests: a.max_requests,
+        storage_domain: a.storage_domain,
     })
     .await
     .context("starting the proxy")?;

@@ -278,7 +278,18 @@ pub async fn copy(
     p.require_container(&dst.account, &dst.container).await?;
     let m = found.meta.clone();
     let is_link = is_symlink(&m);
-    let (size, body, assembled) = if as_stored || is_link || !is_manifest(&m) {
+    let (size, body, assembled) = if as_stored && crate::ops::manifest::is_slo(&m) {
+        // A manifest copied as it is: checked again where it lands, as Swift's copy of a
+        // manifest is a manifest PUT there.
+        let raw =
+            crate::ops::segments::read_body(found, crate::ops::manifest::MAX_MANIFEST_SIZE).await?;
+        crate::ops::slo_check::check_copied_manifest(p, to.who, &dst.account, &raw, h).await?;
+        let body: ByteStream =
+            Box::pin(futures::stream::once(
+                async move { Ok(bytes::Bytes::from(raw)) },
+            ));
+        (m.size, Some(body), false)
+    } else if as_stored || is_link || !is_manifest(&m) {
         let size = found.range.map_or(m.size, |r| r.end - r.start);
         (size, found.body, false)
     } else {

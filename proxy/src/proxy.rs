@@ -40,6 +40,8 @@ pub struct Config {
     pub client_timeout: Duration,
     /// Requests handled at once; more get 503 with `Retry-After`.
     pub max_requests: usize,
+    /// Storage domains for domain remap (comma-separated; empty: none).
+    pub storage_domain: String,
 }
 
 /// Defaults of the limits in [`Config`].
@@ -82,6 +84,8 @@ pub struct Proxy {
     pub(crate) inflight: Arc<tokio::sync::Semaphore>,
     /// See [`Config::client_timeout`].
     pub(crate) client_timeout: Duration,
+    /// Domain remap, when a storage domain is configured.
+    pub(crate) domain_remap: Option<crate::domain_remap::DomainRemap>,
 }
 
 impl Proxy {
@@ -117,6 +121,13 @@ impl Proxy {
             infos: Mutex::new(HashMap::new()),
             inflight: Arc::new(tokio::sync::Semaphore::new(cfg.max_requests.max(1))),
             client_timeout: cfg.client_timeout,
+            domain_remap: crate::domain_remap::DomainRemap::new(
+                &cfg.storage_domain,
+                &crate::auth::RESELLER_PREFIXES
+                    .iter()
+                    .map(|(p, _)| p.trim_end_matches('_'))
+                    .collect::<Vec<_>>(),
+            ),
         }))
     }
 }

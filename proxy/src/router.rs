@@ -26,7 +26,7 @@ use crate::ops::symlink::Reader;
 use crate::ops::{database, object_versioning, quota};
 use crate::proxy::Proxy;
 use crate::{
-    bulk, compute, container, identity, image, large, object, staticweb, tempurl, versioning,
+    bulk, compute, container, cors, identity, image, large, object, staticweb, tempurl, versioning,
     volume,
 };
 
@@ -165,6 +165,7 @@ pub fn info_json() -> serde_json::Value {
             "max_manifest_segments": large::MAX_SEGMENTS,
             "max_manifest_size": MAX_MANIFEST_SIZE,
             "min_segment_size": large::MIN_SEGMENT_SIZE,
+            "yield_frequency": large::YIELD_FREQUENCY,
         },
         "dlo": {"max_segments": crate::ops::segments::DLO_MAX_SEGMENTS},
         "tempurl": {
@@ -190,6 +191,18 @@ pub fn info_json() -> serde_json::Value {
         "account_quotas": {},
         "staticweb": {},
     })
+}
+
+impl Proxy {
+    /// `GET /info` of this proxy: [`info_json`], and what its configuration adds.
+    pub fn info_json(&self) -> serde_json::Value {
+        let mut info = info_json();
+        if self.domain_remap.is_some() {
+            // As Swift registers it; the storage domains themselves are not advertised.
+            info["domain_remap"] = serde_json::json!({"default_reseller_prefix": null});
+        }
+        info
+    }
 }
 
 /// Removes the headers only owners see from an answer to someone else.
@@ -294,7 +307,7 @@ async fn swift(
         Endpoint::Healthcheck => Ok("OK".into_response()),
         Endpoint::Info if read => Ok((
             [("content-type", "application/json; charset=utf-8")],
-            info_json().to_string(),
+            p.info_json().to_string(),
         )
             .into_response()),
         Endpoint::Auth if *m == Method::GET => {
@@ -303,6 +316,15 @@ async fn swift(
                 .await
         }
         Endpoint::Info | Endpoint::Auth => Err(not_allowed()),
+        Endpoint::Account { account } if *m == Method::OPTIONS => {
+            cors::options(p, h, &account, None, false).await
+        }
+        Endpoint::Container { account, container } if *m == Method::OPTIONS => {
+            cors::options(p, h, &account, Some(&container), false).await
+        }
+        Endpoint::Object {
+            account, container, ..
+        } if *m == Method::OPTIONS => cors::options(p, h, &account, Some(&container), true).await,
         Endpoint::Account { account } => {
             let who = p.auth.identify(h, &account)?;
             // Bulk requests are judged item by item, with the requester's rights (Swift's
@@ -459,11 +481,14 @@ async fn swift(
             let as_stored = q.get("multipart-manifest") == Some("get");
             // A temp URL grants its object, and (as Swift's tempurl) the reads of the large
             // object segments it is made of: those always live in the same account.
-            // A container's key grants that container only: its large objects' segments
-            // are read as the anonymous requester they are.
+            // A container's key grants that container only, segments included.
             let segments_who = match &temp {
                 Some(t) if t.account_key => Identity::temp_url_segments(),
-                _ => who.clone(),
+                Some(_) => Identity::ContainerGrant {
+                    account: path.account.clone(),
+                    container: path.container.clone(),
+                },
+                None => who.clone(),
             };
             // Links are followed with the requester's rights, or within the temp URL's
             // grant (its account, or its container for a container key).
@@ -491,7 +516,8 @@ async fn swift(
                 }
                 "GET" | "HEAD" => versioning::get(p, &reader, &path, &q, h, head).await,
                 "PUT" if q.get("multipart-manifest") == Some("put") => {
-                    large::put_slo(p, &segments_who, &path, h, body).await
+                    let heartbeat = q.get("heartbeat").is_some_and(headers::truthy);
+                    large::put_slo(p, &segments_who, &path, h, body, heartbeat).await
                 }
                 "PUT" => object::put(p, &who, &path, h, body, as_stored, link_itself).await,
                 "POST" => versioning::post(p, &path, h).await,

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::rustls::ServerConfig;
 use tracing::Instrument;
 
+use crate::domain_remap::Remapped;
 use crate::error::SwiftError;
 use crate::headers::hv;
 use crate::metrics;
@@ -78,6 +79,10 @@ async fn handle_traced(p: Arc<Proxy>, req: Request, trans_id: Arc<str>) -> Respo
         req
     };
     let method = req.method().clone();
+    let (req, remapped) = match remap(&p, req) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
     let path = req.uri().path().to_string();
     // A client that asks for keep-alive by name is told it, as Swift's server does.
     let keep_alive = hv(req.headers(), "connection").is_some_and(|c| {
@@ -88,6 +93,9 @@ async fn handle_traced(p: Arc<Proxy>, req: Request, trans_id: Arc<str>) -> Respo
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
+    if let Some(r) = &remapped {
+        r.rewrite_locations(resp.headers_mut());
+    }
     if sends_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
         // A refusal may come before the body was read (a quota, a denial): the rest of it
         // is still on the wire, so the connection cannot carry another request.
@@ -124,6 +132,29 @@ async fn handle_traced(p: Arc<Proxy>, req: Request, trans_id: Arc<str>) -> Respo
     let ms = elapsed.as_secs_f64() * 1e3;
     tracing::info!(%method, %path, status, ms = format_args!("{ms:.2}"), "request");
     resp
+}
+
+/// `req` with its path rewritten when its `Host` is under a storage domain (see
+/// [`crate::domain_remap`]), and what was rewritten.
+fn remap(p: &Proxy, mut req: Request) -> Result<(Request, Option<Remapped>), SwiftError> {
+    let Some(dr) = &p.domain_remap else {
+        return Ok((req, None));
+    };
+    let Some(host) = hv(req.headers(), "host") else {
+        return Ok((req, None));
+    };
+    let Some(r) = dr.remap(host, req.uri().path())? else {
+        return Ok((req, None));
+    };
+    let pq = match req.uri().query() {
+        Some(q) => format!("{}?{q}", r.path),
+        None => r.path.clone(),
+    };
+    let bad = || SwiftError::new(StatusCode::BAD_REQUEST, "Bad domain in host header");
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(pq.parse().map_err(|_| bad())?);
+    *req.uri_mut() = axum::http::Uri::from_parts(parts).map_err(|_| bad())?;
+    Ok((req, Some(r)))
 }
 
 /// What a body read fails with when the client sends nothing for too long.

@@ -188,6 +188,7 @@ fn pending_for(t: &pb::ObjectTarget, rec: &ObjectRecord) -> Pending {
         etag: rec.etag.clone(),
         deleted: rec.deleted,
         queued: Timestamp::now().0,
+        ct_ts: rec.ts,
     }
 }
 
@@ -606,24 +607,21 @@ impl Object for ObjectService {
                     .map(|m| (m.key, m.value)),
             );
             rec.meta = meta;
-            // A new content type reaches the container listing (as Swift's POST updates
-            // it): the row is sent again under the POST's timestamp, so it replaces the
-            // PUT's row and lists the POST's time as its last change, as Swift lists it.
-            let pending = req.content_type.is_some().then(|| Pending {
-                ts: req.ts,
-                ..pending_for(&target, &rec)
-            });
-            if let Some(ct) = req.content_type {
+            // A POST that sets the Content-Type tells the container, as Swift's object
+            // server does: the stored version's row (its timestamp, size and etag) with
+            // the new type, set at the POST's timestamp. Queued in the same write as the
+            // record, like a PUT's.
+            let pending = req.content_type.map(|ct| {
                 rec.content_type = ct;
-            }
-            rec.delete_at = req.delete_at;
-            let pending = pending.map(|p| Pending {
-                content_type: listed_type(&rec),
-                ..p
+                let mut p = pending_for(&target, &rec);
+                p.ct_ts = req.ts;
+                p
             });
+            rec.delete_at = req.delete_at;
             Some(Change { rec, pending })
         });
-        let stored = match loc.commit(&self.node, decide).await?.0 {
+        let (out, updated) = loc.commit(&self.node, decide).await?;
+        let stored = match out {
             Outcome::Committed { new, .. } => new,
             Outcome::Declined { current } => match current {
                 Some(r) if !r.deleted => r,
@@ -637,7 +635,7 @@ impl Object for ObjectService {
             .collect();
         Ok(Response::new(pb::WriteReply {
             existed: true,
-            container_updated: true,
+            container_updated: updated,
             sysmeta: meta_items(&sysmeta),
         }))
     }

@@ -44,19 +44,73 @@ pub struct Pending {
     pub deleted: bool,
     /// When it was queued (µs), so the retry loop leaves fresh ones to the writer.
     pub queued: u64,
+    /// When `content_type` was set: `ts` for a PUT or DELETE, the POST's timestamp for a
+    /// POST that set a Content-Type (the row then carries the stored version's `ts`).
+    pub ct_ts: u64,
+}
+
+/// Format 1 of [`Pending`] (before content-type timestamps: it is `ts`).
+#[derive(Serialize, Deserialize)]
+struct PendingV1 {
+    account: String,
+    container: String,
+    replica_index: u32,
+    name: String,
+    ts: u64,
+    size: u64,
+    content_type: String,
+    etag: String,
+    deleted: bool,
+    queued: u64,
 }
 
 impl Pending {
-    /// The stored form (version byte + bincode).
+    /// The stored form: a version byte and bincode; version 1 (the layout without
+    /// `ct_ts`) when the type came with the data, so a node rolled back can still
+    /// deliver what it finds queued, else version 2.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![1u8];
-        bincode::serialize_into(&mut out, self).expect("plain struct serializes");
-        out
+        if self.ct_ts <= self.ts {
+            let mut out = vec![1u8];
+            let v1 = PendingV1 {
+                account: self.account.clone(),
+                container: self.container.clone(),
+                replica_index: self.replica_index,
+                name: self.name.clone(),
+                ts: self.ts,
+                size: self.size,
+                content_type: self.content_type.clone(),
+                etag: self.etag.clone(),
+                deleted: self.deleted,
+                queued: self.queued,
+            };
+            bincode::serialize_into(&mut out, &v1).expect("plain struct serializes");
+            out
+        } else {
+            let mut out = vec![2u8];
+            bincode::serialize_into(&mut out, self).expect("plain struct serializes");
+            out
+        }
     }
 
     pub(crate) fn decode(b: &[u8]) -> Option<Self> {
         match b.split_first() {
-            Some((1, rest)) => bincode::deserialize(rest).ok(),
+            Some((1, rest)) => {
+                let v: PendingV1 = bincode::deserialize(rest).ok()?;
+                Some(Pending {
+                    account: v.account,
+                    container: v.container,
+                    replica_index: v.replica_index,
+                    name: v.name,
+                    ts: v.ts,
+                    size: v.size,
+                    content_type: v.content_type,
+                    etag: v.etag,
+                    deleted: v.deleted,
+                    queued: v.queued,
+                    ct_ts: v.ts,
+                })
+            }
+            Some((2, rest)) => bincode::deserialize(rest).ok(),
             _ => None,
         }
     }
@@ -101,6 +155,7 @@ pub async fn send_container_update(
             content_type: p.content_type.clone(),
             etag: p.etag.clone(),
             deleted: p.deleted,
+            ct_ts: p.ct_ts,
         }),
     };
     match tokio::time::timeout(limit, client.object_update(req)).await {
@@ -277,4 +332,45 @@ pub async fn report_container(
     let results = futures::future::join_all(calls).await;
     results.into_iter().collect::<Result<Vec<()>, String>>()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(ts: u64, ct_ts: u64) -> Pending {
+        Pending {
+            account: "a".into(),
+            container: "c".into(),
+            replica_index: 2,
+            name: "o".into(),
+            ts,
+            size: 5,
+            content_type: "image/b".into(),
+            etag: "e".into(),
+            deleted: false,
+            queued: 7,
+            ct_ts,
+        }
+    }
+
+    /// A PUT's pending keeps format 1 (what a node before content-type timestamps
+    /// wrote and reads); a POST's carries its type's timestamp in format 2.
+    #[test]
+    fn pendings_of_both_formats_decode() {
+        let put = pending(10, 10);
+        let b = put.encode();
+        assert_eq!(b[0], 1);
+        let back = Pending::decode(&b).unwrap();
+        assert_eq!((back.ts, back.ct_ts, back.replica_index), (10, 10, 2));
+        let post = pending(10, 20);
+        let b = post.encode();
+        assert_eq!(b[0], 2);
+        let back = Pending::decode(&b).unwrap();
+        assert_eq!(
+            (back.ts, back.ct_ts, back.content_type.as_str()),
+            (10, 20, "image/b")
+        );
+        assert!(Pending::decode(&[3, 0]).is_none());
+    }
 }

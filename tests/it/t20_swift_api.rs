@@ -61,6 +61,29 @@ async fn swift_api_end_to_end() {
     assert_eq!(info["swift"]["container_listing_limit"], 10_000);
     assert_eq!(info["swift"]["max_object_name_length"], 1024);
 
+    // A raw request target that is not UTF-8 gets Swift's 412, not hyper's bare 400 (the
+    // body, which looks like another request, is the PUT's).
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = c.proxy.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            b"PUT /v1/AUTH_test/\xa9\xc3x HTTP/1.1\r\nHost: h\r\nContent-Length: 19\r\n\r\n\
+GET /\xff HTTP/1.1\r\n\
+GET /healthcheck HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(WAIT, s.read_to_end(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 412 "), "{answer}");
+        assert!(answer.contains("Invalid UTF8 or contains NULL"), "{answer}");
+    }
+
     // Auth.
     let auth = |u: &str, k: &str| {
         http.get(&c.auth_url)

@@ -162,6 +162,33 @@ async fn large_objects() {
     assert_eq!(r.status(), 201);
     let slo_etag = format!("\"{}\"", md5_hex(etags.concat().as_bytes()));
     assert_eq!(header(&r, "etag"), slo_etag);
+    // With heartbeat=on: 202 at once, a space, then the outcome as a report.
+    let beat = |name: &str, body: String| {
+        s.req(
+            Method::PUT,
+            &format!("big/{name}?multipart-manifest=put&heartbeat=on"),
+        )
+        .body(body)
+    };
+    let r = beat("slo-beat", manifest(&etags[0], 1000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let text = r.text().await.unwrap();
+    assert!(text.starts_with(" \r\n\r\n"), "{text:?}");
+    assert!(text.contains("Response Status: 201 Created\n"), "{text}");
+    assert!(text.contains(&format!("Etag: {slo_etag}\n")), "{text}");
+    let r = beat("slo-beat-bad", missing.to_string())
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let report: serde_json::Value = serde_json::from_str(r.text().await.unwrap().trim()).unwrap();
+    assert_eq!(report["Response Status"], "400 Bad Request", "{report}");
+    assert_eq!(report["Errors"][0][0], "/segs/nope", "{report}");
+    assert_eq!(s.get("big/slo-beat-bad").await.status(), 404);
     let listing: serde_json::Value = s.get("big?format=json").await.json().await.unwrap();
     let row = listing
         .as_array()
@@ -170,6 +197,41 @@ async fn large_objects() {
         .find(|e| e["name"] == "slo")
         .unwrap();
     assert_eq!(row["bytes"], whole.len(), "listed at its full size: {row}");
+    // A POSTed Content-Type reaches the listing (as Swift's): the row keeps its size, its
+    // manifest's hash and its SLO ETag, and its last_modified moves to the POST's.
+    let listed = |listing: serde_json::Value| {
+        listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "slo")
+            .unwrap()
+            .clone()
+    };
+    let before = row.clone();
+    assert_eq!(before["slo_etag"], slo_etag.as_str(), "{before}");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let r = s
+        .req(Method::POST, "big/slo")
+        .header("content-type", "image/jpeg")
+        .header("x-object-meta-test", "blah");
+    assert_eq!(status(r).await, 202);
+    let after = listed(s.get("big?format=json").await.json().await.unwrap());
+    assert_eq!(after["content_type"], "image/jpeg", "{after}");
+    for k in ["bytes", "hash", "slo_etag"] {
+        assert_eq!(after[k], before[k], "{k}: {after}");
+    }
+    assert!(
+        after["last_modified"].as_str() > before["last_modified"].as_str(),
+        "{before} then {after}"
+    );
+    // A POST without a Content-Type leaves the listed type alone.
+    let r = s
+        .req(Method::POST, "big/slo")
+        .header("x-object-meta-test", "again");
+    assert_eq!(status(r).await, 202);
+    let again = listed(s.get("big?format=json").await.json().await.unwrap());
+    assert_eq!(again["content_type"], "image/jpeg", "{again}");
     let r = s.get("big/slo").await;
     assert_eq!(header(&r, "etag"), slo_etag);
     assert_eq!(header(&r, "x-static-large-object"), "True");
@@ -350,6 +412,81 @@ async fn acls_temp_urls_and_quotas() {
     assert_eq!(status(as_(&guest, Method::GET, "shared/doc")).await, 200);
     let acl = as_(&guest, Method::POST, "shared").header("x-container-read", ".r:*");
     assert_eq!(status(acl).await, 403, "only owners set ACLs");
+
+    // Service tokens: SERVICE_test takes the owner's token plus a service token of a user
+    // in the `service` group; neither alone.
+    ok(&[
+        "user",
+        "--dir",
+        c.dir_str(),
+        "add",
+        "--member",
+        "--group",
+        "service",
+        "glance:glance",
+        "gl4nce",
+    ]);
+    let glance = c.login("glance:glance", "gl4nce").await;
+    let service_url = s.url.replace("/AUTH_test", "/SERVICE_test");
+    let svc = |token: &str, service: Option<&str>, m: Method, path: &str| {
+        let r = http
+            .request(m, format!("{service_url}/{path}"))
+            .header("x-auth-token", token);
+        match service {
+            Some(t) => r.header("x-service-token", t),
+            None => r,
+        }
+    };
+    let both = |m, path| svc(&s.token, Some(&glance.token), m, path);
+    assert_eq!(status(both(Method::PUT, "images")).await, 201);
+    assert_eq!(
+        status(both(Method::PUT, "images/i1").body("img")).await,
+        201
+    );
+    assert_eq!(status(both(Method::GET, "images/i1")).await, 200);
+    let user_alone = svc(&s.token, None, Method::GET, "images/i1");
+    assert_eq!(status(user_alone).await, 403);
+    let service_alone = svc(&glance.token, Some(&glance.token), Method::GET, "images/i1");
+    assert_eq!(status(service_alone).await, 403);
+    let not_a_service = svc(&s.token, Some(&bob.token), Method::GET, "images/i1");
+    assert_eq!(status(not_a_service).await, 403);
+    assert_eq!(status(both(Method::DELETE, "images/i1")).await, 204);
+    let bad = stratus(&[
+        "user",
+        "--dir",
+        c.dir_str(),
+        "add",
+        "--group",
+        "a,b",
+        "x:y",
+        "k",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("group name"));
+
+    // OPTIONS needs no token; a CORS preflight is judged by the container's origins.
+    let opts = |path: &str| http.request(Method::OPTIONS, format!("{}/{path}", s.url));
+    let r = opts("shared/doc").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["allow"].to_str().unwrap().contains("COPY"));
+    let preflight = |origin: &str| {
+        opts("shared/doc")
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+    };
+    assert_eq!(status(preflight("http://site.example")).await, 401);
+    let cors = s.req(Method::POST, "shared").header(
+        "x-container-meta-access-control-allow-origin",
+        "http://site.example",
+    );
+    assert_eq!(status(cors).await, 204);
+    let r = preflight("http://site.example").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://site.example"
+    );
+    assert_eq!(status(preflight("http://elsewhere.example")).await, 401);
 
     // Container ACLs.
     assert_eq!(status(as_(&bob, Method::GET, "shared/doc")).await, 403);
@@ -550,6 +687,32 @@ async fn acls_temp_urls_and_quotas() {
     };
     assert_eq!(status(http.get(prefixed("doc"))).await, 200);
     assert_eq!(status(http.get(prefixed("b"))).await, 401);
+    // A container key's temp URL reads a DLO whose segments share its container, and not
+    // one whose segments live elsewhere.
+    assert_eq!(s.put("shared/seg-1", "one ").await.status(), 201);
+    assert_eq!(s.put("shared/seg-2", "two").await.status(), 201);
+    assert_eq!(status(s.req(Method::PUT, "elsewhere")).await, 201);
+    assert_eq!(s.put("elsewhere/seg-1", "far").await.status(), 201);
+    for (name, segments) in [("dlo-in", "shared/seg-"), ("dlo-out", "elsewhere/seg-")] {
+        let r = s
+            .req(Method::PUT, &format!("shared/{name}"))
+            .header("x-object-manifest", segments)
+            .header("content-length", "0");
+        assert_eq!(status(r).await, 201);
+    }
+    let signed = |obj: &str| {
+        let path = format!("/v1/AUTH_test/shared/{obj}");
+        let sig = stratus_core::tempurl::sign("sha256", "k2", "GET", now + 60, &path);
+        format!(
+            "{}{path}?temp_url_sig={sig}&temp_url_expires={}",
+            c.proxy,
+            now + 60
+        )
+    };
+    let r = http.get(signed("dlo-in")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "one two");
+    assert_eq!(status(http.get(signed("dlo-out"))).await, 401);
 
     // Quotas: a container's, then an account's (set by a reseller only).
     assert_eq!(status(s.req(Method::PUT, "q")).await, 201);
@@ -750,4 +913,33 @@ async fn bulk_operations_and_versions() {
         .header("x-versions-location", "a")
         .header("x-history-location", "b");
     assert_eq!(status(r).await, 400);
+
+    // Switching to stack mode (one mode at a time, and setting wins over a removal in the
+    // same request): a DELETE over history's delete marker restores the version before it
+    // and drops the marker.
+    let r = s
+        .req(Method::POST, "log")
+        .header("x-remove-versions-location", "x")
+        .header("x-versions-location", "log-history");
+    assert_eq!(status(r).await, 204);
+    let r = s.req(Method::HEAD, "log").send().await.unwrap();
+    assert_eq!(r.headers()["x-versions-location"], "log-history");
+    assert!(!r.headers().contains_key("x-history-location"));
+    assert_eq!(status(s.req(Method::DELETE, "log/day")).await, 204);
+    let r = s.get("log/day").await;
+    assert_eq!(r.text().await.unwrap(), "two");
+    assert_eq!(
+        s.names("log-history", "").await.len(),
+        1,
+        "one and only one left"
+    );
+    // Without its archive container, a stack DELETE just deletes.
+    assert_eq!(status(s.req(Method::DELETE, "log-history")).await, 409);
+    for name in s.names("log-history", "").await {
+        let r = s.req(Method::DELETE, &format!("log-history/{name}"));
+        assert_eq!(status(r).await, 204);
+    }
+    assert_eq!(status(s.req(Method::DELETE, "log-history")).await, 204);
+    assert_eq!(status(s.req(Method::DELETE, "log/day")).await, 204);
+    assert_eq!(s.get("log/day").await.status(), 404);
 }

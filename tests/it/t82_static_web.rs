@@ -28,7 +28,7 @@ async fn get(http: &reqwest::Client, url: &str) -> (u16, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_serve_web_sites() {
-    let c = TestCluster::start(1, 1);
+    let c = TestCluster::start_with(1, 1, &["--storage-domain", "example.net"]);
     let s = c.tester().await;
     let anon = stranger();
     let site = format!("{}/site", s.url);
@@ -104,6 +104,46 @@ async fn containers_serve_web_sites() {
     // Objects are served as they are.
     let (st, _, body) = get(&anon, &format!("{site}/docs/deep/x")).await;
     assert_eq!((st, body.as_str()), (200, "x"));
+
+    // Under the storage domain, the host names the container (or the account) and the
+    // site is served from its root; redirects stay on that host.
+    let origin = s.url.split("/v1/").next().unwrap().to_string();
+    let by_host = |host: &'static str, path: &str| {
+        let r = anon
+            .get(format!("{origin}{path}"))
+            .header("host", host)
+            .send();
+        async move {
+            let r = r.await.unwrap();
+            let st = r.status().as_u16();
+            let loc = r
+                .headers()
+                .get("location")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            (st, loc, r.text().await.unwrap())
+        }
+    };
+    let (st, _, body) = by_host("site.AUTH_test.example.net", "/").await;
+    assert_eq!((st, body.as_str()), (200, "<h1>home</h1>"));
+    let (st, loc, _) = by_host("site.auth-test.example.net", "/docs").await;
+    assert_eq!(
+        (st, loc.as_str()),
+        (301, "http://site.auth-test.example.net/docs/")
+    );
+    let (st, _, body) = by_host("AUTH_test.example.net", "/site/docs/deep/x").await;
+    assert_eq!((st, body.as_str()), (200, "x"));
+    let (st, _, body) = by_host("a.site.AUTH_test.example.net", "/").await;
+    assert_eq!((st, body.as_str()), (400, "Bad domain in host header"));
+    let info: serde_json::Value = anon
+        .get(format!("{origin}/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(info.get("domain_remap").is_some(), "{info}");
 
     // The owner sees the API unless asking for the web view.
     let r = s.get("site?format=json").await;

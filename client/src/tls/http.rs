@@ -18,6 +18,7 @@ use tokio_rustls::rustls::client::WebPkiServerVerifier;
 use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
 use tokio_rustls::TlsAcceptor;
 
+use super::request_target::QuotedTargets;
 use super::{Identity, Role, TlsError};
 
 /// A server configuration for a public HTTPS port: `cert` (a PEM chain) and `key`, no client
@@ -124,7 +125,8 @@ pub const MAX_HEADERS: usize = 512;
 /// Serves `app` on a public port, over TLS with `config` (no client certificates) or plain
 /// HTTP without, until `shutdown` resolves. A client that half-closes its side after a
 /// complete request still gets its answer (HTTP/1.1 half-close, as Swift's eventlet
-/// server allows).
+/// server allows). Request targets that are not UTF-8 reach `app` percent-encoded (see
+/// [`QuotedTargets`]) rather than being refused by hyper with a bare 400.
 pub async fn serve_public(
     listener: TcpListener,
     app: axum::Router,
@@ -161,7 +163,7 @@ pub async fn serve_public(
             let svc = TowerToHyperService::new(app);
             let Some(acceptor) = acceptor else {
                 let _ = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .serve_connection_with_upgrades(TokioIo::new(QuotedTargets::new(stream)), svc)
                     .await;
                 return;
             };
@@ -170,7 +172,7 @@ pub async fn serve_public(
             {
                 Ok(Ok(tls)) => {
                     let _ = builder
-                        .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                        .serve_connection_with_upgrades(TokioIo::new(QuotedTargets::new(tls)), svc)
                         .await;
                 }
                 Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake failed"),

@@ -20,6 +20,7 @@
 pub mod certs;
 pub mod http;
 pub mod net;
+pub mod request_target;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -45,11 +45,22 @@ fn system_metadata(h: &HeaderMap, what: &str) -> SwiftResult<Vec<(String, String
             v.clear();
         }
     }
-    let set = |k: &str| meta.iter().any(|(n, v)| n == k && !v.is_empty());
-    if set("x-versions-location") && set("x-history-location") {
+    let set =
+        |meta: &[(String, String)], k: &str| meta.iter().any(|(n, v)| n == k && !v.is_empty());
+    if set(&meta, "x-versions-location") && set(&meta, "x-history-location") {
         return Err(bad_request(
             "Only one of X-Versions-Location or X-History-Location may be specified",
         ));
+    }
+    // A container has one versioning mode (Swift keeps one location and its mode): setting
+    // either location clears the other.
+    for (k, other) in [
+        ("x-versions-location", "x-history-location"),
+        ("x-history-location", "x-versions-location"),
+    ] {
+        if set(&meta, k) && !meta.iter().any(|(n, _)| n == other) {
+            meta.push((other.to_string(), String::new()));
+        }
     }
     for (k, v) in &meta {
         crate::acl::validate(k, v)?;

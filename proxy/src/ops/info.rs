@@ -79,6 +79,16 @@ impl Proxy {
         if matches!(who, Identity::User { owner: true, .. }) {
             return Ok(Decision::Owner);
         }
+        if let Identity::ContainerGrant {
+            account: a,
+            container: c,
+        } = who
+        {
+            return match a == account && container == Some(c.as_str()) {
+                true => Ok(Decision::Owner),
+                false => Err(auth::unauthorized()),
+            };
+        }
         let acct = self.db_info(account, "").await?;
         let account_acl = meta_value(&acct.meta, "x-account-access-control")
             .and_then(|v| AccountAcl::parse(v).ok());

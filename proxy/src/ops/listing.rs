@@ -152,12 +152,33 @@ fn merge_info(infos: &[pb::DbInfo]) -> pb::DbInfo {
     best
 }
 
+/// Merges replicas' entries per name: the newest row wins, an object row's data (size,
+/// etag, deletion) and content type each by their own timestamp (a POST may have changed
+/// the type on one replica and a newer PUT reached another), as the storage nodes merge
+/// rows.
 fn merge_entries(lists: Vec<Vec<pb::ListEntry>>, q: &ListQuery) -> Vec<pb::ListEntry> {
+    let data_ts = |e: &pb::ListEntry| if e.data_ts == 0 { e.ts } else { e.data_ts };
+    let ct_ts = |e: &pb::ListEntry| if e.ct_ts == 0 { data_ts(e) } else { e.ct_ts };
     let mut by_name: BTreeMap<String, pb::ListEntry> = BTreeMap::new();
     for e in lists.into_iter().flatten() {
-        match by_name.get(&e.name) {
-            Some(old) if old.subdir || old.ts >= e.ts => {}
-            _ => {
+        match by_name.get_mut(&e.name) {
+            Some(old) if old.subdir => {}
+            Some(old) => {
+                let newer_type = ct_ts(&e) > ct_ts(old);
+                let (ct, ct_at) = if newer_type {
+                    (e.content_type.clone(), ct_ts(&e))
+                } else {
+                    (std::mem::take(&mut old.content_type), ct_ts(old))
+                };
+                if data_ts(&e) > data_ts(old) {
+                    *old = e;
+                }
+                old.content_type = ct;
+                old.data_ts = data_ts(old);
+                old.ct_ts = ct_at;
+                old.ts = old.ts.max(old.data_ts).max(ct_at);
+            }
+            None => {
                 by_name.insert(e.name.clone(), e);
             }
         }
@@ -281,6 +302,9 @@ pub async fn read(
             break;
         }
         page.marker = next;
+        // Read on in large pages: a run of deleted rows can be long (an account after many
+        // containers came and went), and each page only goes 10 × its limit into one.
+        page.limit = LISTING_LIMIT;
         round = read_round(p, kind, account, container, Some(&page))
             .await?
             .1;
@@ -384,6 +408,56 @@ mod tests {
             .map(|e| e.name)
             .collect();
         assert_eq!(names, ["d", "c"]);
+    }
+
+    /// A replica that got a POSTed type and one that got a newer PUT's data merge field
+    /// by field, in either order; a deletion still hides the row whatever its type's age.
+    #[test]
+    fn merge_takes_data_and_content_type_by_their_own_timestamps() {
+        let q = ListQuery {
+            limit: 10,
+            ..Default::default()
+        };
+        let row = |data_ts, ct_ts, ct: &str, bytes, deleted| pb::ListEntry {
+            name: "o".into(),
+            ts: u64::max(data_ts, ct_ts),
+            data_ts,
+            ct_ts,
+            content_type: ct.into(),
+            bytes,
+            deleted,
+            ..Default::default()
+        };
+        let posted = row(10, 20, "image/b", 5, false);
+        let put = row(15, 15, "text/x", 8, false);
+        // An old node's entry: no data_ts/ct_ts.
+        let mut old_node = row(10, 10, "text/a", 5, false);
+        (old_node.data_ts, old_node.ct_ts) = (0, 0);
+        for lists in [
+            vec![
+                vec![posted.clone()],
+                vec![put.clone()],
+                vec![old_node.clone()],
+            ],
+            vec![
+                vec![old_node.clone()],
+                vec![put.clone()],
+                vec![posted.clone()],
+            ],
+        ] {
+            let m = merge_entries(lists, &q);
+            assert_eq!(
+                (m[0].content_type.as_str(), m[0].bytes, m[0].ts),
+                ("image/b", 8, 20)
+            );
+        }
+        let deleted = row(15, 15, "", 0, true);
+        for lists in [
+            vec![vec![posted.clone()], vec![deleted.clone()]],
+            vec![vec![deleted], vec![posted]],
+        ] {
+            assert!(merge_entries(lists, &q).is_empty());
+        }
     }
 
     #[test]

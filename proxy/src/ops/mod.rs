@@ -18,6 +18,7 @@ pub mod object_versioning;
 pub mod quota;
 pub mod report;
 pub mod segments;
+pub mod slo_check;
 pub mod store;
 pub mod symlink;
 pub mod versions;

@@ -28,7 +28,7 @@ pub const STORED_HEADERS: &[&str] = &[
 ];
 
 /// An object's address.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ObjPath {
     /// The account.
     pub account: String,

@@ -50,14 +50,31 @@ pub fn render(r: Report, h: &HeaderMap, ok: StatusCode) -> Response {
     };
     fields.push(("Response Body", "".into()));
     fields.push(("Response Status", status.into()));
+    let root = if r.extract { "extract" } else { "delete" };
+    let (body, ctype) = body(fields, &r.errors, h, root);
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut()
+        .insert("content-type", HeaderValue::from_static(ctype));
+    resp
+}
+
+/// A report's body in the format the client `Accept`s (Swift's `get_response_body`): its
+/// `fields` sorted by name, then its `errors` (path and status line); with `root` as the
+/// XML root element. Gives the body and its content type.
+pub fn body(
+    mut fields: Vec<(&str, serde_json::Value)>,
+    errors: &[(String, String)],
+    h: &HeaderMap,
+    root: &str,
+) -> (String, &'static str) {
+    fields.sort_by(|a, b| a.0.cmp(b.0));
     let accept = hv(h, "accept").unwrap_or("");
-    let (body, ctype) = if accept.contains("application/json") {
+    if accept.contains("application/json") {
         let mut m = serde_json::Map::new();
         for (k, v) in fields {
             m.insert(k.to_string(), v);
         }
-        let errs = r
-            .errors
+        let errs = errors
             .iter()
             .map(|(n, s)| serde_json::json!([n, s]))
             .collect();
@@ -65,20 +82,20 @@ pub fn render(r: Report, h: &HeaderMap, ok: StatusCode) -> Response {
         (serde_json::Value::Object(m).to_string(), "application/json")
     } else if accept.contains("xml") {
         let tag = |k: &str| k.to_lowercase().replace(' ', "_");
-        let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<delete>\n");
+        let mut s = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{root}>\n");
         for (k, v) in &fields {
             let v = v.as_str().map(str::to_string).unwrap_or(v.to_string());
             s.push_str(&format!("<{0}>{1}</{0}>\n", tag(k), xml_escape(&v)));
         }
         s.push_str("<errors>\n");
-        for (n, st) in &r.errors {
+        for (n, st) in errors {
             s.push_str(&format!(
                 "<object><name>{}</name><status>{}</status></object>\n",
                 xml_escape(n),
                 xml_escape(st)
             ));
         }
-        s.push_str("</errors>\n</delete>\n");
+        s.push_str(&format!("</errors>\n</{root}>\n"));
         (s, "application/xml")
     } else {
         let mut s = String::new();
@@ -87,15 +104,11 @@ pub fn render(r: Report, h: &HeaderMap, ok: StatusCode) -> Response {
             s.push_str(&format!("{k}: {v}\n"));
         }
         s.push_str("Errors:\n");
-        for (n, st) in &r.errors {
+        for (n, st) in errors {
             s.push_str(&format!("{n}, {st}\n"));
         }
         (s, "text/plain")
-    };
-    let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut()
-        .insert("content-type", HeaderValue::from_static(ctype));
-    resp
+    }
 }
 
 #[cfg(test)]

@@ -48,13 +48,17 @@ async fn mode(p: &Proxy, path: &ObjPath) -> SwiftResult<Option<(Mode, String)>> 
     let Some((mode, loc)) = found else {
         return Ok(None);
     };
-    let loc = decode(loc)?;
-    if p.require_container(&path.account, &loc).await.is_err() {
+    Ok(Some((mode, decode(loc)?)))
+}
+
+/// 412 unless the archive container `loc` exists (a version cannot be kept).
+async fn require_archive(p: &Proxy, path: &ObjPath, loc: &str) -> SwiftResult<()> {
+    if p.require_container(&path.account, loc).await.is_err() {
         return Err(precondition_failed(format!(
             "The versions container {loc} does not exist"
         )));
     }
-    Ok(Some((mode, loc)))
+    Ok(())
 }
 
 /// The archive prefix of an object's versions.
@@ -99,6 +103,7 @@ pub async fn archive_current(p: &Proxy, path: &ObjPath) -> SwiftResult<()> {
 }
 
 async fn archive(p: &Proxy, path: &ObjPath, loc: &str) -> SwiftResult<()> {
+    require_archive(p, path, loc).await?;
     let Some(found) = current(p, path).await? else {
         return Ok(());
     };
@@ -136,28 +141,60 @@ pub async fn delete(p: &Proxy, path: &ObjPath) -> SwiftResult<Response> {
             store(p, &marker, header, Box::pin(futures::stream::empty()), None).await?;
             object::delete(p, path).await
         }
-        Some((Mode::Stack, loc)) => {
-            let q = ListQuery {
-                prefix: version_prefix(&path.object),
-                limit: 1,
-                reverse: true,
-                ..Default::default()
-            };
-            let newest = list(p, &path.account, &loc, &q).await?;
-            let Some(entry) = newest.into_iter().next() else {
-                return object::delete(p, path).await;
-            };
-            let archived = ObjPath {
-                account: path.account.clone(),
-                container: loc,
-                object: entry.name,
-            };
-            let Some(found) = current(p, &archived).await? else {
-                return object::delete(p, path).await;
+        Some((Mode::Stack, loc)) => pop(p, path, &loc).await,
+    }
+}
+
+/// A stack-mode DELETE (Swift's `handle_obj_versions_delete_pop`): the newest archived
+/// version replaces the object and leaves the archive. When the newest is a delete marker
+/// (left by history mode), the object stays deleted: if it exists it is deleted; if not,
+/// the version before the marker (unless that is a marker too) is restored; either way
+/// the marker goes. Without the archive container there is nothing to restore, and the
+/// object is simply deleted, as in Swift.
+async fn pop(p: &Proxy, path: &ObjPath, loc: &str) -> SwiftResult<Response> {
+    if p.require_container(&path.account, loc).await.is_err() {
+        return object::delete(p, path).await;
+    }
+    let q = ListQuery {
+        prefix: version_prefix(&path.object),
+        limit: crate::ops::listing::LISTING_LIMIT,
+        reverse: true,
+        ..Default::default()
+    };
+    let archived = |name: String| ObjPath {
+        account: path.account.clone(),
+        container: loc.to_string(),
+        object: name,
+    };
+    let mut versions = list(p, &path.account, loc, &q).await?.into_iter();
+    while let Some(newest) = versions.next() {
+        if newest.content_type != DELETE_MARKER {
+            let old = archived(newest.name);
+            // Gone since the listing: try the next one.
+            let Some(found) = current(p, &old).await? else {
+                continue;
             };
             put_found(p, found, path).await?;
-            object::delete(p, &archived).await?;
-            Ok(SwiftError::new(StatusCode::NO_CONTENT, "").into_response())
+            object::delete(p, &old).await?;
+            return Ok(SwiftError::new(StatusCode::NO_CONTENT, "").into_response());
         }
+        if current(p, path).await?.is_some() {
+            // Back to the delete marker's state.
+            return object::delete(p, path).await;
+        }
+        for older in versions.by_ref() {
+            if older.content_type == DELETE_MARKER {
+                break;
+            }
+            let old = archived(older.name);
+            let Some(found) = current(p, &old).await? else {
+                continue;
+            };
+            put_found(p, found, path).await?;
+            object::delete(p, &old).await?;
+            break;
+        }
+        return object::delete(p, &archived(newest.name)).await;
     }
+    object::delete(p, path).await
 }

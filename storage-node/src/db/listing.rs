@@ -149,14 +149,16 @@ pub fn list(
 fn row_entry(dev: &Device, t: &Target, name: &str, v: &[u8]) -> Result<pb::ListEntry, DeviceError> {
     Ok(match t.kind {
         Kind::Container => {
-            let r: ObjRow = dec(dev, v)?;
+            let r = ObjRow::decode(dev, v)?;
             pb::ListEntry {
                 name: name.to_string(),
                 subdir: false,
                 deleted: r.deleted,
-                ts: r.ts,
+                ts: r.last_modified(),
                 bytes: r.size,
                 count: 0,
+                data_ts: r.ts,
+                ct_ts: r.ct_ts,
                 content_type: r.content_type,
                 etag: r.etag,
             }
@@ -172,6 +174,7 @@ fn row_entry(dev: &Device, t: &Target, name: &str, v: &[u8]) -> Result<pb::ListE
                 count: r.object_count,
                 content_type: String::new(),
                 etag: String::new(),
+                ..Default::default()
             }
         }
     })

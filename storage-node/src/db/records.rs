@@ -2,7 +2,7 @@
 //! running totals) and one row per object (containers) or per container (accounts).
 //!
 //! Every record is encoded by [`enc`]: a format byte (1) and the bincode of the struct, so
-//! a later format can be told apart. Deleted rows stay as tombstones and the info record
+//! a later format can be told apart; object rows have a format 2 as well (see [`ObjRow`]). Deleted rows stay as tombstones and the info record
 //! keeps the totals of the live ones. [`info_digest`] says which part of an info record
 //! replicas must agree on; the partition hashes of [`crate::hashes`] are built from it.
 
@@ -93,14 +93,149 @@ impl Info {
     }
 }
 
-/// An object row of a container database.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// An object row of a container database: the data of the newest version (timestamp
+/// `ts`, size, etag, or a deletion) and the newest content type (set at `ct_ts`, by that
+/// version's PUT or a later POST), merged separately as Swift merges them.
+///
+/// Stored as format 1 (the layout before content-type timestamps, still written when
+/// `ct_ts == ts`, so rows nobody POSTed a type to stay as they were) or format 2 (with
+/// `ct_ts`). Every replica encodes a row the same way: partition hashes hash rows' bytes.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct ObjRow {
     pub(super) ts: u64,
     pub(super) size: u64,
     pub(super) content_type: String,
     pub(super) etag: String,
     pub(super) deleted: bool,
+    /// When `content_type` was set; never below `ts`.
+    pub(super) ct_ts: u64,
+}
+
+/// Format 1 of [`ObjRow`] (no content-type timestamp: it is `ts`).
+#[derive(Serialize, Deserialize)]
+struct ObjRowV1 {
+    ts: u64,
+    size: u64,
+    content_type: String,
+    etag: String,
+    deleted: bool,
+}
+
+/// Format 2 of [`ObjRow`].
+#[derive(Serialize, Deserialize)]
+struct ObjRowV2 {
+    ts: u64,
+    size: u64,
+    content_type: String,
+    etag: String,
+    deleted: bool,
+    ct_ts: u64,
+}
+
+impl ObjRow {
+    /// The row a container update carries (`ct_ts` 0, or below `ts`, means `ts`).
+    pub(super) fn from_pb(row: &pb::ObjectRow) -> Self {
+        ObjRow {
+            ts: row.ts,
+            size: row.size,
+            content_type: row.content_type.clone(),
+            etag: row.etag.clone(),
+            deleted: row.deleted,
+            ct_ts: row.ct_ts.max(row.ts),
+        }
+    }
+
+    /// The stored form: format 1 when the type came with the data, else format 2.
+    pub(super) fn encode(&self) -> Vec<u8> {
+        if self.ct_ts <= self.ts {
+            let mut out = vec![1u8];
+            let v1 = ObjRowV1 {
+                ts: self.ts,
+                size: self.size,
+                content_type: self.content_type.clone(),
+                etag: self.etag.clone(),
+                deleted: self.deleted,
+            };
+            bincode::serialize_into(&mut out, &v1).expect("plain struct serializes");
+            out
+        } else {
+            let mut out = vec![2u8];
+            let v2 = ObjRowV2 {
+                ts: self.ts,
+                size: self.size,
+                content_type: self.content_type.clone(),
+                etag: self.etag.clone(),
+                deleted: self.deleted,
+                ct_ts: self.ct_ts,
+            };
+            bincode::serialize_into(&mut out, &v2).expect("plain struct serializes");
+            out
+        }
+    }
+
+    /// Decodes either format; anything else is [`DeviceError::Damaged`].
+    pub(super) fn decode(dev: &Device, b: &[u8]) -> Result<Self, DeviceError> {
+        let damaged = |e: String| DeviceError::Damaged(dev.name.clone(), e);
+        match b.split_first() {
+            Some((1, rest)) => {
+                let r: ObjRowV1 = bincode::deserialize(rest).map_err(|e| damaged(e.to_string()))?;
+                Ok(ObjRow {
+                    ct_ts: r.ts,
+                    ts: r.ts,
+                    size: r.size,
+                    content_type: r.content_type,
+                    etag: r.etag,
+                    deleted: r.deleted,
+                })
+            }
+            Some((2, rest)) => {
+                let r: ObjRowV2 = bincode::deserialize(rest).map_err(|e| damaged(e.to_string()))?;
+                Ok(ObjRow {
+                    ct_ts: r.ct_ts.max(r.ts),
+                    ts: r.ts,
+                    size: r.size,
+                    content_type: r.content_type,
+                    etag: r.etag,
+                    deleted: r.deleted,
+                })
+            }
+            _ => Err(damaged("unknown object row format".into())),
+        }
+    }
+
+    /// When the row last changed (the listing's last_modified): the newer of its data
+    /// and its content type.
+    pub(super) fn last_modified(&self) -> u64 {
+        self.ts.max(self.ct_ts)
+    }
+
+    /// Merges `other` in, as Swift merges object rows: the data (timestamp, size, etag,
+    /// deletion) of the newer data timestamp, the content type of the newer content-type
+    /// timestamp. Ties are broken by value (data over a deletion, as the object store
+    /// breaks them; then etag, size; the greater type), so replicas merging the same rows
+    /// in any order end with the same row.
+    pub(super) fn merge(&self, other: &ObjRow) -> ObjRow {
+        let data = |r: &ObjRow| (r.ts, !r.deleted, r.etag.clone(), r.size);
+        let ctype = |r: &ObjRow| (r.ct_ts, r.content_type.clone());
+        let d = if data(other) > data(self) {
+            other
+        } else {
+            self
+        };
+        let c = if ctype(other) > ctype(self) {
+            other
+        } else {
+            self
+        };
+        ObjRow {
+            ts: d.ts,
+            size: d.size,
+            etag: d.etag.clone(),
+            deleted: d.deleted,
+            content_type: c.content_type.clone(),
+            ct_ts: c.ct_ts.max(d.ts),
+        }
+    }
 }
 
 /// A container row of an account database.

@@ -4,7 +4,8 @@
 //! A dump carries stored rows as they are (encoded), in pieces of at most [`DUMP_ROWS`]
 //! rows, each with its database's info. Merging one is idempotent and commutative:
 //! timestamps take the maximum, metadata merges per item, rows by the rules of
-//! [`super::update`] — so two replicas that push to each other converge, and pushing twice
+//! [`super::update`] (an object row's data and content type each by their own
+//! timestamp) — so two replicas that push to each other converge, and pushing twice
 //! changes nothing. Tombstoned rows are kept until [`reclaim_rows`] judges that their
 //! deletion has reached every replica.
 
@@ -145,7 +146,14 @@ pub async fn merge_dump(
     let mut batch = WriteBatch::default();
     for (name, v) in &d.rows {
         let changed = match kind {
-            Kind::Container => apply_obj_row(dev, &t, &mut info, name, dec(dev, v)?, &mut batch)?,
+            Kind::Container => apply_obj_row(
+                dev,
+                &t,
+                &mut info,
+                name,
+                ObjRow::decode(dev, v)?,
+                &mut batch,
+            )?,
             Kind::Account => apply_cont_row(dev, &t, &mut info, name, &dec(dev, v)?, &mut batch)?,
         };
         applied += changed as u64;
@@ -196,7 +204,7 @@ pub fn reclaim_rows(dev: &Device, before: u64) -> Result<u64, DeviceError> {
         if k.first() != Some(&b'R') {
             break;
         }
-        let r: ObjRow = dec(dev, &v)?;
+        let r = ObjRow::decode(dev, &v)?;
         if r.deleted && r.ts < before {
             dev.batch_delete(&mut batch, CF_CONTAINERS, &k);
             if let Some(p) = k.get(1..5) {

@@ -270,3 +270,318 @@ async fn dumps_stream_in_pieces_and_stop_when_the_receiver_goes() {
     .unwrap());
     assert_eq!(seen, 1);
 }
+
+fn ct_row(name: &str, ts: u64, ct_ts: u64, size: u64, ct: &str, etag: &str) -> pb::ObjectRow {
+    pb::ObjectRow {
+        name: name.into(),
+        ts,
+        size,
+        content_type: ct.into(),
+        etag: etag.into(),
+        deleted: false,
+        ct_ts,
+    }
+}
+
+/// Every order of `items` (Heap's algorithm).
+fn permutations<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
+    fn go<T: Clone>(k: usize, a: &mut Vec<T>, out: &mut Vec<Vec<T>>) {
+        if k <= 1 {
+            out.push(a.clone());
+            return;
+        }
+        for i in 0..k {
+            go(k - 1, a, out);
+            let j = if k.is_multiple_of(2) { i } else { 0 };
+            a.swap(j, k - 1);
+        }
+    }
+    let mut out = Vec::new();
+    go(items.len(), &mut items.to_vec(), &mut out);
+    out
+}
+
+fn the_row(dev: &Device, t: &Target, name: &str) -> pb::ListEntry {
+    list(
+        dev,
+        t,
+        &pb::ListRequest {
+            prefix: name.into(),
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .into_iter()
+    .find(|e| e.name == name)
+    .expect("row listed")
+}
+
+/// A POSTed Content-Type reaches the row with its own timestamp: the data (timestamp,
+/// size, etag) stays the stored version's, the listing's last_modified is the POST's; a
+/// later PUT resets both; older updates never win over newer fields.
+#[tokio::test]
+async fn a_posted_content_type_keeps_the_data_of_its_version() {
+    let (_d, dev) = dev();
+    let t = Target {
+        kind: Kind::Container,
+        part: 1,
+        account: "a".into(),
+        container: "c".into(),
+    };
+    put(&dev, &t, 1, &[]).await.unwrap();
+    object_update(&dev, &t, &ct_row("o", 10, 0, 5, "text/a", "e1"))
+        .await
+        .unwrap();
+    let i = object_update(&dev, &t, &ct_row("o", 10, 20, 5, "image/b", "e1"))
+        .await
+        .unwrap();
+    assert_eq!((i.object_count, i.bytes), (1, 5));
+    let e = the_row(&dev, &t, "o");
+    assert_eq!(
+        (e.content_type.as_str(), e.bytes, e.etag.as_str()),
+        ("image/b", 5, "e1")
+    );
+    assert_eq!((e.data_ts, e.ct_ts, e.ts), (10, 20, 20));
+    // A delayed PUT of an older version, or an older POST, changes nothing.
+    let before = i.clone();
+    for r in [
+        ct_row("o", 5, 0, 9, "text/old", "e0"),
+        ct_row("o", 10, 15, 5, "image/older", "e1"),
+    ] {
+        let i = object_update(&dev, &t, &r).await.unwrap();
+        assert_eq!(
+            (i.object_count, i.bytes),
+            (before.object_count, before.bytes)
+        );
+    }
+    assert_eq!(the_row(&dev, &t, "o").content_type, "image/b");
+    // A PUT newer than the data but older than the POST takes the data only (as Swift).
+    object_update(&dev, &t, &ct_row("o", 15, 0, 7, "text/x", "e15"))
+        .await
+        .unwrap();
+    let e = the_row(&dev, &t, "o");
+    assert_eq!(
+        (e.content_type.as_str(), e.bytes, e.etag.as_str(), e.ts),
+        ("image/b", 7, "e15", 20)
+    );
+    // A later PUT resets the type and its timestamp.
+    let i = object_update(&dev, &t, &ct_row("o", 30, 0, 3, "text/c", "e2"))
+        .await
+        .unwrap();
+    assert_eq!((i.object_count, i.bytes), (1, 3));
+    let e = the_row(&dev, &t, "o");
+    assert_eq!(
+        (e.content_type.as_str(), e.bytes, e.etag.as_str()),
+        ("text/c", 3, "e2")
+    );
+    assert_eq!((e.data_ts, e.ct_ts, e.ts), (30, 30, 30));
+    // A POST to a deleted object's older version (a diverged object replica) keeps the
+    // deletion.
+    let mut del = row("o", 40, true);
+    del.size = 0;
+    let i = object_update(&dev, &t, &del).await.unwrap();
+    assert_eq!((i.object_count, i.bytes), (0, 0));
+    object_update(&dev, &t, &ct_row("o", 30, 50, 3, "image/late", "e2"))
+        .await
+        .unwrap();
+    let i = info(&dev, &t).unwrap();
+    assert_eq!((i.object_count, i.bytes), (0, 0));
+    assert!(the_row(&dev, &t, "o").deleted);
+}
+
+/// Object rows merge to the same row, and the same totals, whatever order their updates
+/// arrive in: each permutation of a set of PUTs, POSTs and a DELETE lands on one row.
+#[tokio::test]
+async fn object_rows_merge_the_same_in_any_order() {
+    let (_d, dev) = dev();
+    let mut del = row("o", 35, true);
+    del.size = 0;
+    let mut same_instant_delete = row("o", 12, true);
+    same_instant_delete.size = 0;
+    // Rows, and the (deleted, bytes, type, etag, last_modified) they merge to.
+    type Want = (bool, u64, &'static str, &'static str, u64);
+    let sets: Vec<(Vec<pb::ObjectRow>, Want)> = vec![
+        (
+            vec![
+                ct_row("o", 10, 0, 5, "text/a", "e1"),
+                ct_row("o", 10, 20, 5, "image/b", "e1"),
+                ct_row("o", 10, 15, 5, "image/older", "e1"),
+                ct_row("o", 12, 0, 7, "text/x", "e12"),
+                ct_row("o", 5, 0, 9, "text/old", "e0"),
+            ],
+            (false, 7, "image/b", "e12", 20),
+        ),
+        (
+            vec![
+                ct_row("o", 10, 0, 5, "text/a", "e1"),
+                ct_row("o", 10, 20, 5, "image/b", "e1"),
+                ct_row("o", 30, 0, 3, "text/c", "e2"),
+                del,
+                ct_row("o", 30, 40, 3, "image/late", "e2"),
+            ],
+            (true, 0, "image/late", "", 40),
+        ),
+        // A deletion and a PUT at the same instant: the data wins, as in the object
+        // store; of two versions at one instant, one is picked by value.
+        (
+            vec![
+                ct_row("o", 10, 0, 5, "text/a", "e1"),
+                ct_row("o", 10, 0, 6, "text/b", "e2"),
+                ct_row("o", 12, 0, 6, "text/a", "e3"),
+                same_instant_delete,
+                ct_row("o", 10, 11, 5, "image/p", "e1"),
+            ],
+            (false, 6, "text/a", "e3", 12),
+        ),
+    ];
+    for (n, (rows, want)) in sets.into_iter().enumerate() {
+        let mut stored: Option<Vec<u8>> = None;
+        for (i, order) in permutations(&rows).into_iter().enumerate() {
+            let t = Target {
+                kind: Kind::Container,
+                part: 2,
+                account: "a".into(),
+                container: format!("c{n}-{i}"),
+            };
+            put(&dev, &t, 1, &[]).await.unwrap();
+            for r in &order {
+                object_update(&dev, &t, r).await.unwrap();
+            }
+            let e = the_row(&dev, &t, "o");
+            assert_eq!(
+                (
+                    e.deleted,
+                    e.bytes,
+                    e.content_type.as_str(),
+                    e.etag.as_str(),
+                    e.ts
+                ),
+                want,
+                "order {order:?}"
+            );
+            let i = info(&dev, &t).unwrap();
+            let live = !want.0 as u64;
+            assert_eq!((i.object_count, i.bytes), (live, want.1));
+            let mut rk = t.row_prefix();
+            rk.extend_from_slice(b"o");
+            let bytes = dev.get(t.cf(), &rk).unwrap().unwrap().to_vec();
+            assert_eq!(stored.get_or_insert(bytes.clone()), &bytes, "one encoding");
+        }
+    }
+}
+
+/// Rows stored before content-type timestamps (format 1) still decode, list and merge;
+/// a row keeps format 1 while its type came with its data, so replicas that never saw a
+/// POST hash the same bytes as before.
+#[tokio::test]
+async fn format_1_rows_still_decode() {
+    #[derive(serde::Serialize)]
+    struct V1 {
+        ts: u64,
+        size: u64,
+        content_type: String,
+        etag: String,
+        deleted: bool,
+    }
+    let (_d, dev) = dev();
+    let t = Target {
+        kind: Kind::Container,
+        part: 4,
+        account: "a".into(),
+        container: "c".into(),
+    };
+    put(&dev, &t, 1, &[]).await.unwrap();
+    // What the code before wrote for this PUT (the object's row, and the totals).
+    object_update(&dev, &t, &ct_row("o", 10, 0, 5, "text/a", "e1"))
+        .await
+        .unwrap();
+    let mut rk = t.row_prefix();
+    rk.extend_from_slice(b"o");
+    let old = records::enc(&V1 {
+        ts: 10,
+        size: 5,
+        content_type: "text/a".into(),
+        etag: "e1".into(),
+        deleted: false,
+    });
+    assert_eq!(dev.get(t.cf(), &rk).unwrap().unwrap().to_vec(), old);
+    let mut b = rocksdb::WriteBatch::default();
+    dev.batch_put(&mut b, t.cf(), &rk, &old);
+    dev.write(b, true).unwrap();
+    let e = the_row(&dev, &t, "o");
+    assert_eq!(
+        (e.ts, e.data_ts, e.ct_ts, e.content_type.as_str(), e.bytes),
+        (10, 10, 10, "text/a", 5)
+    );
+    // A POSTed type makes it format 2; a newer PUT makes it format 1 again.
+    object_update(&dev, &t, &ct_row("o", 10, 20, 5, "image/b", "e1"))
+        .await
+        .unwrap();
+    assert_eq!(dev.get(t.cf(), &rk).unwrap().unwrap()[0], 2);
+    assert_eq!(the_row(&dev, &t, "o").content_type, "image/b");
+    object_update(&dev, &t, &ct_row("o", 30, 0, 3, "text/c", "e2"))
+        .await
+        .unwrap();
+    assert_eq!(dev.get(t.cf(), &rk).unwrap().unwrap()[0], 1);
+    let i = info(&dev, &t).unwrap();
+    assert_eq!((i.object_count, i.bytes), (1, 3));
+}
+
+/// Replicas, one of which got a POSTed type and the other a newer PUT's data (or only the
+/// PUT), converge to the same row by pushing dumps both ways.
+#[tokio::test]
+async fn replicas_converge_on_posted_content_types() {
+    let (_a, a) = dev();
+    let (_b, b) = dev();
+    let t = Target {
+        kind: Kind::Container,
+        part: 5,
+        account: "acct".into(),
+        container: "c".into(),
+    };
+    for d in [&a, &b] {
+        put(d, &t, 1, &[]).await.unwrap();
+        object_update(d, &t, &ct_row("o", 10, 0, 5, "text/a", "e1"))
+            .await
+            .unwrap();
+        object_update(d, &t, &ct_row("p", 10, 0, 5, "text/a", "e1"))
+            .await
+            .unwrap();
+    }
+    object_update(&a, &t, &ct_row("o", 10, 20, 5, "image/b", "e1"))
+        .await
+        .unwrap();
+    object_update(&b, &t, &ct_row("o", 15, 0, 8, "text/x", "e15"))
+        .await
+        .unwrap();
+    object_update(&b, &t, &ct_row("p", 10, 30, 5, "image/p", "e1"))
+        .await
+        .unwrap();
+    let hash = |d: &Device| crate::hashes::db_hashes(d, Space::Container, 5).unwrap();
+    let dump = |d: &Device| {
+        let mut out = Vec::new();
+        assert!(dump_partition(d, Kind::Container, 5, |p| {
+            out.push(p);
+            true
+        })
+        .unwrap());
+        out
+    };
+    for (from, to) in [(&a, &b), (&b, &a)] {
+        for d in dump(from) {
+            merge_dump(to, Kind::Container, 5, &d).await.unwrap();
+        }
+    }
+    assert_eq!(hash(&a), hash(&b), "replicas agree after pushing both ways");
+    for d in [&a, &b] {
+        let o = the_row(d, &t, "o");
+        assert_eq!(
+            (o.content_type.as_str(), o.bytes, o.etag.as_str(), o.ts),
+            ("image/b", 8, "e15", 20)
+        );
+        assert_eq!(the_row(d, &t, "p").content_type, "image/p");
+        let i = info(d, &t).unwrap();
+        assert_eq!((i.object_count, i.bytes), (2, 13));
+    }
+}

@@ -121,7 +121,8 @@ pub async fn delete(dev: &Arc<Device>, t: &Target, ts: u64) -> Result<DeleteOutc
     Ok(DeleteOutcome::Deleted(info))
 }
 
-/// Applies an object row to a container (newest timestamp wins) and adjusts its totals.
+/// Applies an object row to a container (merged with the stored one by
+/// [`ObjRow::merge`]) and adjusts its totals.
 pub async fn object_update(
     dev: &Arc<Device>,
     t: &Target,
@@ -136,13 +137,7 @@ pub async fn object_update(
         info.put_ts = 1;
         info.created_ts = 1;
     }
-    let new = ObjRow {
-        ts: row.ts,
-        size: row.size,
-        content_type: row.content_type.clone(),
-        etag: row.etag.clone(),
-        deleted: row.deleted,
-    };
+    let new = ObjRow::from_pb(row);
     let mut batch = WriteBatch::default();
     if !apply_obj_row(dev, t, &mut info, &row.name, new, &mut batch)? {
         return Ok(info);
@@ -153,7 +148,10 @@ pub async fn object_update(
     Ok(info)
 }
 
-/// Adds object row `new` to `batch` and `info`'s totals if it is newer than the stored one.
+/// Merges object row `new` into the stored one ([`ObjRow::merge`]: the data of the newer
+/// data timestamp, the content type of the newer content-type timestamp), adding the
+/// result to `batch` and `info`'s totals if it differs from what is stored. Returns
+/// whether it did.
 pub(super) fn apply_obj_row(
     dev: &Device,
     t: &Target,
@@ -164,19 +162,26 @@ pub(super) fn apply_obj_row(
 ) -> Result<bool, DeviceError> {
     let mut rk = t.row_prefix();
     rk.extend_from_slice(name.as_bytes());
-    let old: Option<ObjRow> = dev.get(t.cf(), &rk)?.map(|b| dec(dev, &b)).transpose()?;
-    if old.as_ref().is_some_and(|o| o.ts >= new.ts) {
+    let old = dev
+        .get(t.cf(), &rk)?
+        .map(|b| ObjRow::decode(dev, &b))
+        .transpose()?;
+    let merged = match &old {
+        Some(o) => o.merge(&new),
+        None => new,
+    };
+    if old.as_ref() == Some(&merged) {
         return Ok(false);
     }
     if let Some(o) = old.as_ref().filter(|o| !o.deleted) {
         info.object_count = info.object_count.saturating_sub(1);
         info.bytes = info.bytes.saturating_sub(o.size);
     }
-    if !new.deleted {
+    if !merged.deleted {
         info.object_count += 1;
-        info.bytes += new.size;
+        info.bytes += merged.size;
     }
-    dev.batch_put(batch, t.cf(), &rk, &enc(&new));
+    dev.batch_put(batch, t.cf(), &rk, &merged.encode());
     Ok(true)
 }
 

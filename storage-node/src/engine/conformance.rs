@@ -52,6 +52,7 @@ fn pending_for(rec: &ObjectRecord) -> Pending {
         etag: rec.etag.clone(),
         deleted: rec.deleted,
         queued: 1,
+        ct_ts: rec.ts,
     }
 }
 
