@@ -29,8 +29,7 @@ use crate::error::{bad_request, SwiftError, SwiftResult};
 use crate::names::{decode, Query, MAX_OBJECT_NAME};
 use crate::ops::object::{ByteStream, ObjPath};
 use crate::ops::report::{render, Report};
-use crate::ops::store::store;
-use crate::ops::{database, quota, versions};
+use crate::ops::{database, object_versioning, quota};
 use crate::proxy::Proxy;
 
 /// Most paths one bulk delete may name (Swift's `max_deletes_per_request`).
@@ -103,9 +102,9 @@ pub async fn delete(
                     container: c,
                     object: o,
                 };
-                versions::delete(p, &path).await
+                object_versioning::delete_object(p, &path).await
             }
-            None => database::delete(p, account, &c).await,
+            None => object_versioning::delete_container(p, account, &c).await,
         };
         match r {
             Ok(_) => report.deleted += 1,
@@ -359,7 +358,9 @@ pub async fn extract(
                 let stream: ByteStream =
                     Box::pin(tokio_stream::wrappers::ReceiverStream::new(file_rx));
                 let stream = quota::cap(stream, left);
-                let (stored, fail) = tokio::join!(store(p, &path, header, stream, None), forward);
+                // Through versioning, as Swift's extraction PUTs go through its pipeline.
+                let put = object_versioning::store_object(p, &path, header, stream, None);
+                let (stored, fail) = tokio::join!(put, forward);
                 match stored {
                     Ok(_) => report.created += 1,
                     Err(e) => report.error(name, e.status),

@@ -9,11 +9,57 @@ use stratus_proto::storage as pb;
 
 use crate::cluster::RingKind;
 use crate::error::{not_found, SwiftError, SwiftResult};
+use crate::headers::meta_value;
 use crate::headers::{http_date, iso_date, title_case};
+use crate::names::Query;
 use crate::ops::link::quote;
-use crate::ops::listing::{list_query, read, Format};
+use crate::ops::listing::{list_query, read, Format, ListQuery};
+use crate::ops::object_versioning::{
+    is_reserved, parent_of, versions_container, Versioning, SYSMETA_ENABLED,
+};
 use crate::ops::report::xml_escape;
 use crate::proxy::Proxy;
+use crate::version_listing;
+
+/// The JSON items of a listing page, as Swift's listing shows them.
+pub(crate) fn json_items(
+    kind: RingKind,
+    account: &str,
+    entries: &[pb::ListEntry],
+) -> Vec<serde_json::Value> {
+    let quoted_account = quote(account);
+    entries
+        .iter()
+        .map(|e| match (e.subdir, kind) {
+            (true, _) => serde_json::json!({ "subdir": e.name }),
+            (false, RingKind::Account) => serde_json::json!({
+                "name": e.name, "count": e.count, "bytes": e.bytes,
+                "last_modified": iso_date(e.ts),
+            }),
+            (false, _) => {
+                let l = Listed::parse(&e.content_type);
+                let mut v = serde_json::json!({
+                    "name": e.name, "hash": e.etag, "bytes": e.bytes,
+                    "content_type": l.content_type, "last_modified": iso_date(e.ts),
+                });
+                if let Some(slo) = l.slo_etag {
+                    v["slo_etag"] = format!("\"{slo}\"").into();
+                }
+                if let Some(t) = l.symlink_target {
+                    let a = l.symlink_account.unwrap_or(&quoted_account);
+                    v["symlink_path"] = format!("/v1/{a}/{t}").into();
+                }
+                if let Some(etag) = l.symlink_etag {
+                    v["symlink_etag"] = etag.into();
+                }
+                if let Some(b) = l.symlink_bytes {
+                    v["symlink_bytes"] = b.into();
+                }
+                v
+            }
+        })
+        .collect()
+}
 
 fn render(
     kind: RingKind,
@@ -22,7 +68,6 @@ fn render(
     entries: &[pb::ListEntry],
     f: Format,
 ) -> (String, &'static str) {
-    let quoted_account = quote(account);
     match f {
         Format::Plain => {
             let mut s = String::new();
@@ -32,43 +77,10 @@ fn render(
             }
             (s, "text/plain; charset=utf-8")
         }
-        Format::Json => {
-            let items: Vec<serde_json::Value> = entries
-                .iter()
-                .map(|e| match (e.subdir, kind) {
-                    (true, _) => serde_json::json!({ "subdir": e.name }),
-                    (false, RingKind::Account) => serde_json::json!({
-                        "name": e.name, "count": e.count, "bytes": e.bytes,
-                        "last_modified": iso_date(e.ts),
-                    }),
-                    (false, _) => {
-                        let l = Listed::parse(&e.content_type);
-                        let mut v = serde_json::json!({
-                            "name": e.name, "hash": e.etag, "bytes": e.bytes,
-                            "content_type": l.content_type, "last_modified": iso_date(e.ts),
-                        });
-                        if let Some(slo) = l.slo_etag {
-                            v["slo_etag"] = format!("\"{slo}\"").into();
-                        }
-                        if let Some(t) = l.symlink_target {
-                            let a = l.symlink_account.unwrap_or(&quoted_account);
-                            v["symlink_path"] = format!("/v1/{a}/{t}").into();
-                        }
-                        if let Some(etag) = l.symlink_etag {
-                            v["symlink_etag"] = etag.into();
-                        }
-                        if let Some(b) = l.symlink_bytes {
-                            v["symlink_bytes"] = b.into();
-                        }
-                        v
-                    }
-                })
-                .collect();
-            (
-                serde_json::Value::Array(items).to_string(),
-                "application/json; charset=utf-8",
-            )
-        }
+        Format::Json => (
+            serde_json::Value::Array(json_items(kind, account, entries)).to_string(),
+            "application/json; charset=utf-8",
+        ),
         Format::Xml => {
             let (root, item) = match kind {
                 RingKind::Account => ("account", "container"),
@@ -116,19 +128,19 @@ fn with_headers(mut r: Response, pairs: Vec<(String, String)>) -> Response {
 /// A listed content type and what a row carries after it (`type;slo_etag=...`, a
 /// symlink's `;symlink_target=...` and the rest, as the storage nodes keep them).
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Listed<'a> {
-    content_type: &'a str,
-    slo_etag: Option<&'a str>,
+pub(crate) struct Listed<'a> {
+    pub(crate) content_type: &'a str,
+    pub(crate) slo_etag: Option<&'a str>,
     /// `container/object`, quoted.
-    symlink_target: Option<&'a str>,
+    pub(crate) symlink_target: Option<&'a str>,
     /// Quoted.
-    symlink_account: Option<&'a str>,
-    symlink_etag: Option<&'a str>,
-    symlink_bytes: Option<u64>,
+    pub(crate) symlink_account: Option<&'a str>,
+    pub(crate) symlink_etag: Option<&'a str>,
+    pub(crate) symlink_bytes: Option<u64>,
 }
 
 impl<'a> Listed<'a> {
-    fn parse(ct: &'a str) -> Self {
+    pub(crate) fn parse(ct: &'a str) -> Self {
         let start = [";slo_etag=", ";symlink_target="]
             .iter()
             .filter_map(|m| ct.find(m))
@@ -204,13 +216,18 @@ fn info_headers(kind: RingKind, i: &pb::DbInfo) -> Vec<(String, String)> {
             out.push(("x-container-bytes-used".into(), i.bytes.to_string()));
         }
     }
-    for m in &i.meta {
+    // System metadata is the proxy's own, never shown.
+    for m in i.meta.iter().filter(|m| !m.key.contains("-sysmeta-")) {
         out.push((title_case(&m.key), m.value.clone()));
     }
     out
 }
 
-/// GET or HEAD of an account or container.
+/// GET or HEAD of an account or container. Versioned containers show their flag
+/// (`X-Versions-Enabled`) and the bytes of their versions, and list their versions links
+/// as the versions they point to; `?versions` lists every version
+/// ([`crate::version_listing`]). Hidden (reserved) containers are never listed: their
+/// bytes count with the container they belong to.
 pub async fn get(
     p: &Proxy,
     kind: RingKind,
@@ -220,9 +237,22 @@ pub async fn get(
     h: &HeaderMap,
     head: bool,
 ) -> SwiftResult<Response> {
-    let q = list_query(query, h)?;
+    let mut q = list_query(query, h)?;
+    let params = Query::parse(query);
+    let versions = kind == RingKind::Container && !head && params.has("versions");
+    let page_limit = q.limit;
+    if versions {
+        version_listing::check(&params, h)?;
+        q.format = Format::Json;
+        q.limit = version_listing::widened(q.limit);
+    }
+    if kind == RingKind::Account && !q.reverse && q.marker.as_str() < HIDDEN_END {
+        // Reserved names sort first: the page starts after them.
+        q.marker = HIDDEN_END.to_string();
+    }
     let m = read(p, kind, account, container, (!head).then_some(&q)).await?;
     let mut info = m.info;
+    let mut entries = m.entries;
     if !info.exists {
         match kind {
             // Accounts exist implicitly (Swift's account_autocreate).
@@ -240,12 +270,55 @@ pub async fn get(
     } else {
         container
     };
-    let hdrs = info_headers(kind, &info);
+    let versioning = match kind {
+        RingKind::Container => Versioning::of(&info),
+        _ => None,
+    };
+    let mut hdrs = info_headers(kind, &info);
+    if let Some(v) = &versioning {
+        let hidden = crate::ops::listing::info(p, account, &v.container).await?;
+        if hidden.exists {
+            for (k, val) in hdrs.iter_mut() {
+                if k == "x-container-bytes-used" {
+                    *val = (info.bytes + hidden.bytes).to_string();
+                }
+            }
+        }
+    }
+    if let Some(flag) = meta_value(&info.meta, SYSMETA_ENABLED) {
+        hdrs.push(("x-versions-enabled".into(), flag.to_string()));
+    }
     if head {
         return Ok(with_headers(StatusCode::NO_CONTENT.into_response(), hdrs));
     }
-    let (body, ctype) = render(kind, account, name, &m.entries, q.format);
-    let status = if m.entries.is_empty() && q.format == Format::Plain {
+    if kind == RingKind::Account {
+        entries.retain(|e| !is_reserved(&e.name));
+        add_versions_bytes(p, account, &mut entries).await?;
+    }
+    let location = match &versioning {
+        Some(v) => v.container.clone(),
+        None => versions_container(container),
+    };
+    if kind == RingKind::Container {
+        for e in entries.iter_mut() {
+            version_listing::as_version(e, &location);
+        }
+    }
+    let (body, ctype) = if kind == RingKind::Container && q.format == Format::Json {
+        let mut items = json_items(kind, account, &entries);
+        version_listing::links(&mut items, container, &location, versions);
+        if versions {
+            items = version_listing::page(p, account, &location, items, &params, &q, page_limit)
+                .await?;
+        }
+        (
+            serde_json::Value::Array(items).to_string(),
+            "application/json; charset=utf-8",
+        )
+    } else {
+        render(kind, account, name, &entries, q.format)
+    };
+    let status = if entries.is_empty() && q.format == Format::Plain {
         StatusCode::NO_CONTENT
     } else {
         StatusCode::OK
@@ -254,6 +327,36 @@ pub async fn get(
     r.headers_mut()
         .insert("content-type", HeaderValue::from_static(ctype));
     Ok(with_headers(r, hdrs))
+}
+
+/// Just past every reserved name (`\0...`): where an account's visible listing starts.
+const HIDDEN_END: &str = "\u{0}\u{10FFFF}";
+
+/// Adds to each listed container the bytes its hidden versions container holds (as
+/// Swift's account listing shows them).
+async fn add_versions_bytes(
+    p: &Proxy,
+    account: &str,
+    entries: &mut [pb::ListEntry],
+) -> SwiftResult<()> {
+    if entries.iter().all(|e| e.subdir) {
+        return Ok(());
+    }
+    let q = ListQuery {
+        prefix: versions_container(""),
+        limit: crate::ops::listing::LISTING_LIMIT,
+        ..Default::default()
+    };
+    let hidden = read(p, RingKind::Account, account, "", Some(&q)).await?;
+    for h in hidden.entries {
+        let Some(parent) = parent_of(&h.name) else {
+            continue;
+        };
+        if let Some(e) = entries.iter_mut().find(|e| !e.subdir && e.name == parent) {
+            e.bytes += h.bytes;
+        }
+    }
+    Ok(())
 }
 
 /// An account PUT or DELETE: not allowed (Swift without `allow_account_management`).

@@ -40,12 +40,13 @@ use crate::ops::manifest::{
     MAX_MANIFEST_SIZE, SLO_ETAG, SLO_FLAG, SLO_SIZE,
 };
 use crate::ops::object::{self, body_error, ByteStream, ObjPath, STORED_HEADERS};
+use crate::ops::object_versioning::store_object;
+use crate::ops::quota;
 use crate::ops::report::{render, Report};
 use crate::ops::segments::{first_piece, read_body, resolve, segments_of, stream_pieces, Large};
 use crate::ops::slo_check::{check_all, Wanted};
-use crate::ops::store::{client_put_header, created, store};
+use crate::ops::store::client_put_header;
 use crate::ops::symlink::{follow, located, Followed, Reader};
-use crate::ops::{quota, versions};
 use crate::proxy::Proxy;
 
 /// Most segments in one SLO manifest (Swift's `max_manifest_segments`).
@@ -83,6 +84,12 @@ async fn respond(
     fetch::object_headers(&mut r, manifest);
     if let Ok(v) = HeaderValue::from_str(&quoted) {
         r.headers_mut().insert("etag", v);
+    }
+    // As Swift's SLO: the manifest's own ETag, which a static link to the SLO names.
+    if crate::ops::manifest::is_slo(manifest) {
+        if let Ok(v) = HeaderValue::from_str(&manifest.etag) {
+            r.headers_mut().insert("x-manifest-etag", v);
+        }
     }
     if conditions(h, etag, ts)? == Condition::NotModified {
         *r.status_mut() = StatusCode::NOT_MODIFIED;
@@ -557,7 +564,6 @@ async fn store_entries(
     }
     let stored_json = serde_json::to_vec(&entries).expect("entries serialize");
     quota::check_put(p, path, stored_json.len() as u64).await?;
-    versions::archive_current(p, path).await?;
     let mut items = headers::metadata(h, "object", STORED_HEADERS)?;
     items.retain(|(k, _)| k != DLO_HEADER);
     items.push((SLO_FLAG.into(), "True".into()));
@@ -567,8 +573,7 @@ async fn store_entries(
     let body: ByteStream = Box::pin(futures::stream::once(async move {
         Ok(Bytes::from(stored_json))
     }));
-    let stored = store(p, path, header, body, None).await?;
-    let mut r = created(&stored);
+    let mut r = store_object(p, path, header, body, None).await?.created();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
         r.headers_mut().insert("etag", v);
     }

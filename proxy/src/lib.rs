@@ -66,6 +66,8 @@ pub mod router;
 pub mod server;
 pub mod staticweb;
 pub mod tempurl;
+pub mod version_listing;
+pub mod versioning;
 pub mod volume;
 
 pub use proxy::{Config, Proxy, ProxyError, INFO_CACHE};

@@ -23,10 +23,11 @@ use crate::ops::fetch::fetch;
 use crate::ops::link::{self, is_symlink, Link, LINK_TYPE};
 use crate::ops::manifest::{is_manifest, is_manifest_meta};
 use crate::ops::object::{body_error, delete_at, meta_items, ByteStream, ObjPath, STORED_HEADERS};
+use crate::ops::object_versioning::store_object;
+use crate::ops::quota;
 use crate::ops::segments::assembled;
-use crate::ops::store::{client_put_header, created, store, MAX_FILE_SIZE};
+use crate::ops::store::{client_put_header, MAX_FILE_SIZE};
 use crate::ops::symlink::{check_static, follow, Reader};
-use crate::ops::{quota, versions};
 use crate::proxy::Proxy;
 
 /// PUT (plain, or a copy with `X-Copy-From`).
@@ -116,13 +117,13 @@ pub async fn put(
             .to_string();
     }
     let left = quota::check_put(p, path, content_length.unwrap_or(0)).await?;
-    versions::archive_current(p, path).await?;
     let stream: ByteStream = Box::pin(body.into_data_stream().map(|r| r.map_err(body_error)));
     // A chunked body is checked against the quota as it arrives.
     let stream = quota::cap(stream, left);
     let expect = hv(h, "etag").map(str::to_string);
-    let stored = store(p, path, header, stream, expect).await?;
-    Ok(created(&stored))
+    Ok(store_object(p, path, header, stream, expect)
+        .await?
+        .created())
 }
 
 /// PUT with `X-Symlink-Target`: a symlink, as Swift's `symlink` makes one. The body must
@@ -181,9 +182,8 @@ async fn put_link(
     let mut header = client_put_header(h, meta, Some(0))?;
     header.content_type = content_type.unwrap_or_else(|| LINK_TYPE.to_string());
     quota::check_put(p, path, 0).await?;
-    versions::archive_current(p, path).await?;
-    let stored = store(p, path, header, Box::pin(futures::stream::empty()), None).await?;
-    Ok(created(&stored))
+    let empty = Box::pin(futures::stream::empty());
+    Ok(store_object(p, path, header, empty, None).await?.created())
 }
 
 /// `container/object` of `X-Copy-From` or `Destination` (percent-encoded, leading `/` ok).
@@ -330,9 +330,7 @@ pub async fn copy(
     };
     let body = body.unwrap_or_else(|| Box::pin(futures::stream::empty()));
     quota::check_put(p, dst, size).await?;
-    versions::archive_current(p, dst).await?;
-    let stored = store(p, dst, header, body, None).await?;
-    let mut r = created(&stored);
+    let mut r = store_object(p, dst, header, body, None).await?.created();
     let hs = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&format!("{}/{}", src.container, src.object)) {
         hs.insert("x-copied-from", v);

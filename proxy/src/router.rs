@@ -23,10 +23,11 @@ use crate::ops::manifest::MAX_MANIFEST_SIZE;
 use crate::ops::object::ObjPath;
 use crate::ops::store::MAX_FILE_SIZE;
 use crate::ops::symlink::Reader;
-use crate::ops::{database, quota, versions};
+use crate::ops::{database, object_versioning, quota};
 use crate::proxy::Proxy;
 use crate::{
-    bulk, compute, container, cors, identity, image, large, object, staticweb, tempurl, volume,
+    bulk, compute, container, cors, identity, image, large, object, staticweb, tempurl, versioning,
+    volume,
 };
 
 /// What a request addresses.
@@ -184,6 +185,7 @@ pub fn info_json() -> serde_json::Value {
             "max_failed_extractions": bulk::MAX_FAILED,
         },
         "versioned_writes": {"allowed_flags": ["x-versions-location", "x-history-location"]},
+        "object_versioning": {},
         "symlink": {"symloop_max": SYMLOOP_MAX, "static_links": true},
         "container_quotas": {},
         "account_quotas": {},
@@ -394,9 +396,13 @@ async fn swift(
                     )
                     .await
                 }
+                "PUT" | "POST" if h.contains_key(object_versioning::CLIENT_ENABLED) => {
+                    let put = *m == Method::PUT;
+                    object_versioning::configure(p, &account, &container, h, put).await
+                }
                 "PUT" => database::put(p, RingKind::Container, &account, &container, h).await,
                 "POST" => database::post(p, &account, &container, h).await,
-                "DELETE" => database::delete(p, &account, &container).await,
+                "DELETE" => object_versioning::delete_container(p, &account, &container).await,
                 _ => Err(not_allowed()),
             }?;
             Ok(if owner { r } else { for_non_owner(r) })
@@ -498,20 +504,29 @@ async fn swift(
                 },
             };
             let link_itself = q.get("symlink") == Some("get");
+            // A temp URL grants the current object only: `version-id` is ignored (as
+            // Swift's tempurl answers it today).
+            let version = q
+                .get("version-id")
+                .filter(|v| !v.is_empty() && temp.is_none());
             let r = match m.as_str() {
-                "GET" | "HEAD" => large::get(p, &reader, &path, &q, h, head).await,
+                _ if version.is_some() => {
+                    let v = version.unwrap_or_default();
+                    versioning::with_version(p, &who, &reader, &path, &q, h, m, body, v).await
+                }
+                "GET" | "HEAD" => versioning::get(p, &reader, &path, &q, h, head).await,
                 "PUT" if q.get("multipart-manifest") == Some("put") => {
                     let heartbeat = q.get("heartbeat").is_some_and(headers::truthy);
                     large::put_slo(p, &segments_who, &path, h, body, heartbeat).await
                 }
                 "PUT" => object::put(p, &who, &path, h, body, as_stored, link_itself).await,
-                "POST" => object::post(p, &path, h).await,
+                "POST" => versioning::post(p, &path, h).await,
                 "DELETE" if q.get("multipart-manifest") == Some("delete") => {
                     large::delete_slo(p, &who, &path, h).await
                 }
                 "DELETE" => {
                     object::check_if_delete_at(p, &path, h).await?;
-                    versions::delete(p, &path).await
+                    versioning::delete(p, &path).await
                 }
                 "COPY" => object::copy_verb(p, &who, &path, h, as_stored, link_itself).await,
                 _ => Err(not_allowed()),

@@ -14,6 +14,7 @@ mod t80_swift_client_extras;
 mod t81_swift_extras_http;
 mod t82_static_web;
 mod t83_symlinks;
+mod t84_object_versioning;
 mod t90_service;
 mod t92_tls;
 mod t95_identity;

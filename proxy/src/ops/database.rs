@@ -92,6 +92,18 @@ pub async fn put(
     container: &str,
     h: &HeaderMap,
 ) -> SwiftResult<Response> {
+    put_with(p, kind, account, container, h, Vec::new()).await
+}
+
+/// [`put`], storing `sysmeta` (system metadata the proxy sets, never a client) as well.
+pub async fn put_with(
+    p: &Proxy,
+    kind: RingKind,
+    account: &str,
+    container: &str,
+    h: &HeaderMap,
+    sysmeta: Vec<(String, String)>,
+) -> SwiftResult<Response> {
     let ts = Timestamp::now().0;
     let what = if container.is_empty() {
         "account"
@@ -108,7 +120,8 @@ pub async fn put(
             )));
         }
     }
-    let meta = system_metadata(h, what)?;
+    let mut meta = system_metadata(h, what)?;
+    meta.extend(sysmeta);
     // An account's POST (which comes here) is checked with what the account already holds,
     // as Swift's account server does; a container's PUT is too, when it exists.
     if meta
@@ -157,8 +170,20 @@ pub async fn post(
     container: &str,
     h: &HeaderMap,
 ) -> SwiftResult<Response> {
+    post_with(p, account, container, h, Vec::new()).await
+}
+
+/// [`post`], storing `sysmeta` (system metadata the proxy sets, never a client) as well.
+pub async fn post_with(
+    p: &Proxy,
+    account: &str,
+    container: &str,
+    h: &HeaderMap,
+    sysmeta: Vec<(String, String)>,
+) -> SwiftResult<Response> {
     let ts = Timestamp::now().0;
-    let meta = system_metadata(h, "container")?;
+    let mut meta = system_metadata(h, "container")?;
+    meta.extend(sysmeta);
     // Swift's limits hold for what the container stores after the POST, not only for the
     // POST's own items.
     if meta.iter().any(|(k, _)| k.starts_with("x-container-meta-")) {

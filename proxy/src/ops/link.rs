@@ -16,7 +16,7 @@ use stratus_proto::storage as pb;
 
 use crate::error::{bad_request, precondition_failed, SwiftResult};
 use crate::headers::{hv, meta_value};
-use crate::names::decode;
+use crate::names::{decode, decode_param};
 use crate::ops::object::ObjPath;
 
 /// The target, `container/object` quoted.
@@ -73,13 +73,13 @@ impl Link {
         let quoted_account = meta_value(&m.meta, TARGET_ACCOUNT)
             .map(str::to_string)
             .unwrap_or_else(|| quote(account));
-        let (c, o) = decode(quoted)
+        let (c, o) = decode_param(quoted)
             .ok()?
             .split_once('/')
             .map(|(c, o)| (c.to_string(), o.to_string()))?;
         Some(Link {
             target: ObjPath {
-                account: decode(&quoted_account).ok()?,
+                account: decode_param(&quoted_account).ok()?,
                 container: c,
                 object: o,
             },

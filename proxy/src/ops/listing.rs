@@ -203,14 +203,23 @@ pub fn db_target(p: &Placement, dev_name: &str, account: &str, container: &str) 
     }
 }
 
-/// Reads info (and a listing, if `q` is given) from every replica and merges them.
-pub async fn read(
+/// How many deleted rows in a row a storage node reads before it ends a listing page early
+/// (its `10 × limit`): a page with more was cut short, not finished.
+fn cut_short(entries: &[pb::ListEntry], limit: u32) -> bool {
+    entries.iter().filter(|e| e.deleted).count() > 10 * limit.max(1) as usize
+}
+
+/// Most pages one listing reads on past runs of deleted rows.
+const MAX_ROUNDS: usize = 20;
+
+/// The infos and listing pages of every replica that answered.
+async fn read_round(
     p: &Proxy,
     kind: RingKind,
     account: &str,
     container: &str,
     q: Option<&ListQuery>,
-) -> SwiftResult<Merged> {
+) -> SwiftResult<(Vec<pb::DbInfo>, Vec<Vec<pb::ListEntry>>)> {
     let c = (!container.is_empty()).then_some(container);
     let place = p.cluster.place(kind, account, c, None)?;
     let results = p
@@ -256,11 +265,52 @@ pub async fn read(
     if infos.is_empty() {
         return Err(unavailable("no database replica answered"));
     }
+    Ok((infos, lists))
+}
+
+/// Reads info (and a listing, if `q` is given) from every replica and merges them. A page
+/// a replica cut short on a run of deleted rows is read on from where it stopped, until
+/// the page is full or no replica has more.
+pub async fn read(
+    p: &Proxy,
+    kind: RingKind,
+    account: &str,
+    container: &str,
+    q: Option<&ListQuery>,
+) -> SwiftResult<Merged> {
+    let (infos, mut lists) = read_round(p, kind, account, container, q).await?;
     let info = merge_info(&infos);
-    let entries = match q {
-        Some(q) if info.exists => merge_entries(lists, q),
-        _ => Vec::new(),
+    let Some(q) = q.filter(|_| info.exists) else {
+        return Ok(Merged {
+            info,
+            entries: Vec::new(),
+        });
     };
+    let mut page = q.clone();
+    let mut round = lists.clone();
+    for _ in 1..MAX_ROUNDS {
+        let stops = round
+            .iter()
+            .filter(|l| cut_short(l, page.limit))
+            .filter_map(|l| l.last().map(|e| e.name.clone()));
+        // Read on from the replica that got least far.
+        let next = if q.reverse { stops.max() } else { stops.min() };
+        let Some(next) = next else {
+            break;
+        };
+        if merge_entries(lists.clone(), q).len() >= q.limit as usize || next == page.marker {
+            break;
+        }
+        page.marker = next;
+        // Read on in large pages: a run of deleted rows can be long (an account after many
+        // containers came and went), and each page only goes 10 × its limit into one.
+        page.limit = LISTING_LIMIT;
+        round = read_round(p, kind, account, container, Some(&page))
+            .await?
+            .1;
+        lists.extend(round.iter().cloned());
+    }
+    let entries = merge_entries(lists, q);
     Ok(Merged { info, entries })
 }
 
@@ -408,6 +458,14 @@ mod tests {
         ] {
             assert!(merge_entries(lists, &q).is_empty());
         }
+    }
+
+    #[test]
+    fn pages_cut_short_by_deleted_rows_are_told_apart() {
+        let dead: Vec<_> = (0..31).map(|i| e(&format!("d{i:02}"), 1, true)).collect();
+        assert!(cut_short(&dead, 3));
+        assert!(!cut_short(&dead[..30], 3));
+        assert!(!cut_short(&[e("a", 1, false)], 1));
     }
 
     #[test]

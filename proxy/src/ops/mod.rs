@@ -4,8 +4,8 @@
 //! handler applies (quotas, versioned writes, multi-object reports).
 //!
 //! Files here import only each other (downwards: [`object`], [`manifest`] and [`link`] at
-//! the bottom, [`versions`], [`segments`] and [`symlink`] at the top) and the leaf
-//! helpers; never a handler.
+//! the bottom, [`versions`], [`object_versioning`], [`segments`] and [`symlink`] at the
+//! top) and the leaf helpers; never a handler.
 
 pub mod database;
 pub mod fetch;
@@ -14,6 +14,7 @@ pub mod link;
 pub mod listing;
 pub mod manifest;
 pub mod object;
+pub mod object_versioning;
 pub mod quota;
 pub mod report;
 pub mod segments;

@@ -80,8 +80,14 @@ pub async fn check_put(p: &Proxy, path: &ObjPath, len: u64) -> SwiftResult<Optio
         if max_count.is_some_and(|m| now.object_count.saturating_add(1) > m) {
             return Err(exceeded());
         }
+        // A versioned container's versions count against its quota (Swift's quota sees
+        // the bytes its versioning middleware reports).
+        let mut bytes = now.bytes;
+        if let Some(v) = crate::ops::object_versioning::Versioning::of(&cached) {
+            bytes = bytes.saturating_add(info(p, &path.account, &v.container).await?.bytes);
+        }
         if let Some(m) = max_bytes {
-            tighten(m.saturating_sub(now.bytes));
+            tighten(m.saturating_sub(bytes));
         }
     }
     let acct = p.db_info(&path.account, "").await?;

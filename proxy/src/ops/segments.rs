@@ -30,6 +30,7 @@ use crate::ops::manifest::{
     MAX_MANIFEST_SIZE, MAX_NESTING, SLO_ETAG, SLO_SIZE,
 };
 use crate::ops::object::{ByteStream, ObjPath};
+use crate::ops::object_versioning::{listed_version, versions_container};
 use crate::ops::symlink::{follow, Reader};
 use crate::proxy::Proxy;
 
@@ -474,21 +475,31 @@ pub async fn resolve(
                 "Dynamic large object has more than {DLO_MAX_SEGMENTS} segments"
             )));
         }
+        // Segments in a versioned container are links to their current versions: the
+        // versions are read (as Swift's DLO reads its segments through the links).
+        let hidden = versions_container(c);
+        let segs: Vec<(String, String, u64, String)> = segs
+            .into_iter()
+            .map(|s| match listed_version(&s.content_type, c) {
+                Some((name, bytes, etag)) => (hidden.clone(), name, bytes, etag),
+                None => (c.to_string(), s.name, s.bytes, s.etag),
+            })
+            .collect();
         let mut md5 = Md5::new();
         for s in &segs {
-            md5.update(&s.etag);
+            md5.update(&s.3);
         }
-        let size = segs.iter().map(|s| s.bytes).sum();
+        let size = segs.iter().map(|s| s.2).sum();
         let pieces = segs
             .into_iter()
-            .map(|s| Piece {
+            .map(|(container, object, bytes, _)| Piece {
                 path: ObjPath {
                     account: path.account.clone(),
-                    container: c.to_string(),
-                    object: s.name,
+                    container,
+                    object,
                 },
                 start: 0,
-                end: s.bytes,
+                end: bytes,
                 etag: None,
                 data: None,
                 reader: None,

@@ -144,6 +144,8 @@ pub struct Stored {
     pub etag: String,
     /// The timestamp the object was stored under.
     pub ts: Timestamp,
+    /// The length of the body stored.
+    pub size: u64,
 }
 
 /// Streams `body` to a quorum of replicas and commits it.
@@ -261,7 +263,7 @@ pub async fn store(
             place.primaries.len()
         )));
     }
-    Ok(Stored { etag, ts })
+    Ok(Stored { etag, ts, size })
 }
 
 /// 201 with the new object's ETag and Last-Modified.

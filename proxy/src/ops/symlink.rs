@@ -20,6 +20,7 @@ use crate::ops::fetch::{fetch, Found};
 use crate::ops::link::{Link, Requested, SYMLOOP_MAX, TARGET_BYTES, TARGET_ETAG, TARGET_SLO_ETAG};
 use crate::ops::manifest::{SLO_ETAG, SLO_SIZE};
 use crate::ops::object::ObjPath;
+use crate::ops::object_versioning::{acl_container, is_versions_link};
 use crate::proxy::Proxy;
 
 /// Who follows links, and so whose rights each target is read with.
@@ -56,11 +57,12 @@ impl Reader {
                 } else {
                     p.auth.identify(h, &target.account)?
                 };
+                // A version is read with the rights its versioned container grants.
                 p.access(
                     &who,
                     true,
                     &target.account,
-                    Some(&target.container),
+                    Some(acl_container(&target.container)),
                     true,
                     h,
                 )
@@ -73,7 +75,9 @@ impl Reader {
                 segments,
             } => {
                 let inside = target.account == *account
-                    && container.as_ref().is_none_or(|c| *c == target.container);
+                    && container
+                        .as_ref()
+                        .is_none_or(|c| c == acl_container(&target.container));
                 if !inside {
                     return Err(beyond_grant());
                 }
@@ -172,7 +176,10 @@ pub async fn follow(
         if expect.as_ref().is_some_and(|want| *want != seen) {
             return Err(links_disagree(&location));
         }
-        hop(&mut hops)?;
+        // The link a versioned write leaves is not counted (Swift's `SYMLOOP_EXTEND`).
+        if !is_versions_link(&found.meta) {
+            hop(&mut hops)?;
+        }
         location = Some(link.location.clone());
         who = reader
             .check(p, &link.target, h)
