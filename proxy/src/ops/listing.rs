@@ -203,10 +203,11 @@ pub fn db_target(p: &Placement, dev_name: &str, account: &str, container: &str) 
     }
 }
 
-/// How many deleted rows in a row a storage node reads before it ends a listing page early
-/// (its `10 × limit`): a page with more was cut short, not finished.
+/// Whether a storage node ended a listing page early on deleted rows: it returns at most
+/// `10 × limit` of them and stops at the next, so a page holding that many may have been
+/// cut short (at worst, one more page is read to find it was not).
 fn cut_short(entries: &[pb::ListEntry], limit: u32) -> bool {
-    entries.iter().filter(|e| e.deleted).count() > 10 * limit.max(1) as usize
+    entries.iter().filter(|e| e.deleted).count() >= 10 * limit.max(1) as usize
 }
 
 /// Most pages one listing reads on past runs of deleted rows.
@@ -462,9 +463,9 @@ mod tests {
 
     #[test]
     fn pages_cut_short_by_deleted_rows_are_told_apart() {
-        let dead: Vec<_> = (0..31).map(|i| e(&format!("d{i:02}"), 1, true)).collect();
+        let dead: Vec<_> = (0..30).map(|i| e(&format!("d{i:02}"), 1, true)).collect();
         assert!(cut_short(&dead, 3));
-        assert!(!cut_short(&dead[..30], 3));
+        assert!(!cut_short(&dead[..29], 3));
         assert!(!cut_short(&[e("a", 1, false)], 1));
     }
 
