@@ -17,7 +17,9 @@
 //! - [`staticweb`]: web sites from containers (index pages, HTML listings, error
 //!   pages) for anonymous reads; it stands between the router and the handlers, as
 //!   Swift's middleware does in its pipeline, and answers through [`large`] and the
-//!   listing reads.
+//!   listing reads. [`versioning`] and [`version_listing`] stand there too, for objects
+//!   and listings of containers with `X-Versions-Enabled`, answering through the
+//!   handlers (see [`ops::object_versioning`] for what is stored).
 //! - [`ops`]: the cluster operations the handlers share — an object's store, fetch and
 //!   delete, large-object reading, following symlinks, account and container reads and
 //!   writes, the cached info and access decisions, quotas, versioned writes, multi-object

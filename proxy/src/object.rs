@@ -22,7 +22,9 @@ use crate::names::{decode, MAX_OBJECT_NAME};
 use crate::ops::fetch::fetch;
 use crate::ops::link::{self, is_symlink, Link, LINK_TYPE};
 use crate::ops::manifest::{is_manifest, is_manifest_meta};
-use crate::ops::object::{body_error, delete_at, meta_items, ByteStream, ObjPath, STORED_HEADERS};
+use crate::ops::object::{
+    body_error, delete_at, has_body, meta_items, ByteStream, ObjPath, STORED_HEADERS,
+};
 use crate::ops::object_versioning::store_object;
 use crate::ops::quota;
 use crate::ops::segments::assembled;
@@ -138,26 +140,7 @@ async fn put_link(
     h: &HeaderMap,
     body: Body,
 ) -> SwiftResult<Response> {
-    let has_body = match hv(h, "content-length") {
-        Some(v) => {
-            v.trim()
-                .parse::<u64>()
-                .map_err(|_| bad_request("Invalid Content-Length"))?
-                > 0
-        }
-        None => {
-            let mut stream = body.into_data_stream();
-            let mut any = false;
-            while let Some(piece) = stream.next().await {
-                if !piece.map_err(body_error)?.is_empty() {
-                    any = true;
-                    break;
-                }
-            }
-            any
-        }
-    };
-    if has_body {
+    if has_body(h, body).await? {
         return Err(bad_request("Symlink requests require a zero byte body"));
     }
     let Some(r) = link::requested(h, path)? else {

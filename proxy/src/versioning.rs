@@ -19,13 +19,12 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
-use futures::StreamExt;
 
 use crate::acl::Identity;
 use crate::error::{bad_request, not_found, SwiftError, SwiftResult};
-use crate::headers::{self, hv};
+use crate::headers;
 use crate::names::{decode_param, Query};
-use crate::ops::object::{body_error, delete_at, meta_items, ObjPath, STORED_HEADERS};
+use crate::ops::object::{delete_at, has_body, meta_items, ObjPath, STORED_HEADERS};
 use crate::ops::object_versioning::{
     self as ov, is_marker, marker_not_found, parse_version_id, version_path, Versioning,
 };
@@ -238,26 +237,7 @@ pub async fn with_version(
 
 /// 400 unless a restoring PUT's body is empty.
 async fn require_empty(h: &HeaderMap, body: Body) -> SwiftResult<()> {
-    let has_body = match hv(h, "content-length") {
-        Some(v) => {
-            v.trim()
-                .parse::<u64>()
-                .map_err(|_| bad_request("Invalid Content-Length"))?
-                > 0
-        }
-        None => {
-            let mut stream = body.into_data_stream();
-            let mut any = false;
-            while let Some(piece) = stream.next().await {
-                if !piece.map_err(body_error)?.is_empty() {
-                    any = true;
-                    break;
-                }
-            }
-            any
-        }
-    };
-    if has_body {
+    if has_body(h, body).await? {
         return Err(bad_request(
             "PUT version-id requests require a zero byte body",
         ));

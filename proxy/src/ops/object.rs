@@ -7,7 +7,7 @@ use std::pin::Pin;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use stratus_core::time::now_secs;
 use stratus_core::timestamp::Timestamp;
 use stratus_proto::storage as pb;
@@ -99,6 +99,25 @@ fn seconds(v: &str) -> Option<u64> {
         Err(_) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => Some(u64::MAX),
         Err(_) => None,
     }
+}
+
+/// Whether a request that must have none carries a body: by its `Content-Length`, else
+/// by reading (a chunked body of empty pieces is none). 400 for a bad length.
+pub async fn has_body(h: &HeaderMap, body: axum::body::Body) -> SwiftResult<bool> {
+    if let Some(v) = hv(h, "content-length") {
+        return Ok(v
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| bad_request("Invalid Content-Length"))?
+            > 0);
+    }
+    let mut stream = body.into_data_stream();
+    while let Some(piece) = stream.next().await {
+        if !piece.map_err(body_error)?.is_empty() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// `X-Delete-At` / `X-Delete-After` of a request, as seconds since the epoch (0: none),

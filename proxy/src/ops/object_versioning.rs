@@ -195,20 +195,8 @@ async fn keep_unversioned(p: &Proxy, path: &ObjPath, v: &Versioning) -> SwiftRes
     if is_versions_link(&found.meta) {
         return Ok(());
     }
-    let m = found.meta;
-    let header = pb::PutHeader {
-        target: None,
-        ts: 0,
-        content_type: m.content_type.clone(),
-        meta: m.meta.clone(),
-        delete_at: m.delete_at,
-        content_length: Some(m.size),
-    };
-    let body = found
-        .body
-        .unwrap_or_else(|| Box::pin(futures::stream::empty()));
-    store(p, &v.path(path, Timestamp(m.ts)), header, body, None).await?;
-    Ok(())
+    let ts = Timestamp(found.meta.ts);
+    crate::ops::versions::put_found(p, found, &v.path(path, ts)).await
 }
 
 /// Metadata of a stored object that belongs to its data, never to a link to it.

@@ -67,7 +67,7 @@ pub fn version_prefix(object: &str) -> String {
 }
 
 /// Writes what `found` holds (data and metadata, as stored) to `dst`.
-async fn put_found(p: &Proxy, found: Found, dst: &ObjPath) -> SwiftResult<()> {
+pub async fn put_found(p: &Proxy, found: Found, dst: &ObjPath) -> SwiftResult<()> {
     let m = found.meta;
     let header = pb::PutHeader {
         target: None,
