@@ -33,7 +33,7 @@ use crate::ops::store::{store, Stored};
 use crate::proxy::Proxy;
 
 /// Content type of a delete marker.
-pub const DELETE_MARKER: &str = "application/x-deleted;swift_versions_deleted=1";
+pub use crate::ops::versions::DELETE_MARKER;
 /// Container sysmeta: whether new writes are versioned (`True`/`False`).
 pub const SYSMETA_ENABLED: &str = "x-container-sysmeta-versions-enabled";
 /// Container sysmeta: the hidden container holding the versions (quoted).
@@ -377,22 +377,7 @@ pub async fn delete_object(p: &Proxy, path: &ObjPath) -> SwiftResult<Response> {
 pub async fn delete(p: &Proxy, path: &ObjPath, v: &Versioning) -> SwiftResult<Response> {
     keep_unversioned(p, path, v).await?;
     let version = Timestamp::now();
-    let header = pb::PutHeader {
-        target: None,
-        ts: 0,
-        content_type: DELETE_MARKER.to_string(),
-        meta: Vec::new(),
-        delete_at: 0,
-        content_length: Some(0),
-    };
-    store(
-        p,
-        &v.path(path, version),
-        header,
-        Box::pin(futures::stream::empty()),
-        None,
-    )
-    .await?;
+    crate::ops::versions::store_delete_marker(p, &v.path(path, version)).await?;
     let id = version.to_string();
     match object::delete(p, path).await {
         Ok(mut r) => {

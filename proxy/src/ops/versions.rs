@@ -66,6 +66,21 @@ pub fn version_prefix(object: &str) -> String {
     format!("{:03x}{object}/", object.len())
 }
 
+/// Writes a delete marker (a zero-byte object of type [`DELETE_MARKER`]) at `at`: both
+/// kinds of versioning mark a deletion so.
+pub async fn store_delete_marker(p: &Proxy, at: &ObjPath) -> SwiftResult<()> {
+    let header = pb::PutHeader {
+        target: None,
+        ts: 0,
+        content_type: DELETE_MARKER.to_string(),
+        meta: Vec::new(),
+        delete_at: 0,
+        content_length: Some(0),
+    };
+    store(p, at, header, Box::pin(futures::stream::empty()), None).await?;
+    Ok(())
+}
+
 /// Writes what `found` holds (data and metadata, as stored) to `dst`.
 pub async fn put_found(p: &Proxy, found: Found, dst: &ObjPath) -> SwiftResult<()> {
     let m = found.meta;
@@ -130,15 +145,7 @@ pub async fn delete(p: &Proxy, path: &ObjPath) -> SwiftResult<Response> {
                 container: loc.clone(),
                 object: format!("{}{}", version_prefix(&path.object), Timestamp::now()),
             };
-            let header = pb::PutHeader {
-                target: None,
-                ts: 0,
-                content_type: DELETE_MARKER.to_string(),
-                meta: Vec::new(),
-                delete_at: 0,
-                content_length: Some(0),
-            };
-            store(p, &marker, header, Box::pin(futures::stream::empty()), None).await?;
+            store_delete_marker(p, &marker).await?;
             object::delete(p, path).await
         }
         Some((Mode::Stack, loc)) => pop(p, path, &loc).await,
