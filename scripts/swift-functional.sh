@@ -85,7 +85,7 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-"$stratus" dev up --dir "$work/cluster" --storage-domain example.net >"$work/dev-up.log" 2>&1 || {
+"$stratus" dev up --dir "$work/cluster" --storage-domain example.net --policy silver >"$work/dev-up.log" 2>&1 || {
   cat "$work/dev-up.log" >&2
   exit 1
 }

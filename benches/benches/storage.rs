@@ -84,7 +84,15 @@ fn write_path(c: &mut Criterion) {
             rt.block_on(async {
                 let mut body = TmpBody::create(&dev).unwrap();
                 body.push(&big).await.unwrap();
-                body.finish(body_file(&dev, 1, &hash, &rec)).await.unwrap();
+                body.finish(body_file(
+                    &dev,
+                    stratus_storage_node::device::Space::Object(0),
+                    1,
+                    &hash,
+                    &rec,
+                ))
+                .await
+                .unwrap();
                 let mut batch = WriteBatch::default();
                 dev.batch_put(&mut batch, CF_OBJECTS, &object_key(1, &hash), &rec.encode());
                 write_sync(&dev, batch).await.unwrap();
@@ -105,7 +113,7 @@ fn listing(c: &mut Criterion) {
         container: "c".into(),
     };
     rt.block_on(async {
-        db::put(&dev, &t, 1, &[]).await.unwrap();
+        db::put(&dev, &t, 1, &[], None, 0).await.unwrap();
         for i in 0..10_000u64 {
             let row = pb::ObjectRow {
                 name: format!("dir{}/object-{i:06}", i % 10),

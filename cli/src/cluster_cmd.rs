@@ -528,17 +528,23 @@ fn worker_json(w: &pb::WorkerStatus) -> serde_json::Value {
 async fn lookup(conn: &Conn, path: &str) -> Result<()> {
     let (account, container, object) =
         parse_path(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    let client = conn.client()?;
+    let store = RingStore::new(client.clone());
+    let peers = Peers::default();
+    // An object is placed by its container's storage policy's ring.
+    let policy = match (&container, &object) {
+        (Some(c), Some(_)) => container_policy(&store, &peers, &account, c).await?,
+        _ => 0,
+    };
+    let object_ring = stratus_client::policies::ring_name(policy);
     let ring_name = match (&container, &object) {
-        (_, Some(_)) => "object",
+        (_, Some(_)) => object_ring.as_str(),
         (Some(_), None) => "container",
         _ => "account",
     };
-    let client = conn.client()?;
-    let store = RingStore::new(client.clone());
     let (ring, _) = store.current(ring_name).await?;
     let p = object_path(&account, container.as_deref(), object.as_deref());
     let part = ring.partition(&p);
-    let peers = Peers::default();
     let mut rows = Vec::new();
     let mut js = Vec::new();
     let mut devs: Vec<(String, stratus_core::ring::Device)> = ring
@@ -552,8 +558,8 @@ async fn lookup(conn: &Conn, path: &str) -> Result<()> {
             .map(|d| ("handoff".to_string(), d.clone())),
     );
     for (role, d) in devs {
-        let state = match ring_name {
-            "object" => {
+        let state = match object {
+            Some(_) => {
                 let req = pb::GetRequest {
                     target: Some(pb::ObjectTarget {
                         device: d.name.clone(),
@@ -562,6 +568,7 @@ async fn lookup(conn: &Conn, path: &str) -> Result<()> {
                         container: container.clone().unwrap_or_default(),
                         object: object.clone().unwrap_or_default(),
                         replica_index: 0,
+                        policy,
                     }),
                     head_only: true,
                     ..Default::default()
@@ -631,6 +638,38 @@ async fn object_state(peers: &Peers, node: &str, req: pb::GetRequest) -> String 
         }
         Ok(Ok(_)) => "error: no metadata in the answer".into(),
     }
+}
+
+/// The storage policy of a container, as the first of its replicas that has it says (0
+/// when none does: where objects of a missing container are looked for).
+async fn container_policy(
+    store: &RingStore,
+    peers: &Peers,
+    account: &str,
+    container: &str,
+) -> Result<u32> {
+    let (ring, _) = store.current("container").await?;
+    let part = ring.partition(&object_path(account, Some(container), None));
+    for d in ring.primaries(part) {
+        let r = async {
+            peers
+                .db(&d.node)?
+                .info(pb::DbTarget {
+                    device: d.name.clone(),
+                    part,
+                    account: account.to_string(),
+                    container: container.to_string(),
+                })
+                .await
+        };
+        if let Ok(Ok(r)) = tokio::time::timeout(NODE_TIMEOUT, r).await {
+            if let Some(i) = r.into_inner().info.filter(|i| i.exists) {
+                let policy = i.meta.iter().find(|m| m.key == pb::POLICY_META);
+                return Ok(policy.and_then(|m| m.value.parse().ok()).unwrap_or(0));
+            }
+        }
+    }
+    Ok(0)
 }
 
 async fn db_state(

@@ -80,6 +80,10 @@ pub enum DevCmd {
         /// comma-separated; none by default.
         #[arg(long, value_name = "DOMAIN")]
         storage_domain: Option<String>,
+        /// A storage policy besides `Policy-0` (repeatable, up to 3): each is given index
+        /// 1, 2, … in order and an object ring of its own over the same devices.
+        #[arg(long = "policy", value_name = "NAME")]
+        policies: Vec<String>,
         #[command(flatten)]
         compute: compute::DevCompute,
     },
@@ -381,6 +385,7 @@ pub async fn run(cmd: DevCmd) -> Result<()> {
             worker_interval,
             insecure,
             storage_domain,
+            policies,
             compute,
         } => {
             let dir = dir.unwrap_or_else(default_dir);
@@ -391,7 +396,7 @@ pub async fn run(cmd: DevCmd) -> Result<()> {
                 worker_interval,
                 insecure,
             };
-            up(&dir, &shape, storage_domain.as_deref(), &compute).await
+            up(&dir, &shape, storage_domain.as_deref(), &policies, &compute).await
         }
         DevCmd::Status { dir, json } => {
             let dir = dir.unwrap_or_else(default_dir);
@@ -477,6 +482,7 @@ async fn up(
     dir: &Path,
     shape: &Shape,
     storage_domain: Option<&str>,
+    policies: &[String],
     with_compute: &compute::DevCompute,
 ) -> Result<()> {
     let Shape {
@@ -522,7 +528,16 @@ async fn up(
     }
     let leader = wait_healthy(&client, &addrs, Duration::from_secs(60)).await?;
     fs::write(dir.join("endpoints"), endpoints.join(","))?;
-    let rings = ensure_rings(&client, &dir, storage_nodes, devices).await?;
+    if policies.len() >= stratus_client::policies::MAX_POLICIES as usize {
+        bail!(
+            "at most {} --policy (policy 0 is Policy-0)",
+            stratus_client::policies::MAX_POLICIES - 1
+        );
+    }
+    for (i, name) in policies.iter().enumerate() {
+        stratus_client::policies::add(&client, name, Some(i as u32 + 1), false).await?;
+    }
+    let rings = ensure_rings(&client, &dir, storage_nodes, devices, policies.len()).await?;
     let storage_bin = sibling_binary("stratus-storage")?;
     let mut storage = Vec::new();
     for n in 1..=storage_nodes {
@@ -900,7 +915,13 @@ fn picked_port(node_dir: &Path, file: &str) -> Result<String> {
 }
 
 /// Creates and publishes the dev rings that do not exist yet; returns a summary line.
-async fn ensure_rings(client: &MetaClient, dir: &Path, nodes: u32, devices: u32) -> Result<String> {
+async fn ensure_rings(
+    client: &MetaClient,
+    dir: &Path,
+    nodes: u32,
+    devices: u32,
+    extra_policies: usize,
+) -> Result<String> {
     let store = RingStore::new(client.clone());
     let mut devs = Vec::new();
     for n in 1..=nodes {
@@ -929,7 +950,16 @@ async fn ensure_rings(client: &MetaClient, dir: &Path, nodes: u32, devices: u32)
     }
     let replicas = 3.min(devs.len() as u32);
     let mut out = Vec::new();
-    for (name, power) in DEV_RINGS {
+    // Each extra storage policy's object ring is as big as the others but the object one.
+    let policy_rings: Vec<(String, u32)> = (1..=extra_policies as u32)
+        .map(|i| (stratus_client::policies::ring_name(i), 8))
+        .collect();
+    let rings = DEV_RINGS
+        .iter()
+        .map(|(n, p)| (n.to_string(), *p))
+        .chain(policy_rings);
+    for (name, power) in rings {
+        let name = name.as_str();
         let b = match store.builder(name).await {
             Ok((b, _)) => b,
             // min_part_hours 0: a dev cluster has no data whose move must be waited for.

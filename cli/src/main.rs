@@ -33,6 +33,7 @@ mod image_cmd;
 mod meta_cmd;
 mod obj_bench;
 mod os_auth;
+mod policy_cmd;
 mod progress;
 mod ring_cmd;
 mod swift_cmd;
@@ -75,6 +76,13 @@ enum Cmd {
         conn: Conn,
         #[command(subcommand)]
         cmd: ring_cmd::RingCmd,
+    },
+    /// Storage policies: named object rings that containers choose at creation.
+    Policy {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: policy_cmd::PolicyCmd,
     },
     /// The cluster CA and process certificates (mutual TLS inside the cluster).
     Cert {
@@ -271,6 +279,7 @@ async fn main() {
         Cmd::Dev { cmd } => dev::run(cmd).await,
         Cmd::Meta { conn, cmd } => meta_cmd::run(&conn, cmd).await,
         Cmd::Ring { conn, cmd } => ring_cmd::run(&conn, cmd).await,
+        Cmd::Policy { conn, cmd } => policy_cmd::run(&conn, cmd).await,
         Cmd::User { conn, cmd } => user_cmd::run(&conn, cmd).await,
         Cmd::Cert { cmd } => cert_cmd::run(cmd),
         Cmd::Auth { conn, cmd } => user_cmd::run_auth(&conn, cmd).await,

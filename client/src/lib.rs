@@ -32,6 +32,7 @@ pub mod images;
 pub mod meta;
 pub mod nbd;
 pub mod peers;
+pub mod policies;
 pub mod records;
 pub mod rings;
 pub mod service;

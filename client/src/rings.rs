@@ -51,7 +51,7 @@ pub enum RingStoreError {
     Meta(#[from] ClientError),
     #[error(transparent)]
     Ring(#[from] RingError),
-    #[error("unknown ring {0:?}: rings are {names}", names = RING_NAMES.join(", "))]
+    #[error("unknown ring {0:?}: rings are {names}, and object-1 to object-3 for storage policies", names = RING_NAMES.join(", "))]
     BadName(String),
     #[error("ring {0:?} does not exist; create it with `stratus ring create {0}`")]
     NotFound(String),
@@ -112,7 +112,9 @@ pub struct RingStore {
 }
 
 fn check_name(name: &str) -> Result<(), RingStoreError> {
-    if RING_NAMES.contains(&name) {
+    let policy_ring =
+        (1..crate::policies::MAX_POLICIES).any(|i| crate::policies::ring_name(i) == name);
+    if RING_NAMES.contains(&name) || policy_ring {
         Ok(())
     } else {
         Err(RingStoreError::BadName(name.to_string()))

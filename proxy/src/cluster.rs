@@ -17,6 +17,7 @@ use futures::stream::FuturesUnordered;
 use futures::{Future, StreamExt};
 use stratus_client::meta::MetaClient;
 use stratus_client::peers::Peers;
+use stratus_client::policies;
 use stratus_client::rings::{RingStore, RingWatcher};
 use stratus_core::ring::{object_path, Device, Ring};
 use tonic::{Code, Status};
@@ -88,19 +89,21 @@ pub fn abandoned() -> Status {
     Status::deadline_exceeded("storage node too slow: the request went on with a quorum")
 }
 
-/// The three rings the proxy places by.
+/// The rings the proxy places by: accounts, containers, and each storage policy's objects
+/// (by the policy's index).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RingKind {
     Account,
     Container,
-    Object,
+    Object(u32),
 }
 
 /// The proxy's view of the cluster.
 pub struct Cluster {
     account: RingWatcher,
     container: RingWatcher,
-    object: RingWatcher,
+    /// Each storage policy's object ring, by index.
+    objects: Vec<RingWatcher>,
     /// Channels to storage nodes.
     pub peers: Peers,
 }
@@ -108,6 +111,8 @@ pub struct Cluster {
 /// The nodes of one partition: primaries in ring order, then handoffs (worked out only
 /// when a request needs one, which a healthy cluster's requests never do).
 pub struct Placement {
+    /// The storage policy of an object's placement (0 for databases).
+    pub policy: u32,
     pub part: u32,
     pub primaries: Vec<Device>,
     ring: Arc<Ring>,
@@ -161,14 +166,16 @@ impl Cluster {
         Ok(Self {
             account: RingWatcher::spawn(store.clone(), "account")?,
             container: RingWatcher::spawn(store.clone(), "container")?,
-            object: RingWatcher::spawn(store, "object")?,
+            objects: (0..policies::MAX_POLICIES)
+                .map(|i| RingWatcher::spawn(store.clone(), &policies::ring_name(i)))
+                .collect::<Result<_, _>>()?,
             peers: Peers::default(),
         })
     }
 
     /// Waits until every ring is published (or `timeout`).
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
-        for w in [&self.account, &self.container, &self.object] {
+        for w in [&self.account, &self.container, &self.objects[0]] {
             if w.wait_for(1, timeout).await.is_none() {
                 return false;
             }
@@ -179,12 +186,17 @@ impl Cluster {
     /// The current ring of `kind`.
     pub fn ring(&self, kind: RingKind) -> Result<Arc<Ring>, SwiftError> {
         let w = match kind {
-            RingKind::Account => &self.account,
-            RingKind::Container => &self.container,
-            RingKind::Object => &self.object,
+            RingKind::Account => Some(&self.account),
+            RingKind::Container => Some(&self.container),
+            RingKind::Object(i) => self.objects.get(i as usize),
         };
-        w.current()
-            .ok_or_else(|| unavailable(format!("the {kind:?} ring is not published yet")))
+        w.and_then(RingWatcher::current).ok_or_else(|| match kind {
+            RingKind::Object(i) => unavailable(format!(
+                "the ring of storage policy {i} ({}) is not published yet",
+                policies::ring_name(i)
+            )),
+            _ => unavailable(format!("the {kind:?} ring is not published yet")),
+        })
     }
 
     /// Where `account[/container[/object]]` lives.
@@ -199,6 +211,10 @@ impl Cluster {
         let part = ring.partition(&object_path(account, container, object));
         let primaries: Vec<Device> = ring.primaries(part).cloned().collect();
         Ok(Placement {
+            policy: match kind {
+                RingKind::Object(i) => i,
+                _ => 0,
+            },
             part,
             primaries,
             ring,

@@ -178,7 +178,9 @@ pub fn listed_content_type(ct: &str) -> &str {
     Listed::parse(ct).content_type
 }
 
-fn info_headers(kind: RingKind, i: &pb::DbInfo) -> Vec<(String, String)> {
+/// Swift's headers of an account's or container's info; `policy` is a container's
+/// storage policy, by name.
+fn info_headers(kind: RingKind, i: &pb::DbInfo, policy: Option<String>) -> Vec<(String, String)> {
     let mut out = vec![
         (
             "x-timestamp".to_string(),
@@ -194,11 +196,10 @@ fn info_headers(kind: RingKind, i: &pb::DbInfo) -> Vec<(String, String)> {
             http_date(i.meta.iter().map(|m| m.ts).fold(i.put_ts, u64::max)),
         ),
         ("accept-ranges".to_string(), "bytes".to_string()),
-        (
-            "x-storage-policy".to_string(),
-            crate::ops::database::STORAGE_POLICY.to_string(),
-        ),
     ];
+    if let Some(name) = policy {
+        out.push(("x-storage-policy".to_string(), name));
+    }
     match kind {
         RingKind::Account => {
             out.push((
@@ -217,7 +218,11 @@ fn info_headers(kind: RingKind, i: &pb::DbInfo) -> Vec<(String, String)> {
         }
     }
     // System metadata is the proxy's own, never shown.
-    for m in i.meta.iter().filter(|m| !m.key.contains("-sysmeta-")) {
+    for m in i
+        .meta
+        .iter()
+        .filter(|m| !m.key.contains("-sysmeta-") && !m.key.starts_with("x-backend-"))
+    {
         out.push((title_case(&m.key), m.value.clone()));
     }
     out
@@ -274,7 +279,9 @@ pub async fn get(
         RingKind::Container => Versioning::of(&info),
         _ => None,
     };
-    let mut hdrs = info_headers(kind, &info);
+    let policy =
+        (kind == RingKind::Container).then(|| p.policy_name(crate::ops::info::policy_of(&info)));
+    let mut hdrs = info_headers(kind, &info, policy);
     if let Some(v) = &versioning {
         let hidden = crate::ops::listing::info(p, account, &v.container).await?;
         if hidden.exists {

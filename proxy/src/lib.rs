@@ -63,6 +63,7 @@ pub mod names;
 pub mod object;
 pub mod openstack;
 pub mod ops;
+pub mod policy;
 pub mod proxy;
 pub mod router;
 pub mod server;

@@ -377,7 +377,7 @@ pub async fn post(p: &Proxy, path: &ObjPath, h: &HeaderMap) -> SwiftResult<Respo
             "A PUT request is required to set a symlink target",
         ));
     }
-    let place = path.place(p)?;
+    let place = path.place(p).await?;
     let ts = Timestamp::now().0;
     let meta = meta_items(headers::metadata(h, "object", STORED_HEADERS)?);
     let delete_at = delete_at(h)?;

@@ -86,6 +86,8 @@ pub struct Proxy {
     pub(crate) client_timeout: Duration,
     /// Domain remap, when a storage domain is configured.
     pub(crate) domain_remap: Option<crate::domain_remap::DomainRemap>,
+    /// The storage policies.
+    pub(crate) policies: crate::policy::PolicyView,
 }
 
 impl Proxy {
@@ -107,6 +109,7 @@ impl Proxy {
         let compute = Nova::new(Compute::new(meta.clone()), Volumes::new(meta.clone()))
             .await
             .map_err(ProxyError::Meta)?;
+        let policies = crate::policy::PolicyView::follow(meta.clone()).await;
         let cluster = Cluster::new(meta).map_err(|e| ProxyError::Meta(e.to_string()))?;
         if !cluster.wait_ready(Duration::from_secs(30)).await {
             tracing::warn!("rings are not all published yet; requests get 503 until they are");
@@ -121,6 +124,7 @@ impl Proxy {
             infos: Mutex::new(HashMap::new()),
             inflight: Arc::new(tokio::sync::Semaphore::new(cfg.max_requests.max(1))),
             client_timeout: cfg.client_timeout,
+            policies,
             domain_remap: crate::domain_remap::DomainRemap::new(
                 &cfg.storage_domain,
                 &crate::auth::RESELLER_PREFIXES

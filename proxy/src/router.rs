@@ -158,7 +158,7 @@ pub fn info_json() -> serde_json::Value {
             "account_autocreate": true,
             "allow_account_management": false,
             "extra_header_count": 0,
-            "policies": [{"name": "Policy-0", "default": true}],
+            "policies": policies_json(&stratus_client::policies::Policies::default()),
         },
         "tempauth": {"account_acls": true},
         "slo": {
@@ -193,10 +193,31 @@ pub fn info_json() -> serde_json::Value {
     })
 }
 
+/// `/info`'s storage policies, as Swift lists them: deprecated ones left out; `aliases`
+/// the name and its aliases, comma-separated; `default` only on the default.
+fn policies_json(policies: &stratus_client::policies::Policies) -> serde_json::Value {
+    policies
+        .all()
+        .iter()
+        .filter(|p| !p.deprecated)
+        .map(|p| {
+            let aliases: Vec<&str> = std::iter::once(p.name.as_str())
+                .chain(p.aliases.iter().map(String::as_str))
+                .collect();
+            let mut v = serde_json::json!({"name": p.name, "aliases": aliases.join(", ")});
+            if p.default {
+                v["default"] = true.into();
+            }
+            v
+        })
+        .collect()
+}
+
 impl Proxy {
     /// `GET /info` of this proxy: [`info_json`], and what its configuration adds.
     pub fn info_json(&self) -> serde_json::Value {
         let mut info = info_json();
+        info["swift"]["policies"] = policies_json(&self.policies.current());
         if self.domain_remap.is_some() {
             // As Swift registers it; the storage domains themselves are not advertised.
             info["domain_remap"] = serde_json::json!({"default_reseller_prefix": null});

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use rocksdb::WriteBatch;
 
-use crate::device::{write_sync, Device, DeviceError, Space, CF_OBJECTS};
+use crate::device::{write_sync, Device, DeviceError, Space};
 use crate::diskfile::{batch_record, body_file, key_hash, object_key, ObjectRecord};
 use crate::hashes::suffix_of;
 use crate::worker::{Ctx, Limiter, Worker};
@@ -34,6 +34,7 @@ const BATCH: usize = 256;
 /// nothing to do). An undecodable record is quarantined whatever `version` says.
 pub async fn quarantine(
     dev: &Arc<Device>,
+    space: Space,
     part: u32,
     hash: &[u8; 16],
     version: (u64, [u8; 32]),
@@ -42,7 +43,7 @@ pub async fn quarantine(
     let ts = version.0;
     let key = object_key(part, hash);
     let _g = dev.lock_for(&key).lock().await;
-    let Some(raw) = dev.get(CF_OBJECTS, &key)? else {
+    let Some(raw) = dev.get(space.cf(), &key)? else {
         return Ok(false);
     };
     let rec = match ObjectRecord::decode(&raw) {
@@ -53,11 +54,14 @@ pub async fn quarantine(
     let io = |e| DeviceError::Io(dev.name.clone(), e);
     let qdir = dev.quarantine_dir();
     std::fs::create_dir_all(&qdir).map_err(io)?;
-    let base = format!("{}-{ts:020}", hex::encode(hash));
+    let mut base = format!("{}-{ts:020}", hex::encode(hash));
+    if space != Space::Object(0) {
+        base = format!("{base}-{}", space.cf());
+    }
     std::fs::write(qdir.join(format!("{base}.record")), &raw).map_err(io)?;
     if let Some(r) = rec.as_ref().filter(|r| r.has_file()) {
         match std::fs::rename(
-            body_file(dev, part, hash, r),
+            body_file(dev, space, part, hash, r),
             qdir.join(format!("{base}.data")),
         ) {
             Ok(()) => {}
@@ -66,9 +70,9 @@ pub async fn quarantine(
         }
     }
     let mut batch = WriteBatch::default();
-    batch_record(dev, &mut batch, &key, None, rec.as_ref());
+    batch_record(dev, &mut batch, space, &key, None, rec.as_ref());
     write_sync(dev, batch).await?;
-    dev.hashes.invalidate(Space::Object, part, suffix_of(hash));
+    dev.hashes.invalidate(space, part, suffix_of(hash));
     tracing::error!(
         device = %dev.name,
         object = rec.as_ref().map_or("?", |r| r.name.as_str()),
@@ -89,8 +93,10 @@ enum Finding {
 }
 
 /// Checks one copy. Reads the body 1 MiB at a time, paced by `limiter` at `rate()` bytes/s.
+#[allow(clippy::too_many_arguments)]
 async fn verify(
     dev: &Arc<Device>,
+    space: Space,
     part: u32,
     hash: &[u8; 16],
     rec: &ObjectRecord,
@@ -113,7 +119,7 @@ async fn verify(
         }
         return Finding::Good;
     }
-    let path = body_file(dev, part, hash, rec);
+    let path = body_file(dev, space, part, hash, rec);
     let mut file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -186,8 +192,10 @@ impl Worker for Auditor {
         // One pace for the whole node, across its devices.
         let mut pace = Pace::default();
         for dev in cx.node.present_devices() {
-            if let Err(e) = audit_device(cx, &dev, &mut pace).await {
-                cx.stats.error(format!("{}: {e}", dev.name));
+            for space in Space::all().filter(|s| matches!(s, Space::Object(_))) {
+                if let Err(e) = audit_device(cx, &dev, space, &mut pace).await {
+                    cx.stats.error(format!("{}: {e}", dev.name));
+                }
             }
         }
     }
@@ -200,12 +208,17 @@ struct Pace {
     objects: Limiter,
 }
 
-async fn audit_device(cx: &Ctx, dev: &Arc<Device>, pace: &mut Pace) -> Result<(), DeviceError> {
+async fn audit_device(
+    cx: &Ctx,
+    dev: &Arc<Device>,
+    space: Space,
+    pace: &mut Pace,
+) -> Result<(), DeviceError> {
     let rate = || cx.settings.get("bytes_per_sec");
     let mut from: Vec<u8> = Vec::new();
     loop {
         let rows: Vec<_> = dev
-            .scan(CF_OBJECTS, &from, false)
+            .scan(space.cf(), &from, false)
             .take(BATCH)
             .collect::<Result<_, _>>()?;
         let Some(last) = rows.last() else {
@@ -228,7 +241,17 @@ async fn audit_device(cx: &Ctx, dev: &Arc<Device>, pace: &mut Pace) -> Result<()
             let (found, version) = match ObjectRecord::decode(&v) {
                 Ok(rec) if rec.deleted => continue,
                 Ok(rec) => (
-                    verify(dev, part, &hash, &rec, &mut pace.bytes, rate, &cx.stats).await,
+                    verify(
+                        dev,
+                        space,
+                        part,
+                        &hash,
+                        &rec,
+                        &mut pace.bytes,
+                        rate,
+                        &cx.stats,
+                    )
+                    .await,
                     rec.version(),
                 ),
                 Err(e) => (Finding::Bad(e), (0, [0; 32])),
@@ -244,7 +267,7 @@ async fn audit_device(cx: &Ctx, dev: &Arc<Device>, pace: &mut Pace) -> Result<()
             };
             if let Some(why) = why {
                 // (An undecodable record is quarantined whatever `version` says.)
-                match quarantine(dev, part, &hash, version, &why).await {
+                match quarantine(dev, space, part, &hash, version, &why).await {
                     Ok(true) => cx.stats.quarantined(),
                     Ok(false) => {}
                     Err(e) => cx.stats.error(e),

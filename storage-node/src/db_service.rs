@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use stratus_proto::storage as pb;
 use stratus_proto::storage::db_server::Db;
+use stratus_proto::storage::{self as pb, POLICY_CONFLICT};
 use tonic::{Request, Response, Status};
 
 use crate::db::{self, DeleteOutcome, Kind, Target};
@@ -66,7 +66,15 @@ impl Db for DbService {
         let req = req.into_inner();
         let (dev, t) = self.open(req.target)?;
         dev.check_space(0)?;
-        let (info, created) = db::put(&dev, &t, req.ts, &req.meta).await?;
+        let (info, created) =
+            match db::put(&dev, &t, req.ts, &req.meta, req.policy, req.default_policy).await? {
+                db::PutOutcome::Done(info, created) => (info, created),
+                db::PutOutcome::PolicyConflict(p) => {
+                    return Err(Status::failed_precondition(format!(
+                        "{POLICY_CONFLICT}: the container has storage policy {p}"
+                    )))
+                }
+            };
         self.report_now(&dev, &t).await;
         Ok(reply(&info, created))
     }

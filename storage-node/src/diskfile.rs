@@ -27,7 +27,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::device::Device;
+use crate::device::{Device, Space};
 
 /// Bodies up to this size are stored inside the record.
 pub const INLINE_MAX: u64 = 64 * 1024;
@@ -156,22 +156,37 @@ pub fn object_key(part: u32, hash: &[u8; 16]) -> Vec<u8> {
     k
 }
 
-/// `<device>/objects/<part>/<suffix>/<hash>`: the directory of an object's body files
-/// (the suffix is the hash's first three hex digits, see [`crate::hashes`]).
-pub fn object_dir(dev: &Device, part: u32, hash: &[u8; 16]) -> PathBuf {
+/// `<device>/objects/<part>/<suffix>/<hash>` (`objects-<i>` for storage policy `i`, as
+/// Swift names them): the directory of an object's body files (the suffix is the hash's
+/// first three hex digits, see [`crate::hashes`]).
+pub fn object_dir(dev: &Device, space: Space, part: u32, hash: &[u8; 16]) -> PathBuf {
     let hex = hex::encode(hash);
     dev.root
-        .join("objects")
+        .join(space.cf())
         .join(part.to_string())
         .join(&hex[..3])
         .join(hex)
 }
 
-/// The expirer's index key of an object expiring at `delete_at`.
-pub fn expiring_key(delete_at: u64, key: &[u8]) -> Vec<u8> {
+/// The expirer's index key of an object (`key` in `space`) expiring at `delete_at`:
+/// `delete_at (be64) ++ key`, then the policy's index unless it is 0.
+pub fn expiring_key(delete_at: u64, space: Space, key: &[u8]) -> Vec<u8> {
     let mut k = delete_at.to_be_bytes().to_vec();
     k.extend_from_slice(key);
+    if let Space::Object(p @ 1..) = space {
+        k.push(p);
+    }
     k
+}
+
+/// What an expirer's index key names: `(delete_at, space, object key)`.
+pub fn parse_expiring_key(k: &[u8]) -> Option<(u64, Space, &[u8])> {
+    let at = u64::from_be_bytes(k.get(..8)?.try_into().ok()?);
+    match k.len() {
+        28 => Some((at, Space::Object(0), &k[8..])),
+        29 => Some((at, Space::policy(u32::from(k[28]))?, &k[8..28])),
+        _ => None,
+    }
 }
 
 /// Adds to `batch` everything that replaces record `old` by `new` (or removes it, `None`)
@@ -180,22 +195,23 @@ pub fn expiring_key(delete_at: u64, key: &[u8]) -> Vec<u8> {
 pub fn batch_record(
     dev: &Device,
     batch: &mut rocksdb::WriteBatch,
+    space: Space,
     key: &[u8],
     new: Option<&ObjectRecord>,
     old: Option<&ObjectRecord>,
 ) {
-    use crate::device::{CF_EXPIRING, CF_OBJECTS};
+    use crate::device::CF_EXPIRING;
     match new {
-        Some(r) => dev.batch_put(batch, CF_OBJECTS, key, &r.encode()),
-        None => dev.batch_delete(batch, CF_OBJECTS, key),
+        Some(r) => dev.batch_put(batch, space.cf(), key, &r.encode()),
+        None => dev.batch_delete(batch, space.cf(), key),
     }
     let old_at = old.filter(|o| !o.deleted).map_or(0, |o| o.delete_at);
     let new_at = new.filter(|n| !n.deleted).map_or(0, |n| n.delete_at);
     if old_at != 0 && old_at != new_at {
-        dev.batch_delete(batch, CF_EXPIRING, &expiring_key(old_at, key));
+        dev.batch_delete(batch, CF_EXPIRING, &expiring_key(old_at, space, key));
     }
     if new_at != 0 {
-        dev.batch_put(batch, CF_EXPIRING, &expiring_key(new_at, key), b"");
+        dev.batch_put(batch, CF_EXPIRING, &expiring_key(new_at, space, key), b"");
     }
 }
 
@@ -212,8 +228,14 @@ pub fn key_hash(key: &[u8]) -> Option<(u32, [u8; 16])> {
 
 /// The body file of version `rec`: `<ts>-<first 8 bytes of its BLAKE3, hex>.data`, so two
 /// versions that share a timestamp never share a file (`<ts>.data` for format-1 records).
-pub fn body_file(dev: &Device, part: u32, hash: &[u8; 16], rec: &ObjectRecord) -> PathBuf {
-    object_dir(dev, part, hash).join(body_file_name(rec))
+pub fn body_file(
+    dev: &Device,
+    space: Space,
+    part: u32,
+    hash: &[u8; 16],
+    rec: &ObjectRecord,
+) -> PathBuf {
+    object_dir(dev, space, part, hash).join(body_file_name(rec))
 }
 
 /// The file name of [`body_file`].

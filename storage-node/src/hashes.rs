@@ -24,7 +24,7 @@ use serde::Deserialize;
 
 use crate::db::records::info_digest;
 use crate::device::hash_cache::{digest_of, first16, Cached};
-use crate::device::{Device, DeviceError, Space, CF_OBJECTS};
+use crate::device::{Device, DeviceError, Space};
 
 pub use crate::device::hash_cache::{partition_hash, Hashes, SuffixHash};
 
@@ -95,11 +95,16 @@ impl RecordHead {
 pub type Summary = ([u8; 16], u64, u64, bool, [u8; 32]);
 
 /// Summaries of the records of `suffixes` of `part`, in key order.
-pub fn summaries(dev: &Device, part: u32, suffixes: &[u16]) -> Result<Vec<Summary>, DeviceError> {
+pub fn summaries(
+    dev: &Device,
+    space: Space,
+    part: u32,
+    suffixes: &[u16],
+) -> Result<Vec<Summary>, DeviceError> {
     let mut out = Vec::new();
     for &s in suffixes {
         let (start, end) = suffix_range(part, s);
-        for item in dev.scan(CF_OBJECTS, &start, false) {
+        for item in dev.scan(space.cf(), &start, false) {
             let (k, v) = item?;
             if k.as_ref() >= end.as_slice() {
                 break;
@@ -115,10 +120,15 @@ pub fn summaries(dev: &Device, part: u32, suffixes: &[u16]) -> Result<Vec<Summar
     Ok(out)
 }
 
-fn hash_suffix(dev: &Device, part: u32, suffix: u16) -> Result<Option<SuffixHash>, DeviceError> {
+fn hash_suffix(
+    dev: &Device,
+    space: Space,
+    part: u32,
+    suffix: u16,
+) -> Result<Option<SuffixHash>, DeviceError> {
     let mut h = blake3::Hasher::new();
     let mut items = 0;
-    for s in summaries(dev, part, &[suffix])? {
+    for s in summaries(dev, space, part, &[suffix])? {
         feed(&mut h, &s);
         items += 1;
     }
@@ -138,7 +148,7 @@ fn feed(h: &mut blake3::Hasher, (nh, ts, meta_ts, deleted, digest): &Summary) {
 }
 
 /// Every suffix of every record of `part` (one scan).
-fn hash_partition(dev: &Device, part: u32) -> Result<Hashes, DeviceError> {
+fn hash_partition(dev: &Device, space: Space, part: u32) -> Result<Hashes, DeviceError> {
     let mut out = Hashes::new();
     let start = part.to_be_bytes();
     let mut cur: Option<(u16, blake3::Hasher, u64)> = None;
@@ -153,7 +163,7 @@ fn hash_partition(dev: &Device, part: u32) -> Result<Hashes, DeviceError> {
             );
         }
     };
-    for item in dev.scan(CF_OBJECTS, &start, false) {
+    for item in dev.scan(space.cf(), &start, false) {
         let (k, v) = item?;
         if k.len() != 20 || k[..4] != start {
             break;
@@ -180,17 +190,17 @@ fn hash_partition(dev: &Device, part: u32) -> Result<Hashes, DeviceError> {
 
 /// The suffix hashes of object partition `part` (from the cache when nothing changed).
 /// Blocking: call it off the async runtime.
-pub fn object_hashes(dev: &Device, part: u32) -> Result<Hashes, DeviceError> {
-    let (generation, todo) = match dev.hashes.lookup(Space::Object, part) {
+pub fn object_hashes(dev: &Device, space: Space, part: u32) -> Result<Hashes, DeviceError> {
+    let (generation, todo) = match dev.hashes.lookup(space, part) {
         Cached::Clean(h) => return Ok(h),
         Cached::Stale { generation, dirty } => (generation, dirty),
     };
     let fresh = match &todo {
-        None => hash_partition(dev, part)?,
+        None => hash_partition(dev, space, part)?,
         Some(dirty) => {
             let mut m = Hashes::new();
             for &s in dirty {
-                if let Some(h) = hash_suffix(dev, part, s)? {
+                if let Some(h) = hash_suffix(dev, space, part, s)? {
                     m.insert(s, h);
                 }
             }
@@ -199,7 +209,7 @@ pub fn object_hashes(dev: &Device, part: u32) -> Result<Hashes, DeviceError> {
     };
     Ok(dev
         .hashes
-        .store(Space::Object, part, generation, todo.as_ref(), fresh))
+        .store(space, part, generation, todo.as_ref(), fresh))
 }
 
 /// The hash of database partition `part` of `space` (container or account), as suffix 0;
@@ -246,7 +256,7 @@ pub fn db_hashes(dev: &Device, space: Space, part: u32) -> Result<Hashes, Device
 /// The hashes of a partition of any space. Blocking.
 pub fn hashes(dev: &Device, space: Space, part: u32) -> Result<Hashes, DeviceError> {
     match space {
-        Space::Object => object_hashes(dev, part),
+        Space::Object(_) => object_hashes(dev, space, part),
         _ => db_hashes(dev, space, part),
     }
 }
@@ -265,7 +275,7 @@ pub fn digest(dev: &Device, space: Space, part: u32) -> Result<Option<SuffixHash
 pub fn local_partitions(dev: &Device, space: Space) -> Result<Vec<u32>, DeviceError> {
     let mut out = Vec::new();
     let prefixes: &[Option<u8>] = match space {
-        Space::Object => &[None],
+        Space::Object(_) => &[None],
         _ => &[Some(b'I'), Some(b'R')],
     };
     for tag in prefixes {

@@ -119,8 +119,9 @@ pub struct Node {
     pub account_ring: RingWatcher,
     /// The container ring (where object rows go).
     pub container_ring: RingWatcher,
-    /// The object ring (where the replicator pushes objects).
-    pub object_ring: RingWatcher,
+    /// The object ring of each storage policy, by index (`object`, `object-1`, …; a
+    /// policy whose ring is not published places nothing).
+    pub object_rings: Vec<RingWatcher>,
     /// The address this node serves on (as the rings name it), once it serves.
     pub addr: OnceLock<String>,
     /// The background workers, once started.
@@ -160,7 +161,7 @@ impl Node {
     /// The ring placing `space`.
     pub fn ring(&self, space: device::Space) -> &RingWatcher {
         match space {
-            device::Space::Object => &self.object_ring,
+            device::Space::Object(p) => &self.object_rings[usize::from(p)],
             device::Space::Container => &self.container_ring,
             device::Space::Account => &self.account_ring,
         }
@@ -196,7 +197,10 @@ impl StorageServer {
         };
         let account_ring = ring("account")?;
         let container_ring = ring("container")?;
-        let object_ring = ring("object")?;
+        let object_rings = device::OBJECT_RINGS
+            .into_iter()
+            .map(ring)
+            .collect::<Result<Vec<_>, _>>()?;
         // Serving before the rings are known would defer every listing update.
         for (name, w) in [("account", &account_ring), ("container", &container_ring)] {
             if w.wait_for(1, Duration::from_secs(30)).await.is_none() {
@@ -210,7 +214,7 @@ impl StorageServer {
             devices,
             account_ring,
             container_ring,
-            object_ring,
+            object_rings,
             addr: OnceLock::new(),
             workers: OnceLock::new(),
             peers: Peers::default(),
@@ -234,14 +238,9 @@ impl StorageServer {
         let addr = identity::address(&listener.local_addr()?, self.advertise.as_deref())
             .map_err(StorageError::Identity)?;
         // Who each disk is, checked against what the rings say (those published by now).
-        let published: Vec<(&str, Arc<stratus_core::ring::Ring>)> = [
-            ("account", &self.node.account_ring),
-            ("container", &self.node.container_ring),
-            ("object", &self.node.object_ring),
-        ]
-        .into_iter()
-        .filter_map(|(n, w)| w.current().map(|r| (n, r)))
-        .collect();
+        let published: Vec<(&str, Arc<stratus_core::ring::Ring>)> = device::Space::all()
+            .filter_map(|s| self.node.ring(s).current().map(|r| (s.ring(), r)))
+            .collect();
         let rings: Vec<(&str, &stratus_core::ring::Ring)> =
             published.iter().map(|(n, r)| (*n, &**r)).collect();
         let mut disks = Vec::new();

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use rocksdb::WriteBatch;
 use stratus_core::timestamp::Timestamp;
 
-use crate::device::{blocking, Device, DeviceError, Space, CF_EXPIRING, CF_OBJECTS};
+use crate::device::{blocking, Device, DeviceError, Space, CF_EXPIRING};
 use crate::diskfile::{batch_record, key_hash, ObjectRecord};
 use crate::hashes::{suffix_of, RecordHead};
 use crate::worker::{Ctx, Worker};
@@ -64,18 +64,14 @@ async fn expire_device(cx: &Ctx, dev: &Arc<Device>, now: u64) -> Result<(), Stri
             .map_err(|e| e.to_string())?;
         let done = rows.len() < BATCH;
         for (k, _) in &rows {
-            let Some(at) = k
-                .get(..8)
-                .map(|b| u64::from_be_bytes(b.try_into().expect("8")))
-            else {
+            let Some((at, space, key)) = crate::diskfile::parse_expiring_key(k) else {
                 continue;
             };
             if at > now {
                 return Ok(());
             }
             cx.stats.scanned(1);
-            let key = &k[8..];
-            match crate::object::expire(&cx.node, dev, key, at).await {
+            match crate::object::expire(&cx.node, dev, space, key, at).await {
                 Ok(true) => cx.stats.repaired(1),
                 Ok(false) => {
                     // A stale entry (the object changed or went): drop it.
@@ -120,9 +116,11 @@ impl Worker for Reclaimer {
             .0
             .saturating_sub((age * 1e6).min(u64::MAX as f64) as u64);
         for dev in cx.node.present_devices() {
-            match reclaim_objects(cx, &dev, before).await {
-                Ok(n) => cx.stats.repaired(n),
-                Err(e) => cx.stats.error(format!("{}: {e}", dev.name)),
+            for space in Space::all().filter(|s| matches!(s, Space::Object(_))) {
+                match reclaim_objects(cx, &dev, space, before).await {
+                    Ok(n) => cx.stats.repaired(n),
+                    Err(e) => cx.stats.error(format!("{}: {e}", dev.name)),
+                }
             }
             match blocking(&dev, move |d| crate::db::reclaim_rows(d, before)).await {
                 Ok(n) => cx.stats.repaired(n),
@@ -142,12 +140,17 @@ impl Worker for Reclaimer {
 }
 
 /// Removes tombstones older than `before` (µs). Returns how many went.
-async fn reclaim_objects(cx: &Ctx, dev: &Arc<Device>, before: u64) -> Result<u64, DeviceError> {
+async fn reclaim_objects(
+    cx: &Ctx,
+    dev: &Arc<Device>,
+    space: Space,
+    before: u64,
+) -> Result<u64, DeviceError> {
     let mut from = Vec::new();
     let mut n = 0;
     loop {
         let rows: Vec<_> = dev
-            .scan(CF_OBJECTS, &from, false)
+            .scan(space.cf(), &from, false)
             .take(BATCH)
             .collect::<Result<_, _>>()?;
         let done = rows.len() < BATCH;
@@ -159,7 +162,7 @@ async fn reclaim_objects(cx: &Ctx, dev: &Arc<Device>, before: u64) -> Result<u64
             };
             let _g = dev.lock_for(k).lock().await;
             let Some(rec) = dev
-                .get(CF_OBJECTS, k)?
+                .get(space.cf(), k)?
                 .and_then(|b| ObjectRecord::decode(&b).ok())
             else {
                 continue;
@@ -168,9 +171,9 @@ async fn reclaim_objects(cx: &Ctx, dev: &Arc<Device>, before: u64) -> Result<u64
                 continue;
             }
             let mut b = WriteBatch::default();
-            batch_record(dev, &mut b, k, None, Some(&rec));
+            batch_record(dev, &mut b, space, k, None, Some(&rec));
             dev.write(b, true)?;
-            dev.hashes.invalidate(Space::Object, part, suffix_of(&hash));
+            dev.hashes.invalidate(space, part, suffix_of(&hash));
             n += 1;
         }
         match rows.last() {
@@ -186,6 +189,14 @@ async fn reclaim_objects(cx: &Ctx, dev: &Arc<Device>, before: u64) -> Result<u64
 /// Moves body files that no record names and that are older than `age` seconds into the
 /// device's quarantine (never deletes them). Returns how many it moved. Blocking.
 pub fn sweep_orphans(dev: &Device, age: u64) -> Result<u64, DeviceError> {
+    let mut moved = 0;
+    for space in Space::all().filter(|s| matches!(s, Space::Object(_))) {
+        moved += sweep_space(dev, space, age)?;
+    }
+    Ok(moved)
+}
+
+fn sweep_space(dev: &Device, space: Space, age: u64) -> Result<u64, DeviceError> {
     use crate::diskfile::{body_file_name, object_key};
     let io = |e| DeviceError::Io(dev.name.clone(), e);
     let now = std::time::SystemTime::now();
@@ -201,7 +212,7 @@ pub fn sweep_orphans(dev: &Device, age: u64) -> Result<u64, DeviceError> {
             .unwrap_or_default()
     };
     let mut moved = 0;
-    for part_dir in dirs(&dev.root.join("objects")) {
+    for part_dir in dirs(&dev.root.join(space.cf())) {
         let Some(part) = part_dir
             .file_name()
             .and_then(|n| n.to_str())
@@ -224,7 +235,7 @@ pub fn sweep_orphans(dev: &Device, age: u64) -> Result<u64, DeviceError> {
                     continue;
                 }
                 let named = dev
-                    .get(CF_OBJECTS, &object_key(part, &hash))?
+                    .get(space.cf(), &object_key(part, &hash))?
                     .and_then(|b| ObjectRecord::decode(&b).ok())
                     .filter(ObjectRecord::has_file)
                     .map(|r| body_file_name(&r));
@@ -244,7 +255,11 @@ pub fn sweep_orphans(dev: &Device, age: u64) -> Result<u64, DeviceError> {
                     }
                     let qdir = dev.quarantine_dir();
                     std::fs::create_dir_all(&qdir).map_err(io)?;
-                    let dest = qdir.join(format!("orphan-{}-{name}", hex::encode(hash)));
+                    let dest = match space {
+                        Space::Object(0) => format!("orphan-{}-{name}", hex::encode(hash)),
+                        _ => format!("orphan-{}-{}-{name}", space.cf(), hex::encode(hash)),
+                    };
+                    let dest = qdir.join(dest);
                     std::fs::rename(&f, &dest).map_err(io)?;
                     tracing::warn!(device = %dev.name, file = %f.display(), "body file no record names moved to quarantine");
                     moved += 1;
@@ -279,17 +294,18 @@ mod tests {
             block_crcs,
             ..Default::default()
         };
-        let live = body_file(&dev, 7, &hash, &rec);
+        let live = body_file(&dev, Space::Object(0), 7, &hash, &rec);
         std::fs::create_dir_all(live.parent().unwrap()).unwrap();
         std::fs::write(&live, &body).unwrap();
         let mut b = rocksdb::WriteBatch::default();
-        batch_record(&dev, &mut b, &key, Some(&rec), None);
+        batch_record(&dev, &mut b, Space::Object(0), &key, Some(&rec), None);
         dev.write(b, true).unwrap();
         // A crash after the rename of version 11, before its record: an orphan; and one
         // in a directory whose object has no record at all.
         let orphan = live.with_file_name("00000000000000000011-0102030405060708.data");
         std::fs::write(&orphan, b"never acknowledged").unwrap();
-        let lone = crate::diskfile::object_dir(&dev, 7, &name_hash("/a/c/gone")).join("x.data");
+        let lone = crate::diskfile::object_dir(&dev, Space::Object(2), 7, &name_hash("/a/c/gone"))
+            .join("x.data");
         std::fs::create_dir_all(lone.parent().unwrap()).unwrap();
         std::fs::write(&lone, b"lone").unwrap();
 

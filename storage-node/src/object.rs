@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auditor::quarantine;
 use crate::bodyfile::TmpBody;
-use crate::device::{Device, CF_OBJECTS, CF_PENDING};
+use crate::device::{Device, Space, CF_PENDING};
 use crate::diskfile::{
     body_file, name_hash, object_key, read_block, BlockError, BodyHasher, ObjectRecord, BLOCK,
     INLINE_MAX,
@@ -57,6 +57,7 @@ const SPACE_CHECK_EVERY: u64 = 16 << 20;
 /// The resolved location of one object on one device.
 struct Loc {
     dev: Arc<Device>,
+    space: Space,
     part: u32,
     hash: [u8; 16],
     key: Vec<u8>,
@@ -75,11 +76,14 @@ impl Loc {
         if t.account.contains('/') || t.container.contains('/') {
             return Err(bad("account and container names cannot contain '/'"));
         }
+        let space = Space::policy(t.policy)
+            .ok_or_else(|| bad(format!("no storage policy {}", t.policy)))?;
         let dev = node.device(&t.device)?;
         let path = format!("/{}/{}/{}", t.account, t.container, t.object);
         let hash = name_hash(&path);
         Ok(Loc {
             key: object_key(t.part, &hash),
+            space,
             part: t.part,
             dev,
             hash,
@@ -89,12 +93,12 @@ impl Loc {
     }
 
     fn load(&self) -> Result<Option<ObjectRecord>, Status> {
-        Ok(engine::disk::load(&self.dev, &self.key)?)
+        Ok(engine::disk::load(&self.dev, self.space, &self.key)?)
     }
 
     /// The engine holding this object's copy.
     fn engine(&self) -> Disk {
-        Disk::new(self.dev.clone())
+        Disk::new(self.dev.clone(), self.space)
     }
 
     fn ekey(&self) -> Key {
@@ -118,7 +122,7 @@ impl Loc {
             let Some(r) = rec.as_ref().filter(|r| body && r.has_file()) else {
                 return Ok((rec, None));
             };
-            match std::fs::File::open(body_file(&self.dev, self.part, &self.hash, r)) {
+            match std::fs::File::open(body_file(&self.dev, self.space, self.part, &self.hash, r)) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     let again = self.load()?;
                     if again.as_ref().map(ObjectRecord::version) == Some(r.version()) {
@@ -340,6 +344,7 @@ const READAHEAD: u64 = 32 * BLOCK;
 #[allow(clippy::too_many_arguments)]
 async fn send_body(
     dev: Arc<Device>,
+    space: Space,
     part: u32,
     hash: [u8; 16],
     rec: ObjectRecord,
@@ -370,6 +375,7 @@ async fn send_body(
             .await;
         let _ = quarantine(
             &dev,
+            space,
             part,
             &hash,
             rec.version(),
@@ -378,14 +384,16 @@ async fn send_body(
         .await;
         return;
     }
-    let opened = opened.unwrap_or_else(|| std::fs::File::open(body_file(&dev, part, &hash, &rec)));
+    let opened =
+        opened.unwrap_or_else(|| std::fs::File::open(body_file(&dev, space, part, &hash, &rec)));
     let mut file = match opened {
         Ok(f) => f,
         Err(e) => {
             // A body its record names but that is not there is lost from this copy; any
             // other failure (EACCES, EIO) says nothing about the bytes: the copy stays.
             if e.kind() == std::io::ErrorKind::NotFound {
-                let _ = quarantine(&dev, part, &hash, rec.version(), "body file missing").await;
+                let _ =
+                    quarantine(&dev, space, part, &hash, rec.version(), "body file missing").await;
             } else {
                 dev.io_failed("opening a body for GET", &e);
             }
@@ -444,6 +452,7 @@ async fn send_body(
                     .await;
                 let _ = quarantine(
                     &dev,
+                    space,
                     part,
                     &hash,
                     rec.version(),
@@ -539,6 +548,7 @@ impl Object for ObjectService {
             if start < end {
                 tokio::spawn(send_body(
                     loc.dev.clone(),
+                    loc.space,
                     loc.part,
                     loc.hash,
                     rec,
@@ -647,14 +657,18 @@ impl Object for ObjectService {
 pub async fn expire(
     node: &Node,
     dev: &Arc<Device>,
+    space: Space,
     key: &[u8],
     delete_at: u64,
 ) -> Result<bool, Status> {
     let Some((part, _)) = crate::diskfile::key_hash(key) else {
         return Ok(false);
     };
+    let Space::Object(policy) = space else {
+        return Ok(false);
+    };
     let Some(rec) = dev
-        .get(CF_OBJECTS, key)?
+        .get(space.cf(), key)?
         .and_then(|b| ObjectRecord::decode(&b).ok())
     else {
         return Ok(false);
@@ -667,7 +681,7 @@ pub async fn expire(
     // This copy updates the container replica of the same index, as its PUT did; a
     // handoff copy leaves listings to the primaries.
     let me = node.addr.get().cloned().unwrap_or_default();
-    let index = node.object_ring.current().and_then(|r| {
+    let index = node.ring(space).current().and_then(|r| {
         r.primaries(part)
             .position(|d| crate::identity::is_mine(d, &me, dev))
     });
@@ -678,6 +692,7 @@ pub async fn expire(
         container: container.to_string(),
         object: object.to_string(),
         replica_index: index.unwrap_or(0) as u32,
+        policy: u32::from(policy),
     };
     let loc = Loc::new(node, Some(t))?;
     let (name, target, update) = (loc.path.clone(), loc.t.clone(), index.is_some());

@@ -15,6 +15,7 @@ mod t81_swift_extras_http;
 mod t82_static_web;
 mod t83_symlinks;
 mod t84_object_versioning;
+mod t85_storage_policies;
 mod t90_service;
 mod t92_tls;
 mod t95_identity;

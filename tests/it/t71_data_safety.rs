@@ -64,6 +64,7 @@ fn target(r: &Replica, object: &str) -> spb::ObjectTarget {
         container: "c".into(),
         object: object.into(),
         replica_index: 0,
+        policy: 0,
     }
 }
 

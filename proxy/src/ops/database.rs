@@ -81,9 +81,6 @@ fn items(meta: Vec<(String, String)>, ts: u64) -> Vec<pb::MetaItem> {
         .collect()
 }
 
-/// The one storage policy there is.
-pub const STORAGE_POLICY: &str = "Policy-0";
-
 /// PUT of a container, or POST of an account (which creates it): Db.Put on every replica.
 pub async fn put(
     p: &Proxy,
@@ -110,16 +107,26 @@ pub async fn put_with(
     } else {
         "container"
     };
-    // One storage policy, `Policy-0` (what HEAD reports); naming another is a 400, as
-    // Swift answers for a policy it does not have.
-    if let Some(policy) = hv(h, "x-storage-policy").filter(|v| !v.trim().is_empty()) {
-        if what == "container" && !policy.trim().eq_ignore_ascii_case(STORAGE_POLICY) {
-            return Err(bad_request(format!(
-                "Invalid X-Storage-Policy '{}'",
-                policy.trim()
-            )));
+    // A container's storage policy, by name: 400 for one the cluster does not have or one
+    // that is deprecated, as Swift answers.
+    let policies = p.policies.current();
+    let mut policy = None;
+    if let Some(name) = hv(h, "x-storage-policy").filter(|v| !v.trim().is_empty()) {
+        if what == "container" {
+            let name = name.trim();
+            match policies.by_name(name) {
+                None => return Err(bad_request(format!("Invalid X-Storage-Policy '{name}'"))),
+                Some(pol) if pol.deprecated => {
+                    return Err(bad_request(format!(
+                        "Storage Policy '{}' is deprecated",
+                        pol.name
+                    )))
+                }
+                Some(pol) => policy = Some(pol.index),
+            }
         }
     }
+    let default_policy = policies.default_policy().index;
     let mut meta = system_metadata(h, what)?;
     meta.extend(sysmeta);
     // An account's POST (which comes here) is checked with what the account already holds,
@@ -143,11 +150,25 @@ pub async fn put_with(
                 target: Some(db_target(&place, &dev.name, account, container)),
                 ts,
                 meta: meta.clone(),
+                policy,
+                default_policy,
             };
             async move { Ok(p.cluster.peers.db(&dev.node)?.put(req).await?.into_inner()) }
         })
         .await;
     let ok: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    // The container exists with another policy (Swift's container server answers 409).
+    let conflict = |r: &Result<pb::DbReply, tonic::Status>| {
+        r.as_ref()
+            .is_err_and(|s| s.message().starts_with(pb::POLICY_CONFLICT))
+    };
+    if ok.len() < place.quorum() && results.iter().any(conflict) {
+        p.forget(account, container);
+        return Err(SwiftError::new(
+            StatusCode::CONFLICT,
+            "<html><h1>Conflict</h1><p>There was a conflict when trying to complete your request.</p></html>",
+        ));
+    }
     if ok.len() < place.quorum() {
         return Err(unavailable(format!("{what} PUT reached no quorum")));
     }

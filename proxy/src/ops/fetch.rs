@@ -240,7 +240,7 @@ async fn fetch_once(
     head_only: bool,
     body_from_all: bool,
 ) -> SwiftResult<Attempt> {
-    let place = path.place(p)?;
+    let place = path.place(p).await?;
     let target = path.target(&place);
     let specs = if head_only {
         Vec::new()

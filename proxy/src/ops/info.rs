@@ -15,6 +15,16 @@ use crate::headers::{hv, meta_value};
 use crate::ops::listing::info;
 use crate::proxy::{Proxy, INFO_CACHE};
 
+/// The storage policy (index) a container's info records (absent: 0).
+pub fn policy_of(info: &pb::DbInfo) -> u32 {
+    if !info.exists {
+        return 0;
+    }
+    meta_value(&info.meta, pb::POLICY_META)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 impl Proxy {
     /// An account's (`container` empty) or container's merged info, trusted for
     /// [`INFO_CACHE`] once seen (Swift's cached container and account info); this
@@ -49,6 +59,21 @@ impl Proxy {
         } else {
             Err(not_found())
         }
+    }
+
+    /// The storage policy (index) of a container's objects: the one it was created with;
+    /// 0 when it does not exist (where Swift looks for objects of a missing container).
+    pub async fn container_policy(&self, account: &str, container: &str) -> SwiftResult<u32> {
+        let i = self.db_info(account, container).await?;
+        Ok(policy_of(&i))
+    }
+
+    /// The name of storage policy `index` (a policy no longer listed shows as its index).
+    pub fn policy_name(&self, index: u32) -> String {
+        self.policies
+            .current()
+            .by_index(index)
+            .map_or_else(|| index.to_string(), |p| p.name.clone())
     }
 
     /// 404 unless the container exists.

@@ -39,10 +39,11 @@ pub struct ObjPath {
 }
 
 impl ObjPath {
-    /// Where the object lives.
-    pub fn place(&self, p: &Proxy) -> SwiftResult<Placement> {
+    /// Where the object lives: by the ring of its container's storage policy.
+    pub async fn place(&self, p: &Proxy) -> SwiftResult<Placement> {
+        let policy = p.container_policy(&self.account, &self.container).await?;
         p.cluster.place(
-            RingKind::Object,
+            RingKind::Object(policy),
             &self.account,
             Some(&self.container),
             Some(&self.object),
@@ -58,6 +59,7 @@ impl ObjPath {
             container: self.container.clone(),
             object: self.object.clone(),
             replica_index: 0,
+            policy: p.policy,
         }
     }
 }
@@ -150,7 +152,7 @@ pub fn meta_items(items: Vec<(String, String)>) -> Vec<pb::MetaItem> {
 
 /// DELETE: a tombstone on every replica.
 pub async fn delete(p: &Proxy, path: &ObjPath) -> SwiftResult<Response> {
-    let place = path.place(p)?;
+    let place = path.place(p).await?;
     let ts = Timestamp::now().0;
     let target = path.target(&place);
     let results = p

@@ -605,8 +605,16 @@ pub async fn configure(
     let mut sysmeta = vec![(SYSMETA_ENABLED.to_string(), flag.to_string())];
     let hidden = versions_container(container);
     if enabled {
-        let none = HeaderMap::new();
-        database::put(p, RingKind::Container, account, &hidden, &none)
+        // The versions are kept in the container's own storage policy, as Swift keeps them.
+        let policy = match info.exists {
+            true => Some(p.policy_name(crate::ops::info::policy_of(&info))),
+            false => crate::headers::hv(h, "x-storage-policy").map(str::to_string),
+        };
+        let mut with_policy = HeaderMap::new();
+        if let Some(v) = policy.and_then(|n| axum::http::HeaderValue::from_str(n.trim()).ok()) {
+            with_policy.insert("x-storage-policy", v);
+        }
+        database::put(p, RingKind::Container, account, &hidden, &with_policy)
             .await
             .map_err(|_| {
                 SwiftError::new(

@@ -156,7 +156,7 @@ pub async fn store(
     mut body: ByteStream,
     expect_etag: Option<String>,
 ) -> SwiftResult<Stored> {
-    let place = path.place(p)?;
+    let place = path.place(p).await?;
     let ts = Timestamp::now();
     header.ts = ts.0;
     header.target = Some(path.target(&place));

@@ -34,4 +34,7 @@ pub use listing::list;
 pub use records::{container_row, info, info_digest, Info, MetaItem};
 pub use replica::{dump_partition, merge_dump, reclaim_rows, remove_partition, DUMP_ROWS};
 pub use target::{parse_container_key, space, Kind, Target};
-pub use update::{account_update, delete, object_update, post, put, DeleteOutcome};
+pub use update::{
+    account_update, delete, object_update, policy_of, post, put, DeleteOutcome, PutOutcome,
+    POLICY_KEY,
+};

@@ -23,7 +23,7 @@ impl Kind {
     /// The database kind a keyspace holds (`None` for objects).
     pub fn of(space: Space) -> Option<Kind> {
         match space {
-            Space::Object => None,
+            Space::Object(_) => None,
             Space::Container => Some(Kind::Container),
             Space::Account => Some(Kind::Account),
         }

@@ -38,7 +38,7 @@ async fn listing_params_totals_and_tombstones() {
         account: "a".into(),
         container: "c".into(),
     };
-    put(&dev, &t, 1, &[]).await.unwrap();
+    put(&dev, &t, 1, &[], None, 0).await.unwrap();
     for (i, n) in ["a/1", "a/2", "b", "c/x/1", "d"].iter().enumerate() {
         object_update(&dev, &t, &row(n, 10 + i as u64, false))
             .await
@@ -185,12 +185,26 @@ async fn replicas_converge_by_pushing_dumps_both_ways() {
         value: v.into(),
         ts,
     };
-    put(&a, &t, 10, &[meta("X-Container-Meta-Color", "red", 10)])
-        .await
-        .unwrap();
-    put(&b, &t, 12, &[meta("X-Container-Meta-Color", "blue", 12)])
-        .await
-        .unwrap();
+    put(
+        &a,
+        &t,
+        10,
+        &[meta("X-Container-Meta-Color", "red", 10)],
+        None,
+        0,
+    )
+    .await
+    .unwrap();
+    put(
+        &b,
+        &t,
+        12,
+        &[meta("X-Container-Meta-Color", "blue", 12)],
+        None,
+        0,
+    )
+    .await
+    .unwrap();
     // Each replica missed some updates; one row is deleted on b after a had it live.
     for i in 0..5 {
         object_update(&a, &t, &row(&format!("o{i}"), 20 + i, false))
@@ -329,7 +343,7 @@ async fn a_posted_content_type_keeps_the_data_of_its_version() {
         account: "a".into(),
         container: "c".into(),
     };
-    put(&dev, &t, 1, &[]).await.unwrap();
+    put(&dev, &t, 1, &[], None, 0).await.unwrap();
     object_update(&dev, &t, &ct_row("o", 10, 0, 5, "text/a", "e1"))
         .await
         .unwrap();
@@ -444,7 +458,7 @@ async fn object_rows_merge_the_same_in_any_order() {
                 account: "a".into(),
                 container: format!("c{n}-{i}"),
             };
-            put(&dev, &t, 1, &[]).await.unwrap();
+            put(&dev, &t, 1, &[], None, 0).await.unwrap();
             for r in &order {
                 object_update(&dev, &t, r).await.unwrap();
             }
@@ -491,7 +505,7 @@ async fn format_1_rows_still_decode() {
         account: "a".into(),
         container: "c".into(),
     };
-    put(&dev, &t, 1, &[]).await.unwrap();
+    put(&dev, &t, 1, &[], None, 0).await.unwrap();
     // What the code before wrote for this PUT (the object's row, and the totals).
     object_update(&dev, &t, &ct_row("o", 10, 0, 5, "text/a", "e1"))
         .await
@@ -541,7 +555,7 @@ async fn replicas_converge_on_posted_content_types() {
         container: "c".into(),
     };
     for d in [&a, &b] {
-        put(d, &t, 1, &[]).await.unwrap();
+        put(d, &t, 1, &[], None, 0).await.unwrap();
         object_update(d, &t, &ct_row("o", 10, 0, 5, "text/a", "e1"))
             .await
             .unwrap();
@@ -584,4 +598,47 @@ async fn replicas_converge_on_posted_content_types() {
         let i = info(d, &t).unwrap();
         assert_eq!((i.object_count, i.bytes), (2, 13));
     }
+}
+
+#[tokio::test]
+async fn a_container_keeps_the_policy_it_was_created_with() {
+    let (_d, dev) = dev();
+    let t = Target {
+        kind: Kind::Container,
+        part: 1,
+        account: "a".into(),
+        container: "c".into(),
+    };
+    let created = |o: PutOutcome| match o {
+        PutOutcome::Done(info, created) => (policy_of(&info), created),
+        PutOutcome::PolicyConflict(p) => panic!("conflict with {p}"),
+    };
+    // Named at creation; the default applies only when none is named.
+    assert_eq!(
+        created(put(&dev, &t, 10, &[], Some(2), 1).await.unwrap()),
+        (2, true)
+    );
+    // A PUT naming none, or the same one, keeps it; another one is refused.
+    assert_eq!(
+        created(put(&dev, &t, 11, &[], None, 1).await.unwrap()),
+        (2, false)
+    );
+    assert_eq!(
+        created(put(&dev, &t, 12, &[], Some(2), 0).await.unwrap()),
+        (2, false)
+    );
+    assert!(matches!(
+        put(&dev, &t, 13, &[], Some(0), 0).await.unwrap(),
+        PutOutcome::PolicyConflict(2)
+    ));
+    assert_eq!(policy_of(&info(&dev, &t).unwrap()), 2);
+    // Deleted and created again, it takes the new one.
+    assert!(matches!(
+        delete(&dev, &t, 20).await.unwrap(),
+        DeleteOutcome::Deleted(_)
+    ));
+    assert_eq!(
+        created(put(&dev, &t, 21, &[], None, 3).await.unwrap()),
+        (3, true)
+    );
 }

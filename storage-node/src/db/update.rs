@@ -43,18 +43,46 @@ pub(super) fn mark_dirty(dev: &Device, batch: &mut WriteBatch, t: &Target) {
     }
 }
 
-/// Creates the database, or re-creates a deleted one; merges metadata. Returns the new info
-/// and whether it did not exist before.
+/// The info item holding a container's storage policy (its index; absent: 0). It is set
+/// once, when the container is created, with the creating PUT's timestamp.
+pub const POLICY_KEY: &str = pb::POLICY_META;
+
+/// A container's storage policy, as its info records it.
+pub fn policy_of(info: &Info) -> u32 {
+    info.meta
+        .iter()
+        .find(|m| m.key == POLICY_KEY)
+        .and_then(|m| m.value.parse().ok())
+        .unwrap_or(0)
+}
+
+/// What a PUT did.
+pub enum PutOutcome {
+    /// The new info, and whether the database did not exist before.
+    Done(Info, bool),
+    /// The container exists with another storage policy (this one): nothing changed.
+    PolicyConflict(u32),
+}
+
+/// Creates the database, or re-creates a deleted one; merges metadata. A container takes
+/// `policy` when it is created (`default_policy` if the PUT names none); a PUT naming
+/// another policy than an existing container's changes nothing.
 pub async fn put(
     dev: &Arc<Device>,
     t: &Target,
     ts: u64,
     meta: &[pb::MetaItem],
-) -> Result<(Info, bool), DeviceError> {
+    policy: Option<u32>,
+    default_policy: u32,
+) -> Result<PutOutcome, DeviceError> {
     let key = t.info_key();
     let _g = dev.lock_for(&key).lock().await;
     let mut info = info(dev, t)?;
     let created = !info.exists() && ts > info.delete_ts;
+    let stored = policy_of(&info);
+    if t.kind == Kind::Container && info.exists() && policy.is_some_and(|p| p != stored) {
+        return Ok(PutOutcome::PolicyConflict(stored));
+    }
     if ts > info.put_ts {
         if created {
             info.created_ts = ts;
@@ -66,11 +94,18 @@ pub async fn put(
         info.put_ts = ts;
     }
     info.merge_meta(meta);
+    if t.kind == Kind::Container && created {
+        info.merge_meta(&[pb::MetaItem {
+            key: POLICY_KEY.into(),
+            value: policy.unwrap_or(default_policy).to_string(),
+            ts,
+        }]);
+    }
     let mut batch = WriteBatch::default();
     dev.batch_put(&mut batch, t.cf(), &key, &enc(&info));
     mark_dirty(dev, &mut batch, t);
     commit(dev, t, batch, _g).await?;
-    Ok((info, created))
+    Ok(PutOutcome::Done(info, created))
 }
 
 /// Merges metadata into an existing database; `None` if it does not exist.

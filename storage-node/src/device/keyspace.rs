@@ -1,8 +1,9 @@
 //! What a device's RocksDB holds, by column family, and the three keyspaces the rings
 //! place on a device.
 //!
-//! A [`Space`] is named like the ring that places it (`object`, `container`, `account`)
-//! and lives in one column family: object records in [`CF_OBJECTS`], container databases
+//! A [`Space`] is named like the ring that places it (`object`, `object-<i>`, `container`,
+//! `account`) and lives in one column family: object records in [`CF_OBJECTS`] (those of
+//! storage policy `i > 0` in `objects-<i>`, see [`OBJECT_CFS`]), container databases
 //! in [`CF_CONTAINERS`], account databases in [`CF_ACCOUNTS`]. The other column families
 //! are the node's own bookkeeping (pending container updates, dirty containers, the
 //! expirer's queue) and are never replicated. Everything above the device — hashes,
@@ -26,11 +27,25 @@ pub const CF_EXPIRING: &str = "expiring";
 /// [`crate::volume`]. Chunk data lives in files under `<device>/volumes/`.
 pub const CF_CHUNKS: &str = "chunks";
 
+/// How many storage policies a cluster can have: policy `i` (`0 <= i < MAX_POLICIES`) keeps
+/// its objects in their own ring (`object` for 0, `object-<i>` after) and, on each device,
+/// in their own column family ([`OBJECT_CFS`]).
+pub const MAX_POLICIES: u8 = 4;
+const _: () = assert!(MAX_POLICIES as u32 == stratus_client::policies::MAX_POLICIES);
+
+/// The column family of each policy's objects, by policy index.
+pub const OBJECT_CFS: [&str; MAX_POLICIES as usize] =
+    [CF_OBJECTS, "objects-1", "objects-2", "objects-3"];
+
+/// The ring of each policy's objects, by policy index.
+pub const OBJECT_RINGS: [&str; MAX_POLICIES as usize] =
+    ["object", "object-1", "object-2", "object-3"];
+
 /// A keyspace of a device, named like the ring that places it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Space {
-    /// Object records (and their bodies).
-    Object,
+    /// Object records (and their bodies) of one storage policy (by index).
+    Object(u8),
     /// Container databases.
     Container,
     /// Account databases.
@@ -38,13 +53,17 @@ pub enum Space {
 }
 
 impl Space {
-    /// All three, in the order workers visit them.
-    pub const ALL: [Space; 3] = [Space::Object, Space::Container, Space::Account];
+    /// Every keyspace, in the order workers visit them.
+    pub fn all() -> impl Iterator<Item = Space> {
+        (0..MAX_POLICIES)
+            .map(Space::Object)
+            .chain([Space::Container, Space::Account])
+    }
 
     /// The ring's name.
     pub fn ring(self) -> &'static str {
         match self {
-            Space::Object => "object",
+            Space::Object(p) => OBJECT_RINGS[usize::from(p)],
             Space::Container => "container",
             Space::Account => "account",
         }
@@ -52,13 +71,21 @@ impl Space {
 
     /// From a ring name.
     pub fn from_ring(name: &str) -> Option<Space> {
-        Space::ALL.into_iter().find(|s| s.ring() == name)
+        Space::all().find(|s| s.ring() == name)
+    }
+
+    /// The objects of policy `index`, if there can be such a policy.
+    pub fn policy(index: u32) -> Option<Space> {
+        u8::try_from(index)
+            .ok()
+            .filter(|i| *i < MAX_POLICIES)
+            .map(Space::Object)
     }
 
     /// The column family holding it.
     pub fn cf(self) -> &'static str {
         match self {
-            Space::Object => CF_OBJECTS,
+            Space::Object(p) => OBJECT_CFS[usize::from(p)],
             Space::Container => CF_CONTAINERS,
             Space::Account => CF_ACCOUNTS,
         }

@@ -43,6 +43,7 @@ pub mod keyspace;
 use hash_cache::HashCache;
 pub use keyspace::{
     Space, CF_ACCOUNTS, CF_CHUNKS, CF_CONTAINERS, CF_DIRTY, CF_EXPIRING, CF_OBJECTS, CF_PENDING,
+    MAX_POLICIES, OBJECT_CFS, OBJECT_RINGS,
 };
 
 const STRIPES: usize = 256;
@@ -109,7 +110,7 @@ impl Device {
     /// Opens (creating if needed) the device at `root`.
     pub fn open(name: &str, root: &Path, reserve: u64) -> Result<Arc<Self>, DeviceError> {
         let io = |e| DeviceError::Io(name.to_string(), e);
-        for sub in ["objects", "tmp"] {
+        for sub in OBJECT_CFS.into_iter().chain(["tmp"]) {
             std::fs::create_dir_all(root.join(sub)).map_err(io)?;
         }
         // Bodies left in tmp/ by a crash were never acknowledged.
@@ -124,17 +125,17 @@ impl Device {
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(4);
         opts.set_write_buffer_size(16 << 20);
-        let cfs = [
-            CF_OBJECTS,
-            CF_CONTAINERS,
-            CF_ACCOUNTS,
-            CF_PENDING,
-            CF_DIRTY,
-            CF_EXPIRING,
-            CF_CHUNKS,
-        ]
-        .into_iter()
-        .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let cfs = OBJECT_CFS
+            .into_iter()
+            .chain([
+                CF_CONTAINERS,
+                CF_ACCOUNTS,
+                CF_PENDING,
+                CF_DIRTY,
+                CF_EXPIRING,
+                CF_CHUNKS,
+            ])
+            .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, root.join("db"), cfs)
             .map_err(|e| DeviceError::Db(name.to_string(), e))?;
         Ok(Arc::new(Device {

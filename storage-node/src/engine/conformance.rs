@@ -375,7 +375,8 @@ macro_rules! suite {
 pub(super) fn disk() -> (tempfile::TempDir, Disk) {
     let dir = tempfile::tempdir().unwrap();
     let dev = crate::device::Device::open("d1", dir.path(), 0).unwrap();
-    (dir, Disk::new(dev))
+    // Policy 1, so the engine is proven off the default keyspace too.
+    (dir, Disk::new(dev, crate::device::Space::Object(1)))
 }
 
 fn mem() -> ((), Mem) {

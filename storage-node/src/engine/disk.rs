@@ -10,23 +10,25 @@ use rocksdb::WriteBatch;
 
 use super::{small_read, Decide, Engine, Key, Outcome, ReadError};
 use crate::bodyfile::TmpBody;
-use crate::device::{blocking, write_sync, Device, DeviceError, Space, CF_OBJECTS, CF_PENDING};
+use crate::device::{blocking, write_sync, Device, DeviceError, Space, CF_PENDING};
 use crate::diskfile::{
     batch_record, body_file, key_hash, read_block, BlockError, ObjectRecord, BLOCK,
 };
 use crate::hashes::suffix_of;
 use crate::updater::Pending;
 
-/// The objects of one device as stored on it.
+/// The objects of one storage policy on one device, as stored on it.
 #[derive(Clone)]
 pub struct Disk {
     dev: Arc<Device>,
+    space: Space,
 }
 
 impl Disk {
-    /// The engine over `dev`.
-    pub fn new(dev: Arc<Device>) -> Self {
-        Disk { dev }
+    /// The engine over the objects of `space` (a [`Space::Object`]) on `dev`.
+    pub fn new(dev: Arc<Device>, space: Space) -> Self {
+        debug_assert!(matches!(space, Space::Object(_)));
+        Disk { dev, space }
     }
 
     /// The device underneath.
@@ -40,10 +42,11 @@ impl Disk {
     }
 }
 
-/// The stored record at `key` on `dev` (a record that does not decode is an error, never
-/// "absent": taking it for absent would let an older version replace it unseen).
-pub fn load(dev: &Device, key: &[u8]) -> Result<Option<ObjectRecord>, DeviceError> {
-    match dev.get(CF_OBJECTS, key)? {
+/// The stored record at `key` in `space` on `dev` (a record that does not decode is an
+/// error, never "absent": taking it for absent would let an older version replace it
+/// unseen).
+pub fn load(dev: &Device, space: Space, key: &[u8]) -> Result<Option<ObjectRecord>, DeviceError> {
+    match dev.get(space.cf(), key)? {
         None => Ok(None),
         Some(b) => ObjectRecord::decode(&b)
             .map(Some)
@@ -55,7 +58,7 @@ impl Engine for Disk {
     type Staged = TmpBody;
 
     async fn get(&self, key: Key) -> Result<Option<ObjectRecord>, DeviceError> {
-        load(&self.dev, &key.bytes())
+        load(&self.dev, self.space, &key.bytes())
     }
 
     async fn stage(&self, body: &[u8]) -> Result<TmpBody, DeviceError> {
@@ -79,7 +82,7 @@ impl Engine for Disk {
         }
         let kb = key.bytes();
         let _guard = dev.lock_for(&kb).lock().await;
-        let old = load(dev, &kb)?;
+        let old = load(dev, self.space, &kb)?;
         let Some(change) = decide(old.as_ref()) else {
             return Ok(Outcome::Declined { current: old });
         };
@@ -87,12 +90,12 @@ impl Engine for Disk {
         if rec.has_file() {
             let same_file = old.as_ref().is_some_and(|o| {
                 o.has_file()
-                    && body_file(dev, key.part, &key.hash, o)
-                        == body_file(dev, key.part, &key.hash, &rec)
+                    && body_file(dev, self.space, key.part, &key.hash, o)
+                        == body_file(dev, self.space, key.part, &key.hash, &rec)
             });
             match body {
                 Some(b) if !same_file => {
-                    b.install(body_file(dev, key.part, &key.hash, &rec))
+                    b.install(body_file(dev, self.space, key.part, &key.hash, &rec))
                         .await
                         .map_err(|e| self.io(e))?;
                     fail::fail_point!("put-after-rename", |_| crate::crash("put-after-rename"));
@@ -111,7 +114,7 @@ impl Engine for Disk {
             }
         }
         let mut batch = WriteBatch::default();
-        batch_record(dev, &mut batch, &kb, Some(&rec), old.as_ref());
+        batch_record(dev, &mut batch, self.space, &kb, Some(&rec), old.as_ref());
         let pending = change.pending.map(|p| (p.key(), p));
         if let Some((k, p)) = &pending {
             dev.batch_put(&mut batch, CF_PENDING, k, &p.encode());
@@ -121,10 +124,10 @@ impl Engine for Disk {
             "put-after-record-commit"
         ));
         dev.hashes
-            .invalidate(Space::Object, key.part, suffix_of(&key.hash));
+            .invalidate(self.space, key.part, suffix_of(&key.hash));
         if let Some(o) = old.as_ref().filter(|o| o.has_file()) {
-            let f = body_file(dev, key.part, &key.hash, o);
-            if !rec.has_file() || f != body_file(dev, key.part, &key.hash, &rec) {
+            let f = body_file(dev, self.space, key.part, &key.hash, o);
+            if !rec.has_file() || f != body_file(dev, self.space, key.part, &key.hash, &rec) {
                 let _ = tokio::fs::remove_file(f).await;
             }
         }
@@ -146,11 +149,14 @@ impl Engine for Disk {
             Ok(end) => end,
             Err(done) => return done,
         };
-        let mut file = match std::fs::File::open(body_file(&self.dev, key.part, &key.hash, rec)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::Missing),
-            Err(e) => return Err(ReadError::Io(e)),
-        };
+        let mut file =
+            match std::fs::File::open(body_file(&self.dev, self.space, key.part, &key.hash, rec)) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(ReadError::Missing)
+                }
+                Err(e) => return Err(ReadError::Io(e)),
+            };
         let mut out = Vec::with_capacity((end - start) as usize);
         let mut block = start / BLOCK;
         while block * BLOCK < end {
@@ -171,6 +177,7 @@ impl Engine for Disk {
     }
 
     async fn scan(&self, part: u32) -> Result<Vec<(Key, ObjectRecord)>, DeviceError> {
+        let cf = self.space.cf();
         blocking(&self.dev, move |d| {
             let start = Key {
                 part,
@@ -178,7 +185,7 @@ impl Engine for Disk {
             }
             .bytes();
             let mut out = Vec::new();
-            for item in d.scan(CF_OBJECTS, &start, false) {
+            for item in d.scan(cf, &start, false) {
                 let (k, v) = item?;
                 let Some((p, hash)) = key_hash(&k) else {
                     continue;
@@ -212,11 +219,11 @@ impl super::conformance::Damage for Disk {
             r.inline = Some(b);
             let mut batch = WriteBatch::default();
             self.dev
-                .batch_put(&mut batch, CF_OBJECTS, &key.bytes(), &r.encode());
+                .batch_put(&mut batch, self.space.cf(), &key.bytes(), &r.encode());
             self.dev.write(batch, true).unwrap();
             return;
         }
-        let path = body_file(&self.dev, key.part, &key.hash, rec);
+        let path = body_file(&self.dev, self.space, key.part, &key.hash, rec);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[0] ^= 0xff;
         std::fs::write(&path, bytes).unwrap();

@@ -20,7 +20,7 @@ use tonic::Status;
 use super::peer;
 use super::push::Pusher;
 use crate::db::{self, Kind};
-use crate::device::{blocking, Device, DeviceError, Space, CF_OBJECTS};
+use crate::device::{blocking, Device, DeviceError, Space};
 use crate::diskfile::{batch_record, body_file, object_key, ObjectRecord};
 use crate::hashes::{self, suffix_of, Hashes};
 use crate::worker::{Ctx, Limiter, Worker};
@@ -162,7 +162,9 @@ impl Pass<'_> {
                     match Kind::of(space) {
                         None => match peer::suffix_hashes(&self.cx.node, p, space, part).await {
                             Ok(theirs) => {
-                                self.pusher.push_objects(dev, part, ours, &theirs, p).await
+                                self.pusher
+                                    .push_objects(dev, space, part, ours, &theirs, p)
+                                    .await
                             }
                             Err(e) => Err(e),
                         },
@@ -222,7 +224,7 @@ impl Pass<'_> {
             return Ok(());
         }
         let suffixes: Vec<u16> = compared.keys().copied().collect();
-        let list = blocking(dev, move |d| hashes::summaries(d, part, &suffixes))
+        let list = blocking(dev, move |d| hashes::summaries(d, space, part, &suffixes))
             .await
             .map_err(|e| e.to_string())?;
         let mut removed = 0;
@@ -230,7 +232,7 @@ impl Pass<'_> {
             let key = object_key(part, &nh);
             let _g = dev.lock_for(&key).lock().await;
             let Some(old) = dev
-                .get(CF_OBJECTS, &key)
+                .get(space.cf(), &key)
                 .map_err(|e| e.to_string())?
                 .and_then(|b| ObjectRecord::decode(&b).ok())
             else {
@@ -240,17 +242,17 @@ impl Pass<'_> {
                 continue;
             }
             let mut batch = WriteBatch::default();
-            batch_record(dev, &mut batch, &key, None, Some(&old));
+            batch_record(dev, &mut batch, space, &key, None, Some(&old));
             // Unsynced: if lost in a crash, the copy is pushed (a no-op) and removed again.
             dev.write(batch, false).map_err(|e| e.to_string())?;
-            dev.hashes.invalidate(Space::Object, part, suffix_of(&nh));
+            dev.hashes.invalidate(space, part, suffix_of(&nh));
             if old.has_file() {
-                let _ = std::fs::remove_file(body_file(dev, part, &nh, &old));
+                let _ = std::fs::remove_file(body_file(dev, space, part, &nh, &old));
             }
             removed += 1;
         }
         // Empty directories of the partition go too (non-empty ones fail harmlessly).
-        let pdir = dev.root.join("objects").join(part.to_string());
+        let pdir = dev.root.join(space.cf()).join(part.to_string());
         if let Ok(rd) = std::fs::read_dir(&pdir) {
             for s in rd.flatten() {
                 if let Ok(hs) = std::fs::read_dir(s.path()) {
@@ -292,7 +294,7 @@ impl Worker for Replicator {
         let devices = cx.node.present_devices();
         let mut work = Vec::new();
         let mut progress = Progress::default();
-        for space in Space::ALL {
+        for space in Space::all() {
             let Some(ring) = cx.node.ring(space).current() else {
                 continue;
             };

@@ -21,7 +21,7 @@ use tonic::Status;
 use super::peer::{client, timed, Remote};
 use crate::auditor::quarantine;
 use crate::db::{self, Kind};
-use crate::device::{blocking, Device, CF_OBJECTS};
+use crate::device::{blocking, Device, Space};
 use crate::diskfile::{body_file, object_key, read_block, BlockError, ObjectRecord, BLOCK};
 use crate::hashes::{self, Hashes};
 use crate::worker::{Ctx, Limiter};
@@ -81,9 +81,11 @@ impl<'a> Pusher<'a> {
     }
 
     /// Pushes to `peer` the objects of `part` it lacks or holds older; returns how many.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn push_objects(
         &self,
         dev: &Arc<Device>,
+        space: Space,
         part: u32,
         local: &Hashes,
         remote: &Remote,
@@ -98,6 +100,7 @@ impl<'a> Pusher<'a> {
             device: peer.name.clone(),
             part,
             suffixes: differ.iter().map(|&s| u32::from(s)).collect(),
+            ring: space.ring().into(),
         }))
         .await?;
         let theirs: Theirs = theirs
@@ -105,7 +108,7 @@ impl<'a> Pusher<'a> {
             .into_iter()
             .map(|o| (o.name_hash.to_vec(), (o.ts, o.digest.to_vec(), o.meta_ts)))
             .collect();
-        let ours = blocking(dev, move |d| hashes::summaries(d, part, &differ)).await?;
+        let ours = blocking(dev, move |d| hashes::summaries(d, space, part, &differ)).await?;
         let send = plan(ours, &theirs);
         if send.is_empty() {
             return Ok(0);
@@ -115,11 +118,12 @@ impl<'a> Pusher<'a> {
             msg: Some(pb::sync_msg::Msg::Target(pb::SyncTarget {
                 device: peer.name.clone(),
                 part,
+                ring: space.ring().into(),
             })),
         };
         let _ = tx.send(target).await;
         let call = c.sync(ReceiverStream::new(rx));
-        let produce = self.produce(dev, part, send, tx);
+        let produce = self.produce(dev, space, part, send, tx);
         let (reply, produced) = tokio::join!(call, produce);
         let applied = reply?.into_inner().applied;
         produced?;
@@ -131,6 +135,7 @@ impl<'a> Pusher<'a> {
     async fn produce(
         &self,
         dev: &Arc<Device>,
+        space: Space,
         part: u32,
         send: Vec<([u8; 16], bool)>,
         tx: mpsc::Sender<pb::SyncMsg>,
@@ -138,7 +143,7 @@ impl<'a> Pusher<'a> {
         let msg = |m| pb::SyncMsg { msg: Some(m) };
         for (nh, meta_only) in send {
             let key = object_key(part, &nh);
-            let Some(raw) = dev.get(CF_OBJECTS, &key)? else {
+            let Some(raw) = dev.get(space.cf(), &key)? else {
                 continue; // gone since the summary: nothing to push
             };
             let Ok(rec) = ObjectRecord::decode(&raw) else {
@@ -158,8 +163,15 @@ impl<'a> Pusher<'a> {
             }
             if let Some(body) = &rec.inline {
                 if blake3::hash(body).as_bytes() != &rec.blake3 {
-                    let _ =
-                        quarantine(dev, part, &nh, rec.version(), "inline body fails BLAKE3").await;
+                    let _ = quarantine(
+                        dev,
+                        space,
+                        part,
+                        &nh,
+                        rec.version(),
+                        "inline body fails BLAKE3",
+                    )
+                    .await;
                     continue;
                 }
             }
@@ -174,13 +186,14 @@ impl<'a> Pusher<'a> {
             if !rec.has_file() {
                 continue;
             }
-            let path = body_file(dev, part, &nh, &rec);
+            let path = body_file(dev, space, part, &nh, &rec);
             let mut file = match std::fs::File::open(&path) {
                 Ok(f) => f,
                 Err(e) => {
                     if e.kind() == std::io::ErrorKind::NotFound {
                         let _ =
-                            quarantine(dev, part, &nh, rec.version(), "body file missing").await;
+                            quarantine(dev, space, part, &nh, rec.version(), "body file missing")
+                                .await;
                     } else {
                         dev.io_failed("reading a body to push", &e);
                     }
@@ -194,7 +207,8 @@ impl<'a> Pusher<'a> {
                     Ok(buf) => buf,
                     Err(BlockError::Checksum) => {
                         let _ =
-                            quarantine(dev, part, &nh, rec.version(), "block fails its CRC").await;
+                            quarantine(dev, space, part, &nh, rec.version(), "block fails its CRC")
+                                .await;
                         // Ending the stream mid-body makes the receiver drop the partial
                         // copy.
                         return Err(Status::data_loss(format!(

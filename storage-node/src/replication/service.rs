@@ -48,6 +48,17 @@ fn space_of(ring: &str) -> Result<Space, Status> {
     Space::from_ring(ring).ok_or_else(|| bad(format!("no ring named {ring:?}")))
 }
 
+/// The object keyspace a summaries or sync request names (empty: policy 0's).
+fn object_space(ring: &str) -> Result<Space, Status> {
+    match ring {
+        "" => Ok(Space::Object(0)),
+        r => match space_of(r)? {
+            s @ Space::Object(_) => Ok(s),
+            _ => Err(bad(format!("ring {r:?} holds no objects"))),
+        },
+    }
+}
+
 /// Stores a pushed record (its body, if any, already staged) by the PUT rule: only a
 /// version that orders after the stored one is taken. Returns whether it changed anything.
 pub async fn apply_record<E: Engine>(
@@ -188,7 +199,11 @@ impl Replication for ReplicationService {
             .filter(|&&s| s <= u32::from(hashes::MAX_SUFFIX))
             .map(|&s| s as u16)
             .collect();
-        let list = blocking(&dev, move |d| hashes::summaries(d, req.part, &suffixes)).await?;
+        let space = object_space(&req.ring)?;
+        let list = blocking(&dev, move |d| {
+            hashes::summaries(d, space, req.part, &suffixes)
+        })
+        .await?;
         Ok(Response::new(pb::SummariesReply {
             objects: list
                 .into_iter()
@@ -212,8 +227,9 @@ impl Replication for ReplicationService {
         let Some(pb::sync_msg::Msg::Target(t)) = first.msg else {
             return Err(bad("a sync starts with its target"));
         };
+        let space = object_space(&t.ring)?;
         let dev = self.device(&t.device)?;
-        let disk = Disk::new(dev.clone());
+        let disk = Disk::new(dev.clone(), space);
         let mut applied = 0;
         while let Some(msg) = inbound.message().await? {
             match msg.msg {
