@@ -30,6 +30,31 @@ pub fn utf8(v: &HeaderValue) -> Option<&str> {
     std::str::from_utf8(v.as_bytes()).ok()
 }
 
+/// Starts a stored object metadata value whose bytes are not UTF-8 (a header value can
+/// hold no NUL, so no UTF-8 value starts with it); the bytes follow in hex. Swift keeps
+/// such values as they came (py3 Swift's `surrogateescape`); so do we, through stores
+/// whose values are strings.
+const RAW_MARK: &str = "\0";
+
+/// An object metadata value as stored: its text, or [`RAW_MARK`] and its bytes in hex.
+fn stored_object_value(v: &HeaderValue) -> String {
+    match utf8(v) {
+        Some(s) => s.to_string(),
+        None => format!("{RAW_MARK}{}", hex::encode(v.as_bytes())),
+    }
+}
+
+/// The header bytes of a stored metadata value (see [`RAW_MARK`]).
+pub fn stored_value_bytes(stored: &str) -> std::borrow::Cow<'_, [u8]> {
+    match stored
+        .strip_prefix(RAW_MARK)
+        .and_then(|h| hex::decode(h).ok())
+    {
+        Some(raw) => std::borrow::Cow::Owned(raw),
+        None => std::borrow::Cow::Borrowed(stored.as_bytes()),
+    }
+}
+
 /// `x-object-meta-color` → `X-Object-Meta-Color`.
 pub fn title_case(name: &str) -> String {
     name.split('-')
@@ -55,21 +80,29 @@ pub fn metadata(h: &HeaderMap, kind: &str, extra: &[&str]) -> SwiftResult<Vec<(S
     for (k, v) in h {
         let name = k.as_str();
         let (key, value) = if let Some(short) = name.strip_prefix(&prefix) {
-            let v = utf8(v).ok_or_else(|| bad_request("Metadata must be valid UTF-8"))?;
+            // Objects keep values that are not UTF-8, as Swift does; the databases of
+            // accounts and containers do not.
+            let stored = match kind {
+                "object" => stored_object_value(v),
+                _ => utf8(v)
+                    .ok_or_else(|| bad_request("Metadata must be valid UTF-8"))?
+                    .to_string(),
+            };
             if short.is_empty() {
                 return Err(bad_request("Metadata name cannot be empty"));
             }
             if short.len() > MAX_META_NAME {
                 return Err(bad_request(format!("Metadata name too long: {name}")));
             }
-            if v.len() > MAX_META_VALUE {
+            let len = v.as_bytes().len();
+            if len > MAX_META_VALUE {
                 return Err(bad_request(format!(
                     "Metadata value longer than {MAX_META_VALUE}: {name}"
                 )));
             }
             count += 1;
-            size += short.len() + v.len();
-            (name.to_string(), v.to_string())
+            size += short.len() + len;
+            (name.to_string(), stored)
         } else if let Some(short) = name.strip_prefix(&remove) {
             (format!("{prefix}{short}"), String::new())
         } else if name
@@ -609,6 +642,43 @@ mod tests {
         assert_eq!(both.len(), 2, "{both:?}");
         assert!(both.contains(&("x-versions-location".into(), "v".into())));
         assert!(both.contains(&("x-container-meta-a".into(), "1".into())));
+        // Bytes that are not UTF-8 (a character cut short): kept for objects, byte for
+        // byte, and counted as bytes; refused for containers.
+        let mut raw = HeaderMap::new();
+        raw.insert(
+            "x-object-meta-cut",
+            HeaderValue::from_bytes(b"ab\xe2\x82").unwrap(),
+        );
+        let stored = metadata(&raw, "object", &[]).unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(&*stored_value_bytes(&stored[0].1), b"ab\xe2\x82");
+        assert_eq!(&*stored_value_bytes("plain"), b"plain");
+        let mut raw_c = HeaderMap::new();
+        raw_c.insert(
+            "x-container-meta-cut",
+            HeaderValue::from_bytes(b"ab\xe2\x82").unwrap(),
+        );
+        assert_eq!(
+            metadata(&raw_c, "container", &[])
+                .unwrap_err()
+                .status
+                .as_u16(),
+            400
+        );
+        let mut long_raw = HeaderMap::new();
+        let mut v = vec![b'a'; 255];
+        v.push(0xe2);
+        long_raw.insert("x-object-meta-long", HeaderValue::from_bytes(&v).unwrap());
+        assert!(metadata(&long_raw, "object", &[]).is_ok());
+        v.push(0x82);
+        long_raw.insert("x-object-meta-long", HeaderValue::from_bytes(&v).unwrap());
+        assert_eq!(
+            metadata(&long_raw, "object", &[])
+                .unwrap_err()
+                .status
+                .as_u16(),
+            400
+        );
         let long_name = format!("x-object-meta-{}", "n".repeat(129));
         let mut m = HeaderMap::new();
         m.insert(

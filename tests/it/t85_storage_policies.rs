@@ -115,6 +115,19 @@ async fn containers_keep_their_policy_and_objects_live_in_its_ring() {
     let lookup = ok(&["lookup", "/AUTH_test/fast/obj", "--dir", c.dir_str()]);
     assert_eq!(lookup.matches("300000 bytes").count(), 3, "{lookup}");
 
+    // Object metadata that is not UTF-8 (a character cut short) is kept byte for byte,
+    // as Swift keeps it, and survives a POST and a copy.
+    let cut = reqwest::header::HeaderValue::from_bytes(b"caf\xc3").unwrap();
+    let r = s
+        .req(Method::POST, "fast/obj")
+        .header("x-object-meta-cut", cut.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = s.req(Method::HEAD, "fast/obj").send().await.unwrap();
+    assert_eq!(r.headers().get("x-object-meta-cut"), Some(&cut));
+
     // A copy across policies lands in the other keyspace.
     let copy = s
         .req(Method::from_bytes(b"COPY").unwrap(), "fast/obj")
@@ -123,7 +136,9 @@ async fn containers_keep_their_policy_and_objects_live_in_its_ring() {
         .await
         .unwrap();
     assert_eq!(copy.status(), 201);
-    assert_eq!(s.get("plain/copy").await.bytes().await.unwrap(), body);
+    let got = s.get("plain/copy").await;
+    assert_eq!(got.headers().get("x-object-meta-cut"), Some(&cut));
+    assert_eq!(got.bytes().await.unwrap(), body);
     assert_eq!(body_files(&c, "objects").len(), 6);
     assert_eq!(body_files(&c, "objects-1").len(), 3);
 

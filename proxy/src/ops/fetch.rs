@@ -457,7 +457,13 @@ pub fn object_headers(r: &mut Response, m: &pb::ObjectMeta) {
     }
     for item in &m.meta {
         if !item.value.is_empty() && !item.key.starts_with("x-object-sysmeta-") {
-            put(&title_case(&item.key), &item.value);
+            let raw = crate::headers::stored_value_bytes(&item.value);
+            if let (Ok(k), Ok(v)) = (
+                axum::http::HeaderName::from_bytes(title_case(&item.key).as_bytes()),
+                HeaderValue::from_bytes(&raw),
+            ) {
+                h.insert(k, v);
+            }
         }
     }
 }
