@@ -257,11 +257,24 @@ impl MetaClient {
         key: &str,
         value: Vec<u8>,
     ) -> Result<Option<Vec<u8>>, ClientError> {
+        self.put_if(key, value, pb::compare::Target::Version(0))
+            .await?;
+        Ok(self.get(key).await?.map(|kv| kv.value))
+    }
+
+    /// Puts `key` = `value` if the key's `target` (its version, mod revision, …) equals
+    /// the one given; returns whether it did.
+    pub async fn put_if(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        target: pb::compare::Target,
+    ) -> Result<bool, ClientError> {
         let req = pb::TxnRequest {
             compare: vec![pb::Compare {
                 result: pb::compare::Result::Equal as i32,
                 key: key.as_bytes().to_vec(),
-                target: Some(pb::compare::Target::Version(0)),
+                target: Some(target),
             }],
             success: vec![pb::RequestOp {
                 request: Some(pb::request_op::Request::Put(pb::PutRequest {
@@ -272,8 +285,7 @@ impl MetaClient {
             }],
             ..Default::default()
         };
-        self.txn(req).await?;
-        Ok(self.get(key).await?.map(|kv| kv.value))
+        Ok(self.txn(req).await?.succeeded)
     }
 
     /// The current value of `key` (linearizable).

@@ -179,22 +179,10 @@ pub async fn edit(
         Policies::check(&list)?;
         list.sort_by_key(|p| p.index);
         let value = serde_json::to_vec(&list).expect("plain structs serialize");
-        let req = pb::TxnRequest {
-            compare: vec![pb::Compare {
-                result: pb::compare::Result::Equal as i32,
-                key: POLICIES_KEY.as_bytes().to_vec(),
-                target: Some(pb::compare::Target::ModRevision(rev)),
-            }],
-            success: vec![pb::RequestOp {
-                request: Some(pb::request_op::Request::Put(pb::PutRequest {
-                    key: POLICIES_KEY.as_bytes().to_vec(),
-                    value,
-                    ..Default::default()
-                })),
-            }],
-            ..Default::default()
-        };
-        if meta.txn(req).await?.succeeded {
+        let stored = meta
+            .put_if(POLICIES_KEY, value, pb::compare::Target::ModRevision(rev))
+            .await?;
+        if stored {
             return Ok(Policies(list));
         }
     }
