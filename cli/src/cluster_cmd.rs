@@ -84,12 +84,16 @@ async fn nodes(client: &MetaClient, rings: &BTreeMap<String, Ring>) -> Result<Ve
     Ok(set.into_iter().collect())
 }
 
+/// The published rings that place data on storage nodes: [`RINGS`] and the object ring of
+/// every storage policy but the first (`object-1` …) that has one.
 async fn rings(client: &MetaClient) -> Result<BTreeMap<String, Ring>> {
     let store = RingStore::new(client.clone());
     let mut out = BTreeMap::new();
-    for name in RINGS {
-        if let Ok((r, _)) = store.current(name).await {
-            out.insert(name.to_string(), (*r).clone());
+    let policy_rings =
+        (1..stratus_client::policies::MAX_POLICIES).map(stratus_client::policies::ring_name);
+    for name in RINGS.iter().map(|n| n.to_string()).chain(policy_rings) {
+        if let Ok((r, _)) = store.current(&name).await {
+            out.insert(name, (*r).clone());
         }
     }
     Ok(out)

@@ -164,6 +164,23 @@ async fn containers_keep_their_policy_and_objects_live_in_its_ring() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(s.get("fast/obj").await.bytes().await.unwrap(), body);
+    // Cluster health counts the policy's ring with the others.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let h = c.health();
+        let silver = h["rings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["ring"] == "object-1")
+            .cloned()
+            .unwrap_or_else(|| panic!("no object-1 ring in {h}"));
+        if silver["partitions"] == 1 && silver["percent"] == 100.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "object-1 not in sync: {silver}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     // Emptied and deleted, the container can be made again in another policy.
     for o in ["fast/obj"] {
