@@ -192,7 +192,7 @@ impl Worker for Auditor {
         // One pace for the whole node, across its devices.
         let mut pace = Pace::default();
         for dev in cx.node.present_devices() {
-            for space in Space::all().filter(|s| matches!(s, Space::Object(_))) {
+            for space in Space::objects() {
                 if let Err(e) = audit_device(cx, &dev, space, &mut pace).await {
                     cx.stats.error(format!("{}: {e}", dev.name));
                 }

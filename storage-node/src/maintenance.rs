@@ -116,7 +116,7 @@ impl Worker for Reclaimer {
             .0
             .saturating_sub((age * 1e6).min(u64::MAX as f64) as u64);
         for dev in cx.node.present_devices() {
-            for space in Space::all().filter(|s| matches!(s, Space::Object(_))) {
+            for space in Space::objects() {
                 match reclaim_objects(cx, &dev, space, before).await {
                     Ok(n) => cx.stats.repaired(n),
                     Err(e) => cx.stats.error(format!("{}: {e}", dev.name)),
@@ -190,7 +190,7 @@ async fn reclaim_objects(
 /// device's quarantine (never deletes them). Returns how many it moved. Blocking.
 pub fn sweep_orphans(dev: &Device, age: u64) -> Result<u64, DeviceError> {
     let mut moved = 0;
-    for space in Space::all().filter(|s| matches!(s, Space::Object(_))) {
+    for space in Space::objects() {
         moved += sweep_space(dev, space, age)?;
     }
     Ok(moved)

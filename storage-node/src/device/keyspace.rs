@@ -55,9 +55,12 @@ pub enum Space {
 impl Space {
     /// Every keyspace, in the order workers visit them.
     pub fn all() -> impl Iterator<Item = Space> {
-        (0..MAX_POLICIES)
-            .map(Space::Object)
-            .chain([Space::Container, Space::Account])
+        Space::objects().chain([Space::Container, Space::Account])
+    }
+
+    /// The object keyspaces, one per storage policy.
+    pub fn objects() -> impl Iterator<Item = Space> {
+        (0..MAX_POLICIES).map(Space::Object)
     }
 
     /// The ring's name.
