@@ -35,6 +35,10 @@ struct Args {
     /// Log entries kept behind a snapshot.
     #[arg(long, default_value_t = server::DEFAULT_KEEP_LOGS)]
     keep_logs: u64,
+    /// Live write-ahead-log bytes past which the oldest WAL file's memtables are flushed and
+    /// the file is kept for reuse (a reused file's syncs need no journal commit).
+    #[arg(long, default_value_t = stratus_meta::store::DEFAULT_WAL_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
+    wal_bytes: u64,
     /// Address of the admin HTTP port (`/metrics`, `/healthz`); none if not given.
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
@@ -79,6 +83,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
         election_max_ms: a.election_max_ms,
         snapshot_logs: a.snapshot_logs,
         keep_logs: a.keep_logs,
+        wal_bytes: a.wal_bytes,
         ..Config::new(a.id, &a.data_dir)
     };
     let node = MetaServer::new(cfg, addr.to_string())

@@ -46,6 +46,9 @@ pub struct Config {
     pub snapshot_logs: u64,
     /// Log entries kept behind a snapshot (so slightly lagging followers need no snapshot).
     pub keep_logs: u64,
+    /// Live WAL bytes past which the oldest WAL file's memtables are flushed (and the file
+    /// kept for reuse).
+    pub wal_bytes: u64,
 }
 
 impl Config {
@@ -59,6 +62,7 @@ impl Config {
             election_max_ms: DEFAULT_ELECTION_MS.1,
             snapshot_logs: DEFAULT_SNAPSHOT_LOGS,
             keep_logs: DEFAULT_KEEP_LOGS,
+            wal_bytes: store::DEFAULT_WAL_BYTES,
         }
     }
 
@@ -93,7 +97,7 @@ impl MetaServer {
     /// Open storage and start Raft for a node reachable at `addr`.
     pub async fn new(cfg: Config, addr: String) -> Result<Self, MetaError> {
         let raft_cfg = Arc::new(cfg.raft_config()?);
-        let (log, sm) = store::open(&cfg.data_dir).await?;
+        let (log, sm) = store::open(&cfg.data_dir, cfg.wal_bytes).await?;
         let leading = log.leading();
         let reader = sm.reader();
         let raft = Raft::new(cfg.id, raft_cfg, Network, log, sm)

@@ -40,13 +40,25 @@ pub(crate) const CF_DEDUP_IDX: &str = "dedup_idx";
 /// Column families that make up the state machine, in snapshot order.
 pub(crate) const SM_CFS: [&str; 5] = [CF_KV, CF_EVENTS, CF_SM, CF_DEDUP, CF_DEDUP_IDX];
 
-/// Open (or create) the node's database with every column family.
-pub fn open_db(path: &Path) -> Result<Arc<DB>, rocksdb::Error> {
+/// Open (or create) the node's database with every column family; past `wal_bytes` of live
+/// WAL files, the oldest one's memtables are flushed and the file recycled.
+pub fn open_db(path: &Path, wal_bytes: u64) -> Result<Arc<DB>, rocksdb::Error> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.set_max_background_jobs(2);
     opts.set_keep_log_file_num(4);
+    // Every client write waits for a WAL fdatasync on a quorum. On a WAL file that grows,
+    // that sync also commits the file's new size (and its newly written extents) through
+    // ext4's journal, which the three members' syncs share; on a recycled WAL, whose blocks
+    // were written before, it writes the data and nothing else. RocksDB recycles only files
+    // that became obsolete, so the WAL is also bounded: past `wal_bytes` RocksDB flushes
+    // the column families the oldest file still holds (the small `raft` and `sm` ones
+    // would otherwise keep every WAL alive), and that file becomes the next one written.
+    // Recycling is safe with point-in-time recovery (our mode) since RocksDB 9.1: records
+    // carry their file's number, so old records at a recycled file's tail end the replay.
+    opts.set_recycle_log_file_num(RECYCLED_WALS);
+    opts.set_max_total_wal_size(wal_bytes);
     // The Raft log's fdatasync must not wait for a memtable flush or a compaction. With
     // buffered table writes it does: ext4 (data=ordered) commits the WAL's size change in a
     // journal transaction that first writes out every dirty page of the new table file, and
@@ -81,6 +93,13 @@ pub fn open_db(path: &Path) -> Result<Arc<DB>, rocksdb::Error> {
     Ok(Arc::new(DB::open_cf_descriptors(&opts, path, cfs)?))
 }
 
+/// WAL files kept for reuse instead of deleted.
+const RECYCLED_WALS: usize = 4;
+
+/// Default total size of the live WAL files past which RocksDB flushes the oldest one's
+/// memtables (~40,000 client writes; a flush then writes a few MiB per column family).
+pub const DEFAULT_WAL_BYTES: u64 = 64 << 20;
+
 /// Rate of flush and compaction writes. A member writes ~1.5 KiB of log, state and history
 /// per client write, so this keeps up with ~40,000 writes/s, far above what three members
 /// commit on one machine.
@@ -112,9 +131,12 @@ fn supports_direct_io(dir: &Path) -> bool {
 }
 
 /// Open the log store and state machine of a node whose data lives under `dir`.
-pub async fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), crate::MetaError> {
+pub async fn open(
+    dir: &Path,
+    wal_bytes: u64,
+) -> Result<(LogStore, StateMachineStore), crate::MetaError> {
     std::fs::create_dir_all(dir)?;
-    let db = open_db(&dir.join("db"))?;
+    let db = open_db(&dir.join("db"), wal_bytes)?;
     let log = LogStore::new(db.clone());
     let sm = StateMachineStore::open(db, dir.join("snapshots")).await?;
     Ok((log, sm))
@@ -163,7 +185,9 @@ mod conformance {
         ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<NodeId>>
         {
             let dir = tempfile::tempdir().expect("tempdir");
-            let (log, sm) = super::open(dir.path()).await.expect("open store");
+            let (log, sm) = super::open(dir.path(), super::DEFAULT_WAL_BYTES)
+                .await
+                .expect("open store");
             Ok((dir, log, sm))
         }
     }
@@ -185,7 +209,7 @@ mod tables {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db");
         {
-            let db = open_db(&path).expect("open");
+            let db = open_db(&path, super::DEFAULT_WAL_BYTES).expect("open");
             for round in 0..3u32 {
                 for i in 0..2_000u32 {
                     let v = format!("{round}-{i}-").repeat(40);
@@ -198,7 +222,7 @@ mod tables {
             }
             db.compact_range_cf(cf(&db, CF_KV), None::<&[u8]>, None::<&[u8]>);
         }
-        let db = open_db(&path).expect("reopen");
+        let db = open_db(&path, super::DEFAULT_WAL_BYTES).expect("reopen");
         for i in (0..2_000u32).step_by(97) {
             let got = db.get_cf(cf(&db, CF_KV), i.to_be_bytes()).expect("get");
             assert_eq!(got, Some(format!("2-{i}-").repeat(40).into_bytes()));

@@ -930,7 +930,9 @@ mod tests {
     #[tokio::test]
     async fn the_dedup_window_counts_writes_and_old_records_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let (_log, mut sm) = super::super::open(dir.path()).await.unwrap();
+        let (_log, mut sm) = super::super::open(dir.path(), super::super::DEFAULT_WAL_BYTES)
+            .await
+            .unwrap();
         sm.shared
             .dedup_window
             .store(100, std::sync::atomic::Ordering::Relaxed);
@@ -978,7 +980,10 @@ mod tests {
     #[tokio::test]
     async fn range_reads_answer_a_page_and_refuse_undecodable_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let (_log, mut sm) = super::super::open(&dir.path().join("data")).await.unwrap();
+        let (_log, mut sm) =
+            super::super::open(&dir.path().join("data"), super::super::DEFAULT_WAL_BYTES)
+                .await
+                .unwrap();
         let n = stratus_core::limits::DEFAULT_RANGE_LIMIT + 5;
         let reqs: Vec<Request> = (0..n)
             .map(|i| Request {
@@ -1025,7 +1030,9 @@ mod tests {
         use openraft::storage::RaftSnapshotBuilder;
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let (_log, mut sm) = super::super::open(&data).await.unwrap();
+        let (_log, mut sm) = super::super::open(&data, super::super::DEFAULT_WAL_BYTES)
+            .await
+            .unwrap();
         sm.apply(vec![entry(1, vec![req(1, writes("kept", "1"))])])
             .await
             .unwrap();
@@ -1074,7 +1081,9 @@ mod tests {
     #[tokio::test]
     async fn batched_writes_see_each_other_and_keep_their_own_answers() {
         let dir = tempfile::tempdir().unwrap();
-        let (_log, mut sm) = super::super::open(dir.path()).await.unwrap();
+        let (_log, mut sm) = super::super::open(dir.path(), super::super::DEFAULT_WAL_BYTES)
+            .await
+            .unwrap();
         // Entry 1: three writes; the third repeats the first's request id.
         // Entry 2 (same apply call): a compare on what entry 1 wrote, and a range over it.
         let if_two = Txn {
