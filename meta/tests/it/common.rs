@@ -203,6 +203,20 @@ impl Cluster {
         MetaClient::new(&[&self.nodes[&id].addr]).unwrap()
     }
 
+    /// Node `id`'s own copy of the keys under `prefix` (a serializable read, served there).
+    pub async fn local_prefix(&self, id: u64, prefix: &str) -> Vec<pb::KeyValue> {
+        self.client_of(id)
+            .range(pb::RangeRequest {
+                key: prefix.as_bytes().to_vec(),
+                prefix: true,
+                serializable: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .kvs
+    }
+
     pub async fn status(&self, id: u64) -> Option<pb::StatusResponse> {
         let addr = &self.nodes[&id].addr;
         MetaClient::new(&[addr]).ok()?.status_of(addr).await.ok()

@@ -141,17 +141,7 @@ async fn leader_kill_under_64_writers_keeps_every_ack_once() {
     c.caught_up(old_leader).await;
     let revision = client.revision().await.unwrap();
     assert_eq!(c.status(old_leader).await.unwrap().revision, revision);
-    let local = c
-        .client_of(old_leader)
-        .range(stratus_proto::meta::RangeRequest {
-            key: b"gc/".to_vec(),
-            prefix: true,
-            serializable: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .kvs;
+    let local = c.local_prefix(old_leader, "gc/").await;
     assert_eq!(local, kvs, "the old leader's own copy matches");
 }
 
@@ -225,17 +215,7 @@ async fn whole_cluster_killed_over_recycled_wals_keeps_every_ack_once() {
     let mut copies = Vec::new();
     for id in [1, 2, 3] {
         c.caught_up(id).await;
-        let kvs = c
-            .client_of(id)
-            .range(stratus_proto::meta::RangeRequest {
-                key: b"rw/".to_vec(),
-                prefix: true,
-                serializable: true,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .kvs;
+        let kvs = c.local_prefix(id, "rw/").await;
         let present: std::collections::HashSet<_> = kvs
             .iter()
             .map(|kv| String::from_utf8_lossy(&kv.key).to_string())
