@@ -36,7 +36,7 @@ struct Args {
     #[arg(long, default_value_t = server::DEFAULT_KEEP_LOGS)]
     keep_logs: u64,
     /// Live write-ahead-log bytes past which the oldest WAL file's memtables are flushed and
-    /// the file is kept for reuse (a reused file's syncs need no journal commit).
+    /// the file is kept for reuse (a reused file's syncs write its data and no metadata).
     #[arg(long, default_value_t = stratus_meta::store::DEFAULT_WAL_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
     wal_bytes: u64,
     /// Address of the admin HTTP port (`/metrics`, `/healthz`); none if not given.
