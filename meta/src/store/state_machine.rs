@@ -30,7 +30,6 @@ use openraft::{
 };
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
 use tokio::io::AsyncSeekExt;
-use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::watch;
 
 use super::snapshot::{self, SnapshotWriter};
@@ -693,10 +692,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // Applying runs on the node's runtime, whose threads also answer Raft and clients.
         // A txn over a range (a prefix delete of 64k keys took 0.5-0.9 s) would stop all of
         // that, so a follower missed heartbeats and the leader its quorum; such batches run
-        // with the runtime's other work moved to another thread. Point writes, nearly all
-        // of them, stay inline: handing the thread off costs more than applying them.
-        if scans && Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
-            tokio::task::block_in_place(|| self.apply_blocking(entries))
+        // on a blocking thread (with either scheduler: a node with one worker thread runs
+        // tokio's current-thread one). Point writes, nearly all of them, stay inline:
+        // handing them to another thread costs more than applying them.
+        if scans {
+            let me = self.clone();
+            tokio::task::spawn_blocking(move || me.apply_blocking(entries))
+                .await
+                .map_err(|e| StorageIOError::write_state_machine(&e))?
         } else {
             self.apply_blocking(entries)
         }

@@ -112,6 +112,9 @@ impl Cluster {
                 "127.0.0.1:0",
                 "--tls",
                 pki().to_str().unwrap(),
+                // As `stratus dev up` runs its nodes.
+                "--worker-threads",
+                "1",
             ])
             .args([
                 "--heartbeat-ms",

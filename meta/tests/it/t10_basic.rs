@@ -88,7 +88,7 @@ async fn writes_through_any_node_and_read_your_writes() {
 
 /// A range read answers at most DEFAULT_RANGE_LIMIT keys at a time (decoding only that
 /// page); a client asking for every key of a prefix gets them all, in order, in pages read
-/// at one revision.
+/// at one revision, and deleted in one request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_prefixes_are_read_in_pages() {
     let c = Cluster::start(1, &[]).await;
@@ -140,4 +140,14 @@ async fn large_prefixes_are_read_in_pages() {
         .map(|kv| String::from_utf8(kv.key.clone()).unwrap())
         .collect();
     assert_eq!(got, keys);
+    // A prefix delete scans: it is applied on a blocking thread, off the node's one
+    // runtime thread, and removes every key once.
+    let deleted = client.delete("many/", true).await.unwrap();
+    assert_eq!(deleted.deleted, n as i64);
+    assert!(client
+        .range_prefix("many/", 0)
+        .await
+        .unwrap()
+        .kvs
+        .is_empty());
 }
