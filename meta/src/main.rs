@@ -62,11 +62,10 @@ fn main() -> anyhow::Result<()> {
         // HTTP/2 connection, which was written at once, one syscall per answer (0.86
         // `writev` per write on the leader at 64 in flight, against 0.04 here).
         1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
         n => {
             let mut rt = tokio::runtime::Builder::new_multi_thread();
-            if n > 0 {
-                rt.worker_threads(n);
-            }
+            rt.worker_threads(n);
             rt
         }
     };
