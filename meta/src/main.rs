@@ -10,6 +10,9 @@ use stratus_client::service::admin;
 use stratus_client::service::metrics::Health;
 use stratus_meta::server::{self, Config, MetaServer};
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// One node of the Stratus metadata cluster.
 #[derive(Parser, Debug)]
 #[command(version)]
