@@ -109,7 +109,9 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> 
 
 #[tonic::async_trait]
 impl Meta for MetaService {
-    #[tracing::instrument(skip_all, fields(node = self.id))]
+    // The write paths' spans are at debug: an info span is built for every call, and was
+    // 2.3% of the leader's CPU at 64 writes in flight.
+    #[tracing::instrument(level = "debug", skip_all, fields(node = self.id))]
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let caller = Caller::of(&req);
         let r = req.into_inner();
@@ -177,7 +179,7 @@ impl Meta for MetaService {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(node = self.id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(node = self.id))]
     async fn delete(
         &self,
         req: Request<pb::DeleteRequest>,
@@ -204,7 +206,7 @@ impl Meta for MetaService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(node = self.id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(node = self.id))]
     async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
         let caller = Caller::of(&req);
         let r = req.into_inner();
