@@ -15,13 +15,15 @@
 //! - `events`: revision (u64 BE) → bincode `Vec<Event>` (history for watch and old reads)
 //! - `sm`: `applied`, `membership`, `revision`, `compact`, `dedup_seq`
 //! - `dedup`: request id → bincode (dedup sequence number, Response); `dedup_idx`: that
-//!   number BE ++ id
+//!   number BE ++ id, written by builds before the dedup records were dropped by compactions
+//!   (those compactions drop it too)
 
 pub mod log_store;
 pub mod snapshot;
 pub mod state_machine;
 
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, Options, DB};
@@ -42,7 +44,13 @@ pub(crate) const SM_CFS: [&str; 5] = [CF_KV, CF_EVENTS, CF_SM, CF_DEDUP, CF_DEDU
 
 /// Open (or create) the node's database with every column family; past `wal_bytes` of live
 /// WAL files, the oldest one's memtables are flushed and the file recycled.
-pub fn open_db(path: &Path, wal_bytes: u64) -> Result<Arc<DB>, rocksdb::Error> {
+/// Compactions drop dedup records numbered below `dedup_floor`
+/// ([`state_machine::DedupFilterFactory`]).
+pub fn open_db(
+    path: &Path,
+    wal_bytes: u64,
+    dedup_floor: &Arc<AtomicU64>,
+) -> Result<Arc<DB>, rocksdb::Error> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
@@ -91,7 +99,7 @@ pub fn open_db(path: &Path, wal_bytes: u64) -> Result<Arc<DB>, rocksdb::Error> {
         CF_DEDUP_IDX,
     ]
     .into_iter()
-    .map(|name| ColumnFamilyDescriptor::new(name, cf_options(name)));
+    .map(|name| ColumnFamilyDescriptor::new(name, cf_options(name, dedup_floor)));
     Ok(Arc::new(DB::open_cf_descriptors(&opts, path, cfs)?))
 }
 
@@ -139,17 +147,21 @@ pub async fn open(
     wal_bytes: u64,
 ) -> Result<(LogStore, StateMachineStore), crate::MetaError> {
     std::fs::create_dir_all(dir)?;
-    let db = open_db(&dir.join("db"), wal_bytes)?;
+    let dedup_floor = Arc::new(AtomicU64::new(0));
+    let db = open_db(&dir.join("db"), wal_bytes, &dedup_floor)?;
     let log = LogStore::new(db.clone());
-    let sm = StateMachineStore::open(db, dir.join("snapshots")).await?;
+    let sm = StateMachineStore::open(db, dir.join("snapshots"), dedup_floor).await?;
     Ok((log, sm))
 }
 
 /// Every client write looks up its request id in `dedup`, where it is almost never found:
 /// whole-key bloom filters, in the memtable and in each table file, answer "absent" without
 /// walking the memtable's skip list or reading table blocks.
-fn cf_options(name: &str) -> Options {
+fn cf_options(name: &str, dedup_floor: &Arc<AtomicU64>) -> Options {
     let mut opts = Options::default();
+    if let Some(filter) = state_machine::DedupFilterFactory::for_cf(name, dedup_floor) {
+        opts.set_compaction_filter_factory(filter);
+    }
     if name == CF_DEDUP {
         let mut table = BlockBasedOptions::default();
         table.set_bloom_filter(10.0, false);
@@ -212,7 +224,7 @@ mod tables {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db");
         {
-            let db = open_db(&path, super::DEFAULT_WAL_BYTES).expect("open");
+            let db = open_db(&path, super::DEFAULT_WAL_BYTES, &Default::default()).expect("open");
             for round in 0..3u32 {
                 for i in 0..2_000u32 {
                     let v = format!("{round}-{i}-").repeat(40);
@@ -225,7 +237,7 @@ mod tables {
             }
             db.compact_range_cf(cf(&db, CF_KV), None::<&[u8]>, None::<&[u8]>);
         }
-        let db = open_db(&path, super::DEFAULT_WAL_BYTES).expect("reopen");
+        let db = open_db(&path, super::DEFAULT_WAL_BYTES, &Default::default()).expect("reopen");
         for i in (0..2_000u32).step_by(97) {
             let got = db.get_cf(cf(&db, CF_KV), i.to_be_bytes()).expect("get");
             assert_eq!(got, Some(format!("2-{i}-").repeat(40).into_bytes()));

@@ -15,7 +15,9 @@
 //! Dedup: a request id seen within the last [`DEDUP_WINDOW`] client writes returns its first
 //! answer instead of being applied again. The window counts writes, not log entries: one
 //! entry carries up to 512 writes (group commit), so a window of entries would keep up to
-//! 512 times as many records, all of them copied into every snapshot.
+//! 512 times as many records, all of them copied into every snapshot. Records that fell out
+//! of the window are dropped by RocksDB's compactions ([`DedupFilterFactory`]), not by the
+//! writes: forgetting costs the apply path nothing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::SeekFrom;
@@ -49,8 +51,12 @@ pub const COMPACT_EVERY: i64 = 1024;
 /// commits at most ~8,000 writes/s, so a retry is at most ~240,000 writes late: the window is
 /// twice that.
 pub const DEDUP_WINDOW: u64 = 500_000;
-/// How often (in client writes) dedup records older than the window are dropped.
-const DEDUP_PRUNE_EVERY: u64 = 1024;
+/// How often the dedup floor ([`StateMachineStore::advance_dedup_floor`]) moves up.
+#[cfg(not(test))]
+const DEDUP_FLOOR_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Unit tests move the floor themselves.
+#[cfg(test)]
+const DEDUP_FLOOR_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Most entries applied in one RocksDB write batch.
 pub const APPLY_BATCH_ENTRIES: usize = 1024;
 /// A write batch is written once it holds this many bytes, whatever its entry count.
@@ -89,6 +95,10 @@ struct Shared {
     seq: AtomicU64,
     /// [`DEDUP_WINDOW`]; smaller in tests.
     dedup_window: AtomicU64,
+    /// The dedup clock of the last write batch written (not necessarily durable yet).
+    dedup_written: AtomicU64,
+    /// Dedup records numbered below this may be dropped ([`DedupFilterFactory`]).
+    dedup_floor: Arc<AtomicU64>,
 }
 
 /// The state machine handed to openraft.
@@ -279,8 +289,13 @@ fn scan(
 }
 
 impl StateMachineStore {
-    /// Open the state machine over `db`, with snapshot files in `snap_dir`.
-    pub async fn open(db: Arc<DB>, snap_dir: PathBuf) -> Result<Self, crate::MetaError> {
+    /// Open the state machine over `db`, with snapshot files in `snap_dir`; `dedup_floor` is
+    /// the one `db`'s dedup column families were opened with ([`DedupFilterFactory`]).
+    pub async fn open(
+        db: Arc<DB>,
+        snap_dir: PathBuf,
+        dedup_floor: Arc<AtomicU64>,
+    ) -> Result<Self, crate::MetaError> {
         std::fs::create_dir_all(&snap_dir)?;
         if let Some(id) = sm_get::<String>(&db, None, INSTALLING)? {
             // Stopped while loading a snapshot: load it again, from its file.
@@ -302,6 +317,9 @@ impl StateMachineStore {
             snapshot::remove_others(&snap_dir, keep);
         }
         let revision: i64 = sm_get(&db, None, "revision")?.unwrap_or(0);
+        // What the database holds after a restart is durable: its clock may set the floor.
+        let dedup_seq: u64 = sm_get(&db, None, DEDUP_SEQ)?.unwrap_or(0);
+        dedup_floor.fetch_max(dedup_seq.saturating_sub(DEDUP_WINDOW), Ordering::AcqRel);
         let (tx, _) = watch::channel(revision);
         let shared = Arc::new(Shared {
             db,
@@ -311,7 +329,19 @@ impl StateMachineStore {
             current: Mutex::new(current),
             seq: AtomicU64::new(0),
             dedup_window: AtomicU64::new(DEDUP_WINDOW),
+            dedup_written: AtomicU64::new(dedup_seq),
+            dedup_floor,
         });
+        let weak = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("dedup-floor".into())
+            .spawn(move || loop {
+                std::thread::sleep(DEDUP_FLOOR_EVERY);
+                let Some(shared) = weak.upgrade() else { return };
+                if let Err(e) = (StateMachineStore { shared }).advance_dedup_floor() {
+                    tracing::warn!(error = %e, "could not sync the WAL to raise the dedup floor");
+                }
+            })?;
         Ok(StateMachineStore { shared })
     }
 
@@ -403,49 +433,13 @@ impl StateMachineStore {
             let seq = p.dedup_seq;
             p.batch
                 .put_cf(cf(db, CF_DEDUP), id.0, ser(&(seq, &applied.response)));
-            let mut idx = seq.to_be_bytes().to_vec();
-            idx.extend_from_slice(&id.0);
-            p.batch.put_cf(cf(db, CF_DEDUP_IDX), idx, b"");
             p.dedup.insert(id.0, applied.response.clone());
-            if seq.is_multiple_of(DEDUP_PRUNE_EVERY) && seq > self.dedup_window() {
-                self.prune_dedup(p, seq - self.dedup_window())
-                    .map_err(|e| StorageIOError::apply(log_id, &e))?;
-            }
         }
         Ok(applied.response)
     }
 
     fn dedup_window(&self) -> u64 {
         self.shared.dedup_window.load(Ordering::Relaxed)
-    }
-
-    /// Drop dedup records of writes numbered below `below`. Only reclaims space: a record older
-    /// than the window is ignored by [`Self::apply_request`] whether or not it is gone yet,
-    /// so where a replica's write batches split cannot change an answer. A record that the
-    /// same id wrote again later (its index differs) is kept.
-    fn prune_dedup(&self, p: &mut Pending, below: u64) -> Result<(), rocksdb::Error> {
-        let db = &*self.shared.db;
-        let mut opts = ReadOptions::default();
-        // The prune before this one (at the same place in every replica's log) dropped
-        // everything below `below - DEDUP_PRUNE_EVERY`: start there. From the start, the
-        // scan would step over every record deleted since the last compaction, each time.
-        let from = below.saturating_sub(DEDUP_PRUNE_EVERY);
-        opts.set_iterate_lower_bound(from.to_be_bytes().to_vec());
-        opts.set_iterate_upper_bound(below.to_be_bytes().to_vec());
-        for item in db.iterator_cf_opt(cf(db, CF_DEDUP_IDX), opts, IteratorMode::Start) {
-            let (k, _) = item?;
-            let (index, id) = k.split_at(8);
-            let rewritten = <[u8; 16]>::try_from(id).is_ok_and(|id| p.dedup.contains_key(&id));
-            let stored = db
-                .get_cf(cf(db, CF_DEDUP), id)?
-                .and_then(|b| bincode::deserialize::<(u64, Response)>(&b).ok())
-                .map(|(i, _)| i.to_be_bytes());
-            if !rewritten && stored.as_ref().map(|i| i.as_slice()) == Some(index) {
-                p.batch.delete_cf(cf(db, CF_DEDUP), id);
-            }
-            p.batch.delete_cf(cf(db, CF_DEDUP_IDX), &k);
-        }
-        Ok(())
     }
 
     fn apply_blocking(
@@ -460,12 +454,36 @@ impl StateMachineStore {
             out.push(self.apply_one(ent, &mut revision, &mut pending)?);
             if pending.full() {
                 pending.write(revision)?;
-                self.shared.revision.send_replace(revision);
+                self.written(revision, pending.dedup_seq);
             }
         }
         pending.write(revision)?;
-        self.shared.revision.send_replace(revision);
+        self.written(revision, pending.dedup_seq);
         Ok(out)
+    }
+
+    /// After a write batch: tell watchers the revision, and the dedup floor the clock.
+    fn written(&self, revision: i64, dedup_seq: u64) {
+        self.shared.revision.send_replace(revision);
+        self.shared
+            .dedup_written
+            .store(dedup_seq, Ordering::Release);
+    }
+
+    /// Raise the dedup floor to the window's start as of the last write batch, once that
+    /// batch is durable. Only a durable clock may set it: a member that stops loses its
+    /// unsynced applies and applies those entries again from the log, on the clock of its
+    /// disk, and the records they are answered from must still be there.
+    fn advance_dedup_floor(&self) -> Result<(), rocksdb::Error> {
+        let written = self.shared.dedup_written.load(Ordering::Acquire);
+        let floor = written.saturating_sub(self.dedup_window());
+        if floor <= self.shared.dedup_floor.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // The WAL is one sequence: syncing it now makes the batch that set `written` durable.
+        self.shared.db.flush_wal(true)?;
+        self.shared.dedup_floor.fetch_max(floor, Ordering::AcqRel);
+        Ok(())
     }
 
     fn build_blocking(&self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
@@ -573,6 +591,12 @@ impl StateMachineStore {
             let _guard = self.shared.install.write().expect("lock");
             load_snapshot(&self.shared.db, &dest).map_err(|e| werr(&e))?
         };
+        let dedup_seq = sm_get(&self.shared.db, None, DEDUP_SEQ)
+            .map_err(|e| werr(&e))?
+            .unwrap_or(0);
+        self.shared
+            .dedup_written
+            .store(dedup_seq, Ordering::Release);
         snapshot::remove_others(dir, &dest);
         *self.shared.current.lock().expect("lock") = Some((meta.clone(), dest));
         Ok(revision)
@@ -885,6 +909,74 @@ impl SmReader {
     }
 }
 
+/// Drops, as RocksDB compacts them, the dedup records no write can be answered from any
+/// more: those numbered below the floor, the window's start as of a durable dedup clock
+/// ([`StateMachineStore::advance_dedup_floor`]). One factory serves `dedup` (the number is
+/// the first 8 bytes of the value, bincode's little-endian u64) and one `dedup_idx`, which
+/// builds before this one wrote (the number is the key's first 8 bytes, big endian).
+///
+/// Only reclaims space: [`StateMachineStore::apply_request`] ignores a record older than
+/// the window whether it is gone or not, so when a member's compactions run cannot change
+/// an answer. A record that the same id wrote again later carries the later number.
+pub(crate) struct DedupFilterFactory {
+    floor: Arc<AtomicU64>,
+    index: bool,
+}
+
+impl DedupFilterFactory {
+    /// The factory for column family `name`, if it holds dedup records.
+    pub(crate) fn for_cf(name: &str, floor: &Arc<AtomicU64>) -> Option<Self> {
+        (name == CF_DEDUP || name == CF_DEDUP_IDX).then(|| DedupFilterFactory {
+            floor: floor.clone(),
+            index: name == CF_DEDUP_IDX,
+        })
+    }
+}
+
+const DEDUP_FILTER: &std::ffi::CStr = c"stratus-dedup-window";
+
+impl rocksdb::compaction_filter_factory::CompactionFilterFactory for DedupFilterFactory {
+    type Filter = DedupFilter;
+
+    fn create(
+        &mut self,
+        _: rocksdb::compaction_filter_factory::CompactionFilterContext,
+    ) -> DedupFilter {
+        DedupFilter {
+            floor: self.floor.load(Ordering::Acquire),
+            index: self.index,
+        }
+    }
+
+    fn name(&self) -> &std::ffi::CStr {
+        DEDUP_FILTER
+    }
+}
+
+/// One compaction's filter: the floor as it was when the compaction began.
+pub(crate) struct DedupFilter {
+    floor: u64,
+    index: bool,
+}
+
+impl rocksdb::compaction_filter::CompactionFilter for DedupFilter {
+    fn filter(&mut self, _level: u32, key: &[u8], value: &[u8]) -> rocksdb::CompactionDecision {
+        let number = if self.index {
+            key.first_chunk::<8>().map(|b| u64::from_be_bytes(*b))
+        } else {
+            value.first_chunk::<8>().map(|b| u64::from_le_bytes(*b))
+        };
+        match number {
+            Some(n) if n < self.floor => rocksdb::CompactionDecision::Remove,
+            _ => rocksdb::CompactionDecision::Keep,
+        }
+    }
+
+    fn name(&self) -> &std::ffi::CStr {
+        DEDUP_FILTER
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Group commit: one entry carrying several client writes, and several entries applied
@@ -958,8 +1050,27 @@ mod tests {
         sm.apply(vec![entry(4, vec![write(101)])]).await.unwrap();
         let late = sm.apply(vec![entry(5, vec![write(0)])]).await.unwrap();
         assert!(late[0][0].revision > first[0][0].revision, "applied again");
+        // Index records, as builds before compactions dropped them wrote one per write.
+        let db = sm.shared.db.clone();
+        let idx = super::super::cf(&db, super::super::CF_DEDUP_IDX);
+        for n in [1u64, 52, 53, 1100] {
+            let mut k = n.to_be_bytes().to_vec();
+            k.extend_from_slice(&[7; 16]);
+            db.put_cf(idx, k, b"").unwrap();
+        }
+        let store = sm.clone();
+        let compact = || {
+            store.advance_dedup_floor().unwrap();
+            for name in [super::super::CF_DEDUP, super::super::CF_DEDUP_IDX] {
+                db.compact_range_cf(super::super::cf(&db, name), None::<&[u8]>, None::<&[u8]>);
+            }
+        };
+        let count = |name| {
+            db.iterator_cf(super::super::cf(&db, name), rocksdb::IteratorMode::Start)
+                .count()
+        };
         // 103 writes so far (the deduplicated retry is not one); 1,100 in all, in entries
-        // of 50: the prune at write 1,024 drops every record numbered below 924.
+        // of 50.
         let mut seq = 103;
         let mut index = 6;
         while seq < 1100 {
@@ -967,14 +1078,27 @@ mod tests {
             seq += reqs.len() as u32;
             sm.apply(vec![entry(index, reqs)]).await.unwrap();
             index += 1;
+            if seq == 153 {
+                // The floor is 53: record 1 (write 0's first answer) is dropped, but not
+                // record 103, its second: a retry is still answered from it.
+                compact();
+                assert_eq!(count(super::super::CF_DEDUP_IDX), 2, "1 and 52 dropped");
+                let again = sm.apply(vec![entry(index, vec![write(0)])]).await.unwrap();
+                index += 1;
+                assert_eq!(again[0][0].revision, late[0][0].revision, "deduplicated");
+            }
         }
-        let db = &*sm.shared.db;
-        let count = |name| {
-            db.iterator_cf(super::super::cf(db, name), rocksdb::IteratorMode::Start)
-                .count()
-        };
-        assert_eq!(count(super::super::CF_DEDUP), 1100 - 923);
-        assert_eq!(count(super::super::CF_DEDUP_IDX), 1100 - 923);
+        // Not durable yet, not dropped: the floor moves only once the WAL is synced.
+        db.compact_range_cf(
+            super::super::cf(&db, super::super::CF_DEDUP),
+            None::<&[u8]>,
+            None::<&[u8]>,
+        );
+        assert!(count(super::super::CF_DEDUP) > 200);
+        // Records 1,000 to 1,100 are within the window of the next write.
+        compact();
+        assert_eq!(count(super::super::CF_DEDUP), 101);
+        assert_eq!(count(super::super::CF_DEDUP_IDX), 1, "only 1,100's is left");
     }
 
     /// A current range read decodes only the page it answers and counts the rest; without
